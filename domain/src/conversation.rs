@@ -1,0 +1,189 @@
+//! Conversation: one per channel and contact. Holds the 24-hour customer service window, opened or
+//! renewed by every inbound message, and the assignment to an agent.
+
+use crate::aggregate::Aggregate;
+use crate::error::DomainError;
+use crate::ids::{ChannelId, ContactId};
+use crate::values::bounded_text;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How long after the contact's last inbound message free-form messages may be sent.
+pub const SERVICE_WINDOW: Duration = Duration::hours(24);
+
+#[derive(Debug, Clone, Default)]
+pub struct Conversation {
+    pub started: bool,
+    pub channel_id: Option<ChannelId>,
+    pub contact_id: Option<ContactId>,
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    pub assignee: Option<String>,
+}
+
+impl Conversation {
+    /// When the service window closes (or closed); `None` if the contact never wrote.
+    pub fn window_expires_at(&self) -> Option<DateTime<Utc>> {
+        self.last_inbound_at.map(|t| t + SERVICE_WINDOW)
+    }
+
+    /// Whether free-form messages may be sent at `now`.
+    pub fn window_open(&self, now: DateTime<Utc>) -> bool {
+        self.window_expires_at().is_some_and(|exp| now < exp)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ConversationCommand {
+    RecordInbound {
+        channel_id: ChannelId,
+        contact_id: ContactId,
+        provider_message_id: String,
+        at: DateTime<Utc>,
+    },
+    Assign {
+        assignee: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ConversationEvent {
+    #[serde(rename = "conversation.started")]
+    Started {
+        channel_id: ChannelId,
+        contact_id: ContactId,
+    },
+    #[serde(rename = "conversation.inbound_received")]
+    InboundReceived {
+        provider_message_id: String,
+        at: DateTime<Utc>,
+    },
+    #[serde(rename = "conversation.assigned")]
+    Assigned { assignee: Option<String> },
+}
+
+impl Aggregate for Conversation {
+    const CATEGORY: &'static str = "conversation";
+    type Command = ConversationCommand;
+    type Event = ConversationEvent;
+
+    fn decide(&self, command: ConversationCommand) -> Result<Vec<ConversationEvent>, DomainError> {
+        match command {
+            ConversationCommand::RecordInbound {
+                channel_id,
+                contact_id,
+                provider_message_id,
+                at,
+            } => {
+                let mut events = vec![];
+                if !self.started {
+                    events.push(ConversationEvent::Started {
+                        channel_id,
+                        contact_id,
+                    });
+                }
+                events.push(ConversationEvent::InboundReceived {
+                    provider_message_id: bounded_text(
+                        "provider_message_id",
+                        &provider_message_id,
+                        256,
+                    )?,
+                    at,
+                });
+                Ok(events)
+            }
+            ConversationCommand::Assign { assignee } => {
+                if !self.started {
+                    return Err(DomainError::NotFound("conversation"));
+                }
+                let assignee = assignee
+                    .map(|a| bounded_text("assignee", &a, 200))
+                    .transpose()?;
+                Ok(if assignee == self.assignee {
+                    vec![]
+                } else {
+                    vec![ConversationEvent::Assigned { assignee }]
+                })
+            }
+        }
+    }
+
+    fn evolve(mut self, event: &ConversationEvent) -> Self {
+        match event {
+            ConversationEvent::Started {
+                channel_id,
+                contact_id,
+            } => {
+                self.started = true;
+                self.channel_id = Some(*channel_id);
+                self.contact_id = Some(*contact_id);
+            }
+            // Webhooks arrive out of order: the window follows the latest inbound message seen.
+            ConversationEvent::InboundReceived { at, .. } => {
+                self.last_inbound_at = Some(self.last_inbound_at.map_or(*at, |t| t.max(*at)));
+            }
+            ConversationEvent::Assigned { assignee } => self.assignee = assignee.clone(),
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn at(hours: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_750_857_384, 0).unwrap() + Duration::hours(hours)
+    }
+
+    fn inbound(c: &Conversation, h: i64) -> Vec<ConversationEvent> {
+        c.decide(ConversationCommand::RecordInbound {
+            channel_id: ChannelId::from_uuid(Uuid::from_u128(1)),
+            contact_id: ContactId::from_uuid(Uuid::from_u128(2)),
+            provider_message_id: format!("wamid.{h}"),
+            at: at(h),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn first_inbound_starts_the_conversation_and_opens_the_window_for_24_hours() {
+        let c = Conversation::default();
+        assert!(!c.window_open(at(0)));
+        let events = inbound(&c, 0);
+        assert_eq!(events.len(), 2);
+        let c = Conversation::replay(&events);
+        assert!(c.window_open(at(23)));
+        assert!(!c.window_open(at(24)));
+    }
+
+    #[test]
+    fn a_later_inbound_renews_the_window_and_an_older_late_one_does_not_shrink_it() {
+        let c = Conversation::replay(&inbound(&Conversation::default(), 10));
+        let c = inbound(&c, 2).iter().fold(c, Conversation::evolve);
+        assert_eq!(c.window_expires_at(), Some(at(34)));
+        let c = inbound(&c, 20).iter().fold(c, Conversation::evolve);
+        assert!(c.window_open(at(43)));
+    }
+
+    #[test]
+    fn assignment_changes_only_when_different() {
+        let c = Conversation::replay(&inbound(&Conversation::default(), 0));
+        let e = c
+            .decide(ConversationCommand::Assign {
+                assignee: Some("agent-7".into()),
+            })
+            .unwrap();
+        let c = c.evolve(&e[0]);
+        assert!(c
+            .decide(ConversationCommand::Assign {
+                assignee: Some("agent-7".into())
+            })
+            .unwrap()
+            .is_empty());
+        assert!(Conversation::default()
+            .decide(ConversationCommand::Assign { assignee: None })
+            .is_err());
+    }
+}

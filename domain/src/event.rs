@@ -1,0 +1,108 @@
+//! The union of all aggregates' events, with the stable name and schema version of each variant.
+//!
+//! Names come from an exhaustive `match` (never from `type_name` or `Debug`), so renaming a Rust variant
+//! cannot silently change what is stored. The serialised payload carries the same name as its `type`
+//! tag; the write side checks both agree.
+
+use crate::channel::ChannelEvent;
+use crate::contact::ContactEvent;
+use crate::conversation::ConversationEvent;
+use crate::group::GroupEvent;
+use crate::message::MessageEvent;
+use crate::template::TemplateEvent;
+use crate::workspace::WorkspaceEvent;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DomainEvent {
+    Workspace(WorkspaceEvent),
+    Channel(ChannelEvent),
+    Contact(ContactEvent),
+    Group(GroupEvent),
+    Template(TemplateEvent),
+    Message(MessageEvent),
+    Conversation(ConversationEvent),
+}
+
+impl DomainEvent {
+    /// Stable event type name, `<category>.<past_tense_verb>`.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::Workspace(e) => match e {
+                WorkspaceEvent::Created { .. } => "workspace.created",
+                WorkspaceEvent::ApiKeyIssued { .. } => "workspace.api_key_issued",
+                WorkspaceEvent::ApiKeyRevoked { .. } => "workspace.api_key_revoked",
+                WorkspaceEvent::SettingsUpdated { .. } => "workspace.settings_updated",
+            },
+            Self::Channel(e) => match e {
+                ChannelEvent::Connected { .. } => "channel.connected",
+                ChannelEvent::RateLimitChanged { .. } => "channel.rate_limit_changed",
+            },
+            Self::Contact(e) => match e {
+                ContactEvent::Created { .. } => "contact.created",
+                ContactEvent::Renamed { .. } => "contact.renamed",
+                ContactEvent::PhoneChanged { .. } => "contact.phone_changed",
+                ContactEvent::AttributesChanged { .. } => "contact.attributes_changed",
+                ContactEvent::OptedOut { .. } => "contact.opted_out",
+                ContactEvent::OptedIn { .. } => "contact.opted_in",
+                ContactEvent::Deleted { .. } => "contact.deleted",
+            },
+            Self::Group(e) => match e {
+                GroupEvent::Created { .. } => "group.created",
+                GroupEvent::Renamed { .. } => "group.renamed",
+                GroupEvent::MembersAdded { .. } => "group.members_added",
+                GroupEvent::MembersRemoved { .. } => "group.members_removed",
+            },
+            Self::Template(e) => match e {
+                TemplateEvent::Created { .. } => "template.created",
+                TemplateEvent::ReviewStatusChanged { .. } => "template.review_status_changed",
+            },
+            Self::Message(e) => match e {
+                MessageEvent::Queued { .. } => "message.queued",
+                MessageEvent::Dispatched { .. } => "message.dispatched",
+                MessageEvent::Sent { .. } => "message.sent",
+                MessageEvent::Delivered { .. } => "message.delivered",
+                MessageEvent::Read { .. } => "message.read",
+                MessageEvent::Failed { .. } => "message.failed",
+            },
+            Self::Conversation(e) => match e {
+                ConversationEvent::Started { .. } => "conversation.started",
+                ConversationEvent::InboundReceived { .. } => "conversation.inbound_received",
+                ConversationEvent::Assigned { .. } => "conversation.assigned",
+            },
+        }
+    }
+
+    /// Current schema version of this event type. Bump it when the payload shape changes, and add an
+    /// upcaster on the write side that lifts the previous version.
+    pub fn schema_version(&self) -> u32 {
+        match self {
+            Self::Workspace(_)
+            | Self::Channel(_)
+            | Self::Contact(_)
+            | Self::Group(_)
+            | Self::Template(_)
+            | Self::Message(_)
+            | Self::Conversation(_) => 1,
+        }
+    }
+}
+
+macro_rules! into_domain_event {
+    ($($variant:ident($ty:ty)),*) => {$(
+        impl From<$ty> for DomainEvent {
+            fn from(e: $ty) -> Self {
+                Self::$variant(e)
+            }
+        }
+    )*};
+}
+
+into_domain_event!(
+    Workspace(WorkspaceEvent),
+    Channel(ChannelEvent),
+    Contact(ContactEvent),
+    Group(GroupEvent),
+    Template(TemplateEvent),
+    Message(MessageEvent),
+    Conversation(ConversationEvent)
+);

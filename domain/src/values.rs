@@ -1,0 +1,259 @@
+//! Validated values used by several aggregates. Each has a private inner field and a `parse`
+//! constructor, so a value of the type is always valid.
+
+use crate::error::DomainError;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A phone number in E.164 form, stored with its leading `+` (e.g. `+6281234567890`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// Normalises and validates an international number. Accepts `+62 812-3456-7890`,
+    /// `(+62) 812 3456 7890`, `0062812...` and bare digits as WhatsApp sends them (`6281234567890`).
+    /// A national number with a trunk `0` has no country code and is rejected.
+    pub fn parse(input: &str) -> Result<Self, DomainError> {
+        let trimmed = input.trim();
+        let mut digits = String::with_capacity(trimmed.len());
+        for (i, c) in trimmed.chars().enumerate() {
+            match c {
+                '0'..='9' => digits.push(c),
+                '+' if i == 0 || trimmed[..i].chars().all(|p| p == '(') => {}
+                ' ' | '-' | '.' | '(' | ')' | '\u{a0}' => {}
+                _ => {
+                    return Err(Self::error(
+                        input,
+                        "may contain only digits, spaces, -, ., ( ) and a leading +",
+                    ))
+                }
+            }
+        }
+        let digits = digits
+            .strip_prefix("00")
+            .map(str::to_owned)
+            .unwrap_or(digits);
+        if digits.starts_with('0') {
+            return Err(Self::error(input, "has no country code (starts with 0)"));
+        }
+        if !(8..=15).contains(&digits.len()) {
+            return Err(Self::error(
+                input,
+                "must have 8 to 15 digits including the country code",
+            ));
+        }
+        Ok(Self(format!("+{digits}")))
+    }
+
+    fn error(input: &str, why: &str) -> DomainError {
+        DomainError::invalid(
+            "phone",
+            format!("{input:?} is not an E.164 phone number: it {why}"),
+        )
+    }
+
+    /// `+6281234567890`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The digits without `+`, as WhatsApp's `to` and `wa_id` use them.
+    pub fn digits(&self) -> &str {
+        &self.0[1..]
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = DomainError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<PhoneNumber> for String {
+    fn from(value: PhoneNumber) -> Self {
+        value.0
+    }
+}
+
+/// Trims `input` and checks it is non-empty and at most `max` characters.
+pub fn bounded_text(field: &str, input: &str, max: usize) -> Result<String, DomainError> {
+    let t = input.trim();
+    if t.is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if t.chars().count() > max {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(t.to_owned())
+}
+
+/// A contact's free-form attributes: string keys to scalar JSON values (string, number, boolean).
+pub type Attributes = BTreeMap<String, serde_json::Value>;
+
+/// Most attributes one contact may carry.
+pub const MAX_ATTRIBUTES: usize = 100;
+
+/// Validates an attribute key: 1–64 characters of `[A-Za-z0-9_.-]`.
+pub fn validate_attribute_key(key: &str) -> Result<(), DomainError> {
+    let ok = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            format!("attributes.{key}"),
+            "keys are 1-64 characters of letters, digits, _ . -",
+        ))
+    }
+}
+
+/// Validates an attribute value: a string (at most 1,024 characters), a number or a boolean.
+pub fn validate_attribute_value(key: &str, value: &serde_json::Value) -> Result<(), DomainError> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.chars().count() <= 1024 => Ok(()),
+        Value::String(_) => Err(DomainError::invalid(
+            format!("attributes.{key}"),
+            "at most 1024 characters",
+        )),
+        Value::Number(_) | Value::Bool(_) => Ok(()),
+        _ => Err(DomainError::invalid(
+            format!("attributes.{key}"),
+            "must be a string, number or boolean",
+        )),
+    }
+}
+
+/// Renders a scalar attribute as template text.
+pub fn attribute_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// An IANA time zone name such as `Asia/Jakarta`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TimeZone(String);
+
+impl TimeZone {
+    pub fn parse(input: &str) -> Result<Self, DomainError> {
+        input
+            .trim()
+            .parse::<chrono_tz::Tz>()
+            .map(|tz| Self(tz.name().to_owned()))
+            .map_err(|_| {
+                DomainError::invalid("timezone", format!("{input:?} is not an IANA time zone"))
+            })
+    }
+    pub fn utc() -> Self {
+        Self("UTC".into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TimeZone {
+    type Error = DomainError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<TimeZone> for String {
+    fn from(value: TimeZone) -> Self {
+        value.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_numbers_are_normalised_to_e164() {
+        for input in [
+            "+62 812-3456-7890",
+            "(+62) 812 3456 7890",
+            "006281234567890",
+            "62812 34567890",
+            " +62.812.3456.7890 ",
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(input).unwrap().as_str(),
+                "+6281234567890",
+                "{input}"
+            );
+        }
+        assert_eq!(
+            PhoneNumber::parse("+15551234567").unwrap().digits(),
+            "15551234567"
+        );
+    }
+
+    #[test]
+    fn invalid_phone_numbers_are_rejected_with_a_reason() {
+        for input in [
+            "",
+            "0812345678",
+            "+1234567",
+            "+1234567890123456",
+            "+62abc12345678",
+            "62+812345678",
+            "12",
+        ] {
+            let err = PhoneNumber::parse(input).unwrap_err();
+            assert_eq!(err.code(), "validation_failed", "{input}");
+        }
+    }
+
+    #[test]
+    fn phone_deserialisation_validates() {
+        assert!(serde_json::from_str::<PhoneNumber>("\"+628123456789\"").is_ok());
+        assert!(serde_json::from_str::<PhoneNumber>("\"hello\"").is_err());
+    }
+
+    #[test]
+    fn bounded_text_trims_and_limits() {
+        assert_eq!(bounded_text("name", "  Budi ", 10).unwrap(), "Budi");
+        assert!(bounded_text("name", "   ", 10).is_err());
+        assert!(bounded_text("name", "abcdefghijk", 10).is_err());
+    }
+
+    #[test]
+    fn attributes_accept_scalars_only() {
+        assert!(validate_attribute_key("city").is_ok());
+        assert!(validate_attribute_key("bad key").is_err());
+        assert!(validate_attribute_value("a", &serde_json::json!(3)).is_ok());
+        assert!(validate_attribute_value("a", &serde_json::json!({"x": 1})).is_err());
+        assert!(validate_attribute_value("a", &serde_json::Value::Null).is_err());
+    }
+
+    #[test]
+    fn time_zones_are_iana_names() {
+        assert_eq!(
+            TimeZone::parse("Asia/Jakarta").unwrap().as_str(),
+            "Asia/Jakarta"
+        );
+        assert!(TimeZone::parse("Mars/Olympus").is_err());
+    }
+}
