@@ -1,1 +1,24 @@
+//! Write side of Blazz: commands are decided by the domain and their events appended to the log.
+//!
+//! # Layout
+//! - [`store`]: the [`store::EventStore`] trait, its PostgreSQL (group commit, gap-free reads) and
+//!   in-memory implementations, and the conformance suite both pass.
+//! - [`codec`]: the stored form of domain events, with upcasting of old schema versions.
+//! - [`context`]: who issues a command, for which workspace, with which idempotency key.
+//! - [`error`]: [`CommandError`], everything a command can fail with.
+//! - [`service`]: [`Commands`], the entry point, and the load → decide → append cycle shared by all
+//!   handlers (optimistic retry, claims, idempotent replay).
+//! - [`keys`]: API key secrets: generation, hashing, constant-time verification.
+//! - [`handlers`]: one file per aggregate's commands.
 
+pub mod codec;
+pub mod context;
+pub mod error;
+pub mod handlers;
+pub mod keys;
+pub mod service;
+pub mod store;
+
+pub use context::{CommandContext, CommandResult};
+pub use error::CommandError;
+pub use service::Commands;

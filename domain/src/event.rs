@@ -75,15 +75,18 @@ impl DomainEvent {
     /// Current schema version of this event type. Bump it when the payload shape changes, and add an
     /// upcaster on the write side that lifts the previous version.
     pub fn schema_version(&self) -> u32 {
-        match self {
-            Self::Workspace(_)
-            | Self::Channel(_)
-            | Self::Contact(_)
-            | Self::Group(_)
-            | Self::Template(_)
-            | Self::Message(_)
-            | Self::Conversation(_) => 1,
+        schema_version_of(self.event_type()).unwrap_or(1)
+    }
+}
+
+/// The current schema version of a stored event type; `None` for a type this code does not know.
+pub fn schema_version_of(event_type: &str) -> Option<u32> {
+    let (category, _) = event_type.split_once('.')?;
+    match category {
+        "workspace" | "channel" | "contact" | "group" | "template" | "message" | "conversation" => {
+            Some(1)
         }
+        _ => None,
     }
 }
 
@@ -92,6 +95,17 @@ macro_rules! into_domain_event {
         impl From<$ty> for DomainEvent {
             fn from(e: $ty) -> Self {
                 Self::$variant(e)
+            }
+        }
+
+        impl TryFrom<DomainEvent> for $ty {
+            /// The event, unchanged, when it belongs to another aggregate.
+            type Error = DomainEvent;
+            fn try_from(e: DomainEvent) -> Result<Self, DomainEvent> {
+                match e {
+                    DomainEvent::$variant(x) => Ok(x),
+                    other => Err(other),
+                }
             }
         }
     )*};

@@ -1,0 +1,48 @@
+//! The context every command runs in.
+
+use crate::store::EventMetadata;
+use blazz_domain::role::Role;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// An idempotency key with the fingerprint of the request that carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    /// The workspace the caller is scoped to (nil for operator commands before a workspace exists).
+    pub workspace_id: Uuid,
+    pub role: Role,
+    /// `api_key:<id>`, `operator` or `system:<component>`.
+    pub actor: String,
+    pub request_id: Option<String>,
+    pub correlation_id: Uuid,
+    pub idempotency: Option<Idempotency>,
+    /// The time the command is decided at.
+    pub now: DateTime<Utc>,
+}
+
+impl CommandContext {
+    pub fn metadata(&self) -> EventMetadata {
+        EventMetadata {
+            correlation_id: self.correlation_id,
+            causation_id: None,
+            actor: self.actor.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// What a command answers: the JSON body (ids it created and the like) and the log position it wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandResult {
+    pub body: serde_json::Value,
+    /// Position of the last event written; `None` when the command changed nothing.
+    pub position: Option<i64>,
+    /// True when this is the stored answer of an earlier request with the same idempotency key.
+    pub replayed: bool,
+}

@@ -1,0 +1,152 @@
+//! Contact commands. The phone number is claimed per workspace in the same transaction as the contact's
+//! events, so two contacts can never share one number, even when created concurrently.
+
+use super::require;
+use crate::context::{CommandContext, CommandResult};
+use crate::error::CommandError;
+use crate::service::{scopes, Commands, Plan};
+use crate::store::{Claim, ClaimRelease};
+use blazz_domain::aggregate::{stream_id, Aggregate};
+use blazz_domain::contact::{ConsentSource, Contact, ContactCommand, ContactEvent};
+use blazz_domain::ids::ContactId;
+use blazz_domain::role::Action;
+use blazz_domain::values::{Attributes, PhoneNumber};
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct NewContact {
+    pub phone: PhoneNumber,
+    pub name: Option<String>,
+    pub attributes: Attributes,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ContactChange {
+    pub name: Option<Option<String>>,
+    pub phone: Option<PhoneNumber>,
+    pub attributes: Attributes,
+}
+
+pub(crate) fn phone_claim(workspace: Uuid, contact: ContactId, phone: &PhoneNumber) -> Claim {
+    Claim {
+        scope: scopes::CONTACT_PHONE.into(),
+        value: format!("{workspace}:{phone}"),
+        owner: stream_id::<Contact>(contact.as_uuid()),
+        workspace_id: workspace,
+        data: json!({}),
+    }
+}
+
+fn phone_release(workspace: Uuid, contact: ContactId, phone: &PhoneNumber) -> ClaimRelease {
+    let c = phone_claim(workspace, contact, phone);
+    ClaimRelease {
+        scope: c.scope,
+        value: c.value,
+        owner: c.owner,
+    }
+}
+
+/// The plan for creating one contact (shared with the bulk import).
+pub(crate) fn creation_plan(
+    workspace: Uuid,
+    id: ContactId,
+    input: NewContact,
+) -> Result<Plan<ContactEvent>, CommandError> {
+    let phone = input.phone.clone();
+    let events = Contact::default().decide(ContactCommand::Create {
+        phone: input.phone,
+        name: input.name,
+        attributes: input.attributes,
+    })?;
+    let mut plan = Plan::new(events, json!({ "contact_id": id }));
+    plan.claims.push(phone_claim(workspace, id, &phone));
+    Ok(plan)
+}
+
+impl Commands {
+    pub async fn create_contact(
+        &self,
+        ctx: &CommandContext,
+        input: NewContact,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageContacts)?;
+        let id = ContactId::from_uuid(Uuid::now_v7());
+        self.execute::<Contact>(ctx, id.as_uuid(), |_| {
+            creation_plan(ctx.workspace_id, id, input.clone())
+        })
+        .await
+    }
+
+    pub async fn update_contact(
+        &self,
+        ctx: &CommandContext,
+        id: ContactId,
+        change: ContactChange,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageContacts)?;
+        let ws = ctx.workspace_id;
+        self.execute::<Contact>(ctx, id.as_uuid(), |c| {
+            let change = change.clone();
+            let events = c.decide(ContactCommand::Update {
+                name: change.name,
+                phone: change.phone,
+                attributes: change.attributes,
+            })?;
+            let mut plan = Plan::new(vec![], json!({ "contact_id": id }));
+            for e in &events {
+                if let (ContactEvent::PhoneChanged { phone }, Some(old)) = (e, &c.phone) {
+                    plan.claims.push(phone_claim(ws, id, phone));
+                    plan.releases.push(phone_release(ws, id, old));
+                }
+            }
+            plan.events = events;
+            Ok(plan)
+        })
+        .await
+    }
+
+    pub async fn set_contact_consent(
+        &self,
+        ctx: &CommandContext,
+        id: ContactId,
+        opt_out: bool,
+        reason: Option<String>,
+        source: ConsentSource,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageContacts)?;
+        self.execute::<Contact>(ctx, id.as_uuid(), |c| {
+            let (reason, at) = (reason.clone(), ctx.now);
+            let command = if opt_out {
+                ContactCommand::OptOut { reason, source, at }
+            } else {
+                ContactCommand::OptIn { reason, source, at }
+            };
+            let events = c.decide(command)?;
+            Ok(Plan::new(
+                events,
+                json!({ "contact_id": id, "opted_out": opt_out }),
+            ))
+        })
+        .await
+    }
+
+    /// Deletes a contact and frees its phone number for a new contact.
+    pub async fn delete_contact(
+        &self,
+        ctx: &CommandContext,
+        id: ContactId,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageContacts)?;
+        let ws = ctx.workspace_id;
+        self.execute::<Contact>(ctx, id.as_uuid(), |c| {
+            let events = c.decide(ContactCommand::Delete { at: ctx.now })?;
+            let mut plan = Plan::new(events, json!({ "contact_id": id, "deleted": true }));
+            if let Some(phone) = &c.phone {
+                plan.releases.push(phone_release(ws, id, phone));
+            }
+            Ok(plan)
+        })
+        .await
+    }
+}

@@ -1,0 +1,141 @@
+//! Contact group commands. Members must be active contacts of the caller's workspace: an active
+//! contact is exactly one that holds its phone claim, so one indexed query checks a whole batch.
+
+use super::require;
+use crate::context::{CommandContext, CommandResult};
+use crate::error::CommandError;
+use crate::service::{scopes, Commands, Plan};
+use blazz_domain::aggregate::{stream_id, Aggregate};
+use blazz_domain::contact::Contact;
+use blazz_domain::group::{ContactGroup, GroupCommand};
+use blazz_domain::ids::{ContactId, GroupId};
+use blazz_domain::role::Action;
+use blazz_domain::DomainError;
+use serde_json::json;
+use std::collections::HashSet;
+use uuid::Uuid;
+
+impl Commands {
+    pub async fn create_group(
+        &self,
+        ctx: &CommandContext,
+        name: String,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageGroups)?;
+        let id = GroupId::from_uuid(Uuid::now_v7());
+        self.execute::<ContactGroup>(ctx, id.as_uuid(), |g| {
+            Ok(Plan::new(
+                g.decide(GroupCommand::Create { name: name.clone() })?,
+                json!({ "group_id": id }),
+            ))
+        })
+        .await
+    }
+
+    pub async fn rename_group(
+        &self,
+        ctx: &CommandContext,
+        id: GroupId,
+        name: String,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageGroups)?;
+        self.execute::<ContactGroup>(ctx, id.as_uuid(), |g| {
+            Ok(Plan::new(
+                g.decide(GroupCommand::Rename { name: name.clone() })?,
+                json!({ "group_id": id }),
+            ))
+        })
+        .await
+    }
+
+    /// Adds contacts; unknown or deleted contact ids reject the whole request, naming them.
+    pub async fn add_group_members(
+        &self,
+        ctx: &CommandContext,
+        id: GroupId,
+        contacts: Vec<ContactId>,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageGroups)?;
+        self.check_active_contacts(ctx.workspace_id, &contacts)
+            .await?;
+        self.execute::<ContactGroup>(ctx, id.as_uuid(), |g| {
+            let events = g.decide(GroupCommand::AddMembers {
+                contacts: contacts.clone(),
+            })?;
+            let added: usize = events
+                .iter()
+                .map(|e| {
+                    if let blazz_domain::group::GroupEvent::MembersAdded { contacts } = e {
+                        contacts.len()
+                    } else {
+                        0
+                    }
+                })
+                .sum();
+            Ok(Plan::new(events, json!({ "group_id": id, "added": added })))
+        })
+        .await
+    }
+
+    pub async fn remove_group_members(
+        &self,
+        ctx: &CommandContext,
+        id: GroupId,
+        contacts: Vec<ContactId>,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageGroups)?;
+        self.execute::<ContactGroup>(ctx, id.as_uuid(), |g| {
+            let events = g.decide(GroupCommand::RemoveMembers {
+                contacts: contacts.clone(),
+            })?;
+            let removed: usize = events
+                .iter()
+                .map(|e| {
+                    if let blazz_domain::group::GroupEvent::MembersRemoved { contacts } = e {
+                        contacts.len()
+                    } else {
+                        0
+                    }
+                })
+                .sum();
+            Ok(Plan::new(
+                events,
+                json!({ "group_id": id, "removed": removed }),
+            ))
+        })
+        .await
+    }
+
+    async fn check_active_contacts(
+        &self,
+        workspace: Uuid,
+        contacts: &[ContactId],
+    ) -> Result<(), CommandError> {
+        let streams: Vec<String> = contacts
+            .iter()
+            .map(|c| stream_id::<Contact>(c.as_uuid()))
+            .collect();
+        let active: HashSet<String> = self
+            .store()
+            .owners_with_claim(scopes::CONTACT_PHONE, workspace, &streams)
+            .await?
+            .into_iter()
+            .collect();
+        let unknown: Vec<String> = contacts
+            .iter()
+            .zip(&streams)
+            .filter(|(_, s)| !active.contains(*s))
+            .map(|(c, _)| c.to_string())
+            .take(20)
+            .collect();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(DomainError::invalid(
+                "contact_ids",
+                format!("unknown contacts: {}", unknown.join(", ")),
+            )
+            .into())
+        }
+    }
+}

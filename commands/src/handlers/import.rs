@@ -1,0 +1,174 @@
+//! Bulk contact import. Rows are validated one by one; invalid rows are reported by line and the rest
+//! are imported. Each contact is its own stream and phone claim, appended concurrently so the store's
+//! group commit packs them into large transactions.
+
+use super::contact::{creation_plan, NewContact};
+use super::require;
+use crate::context::{CommandContext, CommandResult};
+use crate::error::CommandError;
+use crate::service::Commands;
+use crate::store::{AppendError, AppendRequest, ExpectedVersion, IdempotencyWrite};
+use blazz_domain::aggregate::stream_id;
+use blazz_domain::contact::Contact;
+use blazz_domain::ids::ContactId;
+use blazz_domain::role::Action;
+use blazz_domain::values::{Attributes, PhoneNumber};
+use blazz_domain::DomainEvent;
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Appends in flight at once; the store batches them.
+const CONCURRENCY: usize = 2048;
+/// Most rows one import may carry.
+pub const MAX_IMPORT_ROWS: usize = 200_000;
+
+/// One row as parsed from JSON or CSV; `line` is what errors refer to.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    pub line: usize,
+    pub phone: String,
+    pub name: Option<String>,
+    pub attributes: Attributes,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RowError {
+    pub line: usize,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl RowError {
+    pub fn new(line: usize, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            line,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl Commands {
+    /// Imports contacts. `errors` holds rows already rejected while parsing. With an idempotency key,
+    /// the report is stored once all rows are written (a crash before that makes a retry report the
+    /// already-imported rows as `phone_taken`; nothing is imported twice).
+    pub async fn import_contacts(
+        &self,
+        ctx: &CommandContext,
+        rows: Vec<ImportRow>,
+        mut errors: Vec<RowError>,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageContacts)?;
+        if let Some(r) = self.replayed(ctx).await? {
+            return Ok(r);
+        }
+        let ws = ctx.workspace_id;
+        let mut first_line: HashMap<PhoneNumber, usize> = HashMap::new();
+        let mut requests = Vec::with_capacity(rows.len());
+        for row in rows {
+            let phone = match PhoneNumber::parse(&row.phone) {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(RowError::new(row.line, e.code(), e.to_string()));
+                    continue;
+                }
+            };
+            if let Some(first) = first_line.get(&phone) {
+                errors.push(RowError::new(
+                    row.line,
+                    "duplicate_in_import",
+                    format!("{phone} already appears on line {first}"),
+                ));
+                continue;
+            }
+            first_line.insert(phone.clone(), row.line);
+            let id = ContactId::from_uuid(Uuid::now_v7());
+            let plan = match creation_plan(
+                ws,
+                id,
+                NewContact {
+                    phone,
+                    name: row.name,
+                    attributes: row.attributes,
+                },
+            ) {
+                Ok(p) => p,
+                Err(CommandError::Domain(e)) => {
+                    errors.push(RowError::new(row.line, e.code(), e.to_string()));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let events = plan
+                .events
+                .into_iter()
+                .map(|e| self.codec().encode(&DomainEvent::from(e)))
+                .collect();
+            let mut request = AppendRequest::new(
+                stream_id::<Contact>(id.as_uuid()),
+                ws,
+                ExpectedVersion::NoStream,
+                events,
+                ctx.metadata(),
+            );
+            request.claims = plan.claims;
+            requests.push((row.line, id, request));
+        }
+
+        let store = self.store().clone();
+        let results: Vec<(usize, ContactId, Result<Option<i64>, AppendError>)> =
+            stream::iter(requests)
+                .map(|(line, id, request)| {
+                    let store = store.clone();
+                    async move { (line, id, store.append(request).await.map(|o| o.position)) }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+
+        let mut imported = 0usize;
+        let mut position = None;
+        for (line, _, result) in results {
+            match result {
+                Ok(p) => {
+                    imported += 1;
+                    position = position.max(p);
+                }
+                Err(AppendError::ClaimTaken { owner, .. }) => {
+                    let existing = owner
+                        .and_then(|o| o.split_once('-').map(|(_, id)| id.to_owned()))
+                        .unwrap_or_default();
+                    errors.push(RowError::new(
+                        line,
+                        "phone_taken",
+                        format!("the phone number belongs to contact {existing}"),
+                    ));
+                }
+                Err(e) => errors.push(RowError::new(
+                    line,
+                    "not_imported",
+                    format!("not imported, retry this row: {e}"),
+                )),
+            }
+        }
+        errors.sort_by_key(|e| e.line);
+        let body = json!({ "imported": imported, "failed": errors.len(), "errors": errors });
+        if let Some(idem) = &ctx.idempotency {
+            let write = IdempotencyWrite {
+                scope: ws,
+                key: idem.key.clone(),
+                fingerprint: idem.fingerprint.clone(),
+                result: body.clone(),
+            };
+            self.store().put_idempotency_record(write, position).await?;
+        }
+        Ok(CommandResult {
+            body,
+            position,
+            replayed: false,
+        })
+    }
+}

@@ -1,0 +1,75 @@
+//! API key secrets. A key reads `blz_<key id, 32 hex>_<secret, 64 hex>`; only the SHA-256 of the whole
+//! key is stored (outside the event log), found by key id and compared in constant time. The secret
+//! carries 256 random bits, so a fast hash is the right tool (no password stretching needed).
+
+use blazz_domain::ids::ApiKeyId;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+/// A freshly generated key; `secret` is shown to the caller once and never stored.
+#[derive(Clone)]
+pub struct GeneratedKey {
+    pub id: ApiKeyId,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for GeneratedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedKey")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+pub fn generate() -> GeneratedKey {
+    let id = ApiKeyId::from_uuid(Uuid::now_v7());
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    GeneratedKey {
+        id,
+        secret: format!("blz_{}_{}", id.as_uuid().simple(), hex::encode(bytes)),
+    }
+}
+
+/// Hex SHA-256 of a presented key.
+pub fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The key id inside a presented key, if it has the right shape.
+pub fn key_id(secret: &str) -> Option<ApiKeyId> {
+    let rest = secret.strip_prefix("blz_")?;
+    let (id, tail) = rest.split_once('_')?;
+    if id.len() != 32 || tail.len() != 64 || !tail.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Uuid::try_parse(id).ok().map(ApiKeyId::from_uuid)
+}
+
+/// Constant-time comparison of a presented key against a stored hash.
+pub fn verify(secret: &str, stored_hash: &str) -> bool {
+    hash(secret).as_bytes().ct_eq(stored_hash.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_parse_and_verify() {
+        let k = generate();
+        assert_eq!(key_id(&k.secret), Some(k.id));
+        let h = hash(&k.secret);
+        assert!(verify(&k.secret, &h));
+        let mut wrong = k.secret.clone();
+        wrong.pop();
+        wrong.push('x');
+        assert!(!verify(&wrong, &h));
+        assert_eq!(key_id(&wrong), None);
+        assert_eq!(key_id("Bearer nonsense"), None);
+        assert!(!format!("{k:?}").contains(&k.secret[40..]));
+    }
+}

@@ -1,0 +1,258 @@
+//! [`Commands`]: the write-side entry point, and the cycle every handler shares:
+//! replay an idempotent answer if there is one, load the aggregate, decide, append with the expected
+//! version (retrying a lost race on fresh state), and store the answer under the idempotency key in the
+//! same transaction as the events.
+
+use crate::codec::Codec;
+use crate::context::{CommandContext, CommandResult};
+use crate::error::CommandError;
+use crate::store::{
+    AppendError, AppendRequest, Claim, ClaimRelease, EventStore, ExpectedVersion, IdempotencyWrite,
+    RecordedEvent,
+};
+use blazz_domain::aggregate::{stream_id, Aggregate};
+use blazz_domain::{DomainError, DomainEvent};
+use serde_json::Value;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// How often a command is re-decided after losing an optimistic-concurrency race.
+const CONFLICT_RETRIES: usize = 3;
+
+/// Claim scopes, and the error code a taken claim of each scope answers with.
+pub mod scopes {
+    pub const API_KEY: &str = "api_key";
+    pub const CONTACT_PHONE: &str = "contact_phone";
+    pub const CHANNEL_NUMBER: &str = "channel_phone_number_id";
+    pub const TEMPLATE_NAME: &str = "template_name";
+
+    pub fn taken_code(scope: &str) -> &'static str {
+        match scope {
+            CONTACT_PHONE => "phone_taken",
+            CHANNEL_NUMBER => "phone_number_id_taken",
+            TEMPLATE_NAME => "template_exists",
+            _ => "already_exists",
+        }
+    }
+}
+
+/// The write side. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Commands {
+    store: Arc<dyn EventStore>,
+    codec: Codec,
+}
+
+impl std::fmt::Debug for dyn EventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventStore")
+    }
+}
+
+/// An aggregate loaded from its stream.
+#[derive(Debug)]
+pub struct Loaded<A> {
+    pub state: A,
+    pub version: u64,
+}
+
+/// What a handler decided: the events plus what must commit with them.
+#[derive(Debug)]
+pub struct Plan<E> {
+    pub events: Vec<E>,
+    pub claims: Vec<Claim>,
+    pub releases: Vec<ClaimRelease>,
+    /// The answer to the client (stored for idempotent replay).
+    pub result: Value,
+    /// Fields added to the first answer only, never stored (e.g. a new API key's secret).
+    pub secret_fields: Option<Value>,
+    /// The workspace the events belong to when it is not the caller's (workspace creation).
+    pub workspace: Option<Uuid>,
+}
+
+impl<E> Plan<E> {
+    pub fn new(events: Vec<E>, result: Value) -> Self {
+        Self {
+            events,
+            claims: vec![],
+            releases: vec![],
+            result,
+            secret_fields: None,
+            workspace: None,
+        }
+    }
+}
+
+impl Commands {
+    pub fn new(store: Arc<dyn EventStore>, codec: Codec) -> Self {
+        Self { store, codec }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    /// The stored answer for this context's idempotency key, if a command with it already ran.
+    pub async fn replayed(
+        &self,
+        ctx: &CommandContext,
+    ) -> Result<Option<CommandResult>, CommandError> {
+        let Some(idem) = &ctx.idempotency else {
+            return Ok(None);
+        };
+        let Some(record) = self
+            .store
+            .idempotency_record(ctx.workspace_id, &idem.key)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if record.fingerprint != idem.fingerprint {
+            return Err(CommandError::IdempotencyKeyReused);
+        }
+        Ok(Some(CommandResult {
+            body: record.result,
+            position: record.position,
+            replayed: true,
+        }))
+    }
+
+    /// Folds stored events of one aggregate, rejecting streams of other workspaces as not found.
+    pub(crate) fn fold<A>(
+        &self,
+        workspace: Uuid,
+        events: &[RecordedEvent],
+    ) -> Result<Loaded<A>, CommandError>
+    where
+        A: Aggregate,
+        A::Event: TryFrom<DomainEvent>,
+    {
+        if events.first().is_some_and(|e| e.workspace_id != workspace) {
+            return Err(DomainError::NotFound(A::CATEGORY).into());
+        }
+        let mut state = A::default();
+        for e in events {
+            let decoded = A::Event::try_from(self.codec.decode(e)?).map_err(|_| {
+                crate::store::StoreError::Corrupt(format!(
+                    "{} in stream {}",
+                    e.event_type, e.stream_id
+                ))
+            })?;
+            state = state.evolve(&decoded);
+        }
+        Ok(Loaded {
+            state,
+            version: events.last().map_or(0, |e| e.stream_version),
+        })
+    }
+
+    /// Loads an aggregate of the caller's workspace.
+    pub async fn load<A>(&self, workspace: Uuid, id: Uuid) -> Result<Loaded<A>, CommandError>
+    where
+        A: Aggregate,
+        A::Event: TryFrom<DomainEvent>,
+    {
+        let events = self.store.read_stream(&stream_id::<A>(id), 1, None).await?;
+        self.fold(workspace, &events)
+    }
+
+    /// The shared cycle: replay, load, decide (through `plan`), append; re-decides on a lost race.
+    pub(crate) async fn execute<A>(
+        &self,
+        ctx: &CommandContext,
+        id: Uuid,
+        plan: impl Fn(&A) -> Result<Plan<A::Event>, CommandError>,
+    ) -> Result<CommandResult, CommandError>
+    where
+        A: Aggregate,
+        A::Event: TryFrom<DomainEvent> + Into<DomainEvent> + Clone,
+    {
+        if let Some(r) = self.replayed(ctx).await? {
+            return Ok(r);
+        }
+        let mut attempt = 0;
+        loop {
+            let loaded = self.load::<A>(ctx.workspace_id, id).await?;
+            let decided = plan(&loaded.state)?;
+            let expected = ExpectedVersion::from_current(loaded.version);
+            match self
+                .append(ctx, stream_id::<A>(id), expected, decided)
+                .await
+            {
+                Err(CommandError::Conflict(_)) if attempt < CONFLICT_RETRIES => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Appends a plan to a stream with the context's metadata and idempotency record.
+    pub(crate) async fn append<E>(
+        &self,
+        ctx: &CommandContext,
+        stream: String,
+        expected: ExpectedVersion,
+        plan: Plan<E>,
+    ) -> Result<CommandResult, CommandError>
+    where
+        E: Into<DomainEvent> + Clone,
+    {
+        let events = plan
+            .events
+            .into_iter()
+            .map(|e| self.codec.encode(&e.into()))
+            .collect();
+        let workspace = plan.workspace.unwrap_or(ctx.workspace_id);
+        let mut request = AppendRequest::new(stream, workspace, expected, events, ctx.metadata());
+        request.claims = plan.claims;
+        request.releases = plan.releases;
+        request.idempotency = ctx.idempotency.as_ref().map(|i| IdempotencyWrite {
+            scope: ctx.workspace_id,
+            key: i.key.clone(),
+            fingerprint: i.fingerprint.clone(),
+            result: plan.result.clone(),
+        });
+        match self.store.append(request).await {
+            Ok(out) => {
+                let mut body = plan.result;
+                if let (Value::Object(b), Some(Value::Object(s))) = (&mut body, plan.secret_fields)
+                {
+                    b.extend(s);
+                }
+                Ok(CommandResult {
+                    body,
+                    position: out.position,
+                    replayed: false,
+                })
+            }
+            // A concurrent request with the same key committed first: answer with its result.
+            Err(AppendError::IdempotencyKeyUsed { key }) => match self.replayed(ctx).await? {
+                Some(first) => Ok(first),
+                None => Err(CommandError::Conflict(format!("idempotency key {key}"))),
+            },
+            Err(e) => Err(Self::append_error(e)),
+        }
+    }
+
+    pub(crate) fn append_error(e: AppendError) -> CommandError {
+        match e {
+            AppendError::Conflict { stream_id, .. } => CommandError::Conflict(stream_id),
+            AppendError::ClaimTaken {
+                scope,
+                value,
+                owner,
+            } => CommandError::Taken {
+                code: scopes::taken_code(&scope),
+                message: format!("{value} is already used"),
+                existing_id: owner.and_then(|o| o.split_once('-').map(|(_, id)| id.to_owned())),
+            },
+            AppendError::IdempotencyKeyUsed { key } => {
+                CommandError::Conflict(format!("idempotency key {key}"))
+            }
+            AppendError::Store(e) => CommandError::Store(e),
+        }
+    }
+}

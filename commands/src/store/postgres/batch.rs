@@ -1,0 +1,431 @@
+//! Group commit. Appends queue up while a transaction is in flight; a writer takes everything queued
+//! (up to a size limit) and writes it in one transaction with a handful of set-based statements, so
+//! throughput comes from batching rather than from more connections.
+//!
+//! A failing command must not fail its batch-mates: every statement uses `ON CONFLICT DO NOTHING
+//! RETURNING` to learn which rows went in, commands with a missing row are marked failed, and whatever
+//! they did write is deleted again before the transaction commits.
+
+use super::{Pending, Reply};
+use crate::store::{AppendError, AppendOutcome, AppendRequest, ExpectedVersion, StoreError};
+use sqlx::{PgPool, Postgres, Transaction};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::{mpsc, Mutex};
+use uuid::Uuid;
+
+type Outcome = Result<AppendOutcome, AppendError>;
+
+/// One writer task: take a batch, write it, answer every request, repeat until the queue closes.
+pub(super) async fn writer(
+    pool: PgPool,
+    queue: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    max_events: usize,
+) {
+    loop {
+        let batch = {
+            let mut rx = queue.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut size = first.request.events.len().max(1);
+            let mut batch = vec![first];
+            while size < max_events {
+                match rx.try_recv() {
+                    Ok(p) => {
+                        size += p.request.events.len().max(1);
+                        batch.push(p);
+                    }
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let (requests, replies): (Vec<AppendRequest>, Vec<Reply>) =
+            batch.into_iter().map(|p| (p.request, p.reply)).unzip();
+        match write_with_retry(&pool, &requests).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = requests.len(), "append batch failed");
+                let message = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(AppendError::Store(StoreError::Unavailable(
+                        message.clone(),
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// Deadlocks between concurrent batches are possible in principle (rows are locked in a consistent
+/// order, but claims and keys span tables); PostgreSQL aborts one side, which is simply retried.
+async fn write_with_retry(
+    pool: &PgPool,
+    requests: &[AppendRequest],
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    let mut attempt = 0;
+    loop {
+        match write(pool, requests).await {
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("40P01" | "40001")) && attempt < 3 =>
+            {
+                attempt += 1;
+                tracing::warn!(attempt, "append batch hit a deadlock; retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+fn expectation(e: ExpectedVersion) -> (i64, bool) {
+    match e {
+        ExpectedVersion::NoStream => (0, false),
+        ExpectedVersion::Exact(v) => (i64::try_from(v).unwrap_or(i64::MAX), false),
+        ExpectedVersion::Any => (0, true),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(requests = requests.len()))]
+async fn write(pool: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
+    let mut outcomes: Vec<Option<Outcome>> = requests.iter().map(|_| None).collect();
+    let mut tx = pool.begin().await?;
+
+    let written = insert_events(&mut tx, requests).await?;
+    let mut last: Vec<(u64, Option<i64>)> = vec![(0, None); requests.len()];
+    for (i, r) in requests.iter().enumerate() {
+        let mut complete = true;
+        for e in &r.events {
+            match written.get(&e.event_id) {
+                Some(&(position, version)) => {
+                    let l = &mut last[i];
+                    l.0 = l.0.max(version);
+                    l.1 = Some(l.1.map_or(position, |p: i64| p.max(position)));
+                }
+                None => complete = false,
+            }
+        }
+        if !complete {
+            outcomes[i] = Some(Err(AppendError::Conflict {
+                stream_id: r.stream_id.clone(),
+                expected: r.expected,
+            }));
+        }
+        if r.events.is_empty() {
+            if let ExpectedVersion::Exact(v) = r.expected {
+                last[i].0 = v;
+            }
+        }
+    }
+
+    let claimed = insert_claims(&mut tx, requests, &mut outcomes).await?;
+    insert_idempotency(&mut tx, requests, &last, &mut outcomes).await?;
+
+    // Undo what failed commands wrote.
+    let failed: Vec<usize> = (0..requests.len())
+        .filter(|i| outcomes[*i].is_some())
+        .collect();
+    if !failed.is_empty() {
+        let event_ids: Vec<Uuid> = failed
+            .iter()
+            .flat_map(|i| requests[*i].events.iter().map(|e| e.event_id))
+            .filter(|id| written.contains_key(id))
+            .collect();
+        if !event_ids.is_empty() {
+            sqlx::query("DELETE FROM events WHERE event_id = ANY($1)")
+                .bind(&event_ids)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let (scopes, values): (Vec<String>, Vec<String>) = failed
+            .iter()
+            .flat_map(|i| requests[*i].claims.iter())
+            .filter(|c| claimed.contains(&(c.scope.clone(), c.value.clone())))
+            .map(|c| (c.scope.clone(), c.value.clone()))
+            .unzip();
+        if !scopes.is_empty() {
+            sqlx::query(
+                "DELETE FROM unique_claims u USING unnest($1::text[], $2::text[]) AS r(scope, value)
+                 WHERE u.scope = r.scope AND u.value = r.value",
+            )
+            .bind(&scopes)
+            .bind(&values)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+
+    release_claims(&mut tx, requests, &outcomes).await?;
+    tx.commit().await?;
+
+    Ok(outcomes
+        .into_iter()
+        .zip(last)
+        .map(|(o, (stream_version, position))| {
+            o.unwrap_or(Ok(AppendOutcome {
+                stream_version,
+                position,
+            }))
+        })
+        .collect())
+}
+
+/// Inserts all events; returns event id → (position, stream version) of the rows that went in.
+async fn insert_events(
+    tx: &mut Transaction<'_, Postgres>,
+    requests: &[AppendRequest],
+) -> Result<HashMap<Uuid, (i64, u64)>, sqlx::Error> {
+    let n: usize = requests.iter().map(|r| r.events.len()).sum();
+    if n == 0 {
+        return Ok(HashMap::new());
+    }
+    let mut stream_ids = Vec::with_capacity(n);
+    let mut expected = Vec::with_capacity(n);
+    let mut is_any = Vec::with_capacity(n);
+    let mut ord = Vec::with_capacity(n);
+    let mut event_ids = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut versions = Vec::with_capacity(n);
+    let mut workspaces = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut metadata = Vec::with_capacity(n);
+    for r in requests {
+        let (exp, any) = expectation(r.expected);
+        let meta = serde_json::to_value(&r.metadata).unwrap_or_default();
+        for (i, e) in r.events.iter().enumerate() {
+            stream_ids.push(r.stream_id.as_str());
+            expected.push(exp);
+            is_any.push(any);
+            ord.push(i as i64 + 1);
+            event_ids.push(e.event_id);
+            types.push(e.event_type.as_str());
+            versions.push(e.schema_version);
+            workspaces.push(r.workspace_id);
+            payloads.push(&e.payload);
+            metadata.push(meta.clone());
+        }
+    }
+    // Rows are inserted in (stream, version) order so concurrent batches lock index entries in the
+    // same order. `Exact(v)` with v > 0 also needs version v to exist, or a writer holding a stale,
+    // too-low version could create a gap.
+    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+        "WITH input AS (
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::bool[], $4::int8[], $5::uuid[], $6::text[], $7::int4[],
+                                  $8::uuid[], $9::jsonb[], $10::jsonb[])
+                 AS t(stream_id, expected, is_any, ord, event_id, event_type, schema_version, workspace_id, payload, metadata)
+         ), versioned AS (
+             SELECT i.*,
+                    CASE WHEN i.is_any
+                         THEN coalesce((SELECT max(e.stream_version) FROM events e WHERE e.stream_id = i.stream_id), 0) + i.ord
+                         ELSE i.expected + i.ord
+                    END AS stream_version
+             FROM input i
+             WHERE i.is_any OR i.expected = 0
+                OR EXISTS (SELECT 1 FROM events e WHERE e.stream_id = i.stream_id AND e.stream_version = i.expected)
+         )
+         INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, workspace_id, payload, metadata)
+         SELECT stream_id, stream_version, event_id, event_type, schema_version, workspace_id, payload, metadata
+         FROM versioned ORDER BY stream_id, stream_version
+         ON CONFLICT DO NOTHING
+         RETURNING event_id, position, stream_version",
+    )
+    .bind(&stream_ids)
+    .bind(&expected)
+    .bind(&is_any)
+    .bind(&ord)
+    .bind(&event_ids)
+    .bind(&types)
+    .bind(&versions)
+    .bind(&workspaces)
+    .bind(&payloads)
+    .bind(&metadata)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, pos, ver)| (id, (pos, ver as u64)))
+        .collect())
+}
+
+/// Takes the claims of requests still standing; fails those whose claim is held by someone else.
+/// Returns the claims that went in.
+async fn insert_claims(
+    tx: &mut Transaction<'_, Postgres>,
+    requests: &[AppendRequest],
+    outcomes: &mut [Option<Outcome>],
+) -> Result<HashSet<(String, String)>, sqlx::Error> {
+    let mut first_claimant: HashMap<(&str, &str), usize> = HashMap::new();
+    let (mut scopes, mut values, mut owners, mut workspaces, mut data) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for (i, r) in requests.iter().enumerate() {
+        if outcomes[i].is_some() {
+            continue;
+        }
+        for c in &r.claims {
+            if let Some(&j) = first_claimant.get(&(c.scope.as_str(), c.value.as_str())) {
+                if j != i {
+                    outcomes[i] = Some(Err(AppendError::ClaimTaken {
+                        scope: c.scope.clone(),
+                        value: c.value.clone(),
+                        owner: Some(requests[j].stream_id.clone()),
+                    }));
+                }
+                continue;
+            }
+            first_claimant.insert((c.scope.as_str(), c.value.as_str()), i);
+        }
+    }
+    for (i, r) in requests.iter().enumerate() {
+        if outcomes[i].is_some() {
+            continue;
+        }
+        for c in &r.claims {
+            if first_claimant.get(&(c.scope.as_str(), c.value.as_str())) == Some(&i) {
+                scopes.push(c.scope.as_str());
+                values.push(c.value.as_str());
+                owners.push(c.owner.as_str());
+                workspaces.push(c.workspace_id);
+                data.push(&c.data);
+            }
+        }
+    }
+    if scopes.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let taken: HashSet<(String, String)> = sqlx::query_as::<_, (String, String)>(
+        "INSERT INTO unique_claims (scope, value, owner, workspace_id, data)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::jsonb[]) ORDER BY 1, 2
+         ON CONFLICT DO NOTHING
+         RETURNING scope, value",
+    )
+    .bind(&scopes)
+    .bind(&values)
+    .bind(&owners)
+    .bind(&workspaces)
+    .bind(&data)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+
+    let missing: Vec<(usize, &str, &str)> = requests
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| outcomes[*i].is_none())
+        .flat_map(|(i, r)| {
+            r.claims
+                .iter()
+                .map(move |c| (i, c.scope.as_str(), c.value.as_str()))
+        })
+        .filter(|(_, s, v)| !taken.contains(&(s.to_string(), v.to_string())))
+        .collect();
+    if !missing.is_empty() {
+        let (ms, mv): (Vec<&str>, Vec<&str>) = missing.iter().map(|(_, s, v)| (*s, *v)).unzip();
+        let holders: HashMap<(String, String), String> = sqlx::query_as::<_, (String, String, String)>(
+            "SELECT u.scope, u.value, u.owner FROM unique_claims u
+             JOIN unnest($1::text[], $2::text[]) AS r(scope, value) ON u.scope = r.scope AND u.value = r.value",
+        )
+        .bind(&ms)
+        .bind(&mv)
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .map(|(s, v, o)| ((s, v), o))
+        .collect();
+        for (i, s, v) in missing {
+            if outcomes[i].is_none() {
+                outcomes[i] = Some(Err(AppendError::ClaimTaken {
+                    scope: s.into(),
+                    value: v.into(),
+                    owner: holders.get(&(s.to_string(), v.to_string())).cloned(),
+                }));
+            }
+        }
+    }
+    Ok(taken)
+}
+
+/// Stores the idempotency records of requests still standing; a key already taken fails its request.
+async fn insert_idempotency(
+    tx: &mut Transaction<'_, Postgres>,
+    requests: &[AppendRequest],
+    last: &[(u64, Option<i64>)],
+    outcomes: &mut [Option<Outcome>],
+) -> Result<(), sqlx::Error> {
+    let mut seen: HashSet<(Uuid, &str)> = HashSet::new();
+    let (mut idx, mut workspaces, mut keys, mut fingerprints, mut results, mut positions) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (i, r) in requests.iter().enumerate() {
+        let (None, Some(w)) = (&outcomes[i], &r.idempotency) else {
+            continue;
+        };
+        if !seen.insert((w.scope, w.key.as_str())) {
+            outcomes[i] = Some(Err(AppendError::IdempotencyKeyUsed { key: w.key.clone() }));
+            continue;
+        }
+        idx.push(i);
+        workspaces.push(w.scope);
+        keys.push(w.key.as_str());
+        fingerprints.push(w.fingerprint.as_str());
+        results.push(&w.result);
+        positions.push(last[i].1);
+    }
+    if idx.is_empty() {
+        return Ok(());
+    }
+    let stored: HashSet<(Uuid, String)> = sqlx::query_as::<_, (Uuid, String)>(
+        "INSERT INTO idempotency_keys (workspace_id, key, fingerprint, result, position)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int8[]) ORDER BY 1, 2
+         ON CONFLICT DO NOTHING
+         RETURNING workspace_id, key",
+    )
+    .bind(&workspaces)
+    .bind(&keys)
+    .bind(&fingerprints)
+    .bind(&results)
+    .bind(&positions)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    for (n, i) in idx.into_iter().enumerate() {
+        if !stored.contains(&(workspaces[n], keys[n].to_owned())) {
+            outcomes[i] = Some(Err(AppendError::IdempotencyKeyUsed {
+                key: keys[n].to_owned(),
+            }));
+        }
+    }
+    Ok(())
+}
+
+async fn release_claims(
+    tx: &mut Transaction<'_, Postgres>,
+    requests: &[AppendRequest],
+    outcomes: &[Option<Outcome>],
+) -> Result<(), sqlx::Error> {
+    let (mut scopes, mut values, mut owners) = (vec![], vec![], vec![]);
+    for (i, r) in requests.iter().enumerate() {
+        if outcomes[i].is_none() {
+            for c in &r.releases {
+                scopes.push(c.scope.as_str());
+                values.push(c.value.as_str());
+                owners.push(c.owner.as_str());
+            }
+        }
+    }
+    if scopes.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "DELETE FROM unique_claims u USING unnest($1::text[], $2::text[], $3::text[]) AS r(scope, value, owner)
+         WHERE u.scope = r.scope AND u.value = r.value AND u.owner = r.owner",
+    )
+    .bind(&scopes)
+    .bind(&values)
+    .bind(&owners)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! The PostgreSQL event store.
+//!
+//! - [`batch`]: the group-commit writer that lets many concurrent appends share one transaction.
+//! - [`read`]: stream reads and the gap-free log read.
+
+mod batch;
+mod read;
+
+use super::{
+    AppendError, AppendOutcome, AppendRequest, Claim, EventStore, ExpectedVersion,
+    IdempotencyRecord, IdempotencyWrite, LogCursor, LogPage, RecordedEvent, StoreError,
+};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use uuid::Uuid;
+
+/// The migrations of the whole system (they live in the top-level `migrations/`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Tuning of the group-commit writer.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// Concurrent writer tasks, each with its own connection and transaction.
+    pub writers: usize,
+    /// Most events one transaction carries.
+    pub max_events: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            writers: 4,
+            max_events: 1024,
+        }
+    }
+}
+
+/// Opens a pool with the session settings the store relies on: a short idle-in-transaction timeout,
+/// so a stuck client cannot hold the log's read horizon back.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    let options: PgConnectOptions = url.parse()?;
+    let options = options.options([
+        ("idle_in_transaction_session_timeout", "10s"),
+        ("application_name", "blazz"),
+    ]);
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await?)
+}
+
+type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
+
+struct Pending {
+    request: AppendRequest,
+    reply: Reply,
+}
+
+/// PostgreSQL implementation of [`EventStore`]. Cheap to clone.
+#[derive(Clone)]
+pub struct PgEventStore {
+    pool: PgPool,
+    queue: mpsc::Sender<Pending>,
+}
+
+impl std::fmt::Debug for PgEventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgEventStore").finish_non_exhaustive()
+    }
+}
+
+impl PgEventStore {
+    /// Starts the writer tasks on `pool`. Migrations must have run.
+    pub fn new(pool: PgPool, config: BatchConfig) -> Self {
+        let (queue, rx) = mpsc::channel::<Pending>(config.max_events * 4);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..config.writers.max(1) {
+            tokio::spawn(batch::writer(pool.clone(), rx.clone(), config.max_events));
+        }
+        Self { pool, queue }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn submit(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        self.queue
+            .send(Pending { request, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+#[async_trait]
+impl EventStore for PgEventStore {
+    #[tracing::instrument(skip_all, fields(stream = %request.stream_id, events = request.events.len()), err(level = "debug"))]
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
+        // `Any` can lose a race for the next version to a concurrent writer; it has no expectation to
+        // violate, so try again.
+        let mut tries = 0;
+        loop {
+            match self.submit(request.clone()).await {
+                Err(AppendError::Conflict { .. })
+                    if request.expected == ExpectedVersion::Any && tries < 10 =>
+                {
+                    tries += 1
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+        to_version: Option<u64>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        read::stream(&self.pool, stream_id, from_version, to_version).await
+    }
+
+    async fn read_streams(&self, stream_ids: &[String]) -> Result<Vec<RecordedEvent>, StoreError> {
+        read::streams(&self.pool, stream_ids).await
+    }
+
+    async fn read_log(
+        &self,
+        after: LogCursor,
+        limit: usize,
+        workspace: Option<Uuid>,
+    ) -> Result<LogPage, StoreError> {
+        read::log(&self.pool, after, limit, workspace).await
+    }
+
+    async fn idempotency_record(
+        &self,
+        workspace_id: Uuid,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let row: Option<(String, serde_json::Value, Option<i64>)> =
+            sqlx::query_as("SELECT fingerprint, result, position FROM idempotency_keys WHERE workspace_id = $1 AND key = $2")
+                .bind(workspace_id)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(
+            row.map(|(fingerprint, result, position)| IdempotencyRecord {
+                fingerprint,
+                result,
+                position,
+            }),
+        )
+    }
+
+    async fn put_idempotency_record(
+        &self,
+        write: IdempotencyWrite,
+        position: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO idempotency_keys (workspace_id, key, fingerprint, result, position) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(write.scope)
+        .bind(&write.key)
+        .bind(&write.fingerprint)
+        .bind(&write.result)
+        .bind(position)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn claim(&self, scope: &str, value: &str) -> Result<Option<Claim>, StoreError> {
+        let row: Option<(String, Uuid, serde_json::Value)> = sqlx::query_as(
+            "SELECT owner, workspace_id, data FROM unique_claims WHERE scope = $1 AND value = $2",
+        )
+        .bind(scope)
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(owner, workspace_id, data)| Claim {
+            scope: scope.into(),
+            value: value.into(),
+            owner,
+            workspace_id,
+            data,
+        }))
+    }
+
+    async fn owners_with_claim(
+        &self,
+        scope: &str,
+        workspace_id: Uuid,
+        owners: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT owner FROM unique_claims WHERE scope = $1 AND workspace_id = $2 AND owner = ANY($3)",
+        )
+        .bind(scope)
+        .bind(workspace_id)
+        .bind(owners)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
