@@ -28,7 +28,7 @@ pub enum CodecError {
 /// Lifts one event type's payload from `from_version` to `from_version + 1`.
 pub trait Upcaster: Send + Sync {
     fn event_type(&self) -> &str;
-    fn from_version(&self) -> i32;
+    fn source_version(&self) -> i32;
     fn upcast(&self, payload: Value) -> Result<Value, CodecError>;
 }
 
@@ -95,7 +95,7 @@ impl Codec {
             let up = self
                 .upcasters
                 .iter()
-                .find(|u| u.event_type() == event_type && u.from_version() == v)
+                .find(|u| u.event_type() == event_type && u.source_version() == v)
                 .ok_or_else(|| CodecError::MissingUpcaster {
                     event_type: event_type.into(),
                     version: v,
@@ -196,7 +196,7 @@ mod tests {
         fn event_type(&self) -> &str {
             "workspace.api_key_revoked"
         }
-        fn from_version(&self) -> i32 {
+        fn source_version(&self) -> i32 {
             0
         }
         fn upcast(&self, mut payload: Value) -> Result<Value, CodecError> {

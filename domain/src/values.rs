@@ -18,7 +18,7 @@ impl PhoneNumber {
     pub fn parse(input: &str) -> Result<Self, DomainError> {
         let trimmed = input.trim();
         let mut digits = String::with_capacity(trimmed.len());
-        for (i, c) in trimmed.chars().enumerate() {
+        for (i, c) in trimmed.char_indices() {
             match c {
                 '0'..='9' => digits.push(c),
                 '+' if i == 0 || trimmed[..i].chars().all(|p| p == '(') => {}

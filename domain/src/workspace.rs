@@ -111,7 +111,7 @@ fn normalise_keyword(text: &str) -> String {
 
 fn keyword_matches(list: &[String], text: &str) -> bool {
     let t = normalise_keyword(text);
-    !t.is_empty() && list.iter().any(|k| *k == t)
+    !t.is_empty() && list.contains(&t)
 }
 
 fn keywords(field: &str, list: Vec<String>) -> Result<Vec<String>, DomainError> {
