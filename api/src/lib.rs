@@ -1,1 +1,22 @@
+//! The Blazz gateway (axum) and everything the `blazz` binary runs.
+//!
+//! # Layout
+//! - [`config`]: configuration from environment variables (secrets redacted in `Debug`).
+//! - [`state`]: [`state::AppState`], the shared handles.
+//! - [`error`]: [`error::ApiError`], the one error format of the API.
+//! - [`extract`]: JSON/path/query extractors with that error format, request id and idempotency key.
+//! - [`auth`]: API key and operator authentication as extractors.
+//! - [`routes`]: one file per resource.
+//! - [`server`]: wiring (store, commands, router, middleware) and serving with graceful shutdown.
+//! - [`embedded`]: the private PostgreSQL cluster `blazz up` runs when no `DATABASE_URL` is given.
+//! - [`bench`]: the `blazz bench` load generators.
 
+pub mod auth;
+pub mod bench;
+pub mod config;
+pub mod embedded;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod server;
+pub mod state;

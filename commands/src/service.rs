@@ -26,6 +26,14 @@ pub mod scopes {
     pub const CHANNEL_NUMBER: &str = "channel_phone_number_id";
     pub const TEMPLATE_NAME: &str = "template_name";
 
+    /// A claim value as a client knows it: without the `<workspace id>:` prefix of workspace scopes.
+    pub fn display_value(value: &str) -> &str {
+        match value.split_once(':') {
+            Some((ws, rest)) if uuid::Uuid::try_parse(ws).is_ok() => rest,
+            _ => value,
+        }
+    }
+
     pub fn taken_code(scope: &str) -> &'static str {
         match scope {
             CONTACT_PHONE => "phone_taken",
@@ -246,7 +254,7 @@ impl Commands {
                 owner,
             } => CommandError::Taken {
                 code: scopes::taken_code(&scope),
-                message: format!("{value} is already used"),
+                message: format!("{} is already used", scopes::display_value(&value)),
                 existing_id: owner.and_then(|o| o.split_once('-').map(|(_, id)| id.to_owned())),
             },
             AppendError::IdempotencyKeyUsed { key } => {

@@ -1,0 +1,135 @@
+//! Authentication as extractors: [`Caller`] for workspace API keys, [`Operator`] for the operator
+//! token. Both read `Authorization: Bearer <secret>`.
+
+use crate::error::ApiError;
+use crate::extract::RequestMeta;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use blazz_commands::context::Idempotency;
+use blazz_commands::handlers::workspace::Principal;
+use blazz_commands::CommandContext;
+use blazz_domain::role::{Action, Role};
+use chrono::Utc;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The authenticated API key of a request, scoped to its workspace.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub meta: RequestMeta,
+}
+
+impl Caller {
+    pub fn workspace_id(&self) -> Uuid {
+        self.principal.workspace_id.as_uuid()
+    }
+
+    /// `Ok` if the key's role allows `action`, else 403.
+    pub fn require(&self, action: Action) -> Result<(), ApiError> {
+        self.principal.role.require(action).map_err(ApiError::from)
+    }
+
+    /// The context for a command whose request has this fingerprint.
+    pub fn context(&self, fingerprint: Option<String>) -> CommandContext {
+        context(
+            self.workspace_id(),
+            self.principal.role,
+            format!("api_key:{}", self.principal.key_id),
+            &self.meta,
+            fingerprint,
+        )
+    }
+}
+
+pub(crate) fn context(
+    workspace_id: Uuid,
+    role: Role,
+    actor: String,
+    meta: &RequestMeta,
+    fingerprint: Option<String>,
+) -> CommandContext {
+    CommandContext {
+        workspace_id,
+        role,
+        actor,
+        request_id: meta.request_id.clone(),
+        correlation_id: Uuid::now_v7(),
+        idempotency: meta.idempotency_key.clone().map(|key| Idempotency {
+            key,
+            fingerprint: fingerprint.unwrap_or_else(|| meta.fingerprint.clone()),
+        }),
+        now: Utc::now(),
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let secret = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        let principal = state
+            .commands
+            .authenticate(secret)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        let meta = RequestMeta::from_request_parts(parts, state).await?;
+        Ok(Self { principal, meta })
+    }
+}
+
+/// A request carrying the operator token.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub meta: RequestMeta,
+}
+
+impl Operator {
+    pub fn context(&self, workspace_id: Uuid, fingerprint: Option<String>) -> CommandContext {
+        context(
+            workspace_id,
+            Role::Owner,
+            "operator".into(),
+            &self.meta,
+            fingerprint,
+        )
+    }
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(expected) = &state.operator_token else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "operator_disabled",
+                "no operator token is configured (BLAZZ_OPERATOR_TOKEN)",
+            ));
+        };
+        let presented = bearer(parts).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the operator token is required",
+            )
+        })?;
+        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the operator token is required",
+            ));
+        }
+        let meta = RequestMeta::from_request_parts(parts, state).await?;
+        Ok(Self { meta })
+    }
+}

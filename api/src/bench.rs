@@ -1,0 +1,301 @@
+//! `blazz bench`: reproducible load generators whose output goes into docs/benchmarks.md.
+//!
+//! - `appends`: single-event appends to distinct new streams through the store, from N concurrent
+//!   writers, for a fixed time.
+//! - `send`: `POST /v1/messages` (template messages) over real HTTP to an in-process server, at a fixed
+//!   concurrency, for a fixed time.
+//!
+//! Both use DATABASE_URL, or the private cluster under BLAZZ_DATA_DIR.
+
+use crate::config::Config;
+use crate::embedded::EmbeddedPostgres;
+use crate::server;
+use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
+use blazz_commands::store::{AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent};
+use clap::Subcommand;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Subcommand)]
+pub enum Which {
+    /// Single-event appends through the store.
+    Appends {
+        /// Writer counts to run, one after the other.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        writers: Vec<usize>,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// POST /v1/messages over HTTP.
+    Send {
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+}
+
+/// Count, rate and latency percentiles of one run.
+#[derive(Debug)]
+pub struct Summary {
+    pub count: usize,
+    pub errors: usize,
+    pub per_second: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+fn summarise(mut latencies: Vec<Duration>, errors: usize, elapsed: Duration) -> Summary {
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Summary {
+        count: latencies.len(),
+        errors,
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: pick(0.50),
+        p99: pick(0.99),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs `op` from `workers` tasks until `seconds` pass; `op` returns whether the call succeeded.
+async fn drive<F, Fut>(workers: usize, seconds: u64, op: F) -> Summary
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let (mut lat, mut errors) = (Vec::new(), 0usize);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    if op(w).await {
+                        lat.push(t.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    summarise(all, errors, start.elapsed())
+}
+
+pub async fn run(config: Config, which: Which) -> Result<(), Error> {
+    let (url, embedded) = match &config.database_url {
+        Some(u) => (u.clone(), None),
+        None => {
+            let pg = EmbeddedPostgres::start(&config.data_dir).await?;
+            (pg.url(), Some(pg))
+        }
+    };
+    let result = async {
+        let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
+        match which {
+            Which::Appends { writers, seconds } => {
+                appends(pool, config.append_writers, &writers, seconds).await
+            }
+            Which::Send {
+                concurrency,
+                seconds,
+            } => send(pool, config.append_writers, concurrency, seconds).await,
+        }
+    }
+    .await;
+    if let Some(pg) = embedded {
+        pg.stop().await;
+    }
+    result
+}
+
+async fn appends(
+    pool: sqlx::PgPool,
+    append_writers: usize,
+    writers: &[usize],
+    seconds: u64,
+) -> Result<(), Error> {
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(
+        pool,
+        BatchConfig {
+            writers: append_writers,
+            ..BatchConfig::default()
+        },
+    ));
+    println!("| writers | appends | errors | events/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    for &w in writers {
+        let store = store.clone();
+        let s = drive(w, seconds, move |_| {
+            let store = store.clone();
+            async move {
+                let request = AppendRequest::new(
+                    format!("bench-{}", Uuid::now_v7()),
+                    Uuid::nil(),
+                    ExpectedVersion::NoStream,
+                    vec![NewEvent {
+                        event_id: Uuid::now_v7(),
+                        event_type: "bench.appended".into(),
+                        schema_version: 1,
+                        payload: json!({"n": 1}),
+                    }],
+                    EventMetadata {
+                        correlation_id: Uuid::now_v7(),
+                        causation_id: None,
+                        actor: "system:bench".into(),
+                        request_id: None,
+                    },
+                );
+                store.append(request).await.is_ok()
+            }
+        })
+        .await;
+        println!(
+            "| {w} | {} | {} | {:.0} | {} | {} |",
+            s.count,
+            s.errors,
+            s.per_second,
+            ms(s.p50),
+            ms(s.p99)
+        );
+    }
+    Ok(())
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    bearer: &str,
+    body: Value,
+) -> Result<Value, Error> {
+    let res = client
+        .post(url)
+        .bearer_auth(bearer)
+        .json(&body)
+        .send()
+        .await?;
+    let status = res.status();
+    let body: Value = res.json().await?;
+    if !status.is_success() {
+        return Err(format!("{status}: {body}").into());
+    }
+    Ok(body)
+}
+
+async fn send(
+    pool: sqlx::PgPool,
+    append_writers: usize,
+    concurrency: usize,
+    seconds: u64,
+) -> Result<(), Error> {
+    let operator = format!("bench-{}", Uuid::new_v4());
+    let running =
+        server::Running::start(server::state(pool, append_writers, Some(operator.clone()))).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let ws = post(
+        &client,
+        running.url("/v1/workspaces"),
+        &operator,
+        json!({"name": "bench"}),
+    )
+    .await?;
+    let key = ws["api_key"]["key"].as_str().ok_or("no key")?.to_owned();
+    let workspace_id = ws["workspace_id"].clone();
+    let number = (Uuid::new_v4().as_u128() % 1_000_000_000_000) as u64;
+    let channel = post(
+        &client,
+        running.url("/v1/channels"),
+        &key,
+        json!({"provider": "sandbox", "phone_number_id": format!("bench{number}"), "display_phone_number": "+15550000001"}),
+    )
+    .await?;
+    let template = post(
+        &client,
+        running.url("/v1/templates"),
+        &key,
+        json!({"name": "bench_order", "language": "en", "category": "UTILITY",
+               "components": [{"type": "BODY", "text": "Order {{1}} for {{2}} is on its way"}]}),
+    )
+    .await?;
+    post(
+        &client,
+        running.url(&format!(
+            "/v1/templates/{}/review",
+            template["template_id"].as_str().unwrap_or_default()
+        )),
+        &operator,
+        json!({"workspace_id": workspace_id, "status": "APPROVED"}),
+    )
+    .await?;
+    let mut contacts = vec![];
+    for i in 0..concurrency {
+        let c = post(
+            &client,
+            running.url("/v1/contacts"),
+            &key,
+            json!({"phone": format!("+628{:010}", i), "name": format!("c{i}")}),
+        )
+        .await?;
+        contacts.push(c["contact_id"].clone());
+    }
+    let (channel_id, template_id) = (
+        channel["channel_id"].clone(),
+        template["template_id"].clone(),
+    );
+    let url = running.url("/v1/messages");
+    let contacts = Arc::new(contacts);
+    let s = drive(concurrency, seconds, move |w| {
+        let (client, url, key, contacts) =
+            (client.clone(), url.clone(), key.clone(), contacts.clone());
+        let body = json!({"channel_id": channel_id, "contact_id": contacts[w], "type": "template",
+                          "template": {"id": template_id, "variables": {"1": "A-1", "2": "Budi"}}});
+        async move {
+            match client.post(url).bearer_auth(key).json(&body).send().await {
+                Ok(r) => r.status() == reqwest::StatusCode::ACCEPTED && r.bytes().await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    println!("| concurrency | requests | errors | requests/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {concurrency} | {} | {} | {:.0} | {} | {} |",
+        s.count,
+        s.errors,
+        s.per_second,
+        ms(s.p50),
+        ms(s.p99)
+    );
+    running.stop().await?;
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Configuration, all from environment variables (see the README for the list).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Clone)]
+pub struct Config {
+    /// `DATABASE_URL`: an existing PostgreSQL database. Unset: `blazz up` runs a private cluster.
+    pub database_url: Option<String>,
+    /// `BLAZZ_ADDR`: where the API listens (default `127.0.0.1:8080`).
+    pub addr: SocketAddr,
+    /// `BLAZZ_DATA_DIR`: where the private cluster and generated secrets live (default `.blazz`).
+    pub data_dir: PathBuf,
+    /// `BLAZZ_OPERATOR_TOKEN`: bearer token for operator routes (creating workspaces).
+    pub operator_token: Option<String>,
+    /// `BLAZZ_DB_MAX_CONNECTIONS` (default 32).
+    pub db_max_connections: u32,
+    /// `BLAZZ_APPEND_WRITERS`: concurrent group-commit transactions (default 4).
+    pub append_writers: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {name}: {message}")]
+pub struct ConfigError {
+    name: &'static str,
+    message: String,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError {
+            name,
+            message: e.to_string(),
+        }),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            database_url: var("DATABASE_URL"),
+            addr: parsed("BLAZZ_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            data_dir: PathBuf::from(var("BLAZZ_DATA_DIR").unwrap_or_else(|| ".blazz".into())),
+            operator_token: var("BLAZZ_OPERATOR_TOKEN"),
+            db_max_connections: parsed("BLAZZ_DB_MAX_CONNECTIONS", 32)?,
+            append_writers: parsed("BLAZZ_APPEND_WRITERS", 4)?,
+        })
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("addr", &self.addr)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "operator_token",
+                &self.operator_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("db_max_connections", &self.db_max_connections)
+            .field("append_writers", &self.append_writers)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://blazz:hunter2@db:5432/blazz"),
+            "postgres://blazz:***@db:5432/blazz"
+        );
+        assert_eq!(
+            redact_url("postgres://blazz@db/blazz"),
+            "postgres://blazz@db/blazz"
+        );
+        let c = Config {
+            database_url: Some("postgres://u:pw@h/d".into()),
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            data_dir: ".".into(),
+            operator_token: Some("sekret".into()),
+            db_max_connections: 1,
+            append_writers: 1,
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("sekret") && !shown.contains("pw@"));
+    }
+}

@@ -1,0 +1,89 @@
+//! Routes, one file per resource. Every command answers with the ids it created and the log
+//! `position` it wrote; a replayed idempotent answer carries `Idempotent-Replayed: true`.
+
+mod api_keys;
+mod channels;
+mod contacts;
+mod groups;
+mod history;
+mod import;
+mod messages;
+mod templates;
+mod workspaces;
+
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use blazz_commands::CommandResult;
+use serde::{Deserialize, Deserializer};
+
+/// Largest body of an ordinary request.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Largest body of a contact import (100,000 rows of CSV or JSON fit easily).
+pub const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route("/v1/workspaces", post(workspaces::create))
+        .route(
+            "/v1/workspace",
+            get(workspaces::show).patch(workspaces::update),
+        )
+        .route("/v1/api-keys", post(api_keys::issue))
+        .route("/v1/api-keys/{id}", axum::routing::delete(api_keys::revoke))
+        .route("/v1/channels", post(channels::connect))
+        .route("/v1/channels/{id}", patch(channels::update))
+        .route("/v1/contacts", post(contacts::create))
+        .route(
+            "/v1/contacts/{id}",
+            patch(contacts::update).delete(contacts::delete),
+        )
+        .route("/v1/contacts/{id}/opt-out", post(contacts::opt_out))
+        .route("/v1/contacts/{id}/opt-in", post(contacts::opt_in))
+        .route(
+            "/v1/contacts/import",
+            post(import::import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+        )
+        .route("/v1/groups", post(groups::create))
+        .route("/v1/groups/{id}", patch(groups::rename))
+        .route("/v1/groups/{id}/members", post(groups::add_members))
+        .route(
+            "/v1/groups/{id}/members/remove",
+            post(groups::remove_members),
+        )
+        .route("/v1/templates", post(templates::create))
+        .route("/v1/templates/{id}/review", post(templates::review))
+        .route("/v1/messages", post(messages::send))
+        .route("/v1/history/events", get(history::log))
+        .route("/v1/history/streams/{stream_id}", get(history::stream))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// The HTTP answer to a command: its body plus `position`.
+pub(crate) fn command_response(status: StatusCode, result: CommandResult) -> Response {
+    let mut body = result.body;
+    if let serde_json::Value::Object(map) = &mut body {
+        map.insert("position".into(), result.position.into());
+    }
+    let mut response = (status, Json(body)).into_response();
+    if result.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// For PATCH bodies: distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+pub(crate) fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}

@@ -1,0 +1,89 @@
+//! `POST /v1/workspaces` (operator), `GET /v1/workspace`, `PATCH /v1/workspace`.
+
+use super::command_response;
+use crate::auth::{Caller, Operator};
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use blazz_commands::handlers::workspace::SettingsChange;
+use blazz_domain::role::Action;
+use blazz_domain::workspace::Workspace;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    name: String,
+    timezone: Option<String>,
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    op: Operator,
+    body: JsonBody<CreateWorkspace>,
+) -> Result<Response, ApiError> {
+    let ctx = op.context(Uuid::nil(), Some(body.fingerprint));
+    let result = s
+        .commands
+        .create_workspace(&ctx, body.value.name, body.value.timezone)
+        .await?;
+    Ok(command_response(StatusCode::CREATED, result))
+}
+
+pub async fn show(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Action::Read)?;
+    let ws = s
+        .commands
+        .load::<Workspace>(caller.workspace_id(), caller.workspace_id())
+        .await?;
+    let w = ws.state;
+    let keys: Vec<_> = w
+        .keys
+        .iter()
+        .map(|(id, k)| json!({ "id": id, "name": k.name, "role": k.role, "revoked": k.revoked }))
+        .collect();
+    Ok(Json(json!({
+        "workspace_id": caller.workspace_id(),
+        "name": w.name,
+        "timezone": w.timezone,
+        "opt_out_keywords": w.opt_out_keywords,
+        "opt_in_keywords": w.opt_in_keywords,
+        "api_keys": keys,
+        "version": ws.version,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWorkspace {
+    name: Option<String>,
+    timezone: Option<String>,
+    opt_out_keywords: Option<Vec<String>>,
+    opt_in_keywords: Option<Vec<String>>,
+}
+
+pub async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: JsonBody<UpdateWorkspace>,
+) -> Result<Response, ApiError> {
+    let b = body.value;
+    let change = SettingsChange {
+        name: b.name,
+        timezone: b.timezone,
+        opt_out_keywords: b.opt_out_keywords,
+        opt_in_keywords: b.opt_in_keywords,
+    };
+    let result = s
+        .commands
+        .update_workspace_settings(&caller.context(Some(body.fingerprint)), change)
+        .await?;
+    Ok(command_response(StatusCode::OK, result))
+}
