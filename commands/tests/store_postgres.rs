@@ -30,6 +30,7 @@ conformance_tests!(
     log_read_is_complete_and_ordered,
     idempotency_is_atomic_with_events,
     claims_are_exclusive_until_released,
+    racing_claims_have_one_winner,
     failures_do_not_fail_batch_mates
 );
 

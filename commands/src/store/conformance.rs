@@ -414,6 +414,46 @@ pub async fn claims_are_exclusive_until_released(store: Arc<dyn EventStore>) {
     store.append(b).await.expect("claim after release");
 }
 
+/// Many commands race for one value: exactly one gets it, and the losers' failures do not free it.
+pub async fn racing_claims_have_one_winner(store: Arc<dyn EventStore>) {
+    let ws = Uuid::now_v7();
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let stream = format!("test-race{i}");
+                let mut r = request(&stream, ws, ExpectedVersion::NoStream, 1);
+                r.claims.push(claim(&stream, ws, "+62877"));
+                store.append(r).await.map(|_| stream)
+            })
+        })
+        .collect();
+    let mut winners = vec![];
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(stream) => winners.push(stream),
+            Err(AppendError::ClaimTaken { .. }) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let held = store
+        .claim("test_phone", "+62877")
+        .await
+        .expect("claim")
+        .expect("the winner still holds the claim");
+    assert_eq!(held.owner, winners[0]);
+    let mut late = request("test-late", ws, ExpectedVersion::NoStream, 1);
+    late.claims.push(claim("test-late", ws, "+62877"));
+    assert!(
+        matches!(
+            store.append(late).await,
+            Err(AppendError::ClaimTaken { .. })
+        ),
+        "a later claim still fails"
+    );
+}
+
 /// A command that fails (stale version, taken claim, duplicate event id on its second event) does not
 /// fail the commands appended concurrently with it, and leaves nothing of itself behind.
 pub async fn failures_do_not_fail_batch_mates(store: Arc<dyn EventStore>) {
@@ -489,5 +529,6 @@ where
     log_read_is_complete_and_ordered(fresh().await).await;
     idempotency_is_atomic_with_events(fresh().await).await;
     claims_are_exclusive_until_released(fresh().await).await;
+    racing_claims_have_one_winner(fresh().await).await;
     failures_do_not_fail_batch_mates(fresh().await).await;
 }

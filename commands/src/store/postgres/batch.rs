@@ -139,19 +139,25 @@ async fn write(pool: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Outcome>
                 .execute(&mut *tx)
                 .await?;
         }
-        let (scopes, values): (Vec<String>, Vec<String>) = failed
-            .iter()
-            .flat_map(|i| requests[*i].claims.iter())
-            .filter(|c| claimed.contains(&(c.scope.clone(), c.value.clone())))
-            .map(|c| (c.scope.clone(), c.value.clone()))
-            .unzip();
-        if !scopes.is_empty() {
+        // Only claims the failed command itself inserted: a batch-mate may hold the same value.
+        let mut undo: (Vec<&str>, Vec<&str>, Vec<&str>) = (vec![], vec![], vec![]);
+        for &i in &failed {
+            for c in &requests[i].claims {
+                if claimed.get(&(c.scope.clone(), c.value.clone())) == Some(&i) {
+                    undo.0.push(&c.scope);
+                    undo.1.push(&c.value);
+                    undo.2.push(&c.owner);
+                }
+            }
+        }
+        if !undo.0.is_empty() {
             sqlx::query(
-                "DELETE FROM unique_claims u USING unnest($1::text[], $2::text[]) AS r(scope, value)
-                 WHERE u.scope = r.scope AND u.value = r.value",
+                "DELETE FROM unique_claims u USING unnest($1::text[], $2::text[], $3::text[]) AS r(scope, value, owner)
+                 WHERE u.scope = r.scope AND u.value = r.value AND u.owner = r.owner",
             )
-            .bind(&scopes)
-            .bind(&values)
+            .bind(&undo.0)
+            .bind(&undo.1)
+            .bind(&undo.2)
             .execute(&mut *tx)
             .await?;
         }
@@ -250,12 +256,12 @@ async fn insert_events(
 }
 
 /// Takes the claims of requests still standing; fails those whose claim is held by someone else.
-/// Returns the claims that went in.
+/// Returns the claims that went in, with the index of the request that took each.
 async fn insert_claims(
     tx: &mut Transaction<'_, Postgres>,
     requests: &[AppendRequest],
     outcomes: &mut [Option<Outcome>],
-) -> Result<HashSet<(String, String)>, sqlx::Error> {
+) -> Result<HashMap<(String, String), usize>, sqlx::Error> {
     let mut first_claimant: HashMap<(&str, &str), usize> = HashMap::new();
     let (mut scopes, mut values, mut owners, mut workspaces, mut data) =
         (vec![], vec![], vec![], vec![], vec![]);
@@ -292,7 +298,7 @@ async fn insert_claims(
         }
     }
     if scopes.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(HashMap::new());
     }
     let taken: HashSet<(String, String)> = sqlx::query_as::<_, (String, String)>(
         "INSERT INTO unique_claims (scope, value, owner, workspace_id, data)
@@ -344,7 +350,13 @@ async fn insert_claims(
             }
         }
     }
-    Ok(taken)
+    Ok(taken
+        .into_iter()
+        .filter_map(|(s, v)| {
+            let i = *first_claimant.get(&(s.as_str(), v.as_str()))?;
+            Some(((s, v), i))
+        })
+        .collect())
 }
 
 /// Stores the idempotency records of requests still standing; a key already taken fails its request.
