@@ -31,7 +31,27 @@ pg_as_owner() {
   fi
 }
 
+# pg_dir PREFERRED FALLBACK_PARENT: PREFERRED if the cluster's user can reach it, else a directory under
+# FALLBACK_PARENT named after PREFERRED (as root, a checkout under a private home such as /root is
+# out of reach of the postgres user).
+pg_dir() {
+  local preferred="$1" fallback="$2"
+  if [ "$(id -u)" -ne 0 ] || runuser -u postgres -- test -x "$(dirname "$preferred")" 2>/dev/null; then
+    echo "$preferred"
+  else
+    echo "$fallback/$(basename "$preferred")-$(echo "$preferred" | cksum | cut -d' ' -f1)"
+  fi
+}
+
+# Prints the first port from $1 upwards that nothing listens on.
+free_port() {
+  local port="$1"
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  echo "$port"
+}
+
 # pg_start DATADIR PORT: initialise (once) and start a private cluster listening on 127.0.0.1:PORT.
+# A cluster left running in DATADIR (by a killed run) is stopped first.
 pg_start() {
   local datadir="$1" port="$2" bindir
   bindir=$(pg_bindir) || return 1
@@ -40,7 +60,9 @@ pg_start() {
   if [ ! -f "$datadir/PG_VERSION" ]; then
     pg_as_owner "$bindir/initdb" -D "$datadir" -U postgres --auth=trust --no-sync -E UTF8 >/dev/null || return 1
   fi
-  if pg_as_owner "$bindir/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then return 0; fi
+  if pg_as_owner "$bindir/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
+    pg_as_owner "$bindir/pg_ctl" -D "$datadir" -m fast -w stop >/dev/null
+  fi
   pg_as_owner "$bindir/pg_ctl" -D "$datadir" -l "$datadir/server.log" -w -t 60 start \
     -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='' -c max_connections=400 -c shared_buffers=256MB -c fsync=${PG_FSYNC:-on}" >/dev/null
 }

@@ -13,7 +13,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `BLAZZ_OPERATOR_TOKEN`: bearer token for operator routes (creating workspaces).
     pub operator_token: Option<String>,
-    /// `BLAZZ_DB_MAX_CONNECTIONS` (default 32).
+    /// `BLAZZ_DB_MAX_CONNECTIONS` (default 16).
     pub db_max_connections: u32,
     /// `BLAZZ_APPEND_WRITERS`: concurrent group-commit transactions (default 4).
     pub append_writers: usize,
@@ -50,7 +50,7 @@ impl Config {
             addr: parsed("BLAZZ_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             data_dir: PathBuf::from(var("BLAZZ_DATA_DIR").unwrap_or_else(|| ".blazz".into())),
             operator_token: var("BLAZZ_OPERATOR_TOKEN"),
-            db_max_connections: parsed("BLAZZ_DB_MAX_CONNECTIONS", 32)?,
+            db_max_connections: parsed("BLAZZ_DB_MAX_CONNECTIONS", 16)?,
             append_writers: parsed("BLAZZ_APPEND_WRITERS", 4)?,
         })
     }

@@ -3,8 +3,12 @@
 //! carries 256 random bits, so a fast hash is the right tool (no password stretching needed).
 
 use blazz_domain::ids::ApiKeyId;
+use blazz_domain::role::Role;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -54,6 +58,62 @@ pub fn verify(secret: &str, stored_hash: &str) -> bool {
     hash(secret).as_bytes().ct_eq(stored_hash.as_bytes()).into()
 }
 
+/// What is stored for a key (outside the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub workspace_id: Uuid,
+    pub hash: String,
+    pub role: Role,
+}
+
+/// Stored keys remembered for a short time, so a request needs no database round trip to
+/// authenticate. Revoking a key forgets it at once on the node that revoked it; other nodes stop
+/// accepting it within the time to live.
+#[derive(Debug)]
+pub struct KeyCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<ApiKeyId, (StoredKey, Instant)>>,
+}
+
+/// Most keys remembered at once; beyond that the cache starts over.
+const KEY_CACHE_CAPACITY: usize = 100_000;
+
+impl KeyCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ApiKeyId, (StoredKey, Instant)>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, id: ApiKeyId) -> Option<StoredKey> {
+        let entries = self.lock();
+        entries
+            .get(&id)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(k, _)| k.clone())
+    }
+
+    pub fn put(&self, id: ApiKeyId, key: StoredKey) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.len() >= KEY_CACHE_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(id, (key, Instant::now()));
+    }
+
+    pub fn forget(&self, id: ApiKeyId) {
+        self.lock().remove(&id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +131,23 @@ mod tests {
         assert_eq!(key_id(&wrong), None);
         assert_eq!(key_id("Bearer nonsense"), None);
         assert!(!format!("{k:?}").contains(&k.secret[40..]));
+    }
+
+    #[test]
+    fn the_key_cache_expires_and_forgets() {
+        let id = generate().id;
+        let stored = StoredKey {
+            workspace_id: Uuid::nil(),
+            hash: "h".into(),
+            role: Role::Agent,
+        };
+        let cache = KeyCache::new(Duration::from_secs(60));
+        cache.put(id, stored.clone());
+        assert_eq!(cache.get(id), Some(stored.clone()));
+        cache.forget(id);
+        assert_eq!(cache.get(id), None);
+        let off = KeyCache::new(Duration::ZERO);
+        off.put(id, stored);
+        assert_eq!(off.get(id), None);
     }
 }

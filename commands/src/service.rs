@@ -6,6 +6,7 @@
 use crate::codec::Codec;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
+use crate::keys::KeyCache;
 use crate::store::{
     AppendError, AppendRequest, Claim, ClaimRelease, EventStore, ExpectedVersion, IdempotencyWrite,
     RecordedEvent,
@@ -44,11 +45,15 @@ pub mod scopes {
     }
 }
 
+/// How long a verified API key is remembered by default.
+pub const DEFAULT_KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The write side. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Commands {
     store: Arc<dyn EventStore>,
     codec: Codec,
+    key_cache: Arc<KeyCache>,
 }
 
 impl std::fmt::Debug for dyn EventStore {
@@ -93,7 +98,24 @@ impl<E> Plan<E> {
 
 impl Commands {
     pub fn new(store: Arc<dyn EventStore>, codec: Codec) -> Self {
-        Self { store, codec }
+        Self::with_key_cache_ttl(store, codec, DEFAULT_KEY_CACHE_TTL)
+    }
+
+    /// With a chosen time to live for verified API keys (zero disables the cache).
+    pub fn with_key_cache_ttl(
+        store: Arc<dyn EventStore>,
+        codec: Codec,
+        ttl: std::time::Duration,
+    ) -> Self {
+        Self {
+            store,
+            codec,
+            key_cache: Arc::new(KeyCache::new(ttl)),
+        }
+    }
+
+    pub(crate) fn key_cache(&self) -> &KeyCache {
+        &self.key_cache
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {

@@ -23,8 +23,8 @@ pub struct Principal {
 }
 
 /// What the `api_key` claim keeps next to the key id.
-#[derive(Debug, Serialize, Deserialize)]
-struct KeyClaimData {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct KeyClaimData {
     hash: String,
     role: Role,
 }
@@ -121,20 +121,23 @@ impl Commands {
         key_id: ApiKeyId,
     ) -> Result<CommandResult, CommandError> {
         let ws = ctx.workspace_id;
-        self.execute::<Workspace>(ctx, ws, |w| {
-            let events = w.decide(WorkspaceCommand::RevokeApiKey {
-                key_id,
-                by: ctx.role,
-            })?;
-            let mut plan = Plan::new(events, json!({ "id": key_id, "revoked": true }));
-            plan.releases.push(ClaimRelease {
-                scope: scopes::API_KEY.into(),
-                value: key_id.to_string(),
-                owner: stream_id::<Workspace>(ws),
-            });
-            Ok(plan)
-        })
-        .await
+        let result = self
+            .execute::<Workspace>(ctx, ws, |w| {
+                let events = w.decide(WorkspaceCommand::RevokeApiKey {
+                    key_id,
+                    by: ctx.role,
+                })?;
+                let mut plan = Plan::new(events, json!({ "id": key_id, "revoked": true }));
+                plan.releases.push(ClaimRelease {
+                    scope: scopes::API_KEY.into(),
+                    value: key_id.to_string(),
+                    owner: stream_id::<Workspace>(ws),
+                });
+                Ok(plan)
+            })
+            .await;
+        self.key_cache().forget(key_id);
+        result
     }
 
     pub async fn update_workspace_settings(

@@ -1,9 +1,11 @@
 //! The PostgreSQL event store.
 //!
 //! - [`batch`]: the group-commit writer that lets many concurrent appends share one transaction.
+//! - [`coalesce`]: the same idea for multi-stream reads: concurrent reads share one query.
 //! - [`read`]: stream reads and the gap-free log read.
 
 mod batch;
+mod coalesce;
 mod read;
 
 use super::{
@@ -20,13 +22,17 @@ use uuid::Uuid;
 /// The migrations of the whole system (they live in the top-level `migrations/`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// Tuning of the group-commit writer.
+/// Tuning of the group-commit writer and the read coalescer.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchConfig {
     /// Concurrent writer tasks, each with its own connection and transaction.
     pub writers: usize,
     /// Most events one transaction carries.
     pub max_events: usize,
+    /// Concurrent reader tasks answering multi-stream reads.
+    pub readers: usize,
+    /// Most stream ids one coalesced read asks for.
+    pub max_read_streams: usize,
 }
 
 impl Default for BatchConfig {
@@ -34,16 +40,20 @@ impl Default for BatchConfig {
         Self {
             writers: 4,
             max_events: 1024,
+            readers: 2,
+            max_read_streams: 512,
         }
     }
 }
 
 /// Opens a pool with the session settings the store relies on: a short idle-in-transaction timeout,
-/// so a stuck client cannot hold the log's read horizon back.
+/// so a stuck client cannot hold the log's read horizon back, and no parallel plans (every query of
+/// the store is a short index lookup; parallel workers only add latency to those).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let options: PgConnectOptions = url.parse()?;
     let options = options.options([
         ("idle_in_transaction_session_timeout", "10s"),
+        ("max_parallel_workers_per_gather", "0"),
         ("application_name", "blazz"),
     ]);
     Ok(PgPoolOptions::new()
@@ -65,6 +75,7 @@ struct Pending {
 pub struct PgEventStore {
     pool: PgPool,
     queue: mpsc::Sender<Pending>,
+    reads: mpsc::Sender<coalesce::ReadPending>,
 }
 
 impl std::fmt::Debug for PgEventStore {
@@ -81,7 +92,16 @@ impl PgEventStore {
         for _ in 0..config.writers.max(1) {
             tokio::spawn(batch::writer(pool.clone(), rx.clone(), config.max_events));
         }
-        Self { pool, queue }
+        let (reads, read_rx) = mpsc::channel(config.max_read_streams * 4);
+        let read_rx = Arc::new(Mutex::new(read_rx));
+        for _ in 0..config.readers.max(1) {
+            tokio::spawn(coalesce::reader(
+                pool.clone(),
+                read_rx.clone(),
+                config.max_read_streams,
+            ));
+        }
+        Self { pool, queue, reads }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -127,7 +147,16 @@ impl EventStore for PgEventStore {
     }
 
     async fn read_streams(&self, stream_ids: &[String]) -> Result<Vec<RecordedEvent>, StoreError> {
-        read::streams(&self.pool, stream_ids).await
+        let (reply, rx) = oneshot::channel();
+        let pending = coalesce::ReadPending {
+            streams: stream_ids.to_vec(),
+            reply,
+        };
+        self.reads
+            .send(pending)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn read_log(
