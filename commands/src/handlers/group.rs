@@ -7,13 +7,26 @@ use crate::error::CommandError;
 use crate::service::{scopes, Commands, Plan};
 use blazz_domain::aggregate::{stream_id, Aggregate};
 use blazz_domain::contact::Contact;
-use blazz_domain::group::{ContactGroup, GroupCommand};
+use blazz_domain::group::{ContactGroup, GroupCommand, GroupEvent};
 use blazz_domain::ids::{ContactId, GroupId};
 use blazz_domain::role::Action;
 use blazz_domain::DomainError;
 use serde_json::json;
 use std::collections::HashSet;
 use uuid::Uuid;
+
+/// How many memberships the events add or remove.
+fn members_changed(events: &[GroupEvent]) -> usize {
+    events
+        .iter()
+        .map(|e| match e {
+            GroupEvent::MembersAdded { contacts } | GroupEvent::MembersRemoved { contacts } => {
+                contacts.len()
+            }
+            GroupEvent::Created { .. } | GroupEvent::Renamed { .. } => 0,
+        })
+        .sum()
+}
 
 impl Commands {
     pub async fn create_group(
@@ -62,16 +75,7 @@ impl Commands {
             let events = g.decide(GroupCommand::AddMembers {
                 contacts: contacts.clone(),
             })?;
-            let added: usize = events
-                .iter()
-                .map(|e| {
-                    if let blazz_domain::group::GroupEvent::MembersAdded { contacts } = e {
-                        contacts.len()
-                    } else {
-                        0
-                    }
-                })
-                .sum();
+            let added = members_changed(&events);
             Ok(Plan::new(events, json!({ "group_id": id, "added": added })))
         })
         .await
@@ -88,16 +92,7 @@ impl Commands {
             let events = g.decide(GroupCommand::RemoveMembers {
                 contacts: contacts.clone(),
             })?;
-            let removed: usize = events
-                .iter()
-                .map(|e| {
-                    if let blazz_domain::group::GroupEvent::MembersRemoved { contacts } = e {
-                        contacts.len()
-                    } else {
-                        0
-                    }
-                })
-                .sum();
+            let removed = members_changed(&events);
             Ok(Plan::new(
                 events,
                 json!({ "group_id": id, "removed": removed }),

@@ -1,6 +1,5 @@
 //! Workspace commands: creation (by the operator), API keys, settings, and authentication.
 
-use super::require;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
 use crate::keys;
@@ -8,7 +7,7 @@ use crate::service::{scopes, Commands, Plan};
 use crate::store::{Claim, ClaimRelease, ExpectedVersion};
 use blazz_domain::aggregate::{stream_id, Aggregate};
 use blazz_domain::ids::{ApiKeyId, WorkspaceId};
-use blazz_domain::role::{Action, Role};
+use blazz_domain::role::Role;
 use blazz_domain::workspace::{Workspace, WorkspaceCommand};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -145,7 +144,6 @@ impl Commands {
         ctx: &CommandContext,
         change: SettingsChange,
     ) -> Result<CommandResult, CommandError> {
-        require(ctx.role, Action::ManageWorkspace)?;
         let ws = ctx.workspace_id;
         self.execute::<Workspace>(ctx, ws, |w| {
             let c = change.clone();
