@@ -216,8 +216,11 @@ async fn send(
     seconds: u64,
 ) -> Result<(), Error> {
     let operator = format!("bench-{}", Uuid::new_v4());
-    let running =
-        server::Running::start(server::state(pool, append_writers, Some(operator.clone()))).await?;
+    let running = server::Running::start(
+        pool,
+        server::Settings::new(append_writers, Some(operator.clone())),
+    )
+    .await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;

@@ -95,7 +95,12 @@ async fn run_server(config: Config, embedded_allowed: bool) -> Result<(), Error>
         tracing::info!(database = %redact_url(&url), "connecting");
         let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
         let (token, token_file) = operator_token(&config)?;
-        let state = server::state(pool, config.append_writers, Some(token));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let state = server::state(
+            pool,
+            server::Settings::new(config.append_writers, Some(token)),
+            stopped,
+        );
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|e| format!("cannot listen on {} ({e}); set BLAZZ_ADDR", config.addr))?;
@@ -108,6 +113,7 @@ async fn run_server(config: Config, embedded_allowed: bool) -> Result<(), Error>
             );
         }
         server::serve(listener, server::app(state), server::shutdown_signal()).await?;
+        let _ = stop.send(true);
         tracing::info!("shut down");
         Ok::<_, Error>(())
     }

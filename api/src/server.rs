@@ -1,4 +1,5 @@
-//! Wiring: connect the store, build the router with its middleware, serve until shutdown.
+//! Wiring: connect the store, start the projectors, build the router with its middleware, serve until
+//! shutdown.
 
 use crate::routes;
 use crate::state::AppState;
@@ -7,14 +8,39 @@ use axum::http::{HeaderName, Request};
 use axum::Router;
 use blazz_commands::codec::Codec;
 use blazz_commands::store::postgres::{self, BatchConfig, PgEventStore};
-use blazz_commands::store::StoreError;
+use blazz_commands::store::{EventStore, StoreError};
 use blazz_commands::Commands;
+use blazz_projections::delta::Hub;
+use blazz_projections::read_models;
+use blazz_projections::runner::Runner;
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+
+/// Deltas kept for reconnecting WebSocket clients (and the live queue per client), by default.
+pub const DELTA_BUFFER: usize = 10_000;
+
+/// What a gateway process runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub append_writers: usize,
+    pub operator_token: Option<String>,
+    pub delta_buffer: usize,
+}
+
+impl Settings {
+    pub fn new(append_writers: usize, operator_token: Option<String>) -> Self {
+        Self {
+            append_writers,
+            operator_token,
+            delta_buffer: DELTA_BUFFER,
+        }
+    }
+}
 
 /// Connects to PostgreSQL and applies the migrations.
 pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
@@ -26,18 +52,34 @@ pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<PgPo
     Ok(pool)
 }
 
-/// The application state over a PostgreSQL pool.
-pub fn state(pool: PgPool, append_writers: usize, operator_token: Option<String>) -> AppState {
-    let store = PgEventStore::new(
-        pool,
-        BatchConfig {
-            writers: append_writers,
-            ..BatchConfig::default()
-        },
+/// The application state over a PostgreSQL pool, with the projectors running in this process on the
+/// log feed. They stop when `shutdown` turns true.
+pub fn state(pool: PgPool, settings: Settings, shutdown: watch::Receiver<bool>) -> AppState {
+    let config = BatchConfig {
+        writers: settings.append_writers,
+        ..BatchConfig::default()
+    };
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone(), config));
+    let hub = Hub::new(settings.delta_buffer);
+    let runner = Runner::new(
+        pool.clone(),
+        store.clone(),
+        Codec::new(),
+        read_models::all(),
+        hub.clone(),
     );
+    let progress = runner.progress();
+    tokio::spawn(async move {
+        if let Err(e) = runner.run(shutdown).await {
+            tracing::error!(error = %e, "projections stopped");
+        }
+    });
     AppState {
-        commands: Commands::new(Arc::new(store), Codec::new()),
-        operator_token: operator_token.map(Arc::from),
+        commands: Commands::new(store, Codec::new()),
+        operator_token: settings.operator_token.map(Arc::from),
+        pool,
+        progress,
+        hub,
     }
 }
 
@@ -76,29 +118,37 @@ pub async fn serve(
         .await
 }
 
-/// A server running in the background (tests and benchmarks).
+/// A server (API and projectors) running in the background, for tests and benchmarks.
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
     pub state: AppState,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Dropping the handle stops the server and the projectors (they release their connections).
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
 }
 
 impl Running {
-    /// Starts the API on an ephemeral port of 127.0.0.1.
-    pub async fn start(state: AppState) -> std::io::Result<Self> {
+    /// Starts the API and the projectors on an ephemeral port of 127.0.0.1.
+    pub async fn start(pool: PgPool, settings: Settings) -> std::io::Result<Self> {
+        let (stop, mut stopped) = watch::channel(false);
+        let state = state(pool, settings, stopped.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, app(state.clone()), async move {
-            let _ = stopped.await;
+            let _ = stopped.wait_for(|s| *s).await;
         }));
         Ok(Self {
             addr,
             state,
-            stop: Some(stop),
-            task,
+            stop,
+            task: Some(task),
         })
     }
 
@@ -107,10 +157,11 @@ impl Running {
     }
 
     pub async fn stop(mut self) -> std::io::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        let _ = self.stop.send(true);
+        match self.task.take() {
+            Some(task) => task.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
         }
-        self.task.await.map_err(std::io::Error::other)?
     }
 }
 
@@ -119,7 +170,6 @@ pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    #[cfg(unix)]
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -128,8 +178,6 @@ pub async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},

@@ -1,6 +1,9 @@
 //! Shared state of the gateway: one `Clone` struct of cheap handles.
 
 use blazz_commands::Commands;
+use blazz_projections::delta::Hub;
+use blazz_projections::runner::Progress;
+use sqlx::PgPool;
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]
@@ -9,4 +12,10 @@ pub struct AppState {
     /// Token for operator-only routes (creating workspaces, recording template reviews). Without one
     /// those routes answer 403.
     pub operator_token: Option<Arc<str>>,
+    /// For queries of the read models.
+    pub pool: PgPool,
+    /// How far the projectors are (read-your-writes).
+    pub progress: Progress,
+    /// Deltas for WebSocket subscribers.
+    pub hub: Hub,
 }

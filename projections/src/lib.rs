@@ -1,7 +1,18 @@
-//! Read side of Blazz: projectors consume the event log (the catch-up feed on one node, Kafka when
-//! scaled out) and maintain read models in PostgreSQL, committing their checkpoint in the same
-//! transaction as the read-model change.
+//! Read side of Blazz: projectors consume the event log and maintain read models in PostgreSQL,
+//! committing their checkpoint in the same transaction as the read-model change, then publish small
+//! deltas for live clients.
 //!
 //! # Layout
-//! The projector runtime, feeds and read models are built by the read-side issue; until then the only
-//! reads are the auditor's history endpoints, served directly from the log by `blazz-api`.
+//! - [`delta`]: [`delta::Delta`] and the in-process [`delta::Hub`] (broadcast plus a bounded replay
+//!   buffer for clients that reconnect).
+//! - [`projector`]: the [`projector::Projector`] trait and checkpoints.
+//! - [`runner`]: the log feed: reads the log gap-free, woken by LISTEN/NOTIFY with polling as a
+//!   fallback, applies each batch to every projector in one transaction; read-your-writes waits.
+//! - [`read_models`]: one projector per file.
+//! - [`queries`]: reads of the read models with cursor pagination and filters.
+
+pub mod delta;
+pub mod projector;
+pub mod queries;
+pub mod read_models;
+pub mod runner;

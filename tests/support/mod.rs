@@ -1,7 +1,8 @@
 //! Test harness: the API on an ephemeral port of 127.0.0.1 against a fresh database (one per test,
 //! from `#[sqlx::test]`), and a client that speaks to it over HTTP.
 
-use blazz_api::server::{self, Running};
+use blazz_api::server::Running;
+pub use blazz_api::server::Settings;
 use blazz_commands::{CommandContext, Commands};
 use blazz_domain::role::Role;
 use chrono::Utc;
@@ -62,8 +63,13 @@ impl Answer {
 
 impl TestApp {
     pub async fn spawn(pool: PgPool) -> Self {
-        let state = server::state(pool.clone(), 4, Some(OPERATOR_TOKEN.into()));
-        let server = Running::start(state).await.expect("server starts");
+        Self::spawn_with(pool, Settings::new(4, Some(OPERATOR_TOKEN.into()))).await
+    }
+
+    pub async fn spawn_with(pool: PgPool, settings: Settings) -> Self {
+        let server = Running::start(pool.clone(), settings)
+            .await
+            .expect("server starts");
         Self {
             server,
             client: reqwest::Client::new(),
@@ -236,5 +242,61 @@ impl TestApp {
             .iter()
             .map(|e| e["event_type"].as_str().unwrap_or("").to_owned())
             .collect()
+    }
+}
+
+/// A WebSocket client of `/v1/stream`.
+pub struct Live {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Live")
+    }
+}
+
+impl Live {
+    pub async fn connect(app: &TestApp, key: &str, after: Option<&str>) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let query = after.map(|a| format!("?after={a}")).unwrap_or_default();
+        let mut req = format!("ws://{}/v1/stream{query}", app.server.addr)
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {key}").parse().expect("header"),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket connects");
+        Self { socket }
+    }
+
+    /// The next JSON message (bounded wait: a missing message fails the test instead of hanging).
+    pub async fn next(&mut self) -> Value {
+        use futures::StreamExt;
+        loop {
+            let msg = tokio::time::timeout(std::time::Duration::from_secs(10), self.socket.next())
+                .await
+                .expect("a message within 10 s")
+                .expect("socket open")
+                .expect("message");
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                return serde_json::from_str(&t).expect("json message");
+            }
+        }
+    }
+
+    /// The next delta of `kind`, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let m = self.next().await;
+            if m["kind"] == kind || m["type"] == "resync" {
+                return m;
+            }
+        }
     }
 }

@@ -8,6 +8,8 @@ mod groups;
 mod history;
 mod import;
 mod messages;
+mod queries;
+mod stream;
 mod templates;
 mod workspaces;
 
@@ -18,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use blazz_commands::CommandResult;
+use queries as q;
 use serde::{Deserialize, Deserializer};
 
 /// Largest body of an ordinary request.
@@ -38,12 +41,14 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/api-keys", post(api_keys::issue))
         .route("/v1/api-keys/{id}", axum::routing::delete(api_keys::revoke))
-        .route("/v1/channels", post(channels::connect))
-        .route("/v1/channels/{id}", patch(channels::update))
-        .route("/v1/contacts", post(contacts::create))
+        .route("/v1/channels", post(channels::connect).get(q::channels))
+        .route("/v1/channels/{id}", patch(channels::update).get(q::channel))
+        .route("/v1/contacts", post(contacts::create).get(q::contacts))
         .route(
             "/v1/contacts/{id}",
-            patch(contacts::update).delete(contacts::delete),
+            patch(contacts::update)
+                .delete(contacts::delete)
+                .get(q::contact),
         )
         .route("/v1/contacts/{id}/opt-out", post(contacts::opt_out))
         .route("/v1/contacts/{id}/opt-in", post(contacts::opt_in))
@@ -51,16 +56,21 @@ pub fn router() -> Router<AppState> {
             "/v1/contacts/import",
             post(import::import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
         )
-        .route("/v1/groups", post(groups::create))
-        .route("/v1/groups/{id}", patch(groups::rename))
+        .route("/v1/groups", post(groups::create).get(q::groups))
+        .route("/v1/groups/{id}", patch(groups::rename).get(q::group))
         .route("/v1/groups/{id}/members", post(groups::add_members))
         .route(
             "/v1/groups/{id}/members/remove",
             post(groups::remove_members),
         )
-        .route("/v1/templates", post(templates::create))
+        .route("/v1/templates", post(templates::create).get(q::templates))
+        .route("/v1/templates/{id}", get(q::template))
         .route("/v1/templates/{id}/review", post(templates::review))
-        .route("/v1/messages", post(messages::send))
+        .route("/v1/messages", post(messages::send).get(q::messages))
+        .route("/v1/messages/{id}", get(q::message))
+        .route("/v1/conversations", get(q::conversations))
+        .route("/v1/stats/daily", get(q::daily_stats))
+        .route("/v1/stream", get(stream::stream))
         .route("/v1/history/events", get(history::log))
         .route("/v1/history/streams/{stream_id}", get(history::stream))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

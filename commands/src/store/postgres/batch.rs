@@ -164,6 +164,12 @@ async fn write(pool: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Outcome>
     }
 
     release_claims(&mut tx, requests, &outcomes).await?;
+    // Wake log readers once the batch commits (a wake-up only; they read the log itself).
+    if outcomes.iter().any(Option::is_none) && !written.is_empty() {
+        sqlx::query("SELECT pg_notify('blazz_events', '')")
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
 
     Ok(outcomes

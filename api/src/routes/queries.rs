@@ -1,0 +1,283 @@
+//! Queries of the read models. Every list takes `after` (the `next_after` of the previous page) and
+//! `limit` (1–500, default 50); every query takes `min_position`: the position a command answered
+//! with. The query then waits (up to 5 s) until the projections have applied it, or answers 503
+//! `not_yet_consistent`.
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::{Path, Query};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use blazz_commands::store::LogCursor;
+use blazz_domain::role::Action;
+use blazz_projections::queries::{self, Filter, List, Page};
+use chrono::NaiveDate;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How long a query waits for the projections to reach `min_position`.
+pub const CONSISTENCY_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Deserialize)]
+pub struct Params {
+    after: Option<Uuid>,
+    limit: Option<i64>,
+    min_position: Option<i64>,
+    // Filters (each list uses those that apply to it).
+    group_id: Option<Uuid>,
+    opted_out: Option<bool>,
+    /// `key:value`
+    attribute: Option<String>,
+    status: Option<String>,
+    unread: Option<bool>,
+    channel_id: Option<Uuid>,
+    contact_id: Option<Uuid>,
+    conversation_id: Option<Uuid>,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+}
+
+/// Waits until the projections have applied the event at `min_position`.
+async fn consistent(s: &AppState, min_position: Option<i64>) -> Result<(), ApiError> {
+    let Some(position) = min_position else {
+        return Ok(());
+    };
+    let xid: Option<String> =
+        sqlx::query_scalar("SELECT transaction_id::text FROM events WHERE position = $1")
+            .bind(position)
+            .fetch_optional(&s.pool)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+    let Some(transaction_id) = xid.and_then(|x| x.parse().ok()) else {
+        return Err(ApiError::bad_request(
+            "unknown_position",
+            "min_position is not a position of the log",
+        ));
+    };
+    if s.progress
+        .wait_for(
+            LogCursor {
+                transaction_id,
+                position,
+            },
+            CONSISTENCY_WAIT,
+        )
+        .await
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_yet_consistent",
+            "the read models have not reached min_position yet; retry",
+        ))
+    }
+}
+
+fn limit(l: Option<i64>) -> Result<i64, ApiError> {
+    match l.unwrap_or(50) {
+        n @ 1..=500 => Ok(n),
+        _ => Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 500",
+        )),
+    }
+}
+
+fn page_json(p: Page) -> Json<Value> {
+    Json(json!({ "items": p.items, "next_after": p.next }))
+}
+
+async fn list(
+    s: &AppState,
+    caller: &Caller,
+    which: List,
+    p: &Params,
+    filters: Vec<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::Read)?;
+    let limit = limit(p.limit)?;
+    consistent(s, p.min_position).await?;
+    let page = queries::list(
+        &s.pool,
+        which,
+        caller.workspace_id(),
+        &filters,
+        p.after,
+        limit,
+    )
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
+    Ok(page_json(page))
+}
+
+async fn one(
+    s: &AppState,
+    caller: &Caller,
+    which: List,
+    id: Uuid,
+    min_position: Option<i64>,
+    what: &str,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::Read)?;
+    consistent(s, min_position).await?;
+    queries::one(&s.pool, which, caller.workspace_id(), id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(what))
+}
+
+pub async fn contacts(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    let mut f = vec![];
+    if let Some(g) = p.group_id {
+        f.push(Filter::InGroup(g));
+    }
+    if let Some(o) = p.opted_out {
+        f.push(Filter::Bool("opted_out", o));
+    }
+    if let Some(a) = &p.attribute {
+        let (k, v) = a
+            .split_once(':')
+            .ok_or_else(|| ApiError::bad_request("invalid_query", "attribute must be key:value"))?;
+        f.push(Filter::Attribute(k.to_owned(), v.to_owned()));
+    }
+    list(&s, &caller, List::Contacts, &p, f).await
+}
+
+pub async fn contact(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    one(&s, &caller, List::Contacts, id, p.min_position, "contact").await
+}
+
+pub async fn groups(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    list(&s, &caller, List::Groups, &p, vec![]).await
+}
+
+pub async fn group(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    one(&s, &caller, List::Groups, id, p.min_position, "group").await
+}
+
+pub async fn templates(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    let f = p
+        .status
+        .clone()
+        .map(|st| Filter::Text("status", st.to_ascii_uppercase()))
+        .into_iter()
+        .collect();
+    list(&s, &caller, List::Templates, &p, f).await
+}
+
+pub async fn template(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    one(&s, &caller, List::Templates, id, p.min_position, "template").await
+}
+
+pub async fn channels(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    list(&s, &caller, List::Channels, &p, vec![]).await
+}
+
+pub async fn channel(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    one(&s, &caller, List::Channels, id, p.min_position, "channel").await
+}
+
+pub async fn conversations(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    let mut f = vec![];
+    if p.unread == Some(true) {
+        f.push(Filter::Unread);
+    }
+    if let Some(c) = p.channel_id {
+        f.push(Filter::Id("channel_id", c));
+    }
+    if let Some(c) = p.contact_id {
+        f.push(Filter::Id("contact_id", c));
+    }
+    list(&s, &caller, List::Conversations, &p, f).await
+}
+
+pub async fn messages(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    let mut f = vec![];
+    if let Some(st) = &p.status {
+        f.push(Filter::Text("status", st.to_ascii_lowercase()));
+    }
+    if let Some(c) = p.conversation_id {
+        f.push(Filter::Id("conversation_id", c));
+    }
+    if let Some(c) = p.contact_id {
+        f.push(Filter::Id("contact_id", c));
+    }
+    list(&s, &caller, List::Messages, &p, f).await
+}
+
+pub async fn message(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    one(&s, &caller, List::Messages, id, p.min_position, "message").await
+}
+
+pub async fn daily_stats(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::Read)?;
+    consistent(&s, p.min_position).await?;
+    let today = chrono::Utc::now().date_naive();
+    let (from, to) = (
+        p.from.unwrap_or(today - chrono::Days::new(30)),
+        p.to.unwrap_or(today),
+    );
+    let rows = queries::daily_stats(&s.pool, caller.workspace_id(), from, to)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(json!({ "items": rows })))
+}

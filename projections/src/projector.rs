@@ -1,0 +1,86 @@
+//! The projector trait and checkpoints.
+
+use crate::delta::Change;
+use async_trait::async_trait;
+use blazz_commands::store::{LogCursor, RecordedEvent};
+use blazz_domain::DomainEvent;
+use sqlx::PgConnection;
+
+/// One event ready to project: the stored record (workspace, stream, time, cursor) and the decoded
+/// domain event.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub record: RecordedEvent,
+    pub event: DomainEvent,
+}
+
+impl Applied {
+    /// The aggregate id of the event's stream (`contact-<uuid>` → the uuid).
+    pub fn aggregate_id(&self) -> uuid::Uuid {
+        self.record
+            .stream_id
+            .split_once('-')
+            .and_then(|(_, id)| uuid::Uuid::try_parse(id).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Maintains read-model tables from events. `apply` runs inside the runner's transaction, which also
+/// stores the checkpoint: a batch is applied completely, with its checkpoint, or not at all.
+#[async_trait]
+pub trait Projector: Send + Sync + 'static {
+    /// Stable name, the key of its checkpoint.
+    fn name(&self) -> &'static str;
+    /// The tables it owns (and alone writes).
+    fn tables(&self) -> &'static [&'static str];
+    /// Applies one event; returns what changed, for live clients.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &Applied,
+    ) -> Result<Vec<Change>, sqlx::Error>;
+}
+
+/// The stored checkpoint of a projector (`LogCursor::START` if it never ran).
+pub async fn checkpoint(
+    conn: &mut PgConnection,
+    projection: &str,
+) -> Result<LogCursor, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
+    )
+    .bind(projection)
+    .execute(&mut *conn)
+    .await?;
+    let (xid, position): (String, i64) = sqlx::query_as(
+        "SELECT transaction_id::text, position FROM projection_checkpoints WHERE projection = $1",
+    )
+    .bind(projection)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(LogCursor {
+        transaction_id: xid.parse().unwrap_or(0),
+        position,
+    })
+}
+
+/// Moves a checkpoint forward by `applied` events to `to`.
+pub async fn advance(
+    conn: &mut PgConnection,
+    projection: &str,
+    to: LogCursor,
+    applied: usize,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE projection_checkpoints
+         SET transaction_id = $2::text::xid8, position = $3, events_applied = events_applied + $4, updated_at = now()
+         WHERE projection = $1",
+    )
+    .bind(projection)
+    .bind(to.transaction_id.to_string())
+    .bind(to.position)
+    .bind(applied as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

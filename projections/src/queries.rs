@@ -1,0 +1,146 @@
+//! Reads of the read models. Lists are paged by id (UUIDv7, so in creation order): a page continues
+//! after the last id of the previous one, which stays stable while new rows are inserted.
+
+use chrono::NaiveDate;
+use serde_json::Value;
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub items: Vec<Value>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next: Option<Uuid>,
+}
+
+/// A filter on a list.
+#[derive(Debug, Clone)]
+pub enum Filter {
+    /// `column = value` for a text column.
+    Text(&'static str, String),
+    /// `column = value` for a uuid column.
+    Id(&'static str, Uuid),
+    Bool(&'static str, bool),
+    /// Contacts in a group.
+    InGroup(Uuid),
+    /// Contacts whose attribute `key` equals the string `value`.
+    Attribute(String, String),
+    /// Conversations with unread inbound messages.
+    Unread,
+}
+
+/// The lists there are: table and id column.
+#[derive(Debug, Clone, Copy)]
+pub enum List {
+    Contacts,
+    Groups,
+    Templates,
+    Channels,
+    Conversations,
+    Messages,
+}
+
+impl List {
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Contacts => ("rm_contacts", "contact_id"),
+            Self::Groups => ("rm_groups", "group_id"),
+            Self::Templates => ("rm_templates", "template_id"),
+            Self::Channels => ("rm_channels", "channel_id"),
+            Self::Conversations => ("rm_conversations", "conversation_id"),
+            Self::Messages => ("rm_messages", "message_id"),
+        }
+    }
+}
+
+/// A page of `list` in `workspace`, after `after`, at most `limit` rows, with `filters`.
+pub async fn list(
+    pool: &PgPool,
+    list: List,
+    workspace: Uuid,
+    filters: &[Filter],
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Page, sqlx::Error> {
+    let (table, id) = list.table();
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT to_jsonb(t) - 'workspace_id' FROM {table} t WHERE workspace_id = "
+    ));
+    q.push_bind(workspace);
+    if let Some(a) = after {
+        q.push(format!(" AND {id} > ")).push_bind(a);
+    }
+    for f in filters {
+        match f {
+            Filter::Text(col, v) => {
+                q.push(format!(" AND {col} = ")).push_bind(v.clone());
+            }
+            Filter::Id(col, v) => {
+                q.push(format!(" AND {col} = ")).push_bind(*v);
+            }
+            Filter::Bool(col, v) => {
+                q.push(format!(" AND {col} = ")).push_bind(*v);
+            }
+            Filter::InGroup(g) => {
+                q.push(" AND group_ids @> ARRAY[")
+                    .push_bind(*g)
+                    .push("]::uuid[]");
+            }
+            Filter::Attribute(k, v) => {
+                q.push(" AND attributes @> ")
+                    .push_bind(serde_json::json!({ k.as_str(): v }));
+            }
+            Filter::Unread => {
+                q.push(" AND unread_count > 0");
+            }
+        }
+    }
+    q.push(format!(" ORDER BY {id} LIMIT "))
+        .push_bind(limit + 1);
+    let mut items: Vec<Value> = q.build_query_scalar().fetch_all(pool).await?;
+    let next = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .and_then(|v| v[id].as_str())
+            .and_then(|s| Uuid::try_parse(s).ok())
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+/// One row of `list` by id.
+pub async fn one(
+    pool: &PgPool,
+    list: List,
+    workspace: Uuid,
+    id: Uuid,
+) -> Result<Option<Value>, sqlx::Error> {
+    let (table, column) = list.table();
+    sqlx::query_scalar(&format!("SELECT to_jsonb(t) - 'workspace_id' FROM {table} t WHERE workspace_id = $1 AND {column} = $2"))
+        .bind(workspace)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Daily statistics between two days (inclusive).
+pub async fn daily_stats(
+    pool: &PgPool,
+    workspace: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<Value>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT to_jsonb(t) - 'workspace_id' FROM rm_daily_stats t
+         WHERE workspace_id = $1 AND day BETWEEN $2 AND $3 AND messages <> 0
+         ORDER BY day, direction, kind, status",
+    )
+    .bind(workspace)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,164 @@
+//! `rm_contacts`: contacts with their attributes, opt-out and group membership.
+
+use crate::delta::Change;
+use crate::projector::{Applied, Projector};
+use async_trait::async_trait;
+use blazz_domain::contact::ContactEvent;
+use blazz_domain::group::GroupEvent;
+use blazz_domain::DomainEvent;
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+#[derive(Debug)]
+pub struct Contacts;
+
+#[async_trait]
+impl Projector for Contacts {
+    fn name(&self) -> &'static str {
+        "contacts"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_contacts"]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        a: &Applied,
+    ) -> Result<Vec<Change>, sqlx::Error> {
+        let (ws, id, at) = (
+            a.record.workspace_id,
+            a.aggregate_id(),
+            a.record.recorded_at,
+        );
+        let update = |set: &'static str| {
+            format!("UPDATE rm_contacts SET {set}, updated_at = $3 WHERE workspace_id = $1 AND contact_id = $2")
+        };
+        let change = |changed| Ok(vec![Change::upsert("contact", id, changed)]);
+        match &a.event {
+            DomainEvent::Contact(e) => match e {
+                ContactEvent::Created {
+                    phone,
+                    name,
+                    attributes,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO rm_contacts (workspace_id, contact_id, phone, name, attributes, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(ws)
+                    .bind(id)
+                    .bind(phone.as_str())
+                    .bind(name)
+                    .bind(json!(attributes))
+                    .bind(at)
+                    .execute(conn)
+                    .await?;
+                    change(
+                        json!({ "phone": phone, "name": name, "attributes": attributes, "opted_out": false }),
+                    )
+                }
+                ContactEvent::Renamed { name } => {
+                    sqlx::query(&update("name = $4"))
+                        .bind(ws)
+                        .bind(id)
+                        .bind(at)
+                        .bind(name)
+                        .execute(conn)
+                        .await?;
+                    change(json!({ "name": name }))
+                }
+                ContactEvent::PhoneChanged { phone } => {
+                    sqlx::query(&update("phone = $4"))
+                        .bind(ws)
+                        .bind(id)
+                        .bind(at)
+                        .bind(phone.as_str())
+                        .execute(conn)
+                        .await?;
+                    change(json!({ "phone": phone }))
+                }
+                ContactEvent::AttributesChanged { set, removed } => {
+                    sqlx::query(&update("attributes = (attributes - $4::text[]) || $5"))
+                        .bind(ws)
+                        .bind(id)
+                        .bind(at)
+                        .bind(removed)
+                        .bind(json!(set))
+                        .execute(conn)
+                        .await?;
+                    change(json!({ "attributes_set": set, "attributes_removed": removed }))
+                }
+                ContactEvent::OptedOut { reason, source, .. } => {
+                    let source = super::tag(source);
+                    sqlx::query(&update(
+                        "opted_out = true, opt_out_reason = $4, opt_out_source = $5",
+                    ))
+                    .bind(ws)
+                    .bind(id)
+                    .bind(at)
+                    .bind(reason)
+                    .bind(&source)
+                    .execute(conn)
+                    .await?;
+                    change(
+                        json!({ "opted_out": true, "opt_out_reason": reason, "opt_out_source": source }),
+                    )
+                }
+                ContactEvent::OptedIn { .. } => {
+                    sqlx::query(&update(
+                        "opted_out = false, opt_out_reason = NULL, opt_out_source = NULL",
+                    ))
+                    .bind(ws)
+                    .bind(id)
+                    .bind(at)
+                    .execute(conn)
+                    .await?;
+                    change(json!({ "opted_out": false }))
+                }
+                ContactEvent::Deleted { .. } => {
+                    sqlx::query(
+                        "DELETE FROM rm_contacts WHERE workspace_id = $1 AND contact_id = $2",
+                    )
+                    .bind(ws)
+                    .bind(id)
+                    .execute(conn)
+                    .await?;
+                    Ok(vec![Change::delete("contact", id)])
+                }
+            },
+            // Membership is listed on the contact; the group's delta tells live clients about it.
+            DomainEvent::Group(GroupEvent::MembersAdded { contacts }) => {
+                let ids: Vec<Uuid> = contacts.iter().map(|c| c.as_uuid()).collect();
+                sqlx::query(
+                    "UPDATE rm_contacts SET group_ids = array_append(group_ids, $2), updated_at = $4
+                     WHERE workspace_id = $1 AND contact_id = ANY($3) AND NOT ($2 = ANY(group_ids))",
+                )
+                .bind(ws)
+                .bind(id)
+                .bind(&ids)
+                .bind(at)
+                .execute(conn)
+                .await?;
+                Ok(vec![])
+            }
+            DomainEvent::Group(GroupEvent::MembersRemoved { contacts }) => {
+                let ids: Vec<Uuid> = contacts.iter().map(|c| c.as_uuid()).collect();
+                sqlx::query(
+                    "UPDATE rm_contacts SET group_ids = array_remove(group_ids, $2), updated_at = $4
+                     WHERE workspace_id = $1 AND contact_id = ANY($3)",
+                )
+                .bind(ws)
+                .bind(id)
+                .bind(&ids)
+                .bind(at)
+                .execute(conn)
+                .await?;
+                Ok(vec![])
+            }
+            _ => Ok(vec![]),
+        }
+    }
+}

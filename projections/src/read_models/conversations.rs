@@ -1,0 +1,135 @@
+//! `rm_conversations`: the inbox, one row per channel and contact: last message, unread inbound count,
+//! 24-hour window expiry, assignment.
+
+use crate::delta::Change;
+use crate::projector::{Applied, Projector};
+use async_trait::async_trait;
+use blazz_domain::conversation::{ConversationEvent, SERVICE_WINDOW};
+use blazz_domain::ids::ConversationId;
+use blazz_domain::message::MessageEvent;
+use blazz_domain::DomainEvent;
+use serde_json::json;
+use sqlx::PgConnection;
+
+#[derive(Debug)]
+pub struct Conversations;
+
+const UPSERT: &str = "INSERT INTO rm_conversations (workspace_id, conversation_id, channel_id, contact_id, updated_at)
+                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
+#[async_trait]
+impl Projector for Conversations {
+    fn name(&self) -> &'static str {
+        "conversations"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_conversations"]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        a: &Applied,
+    ) -> Result<Vec<Change>, sqlx::Error> {
+        let (ws, at) = (a.record.workspace_id, a.record.recorded_at);
+        match &a.event {
+            DomainEvent::Conversation(e) => {
+                let id = a.aggregate_id();
+                match e {
+                    ConversationEvent::Started {
+                        channel_id,
+                        contact_id,
+                    } => {
+                        sqlx::query(UPSERT)
+                            .bind(ws)
+                            .bind(id)
+                            .bind(channel_id.as_uuid())
+                            .bind(contact_id.as_uuid())
+                            .bind(at)
+                            .execute(conn)
+                            .await?;
+                        Ok(vec![Change::upsert(
+                            "conversation",
+                            id,
+                            json!({ "channel_id": channel_id, "contact_id": contact_id }),
+                        )])
+                    }
+                    ConversationEvent::InboundReceived { at: received, .. } => {
+                        let expires = *received + SERVICE_WINDOW;
+                        let row: Option<(i64,)> = sqlx::query_as(
+                            "UPDATE rm_conversations SET
+                                 last_message_at = greatest(last_message_at, $3), last_direction = 'in',
+                                 unread_count = unread_count + 1,
+                                 window_expires_at = greatest(window_expires_at, $4), updated_at = $5
+                             WHERE workspace_id = $1 AND conversation_id = $2 RETURNING unread_count",
+                        )
+                        .bind(ws)
+                        .bind(id)
+                        .bind(received)
+                        .bind(expires)
+                        .bind(at)
+                        .fetch_optional(conn)
+                        .await?;
+                        let unread = row.map(|r| r.0);
+                        Ok(vec![Change::upsert(
+                            "conversation",
+                            id,
+                            json!({ "unread_count": unread, "window_expires_at": expires, "last_direction": "in" }),
+                        )])
+                    }
+                    ConversationEvent::Assigned { assignee } => {
+                        sqlx::query("UPDATE rm_conversations SET assignee = $3, updated_at = $4 WHERE workspace_id = $1 AND conversation_id = $2")
+                            .bind(ws)
+                            .bind(id)
+                            .bind(assignee)
+                            .bind(at)
+                            .execute(conn)
+                            .await?;
+                        Ok(vec![Change::upsert(
+                            "conversation",
+                            id,
+                            json!({ "assignee": assignee }),
+                        )])
+                    }
+                }
+            }
+            DomainEvent::Message(MessageEvent::Queued {
+                channel_id,
+                contact_id,
+                content,
+                at: queued,
+                ..
+            }) => {
+                let id = ConversationId::for_pair(*channel_id, *contact_id).as_uuid();
+                let preview = super::preview(content);
+                sqlx::query(UPSERT)
+                    .bind(ws)
+                    .bind(id)
+                    .bind(channel_id.as_uuid())
+                    .bind(contact_id.as_uuid())
+                    .bind(at)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(
+                    "UPDATE rm_conversations SET last_message_at = $3, last_message_preview = $4, last_direction = 'out',
+                         unread_count = 0, updated_at = $5
+                     WHERE workspace_id = $1 AND conversation_id = $2",
+                )
+                .bind(ws)
+                .bind(id)
+                .bind(queued)
+                .bind(&preview)
+                .bind(at)
+                .execute(conn)
+                .await?;
+                Ok(vec![Change::upsert(
+                    "conversation",
+                    id,
+                    json!({ "last_message_preview": preview, "last_direction": "out", "unread_count": 0 }),
+                )])
+            }
+            _ => Ok(vec![]),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! `rm_messages` (the timeline with each message's current status and error) and `rm_daily_stats`
+//! (messages per day, direction, kind and current status). One projector owns both, since a status
+//! change moves a message from one statistics bucket to another.
+
+use crate::delta::Change;
+use crate::projector::{Applied, Projector};
+use async_trait::async_trait;
+use blazz_domain::ids::ConversationId;
+use blazz_domain::message::{MessageEvent, MessageStatus};
+use blazz_domain::DomainEvent;
+use chrono::NaiveDate;
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+#[derive(Debug)]
+pub struct Messages;
+
+async fn count(
+    conn: &mut PgConnection,
+    ws: Uuid,
+    day: NaiveDate,
+    kind: &str,
+    status: &str,
+    delta: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO rm_daily_stats (workspace_id, day, direction, kind, status, messages) VALUES ($1, $2, 'out', $3, $4, $5)
+         ON CONFLICT (workspace_id, day, direction, kind, status) DO UPDATE SET messages = rm_daily_stats.messages + $5",
+    )
+    .bind(ws)
+    .bind(day)
+    .bind(kind)
+    .bind(status)
+    .bind(delta)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Projector for Messages {
+    fn name(&self) -> &'static str {
+        "messages"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_messages", "rm_daily_stats"]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        a: &Applied,
+    ) -> Result<Vec<Change>, sqlx::Error> {
+        let DomainEvent::Message(e) = &a.event else {
+            return Ok(vec![]);
+        };
+        let (ws, id, at) = (
+            a.record.workspace_id,
+            a.aggregate_id(),
+            a.record.recorded_at,
+        );
+        if let MessageEvent::Queued {
+            channel_id,
+            contact_id,
+            content,
+            at: queued,
+            ..
+        } = e
+        {
+            let conversation = ConversationId::for_pair(*channel_id, *contact_id).as_uuid();
+            let preview = super::preview(content);
+            let inserted = sqlx::query(
+                "INSERT INTO rm_messages (workspace_id, message_id, conversation_id, channel_id, contact_id, direction, kind, status,
+                                          preview, queued_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 'out', $6, 'queued', $7, $8, $9) ON CONFLICT DO NOTHING",
+            )
+            .bind(ws)
+            .bind(id)
+            .bind(conversation)
+            .bind(channel_id.as_uuid())
+            .bind(contact_id.as_uuid())
+            .bind(content.kind())
+            .bind(&preview)
+            .bind(queued)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                count(conn, ws, queued.date_naive(), content.kind(), "queued", 1).await?;
+            }
+            return Ok(vec![Change::upsert(
+                "message",
+                id,
+                json!({ "conversation_id": conversation, "contact_id": contact_id, "kind": content.kind(), "status": "queued", "preview": preview }),
+            )]);
+        }
+        let (status, column, value, extra): (
+            MessageStatus,
+            &str,
+            Option<&String>,
+            serde_json::Value,
+        ) = match e {
+            MessageEvent::Queued { .. } => unreachable!("handled above"),
+            MessageEvent::Dispatched { .. } => {
+                (MessageStatus::Dispatched, "updated_at", None, json!({}))
+            }
+            MessageEvent::Sent {
+                provider_message_id,
+                ..
+            } => (
+                MessageStatus::Sent,
+                "sent_at",
+                Some(provider_message_id),
+                json!({ "provider_message_id": provider_message_id }),
+            ),
+            MessageEvent::Delivered { .. } => {
+                (MessageStatus::Delivered, "delivered_at", None, json!({}))
+            }
+            MessageEvent::Read { .. } => (MessageStatus::Read, "read_at", None, json!({})),
+            MessageEvent::Failed { error, .. } => (
+                MessageStatus::Failed,
+                "failed_at",
+                None,
+                json!({ "error": error }),
+            ),
+        };
+        let event_at = match e {
+            MessageEvent::Dispatched { at, .. }
+            | MessageEvent::Sent { at, .. }
+            | MessageEvent::Delivered { at }
+            | MessageEvent::Read { at }
+            | MessageEvent::Failed { at, .. } => *at,
+            MessageEvent::Queued { at, .. } => *at,
+        };
+        let old: Option<(String, String, NaiveDate)> = sqlx::query_as(
+            "SELECT status, kind, (queued_at AT TIME ZONE 'UTC')::date FROM rm_messages WHERE workspace_id = $1 AND message_id = $2 FOR UPDATE",
+        )
+        .bind(ws)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((old_status, kind, day)) = old else {
+            return Ok(vec![]);
+        };
+        let error = extra.get("error").cloned();
+        sqlx::query(&format!(
+            "UPDATE rm_messages SET status = $3, {column} = $4, updated_at = $4,
+                 provider_message_id = coalesce($5, provider_message_id), error = coalesce($6, error)
+             WHERE workspace_id = $1 AND message_id = $2"
+        ))
+        .bind(ws)
+        .bind(id)
+        .bind(status.as_str())
+        .bind(event_at)
+        .bind(value)
+        .bind(error)
+        .execute(&mut *conn)
+        .await?;
+        if old_status != status.as_str() {
+            count(&mut *conn, ws, day, &kind, &old_status, -1).await?;
+            count(conn, ws, day, &kind, status.as_str(), 1).await?;
+        }
+        let mut changed = json!({ "status": status.as_str() });
+        if let (Some(c), serde_json::Value::Object(x)) = (changed.as_object_mut(), extra) {
+            c.extend(x);
+        }
+        Ok(vec![Change::upsert("message", id, changed)])
+    }
+}

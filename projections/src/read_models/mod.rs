@@ -1,0 +1,54 @@
+//! Read models, one projector per file. Each owns its tables (`rm_*`, see
+//! `migrations/0003_read_models.sql`).
+
+pub mod catalog;
+pub mod contacts;
+pub mod conversations;
+pub mod groups;
+pub mod messages;
+
+use crate::projector::Projector;
+use blazz_domain::message::MessageContent;
+use std::sync::Arc;
+
+/// Every live projector.
+pub fn all() -> Vec<Arc<dyn Projector>> {
+    vec![
+        Arc::new(contacts::Contacts),
+        Arc::new(groups::Groups),
+        Arc::new(catalog::Templates),
+        Arc::new(catalog::Channels),
+        Arc::new(conversations::Conversations),
+        Arc::new(messages::Messages),
+    ]
+}
+
+/// Finds a projector by name.
+pub fn by_name(name: &str) -> Option<Arc<dyn Projector>> {
+    all().into_iter().find(|p| p.name() == name)
+}
+
+/// A one-line preview of a message, for the inbox and the timeline.
+pub fn preview(content: &MessageContent) -> String {
+    let text = match content {
+        MessageContent::Text { body, .. } => body.clone(),
+        MessageContent::Template { rendered, .. } => rendered.body_preview.clone(),
+        MessageContent::Media {
+            media_kind,
+            caption,
+            ..
+        } => format!("[{}] {}", tag(media_kind), caption.as_deref().unwrap_or(""))
+            .trim_end()
+            .to_owned(),
+        MessageContent::Interactive { body, .. } => body.clone(),
+    };
+    text.chars().take(200).collect()
+}
+
+/// The serialised name of a unit enum value (`ProviderKind::Meta` → `"meta"`).
+pub(crate) fn tag<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
