@@ -129,7 +129,7 @@ async fn contacts_filter_by_group_opt_out_and_attribute(pool: PgPool) {
                 .body,
             "contact_id"
         ),
-        [b.clone()]
+        std::slice::from_ref(&b)
     );
     assert_eq!(
         ids(
