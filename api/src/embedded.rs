@@ -167,6 +167,14 @@ impl EmbeddedPostgres {
         Ok(pg)
     }
 
+    /// The URL of the private cluster a running `blazz up` started under `data_dir`, if any (its port
+    /// is line 4 of `postmaster.pid`).
+    pub fn running_url(data_dir: &Path) -> Option<String> {
+        let pid = std::fs::read_to_string(data_dir.join("postgres").join("postmaster.pid")).ok()?;
+        let port: u16 = pid.lines().nth(3)?.trim().parse().ok()?;
+        Some(format!("postgres://blazz@127.0.0.1:{port}/postgres"))
+    }
+
     pub fn url(&self) -> String {
         format!("postgres://blazz@127.0.0.1:{}/postgres", self.port)
     }

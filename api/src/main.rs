@@ -36,6 +36,78 @@ enum Cmd {
         #[command(subcommand)]
         which: bench::Which,
     },
+    /// Inspect or rebuild projections (DATABASE_URL, or the cluster of a running `blazz up`).
+    Projections {
+        #[command(subcommand)]
+        which: Projections,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Projections {
+    /// Each projection's position and lag, and the age of the log's read horizon.
+    Status,
+    /// Rebuild one projection from the log into fresh tables and switch it in when caught up.
+    Rebuild {
+        /// contacts, groups, templates, channels, conversations or messages
+        name: String,
+    },
+}
+
+/// DATABASE_URL, or the private cluster of a `blazz up` running on the same data directory.
+fn existing_database(config: &Config) -> Result<String, Error> {
+    config
+        .database_url
+        .clone()
+        .or_else(|| EmbeddedPostgres::running_url(&config.data_dir))
+        .ok_or_else(|| "no database: set DATABASE_URL, or run this next to a running `blazz up` (same BLAZZ_DATA_DIR)".into())
+}
+
+async fn projections(config: Config, which: Projections) -> Result<(), Error> {
+    use blazz_commands::codec::Codec;
+    use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
+    use blazz_projections::{read_models, rebuild, status};
+    use std::io::Write;
+    let pool = server::connect_and_migrate(&existing_database(&config)?, 4).await?;
+    match which {
+        Projections::Status => {
+            let s = status::status(&pool).await?;
+            println!(
+                "{:<16} {:>12} {:>12} {:>10} {:>10}",
+                "projection", "position", "applied", "lag", "lag s"
+            );
+            for p in s.projections {
+                println!(
+                    "{:<16} {:>12} {:>12} {:>10} {:>10.1}",
+                    p.projection, p.position, p.events_applied, p.lag_events, p.lag_seconds
+                );
+            }
+            println!("log read horizon age: {:.1} s", s.horizon_age_seconds);
+        }
+        Projections::Rebuild { name } => {
+            let projector = read_models::by_name(&name)
+                .ok_or_else(|| format!("unknown projection {name:?}"))?;
+            let store =
+                std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
+            let done = rebuild::rebuild(&pool, store, &Codec::new(), projector, |p| {
+                eprint!(
+                    "\r{name}: {} / {} events, {:.0}/s, ETA {:.0} s   ",
+                    p.done,
+                    p.total,
+                    p.per_second,
+                    p.eta_seconds()
+                );
+                let _ = std::io::stderr().flush();
+            })
+            .await?;
+            eprintln!();
+            println!(
+                "{name} rebuilt from {} events at {:.0} events/s and switched in",
+                done.done, done.per_second
+            );
+        }
+    }
+    Ok(())
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -149,6 +221,7 @@ async fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Cmd::Bench { which } => bench::run(config, which).await,
+            Cmd::Projections { which } => projections(config, which).await,
         }
     }
     .await;

@@ -10,9 +10,13 @@
 //!   fallback, applies each batch to every projector in one transaction; read-your-writes waits.
 //! - [`read_models`]: one projector per file.
 //! - [`queries`]: reads of the read models with cursor pagination and filters.
+//! - [`rebuild`]: rebuilding one projection from the log into fresh tables, switched in when caught up.
+//! - [`status`]: each projection's position and lag, and the age of the log's read horizon.
 
 pub mod delta;
 pub mod projector;
 pub mod queries;
 pub mod read_models;
+pub mod rebuild;
 pub mod runner;
+pub mod status;
