@@ -20,13 +20,11 @@ async fn import(app: &TestApp, key: &str, content_type: &str, body: String) -> (
 }
 
 async fn contacts_in(app: &TestApp, ws: &str) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE workspace_id = $1 AND event_type = 'contact.created'",
-    )
-    .bind(Uuid::parse_str(ws).expect("uuid"))
-    .fetch_one(&app.pool)
-    .await
-    .expect("count")
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE workspace_id = $1 AND event_type = 'contact.created'")
+        .bind(Uuid::parse_str(ws).expect("uuid"))
+        .fetch_one(&app.pool)
+        .await
+        .expect("count")
 }
 
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
@@ -49,46 +47,19 @@ async fn csv_rows_with_errors_are_reported_by_line_and_the_rest_imported(pool: P
         .as_array()
         .expect("errors")
         .iter()
-        .map(|e| {
-            (
-                e["line"].as_u64().unwrap_or(0),
-                e["code"].as_str().unwrap_or(""),
-            )
-        })
+        .map(|e| (e["line"].as_u64().unwrap_or(0), e["code"].as_str().unwrap_or("")))
         .collect();
-    assert_eq!(
-        errors,
-        [
-            (3, "validation_failed"),
-            (5, "duplicate_in_import"),
-            (6, "phone_taken")
-        ]
-    );
+    assert_eq!(errors, [(3, "validation_failed"), (5, "duplicate_in_import"), (6, "phone_taken")]);
     assert_eq!(contacts_in(&app, &ws.id).await, 4);
     let history = app.history(&ws).await;
-    let quoted = history
-        .iter()
-        .find(|e| e["payload"]["name"] == "Quoted, Name")
-        .expect("quoted row imported");
+    let quoted = history.iter().find(|e| e["payload"]["name"] == "Quoted, Name").expect("quoted row imported");
     assert_eq!(quoted["payload"]["attributes"]["city"], "Bogor");
     assert_eq!(quoted["payload"]["phone"], "+6281200000003");
 
-    let (status, body) = import(
-        &app,
-        &ws.key,
-        "text/csv",
-        "name,city\nBudi,Bandung\n".into(),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_csv"))
-    );
+    let (status, body) = import(&app, &ws.key, "text/csv", "name,city\nBudi,Bandung\n".into()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_csv")));
     let (status, body) = import(&app, &ws.key, "application/xml", "<x/>".into()).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (415, Some("unsupported_media_type"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (415, Some("unsupported_media_type")));
 }
 
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
@@ -105,22 +76,12 @@ async fn json_rows_with_errors_are_reported_by_position(pool: PgPool) {
     ]);
     let (status, body) = import(&app, &ws.key, "application/json", body.to_string()).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        (body["imported"].as_u64(), body["failed"].as_u64()),
-        (Some(2), Some(4))
-    );
-    let lines: Vec<u64> = body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| e["line"].as_u64().unwrap_or(0))
-        .collect();
+    assert_eq!((body["imported"].as_u64(), body["failed"].as_u64()), (Some(2), Some(4)));
+    let lines: Vec<u64> =
+        body["errors"].as_array().expect("errors").iter().map(|e| e["line"].as_u64().unwrap_or(0)).collect();
     assert_eq!(lines, [2, 3, 4, 5]);
     let (status, body) = import(&app, &ws.key, "application/json", "{\"phone\": 1}".into()).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_json"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_json")));
 }
 
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
@@ -136,18 +97,13 @@ async fn one_hundred_thousand_rows_in_one_request(pool: PgPool) {
     let (status, body) = import(&app, &ws.key, "text/csv", csv).await;
     assert_eq!(status, 200, "{}", body["error"]);
     assert_eq!(body["imported"], 100_000);
-    let lines: Vec<u64> = body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| e["line"].as_u64().unwrap_or(0))
-        .collect();
+    let lines: Vec<u64> =
+        body["errors"].as_array().expect("errors").iter().map(|e| e["line"].as_u64().unwrap_or(0)).collect();
     assert_eq!(lines, [100_002, 100_003]);
     assert_eq!(contacts_in(&app, &ws.id).await, 100_000);
-    let claims: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM unique_claims WHERE scope = 'contact_phone'")
-            .fetch_one(&app.pool)
-            .await
-            .expect("count");
+    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM unique_claims WHERE scope = 'contact_phone'")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
     assert_eq!(claims, 100_000);
 }

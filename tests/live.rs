@@ -11,27 +11,15 @@ async fn deltas_reach_only_the_workspace_they_belong_to(pool: PgPool) {
     let (a, b) = (app.workspace().await, app.workspace().await);
     let mut live_a = Live::connect(&app, &a.key, None).await;
     let mut live_b = Live::connect(&app, &b.key, None).await;
-    let created = app
-        .post(
-            "/v1/contacts",
-            &a.key,
-            json!({"phone": "+6281234567890", "name": "Budi"}),
-        )
-        .await
-        .expect(201);
+    let created =
+        app.post("/v1/contacts", &a.key, json!({"phone": "+6281234567890", "name": "Budi"})).await.expect(201);
     let d = live_a.next_of("contact").await;
-    assert_eq!(
-        (d["type"].as_str(), d["op"].as_str()),
-        (Some("delta"), Some("upsert"))
-    );
+    assert_eq!((d["type"].as_str(), d["op"].as_str()), (Some("delta"), Some("upsert")));
     assert_eq!(d["id"], created.body["contact_id"]);
     assert_eq!(d["position"], created.body["position"]);
     assert_eq!(d["changed"]["phone"], "+6281234567890");
     // B's first delta is B's own contact: A's never reached it.
-    let b_contact = app
-        .post("/v1/contacts", &b.key, json!({"phone": "+6281234567891"}))
-        .await
-        .expect(201);
+    let b_contact = app.post("/v1/contacts", &b.key, json!({"phone": "+6281234567891"})).await.expect(201);
     let d = live_b.next().await;
     assert_eq!(d["id"], b_contact.body["contact_id"], "{d}");
     assert_eq!(d["workspace_id"].as_str(), Some(b.id.as_str()));
@@ -47,40 +35,22 @@ async fn a_reconnecting_client_gets_what_it_missed_without_gaps_or_duplicates(po
     drop(live);
     let mut missed = vec![];
     for i in 2..=4 {
-        missed.push(
-            app.contact(&ws, &format!("+628120000000{i}"), json!({}))
-                .await,
-        );
+        missed.push(app.contact(&ws, &format!("+628120000000{i}"), json!({})).await);
     }
     let mut live = Live::connect(&app, &ws.key, first["delta_id"].as_str()).await;
     let mut got = vec![];
     for _ in 0..3 {
-        got.push(
-            live.next_of("contact").await["id"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned(),
-        );
+        got.push(live.next_of("contact").await["id"].as_str().unwrap_or("").to_owned());
     }
     assert_eq!(got, missed, "the missed deltas, in order");
     let after = app.contact(&ws, "+6281200000005", json!({})).await;
-    assert_eq!(
-        live.next_of("contact").await["id"].as_str(),
-        Some(after.as_str()),
-        "then live ones, no duplicate"
-    );
+    assert_eq!(live.next_of("contact").await["id"].as_str(), Some(after.as_str()), "then live ones, no duplicate");
 }
 
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn a_client_too_far_behind_is_told_to_resync(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool,
-        Settings {
-            delta_buffer: 4,
-            ..Settings::new(4, Some(OPERATOR_TOKEN.into()))
-        },
-    )
-    .await;
+    let app =
+        TestApp::spawn_with(pool, Settings { delta_buffer: 4, ..Settings::new(4, Some(OPERATOR_TOKEN.into())) }).await;
     let ws = app.workspace().await;
     let mut live = Live::connect(&app, &ws.key, None).await;
     app.contact(&ws, "+6281200000001", json!({})).await;
@@ -88,30 +58,15 @@ async fn a_client_too_far_behind_is_told_to_resync(pool: PgPool) {
     drop(live);
     // More deltas than the buffer holds.
     for i in 2..=9 {
-        app.contact(&ws, &format!("+628120000000{i}"), json!({}))
-            .await;
+        app.contact(&ws, &format!("+628120000000{i}"), json!({})).await;
     }
-    let last = app
-        .post("/v1/contacts", &ws.key, json!({"phone": "+6281200000010"}))
-        .await
-        .expect(201);
+    let last = app.post("/v1/contacts", &ws.key, json!({"phone": "+6281200000010"})).await.expect(201);
     let p = last.body["position"].as_i64().expect("p");
-    app.get(&format!("/v1/contacts?min_position={p}"), &ws.key)
-        .await
-        .expect(200);
+    app.get(&format!("/v1/contacts?min_position={p}"), &ws.key).await.expect(200);
     let mut live = Live::connect(&app, &ws.key, first["delta_id"].as_str()).await;
     assert_eq!(live.next().await["type"], "resync");
     assert_eq!(
-        app.call(
-            reqwest::Method::GET,
-            "/v1/stream?after=nonsense",
-            Some(&ws.key),
-            None,
-            &[]
-        )
-        .await
-        .status
-        .as_u16(),
+        app.call(reqwest::Method::GET, "/v1/stream?after=nonsense", Some(&ws.key), None, &[]).await.status.as_u16(),
         400
     );
 }

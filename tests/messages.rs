@@ -19,15 +19,8 @@ async fn setup(pool: PgPool) -> Setup {
     let app = TestApp::spawn(pool).await;
     let ws = app.workspace().await;
     let channel = app.channel(&ws).await;
-    let contact = app
-        .contact(&ws, "+6281234567890", json!({"first_name": "Budi"}))
-        .await;
-    Setup {
-        app,
-        ws,
-        channel,
-        contact,
-    }
+    let contact = app.contact(&ws, "+6281234567890", json!({"first_name": "Budi"})).await;
+    Setup { app, ws, channel, contact }
 }
 
 impl Setup {
@@ -37,13 +30,7 @@ impl Setup {
         let contact = ContactId::from_uuid(Uuid::parse_str(&self.contact).expect("uuid"));
         self.app
             .commands()
-            .record_inbound(
-                &self.app.system(&self.ws),
-                channel,
-                contact,
-                format!("wamid.{}", Uuid::now_v7()),
-                at,
-            )
+            .record_inbound(&self.app.system(&self.ws), channel, contact, format!("wamid.{}", Uuid::now_v7()), at)
             .await
             .expect("inbound");
     }
@@ -64,29 +51,21 @@ fn text() -> Value {
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn free_form_messages_need_the_24_hour_window(pool: PgPool) {
     let s = setup(pool).await;
-    assert_eq!(
-        s.send(text()).await.expect(422).code(),
-        "outside_service_window"
-    );
+    assert_eq!(s.send(text()).await.expect(422).code(), "outside_service_window");
     s.inbound(25).await;
-    assert_eq!(
-        s.send(text()).await.expect(422).code(),
-        "outside_service_window"
-    );
+    assert_eq!(s.send(text()).await.expect(422).code(), "outside_service_window");
     s.inbound(23).await;
     let sent = s.send(text()).await.expect(202);
     assert_eq!(sent.body["status"], "queued");
     let id = sent.id("message_id");
-    let history = s
-        .app
-        .get(&format!("/v1/history/streams/message-{id}"), &s.ws.key)
-        .await
-        .expect(200);
+    let history = s.app.get(&format!("/v1/history/streams/message-{id}"), &s.ws.key).await.expect(200);
     let queued = &history.body["events"][0];
     assert_eq!(queued["event_type"], "message.queued");
     assert_eq!(queued["payload"]["to"], "+6281234567890");
     assert_eq!(queued["payload"]["content"]["body"], "Halo Budi");
-    s.send(json!({"type": "image", "media": {"link": "https://cdn.example/p.jpg", "caption": "Promo"}})).await.expect(202);
+    s.send(json!({"type": "image", "media": {"link": "https://cdn.example/p.jpg", "caption": "Promo"}}))
+        .await
+        .expect(202);
     s.send(json!({"type": "interactive", "interactive": {"body": "Ok?", "buttons": [{"id": "y", "title": "Yes"}, {"id": "n", "title": "No"}]}}))
         .await
         .expect(202);
@@ -95,66 +74,29 @@ async fn free_form_messages_need_the_24_hour_window(pool: PgPool) {
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn templates_go_anywhere_once_approved_and_are_rendered_for_the_contact(pool: PgPool) {
     let s = setup(pool).await;
-    let pending = s
-        .app
-        .template(&s.ws, "promo_pending", "MARKETING", "PENDING")
-        .await;
+    let pending = s.app.template(&s.ws, "promo_pending", "MARKETING", "PENDING").await;
     let send = |id: &str, vars: Value| json!({"type": "template", "template": {"id": id, "variables": vars}});
-    assert_eq!(
-        s.send(send(&pending, json!({}))).await.expect(422).code(),
-        "template_not_approved"
-    );
-    let approved = s
-        .app
-        .template(&s.ws, "promo", "MARKETING", "APPROVED")
-        .await;
-    let id = s
-        .send(send(&approved, json!({"discount": "50%"})))
-        .await
-        .expect(202)
-        .id("message_id");
-    let history = s
-        .app
-        .get(&format!("/v1/history/streams/message-{id}"), &s.ws.key)
-        .await
-        .expect(200);
+    assert_eq!(s.send(send(&pending, json!({}))).await.expect(422).code(), "template_not_approved");
+    let approved = s.app.template(&s.ws, "promo", "MARKETING", "APPROVED").await;
+    let id = s.send(send(&approved, json!({"discount": "50%"}))).await.expect(202).id("message_id");
+    let history = s.app.get(&format!("/v1/history/streams/message-{id}"), &s.ws.key).await.expect(200);
     let content = &history.body["events"][0]["payload"]["content"];
     assert_eq!(content["kind"], "template");
     assert_eq!(content["rendered"]["body_preview"], "Halo Budi, diskon 50%");
     // The default fills what the request leaves out.
-    let id = s
-        .send(send(&approved, json!({})))
-        .await
-        .expect(202)
-        .id("message_id");
-    let history = s
-        .app
-        .get(&format!("/v1/history/streams/message-{id}"), &s.ws.key)
-        .await
-        .expect(200);
-    assert_eq!(
-        history.body["events"][0]["payload"]["content"]["rendered"]["body_preview"],
-        "Halo Budi, diskon 10%"
-    );
-    s.send(send(&Uuid::now_v7().to_string(), json!({})))
-        .await
-        .expect(404);
+    let id = s.send(send(&approved, json!({}))).await.expect(202).id("message_id");
+    let history = s.app.get(&format!("/v1/history/streams/message-{id}"), &s.ws.key).await.expect(200);
+    assert_eq!(history.body["events"][0]["payload"]["content"]["rendered"]["body_preview"], "Halo Budi, diskon 10%");
+    s.send(send(&Uuid::now_v7().to_string(), json!({}))).await.expect(404);
 }
 
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn a_variable_nobody_can_fill_is_named(pool: PgPool) {
     let s = setup(pool).await;
     let bare = s.app.contact(&s.ws, "+6281234567891", json!({})).await;
-    let t = s
-        .app
-        .template(&s.ws, "promo", "MARKETING", "APPROVED")
-        .await;
+    let t = s.app.template(&s.ws, "promo", "MARKETING", "APPROVED").await;
     let body = json!({"channel_id": s.channel, "contact_id": bare, "type": "template", "template": {"id": t}});
-    let a = s
-        .app
-        .post("/v1/messages", &s.ws.key, body)
-        .await
-        .expect(422);
+    let a = s.app.post("/v1/messages", &s.ws.key, body).await.expect(422);
     assert_eq!(a.code(), "missing_template_variable");
     assert_eq!(a.body["error"]["details"]["variable"], "first_name");
 }
@@ -162,36 +104,13 @@ async fn a_variable_nobody_can_fill_is_named(pool: PgPool) {
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn opted_out_contacts_get_no_marketing_but_still_get_utility(pool: PgPool) {
     let s = setup(pool).await;
-    let marketing = s
-        .app
-        .template(&s.ws, "promo", "MARKETING", "APPROVED")
-        .await;
-    let utility = s
-        .app
-        .template(&s.ws, "receipt", "UTILITY", "APPROVED")
-        .await;
-    s.app
-        .post(
-            &format!("/v1/contacts/{}/opt-out", s.contact),
-            &s.ws.key,
-            json!({"reason": "STOP"}),
-        )
-        .await
-        .expect(200);
+    let marketing = s.app.template(&s.ws, "promo", "MARKETING", "APPROVED").await;
+    let utility = s.app.template(&s.ws, "receipt", "UTILITY", "APPROVED").await;
+    s.app.post(&format!("/v1/contacts/{}/opt-out", s.contact), &s.ws.key, json!({"reason": "STOP"})).await.expect(200);
     let send = |id: &str| json!({"type": "template", "template": {"id": id}});
-    assert_eq!(
-        s.send(send(&marketing)).await.expect(422).code(),
-        "contact_opted_out"
-    );
+    assert_eq!(s.send(send(&marketing)).await.expect(422).code(), "contact_opted_out");
     s.send(send(&utility)).await.expect(202);
-    s.app
-        .post(
-            &format!("/v1/contacts/{}/opt-in", s.contact),
-            &s.ws.key,
-            json!({}),
-        )
-        .await
-        .expect(200);
+    s.app.post(&format!("/v1/contacts/{}/opt-in", s.contact), &s.ws.key, json!({})).await.expect(200);
     s.send(send(&marketing)).await.expect(202);
 }
 
@@ -201,43 +120,20 @@ async fn invalid_content_and_unknown_recipients_are_rejected(pool: PgPool) {
     s.inbound(1).await;
     for (content, code) in [
         (json!({"type": "text"}), "validation_failed"),
-        (
-            json!({"type": "text", "text": {"body": ""}}),
-            "validation_failed",
-        ),
-        (
-            json!({"type": "fax", "text": {"body": "x"}}),
-            "validation_failed",
-        ),
-        (
-            json!({"type": "image", "media": {"id": "1", "link": "https://x"}}),
-            "validation_failed",
-        ),
-        (
-            json!({"type": "audio", "media": {"id": "1", "caption": "no"}}),
-            "validation_failed",
-        ),
+        (json!({"type": "text", "text": {"body": ""}}), "validation_failed"),
+        (json!({"type": "fax", "text": {"body": "x"}}), "validation_failed"),
+        (json!({"type": "image", "media": {"id": "1", "link": "https://x"}}), "validation_failed"),
+        (json!({"type": "audio", "media": {"id": "1", "caption": "no"}}), "validation_failed"),
         (
             json!({"type": "interactive", "interactive": {"body": "x", "buttons": [{"id": "a", "title": "This title is far too long"}]}}),
             "validation_failed",
         ),
     ] {
         let a = s.send(content.clone()).await;
-        assert_eq!(
-            (a.status.as_u16(), a.code()),
-            (422, code),
-            "{content}: {}",
-            a.body
-        );
+        assert_eq!((a.status.as_u16(), a.code()), (422, code), "{content}: {}", a.body);
     }
     let other = json!({"channel_id": s.channel, "contact_id": Uuid::now_v7(), "type": "text", "text": {"body": "x"}});
-    s.app
-        .post("/v1/messages", &s.ws.key, other)
-        .await
-        .expect(404);
-    s.app
-        .delete(&format!("/v1/contacts/{}", s.contact), &s.ws.key)
-        .await
-        .expect(200);
+    s.app.post("/v1/messages", &s.ws.key, other).await.expect(404);
+    s.app.delete(&format!("/v1/contacts/{}", s.contact), &s.ws.key).await.expect(200);
     s.send(text()).await.expect(404);
 }

@@ -33,81 +33,39 @@ async fn every_projection_rebuilds_to_the_same_tables(pool: PgPool) {
     let mut contacts = vec![];
     for i in 0..6 {
         contacts.push(
-            app.contact(
-                &ws,
-                &format!("+628120000000{i}"),
-                json!({"first_name": format!("C{i}"), "tier": i}),
-            )
-            .await,
+            app.contact(&ws, &format!("+628120000000{i}"), json!({"first_name": format!("C{i}"), "tier": i})).await,
         );
     }
-    let group = app
-        .post("/v1/groups", &ws.key, json!({"name": "VIP"}))
-        .await
-        .expect(201)
-        .id("group_id");
-    app.post(
-        &format!("/v1/groups/{group}/members"),
-        &ws.key,
-        json!({"contact_ids": contacts[..4]}),
-    )
-    .await
-    .expect(200);
-    app.post(
-        &format!("/v1/contacts/{}/opt-out", contacts[1]),
-        &ws.key,
-        json!({"reason": "STOP"}),
-    )
-    .await
-    .expect(200);
-    app.delete(&format!("/v1/contacts/{}", contacts[5]), &ws.key)
-        .await
-        .expect(200);
+    let group = app.post("/v1/groups", &ws.key, json!({"name": "VIP"})).await.expect(201).id("group_id");
+    app.post(&format!("/v1/groups/{group}/members"), &ws.key, json!({"contact_ids": contacts[..4]})).await.expect(200);
+    app.post(&format!("/v1/contacts/{}/opt-out", contacts[1]), &ws.key, json!({"reason": "STOP"})).await.expect(200);
+    app.delete(&format!("/v1/contacts/{}", contacts[5]), &ws.key).await.expect(200);
     let chan = ChannelId::from_uuid(Uuid::parse_str(&channel).expect("uuid"));
     let cont = ContactId::from_uuid(Uuid::parse_str(&contacts[0]).expect("uuid"));
     app.commands()
-        .record_inbound(
-            &app.system(&ws),
-            chan,
-            cont,
-            "wamid.1".into(),
-            chrono::Utc::now(),
-        )
+        .record_inbound(&app.system(&ws), chan, cont, "wamid.1".into(), chrono::Utc::now())
         .await
         .expect("inbound");
     let sent = app
-        .post("/v1/messages", &ws.key, json!({"channel_id": channel, "contact_id": contacts[0], "type": "template", "template": {"id": template}}))
+        .post(
+            "/v1/messages",
+            &ws.key,
+            json!({"channel_id": channel, "contact_id": contacts[0], "type": "template", "template": {"id": template}}),
+        )
         .await
         .expect(202);
     let p = sent.body["position"].as_i64().expect("p");
-    app.get(&format!("/v1/contacts?min_position={p}"), &ws.key)
-        .await
-        .expect(200);
+    app.get(&format!("/v1/contacts?min_position={p}"), &ws.key).await.expect(200);
 
     let store = app.commands().store().clone();
     for projector in read_models::all() {
         let before = dump(&pool, projector.tables()).await;
         let mut reports = 0;
-        let done = rebuild::rebuild(
-            &pool,
-            store.clone(),
-            &Codec::new(),
-            projector.clone(),
-            |_| reports += 1,
-        )
-        .await
-        .expect("rebuild");
-        assert!(
-            reports >= 1 && done.done >= done.total,
-            "{}: {done:?}",
-            projector.name()
-        );
-        assert_eq!(
-            dump(&pool, projector.tables()).await,
-            before,
-            "{} rebuilt differently",
-            projector.name()
-        );
+        let done = rebuild::rebuild(&pool, store.clone(), &Codec::new(), projector.clone(), |_| reports += 1)
+            .await
+            .expect("rebuild");
+        assert!(reports >= 1 && done.done >= done.total, "{}: {done:?}", projector.name());
+        assert_eq!(dump(&pool, projector.tables()).await, before, "{} rebuilt differently", projector.name());
     }
 }
 
@@ -116,8 +74,7 @@ async fn writes_during_a_rebuild_are_all_in_the_switched_in_table(pool: PgPool) 
     let app = Arc::new(TestApp::spawn(pool.clone()).await);
     let ws = app.workspace().await;
     for i in 0..20 {
-        app.contact(&ws, &format!("+62812000000{i:02}"), json!({}))
-            .await;
+        app.contact(&ws, &format!("+62812000000{i:02}"), json!({})).await;
     }
     let writer = {
         let (app, ws) = (app.clone(), ws.clone());
@@ -125,11 +82,7 @@ async fn writes_during_a_rebuild_are_all_in_the_switched_in_table(pool: PgPool) 
             let mut last = 0;
             for i in 0..30 {
                 last = app
-                    .post(
-                        "/v1/contacts",
-                        &ws.key,
-                        json!({"phone": format!("+62813000000{i:02}")}),
-                    )
+                    .post("/v1/contacts", &ws.key, json!({"phone": format!("+62813000000{i:02}")}))
                     .await
                     .expect(201)
                     .body["position"]
@@ -140,33 +93,15 @@ async fn writes_during_a_rebuild_are_all_in_the_switched_in_table(pool: PgPool) 
         })
     };
     let projector = read_models::by_name("contacts").expect("contacts");
-    rebuild::rebuild(
-        &pool,
-        app.commands().store().clone(),
-        &Codec::new(),
-        projector,
-        |_| {},
-    )
-    .await
-    .expect("rebuild");
+    rebuild::rebuild(&pool, app.commands().store().clone(), &Codec::new(), projector, |_| {}).await.expect("rebuild");
     let last = writer.await.expect("writer");
-    let page = app
-        .get(
-            &format!("/v1/contacts?limit=500&min_position={last}"),
-            &ws.key,
-        )
-        .await
-        .expect(200);
+    let page = app.get(&format!("/v1/contacts?limit=500&min_position={last}"), &ws.key).await.expect(200);
     assert_eq!(
         page.body["items"].as_array().map(Vec::len),
         Some(50),
         "no contact lost or doubled across the switch-over"
     );
     let s = status::status(&pool).await.expect("status");
-    let contacts = s
-        .projections
-        .iter()
-        .find(|p| p.projection == "contacts")
-        .expect("contacts status");
+    let contacts = s.projections.iter().find(|p| p.projection == "contacts").expect("contacts status");
     assert_eq!(contacts.lag_events, 0, "caught up: {s:?}");
 }

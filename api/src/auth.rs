@@ -63,10 +63,10 @@ pub(crate) fn context(
         actor,
         request_id: meta.request_id.clone(),
         correlation_id: Uuid::now_v7(),
-        idempotency: meta.idempotency_key.clone().map(|key| Idempotency {
-            key,
-            fingerprint: fingerprint.unwrap_or_else(|| meta.fingerprint.clone()),
-        }),
+        idempotency: meta
+            .idempotency_key
+            .clone()
+            .map(|key| Idempotency { key, fingerprint: fingerprint.unwrap_or_else(|| meta.fingerprint.clone()) }),
         now: Utc::now(),
     }
 }
@@ -76,11 +76,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        let principal = state
-            .commands
-            .authenticate(secret)
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
+        let principal = state.commands.authenticate(secret).await?.ok_or_else(ApiError::unauthorized)?;
         let meta = RequestMeta::from_request_parts(parts, state).await?;
         Ok(Self { principal, meta })
     }
@@ -94,13 +90,7 @@ pub struct Operator {
 
 impl Operator {
     pub fn context(&self, workspace_id: Uuid, fingerprint: Option<String>) -> CommandContext {
-        context(
-            workspace_id,
-            Role::Owner,
-            "operator".into(),
-            &self.meta,
-            fingerprint,
-        )
+        context(workspace_id, Role::Owner, "operator".into(), &self.meta, fingerprint)
     }
 }
 
@@ -115,19 +105,10 @@ impl FromRequestParts<AppState> for Operator {
                 "no operator token is configured (BLAZZ_OPERATOR_TOKEN)",
             ));
         };
-        let presented = bearer(parts).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the operator token is required",
-            )
-        })?;
+        let presented = bearer(parts)
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the operator token is required"))?;
         if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the operator token is required",
-            ));
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the operator token is required"));
         }
         let meta = RequestMeta::from_request_parts(parts, state).await?;
         Ok(Self { meta })

@@ -120,13 +120,8 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
     let result = async {
         let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
         match which {
-            Which::Appends { writers, seconds } => {
-                appends(pool, config.append_writers, &writers, seconds).await
-            }
-            Which::Send {
-                concurrency,
-                seconds,
-            } => send(pool, config.append_writers, concurrency, seconds).await,
+            Which::Appends { writers, seconds } => appends(pool, config.append_writers, &writers, seconds).await,
+            Which::Send { concurrency, seconds } => send(pool, config.append_writers, concurrency, seconds).await,
         }
     }
     .await;
@@ -136,19 +131,9 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
     result
 }
 
-async fn appends(
-    pool: sqlx::PgPool,
-    append_writers: usize,
-    writers: &[usize],
-    seconds: u64,
-) -> Result<(), Error> {
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(
-        pool,
-        BatchConfig {
-            writers: append_writers,
-            ..BatchConfig::default()
-        },
-    ));
+async fn appends(pool: sqlx::PgPool, append_writers: usize, writers: &[usize], seconds: u64) -> Result<(), Error> {
+    let store: Arc<dyn EventStore> =
+        Arc::new(PgEventStore::new(pool, BatchConfig { writers: append_writers, ..BatchConfig::default() }));
     println!("| writers | appends | errors | events/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
     for &w in writers {
@@ -177,30 +162,13 @@ async fn appends(
             }
         })
         .await;
-        println!(
-            "| {w} | {} | {} | {:.0} | {} | {} |",
-            s.count,
-            s.errors,
-            s.per_second,
-            ms(s.p50),
-            ms(s.p99)
-        );
+        println!("| {w} | {} | {} | {:.0} | {} | {} |", s.count, s.errors, s.per_second, ms(s.p50), ms(s.p99));
     }
     Ok(())
 }
 
-async fn post(
-    client: &reqwest::Client,
-    url: String,
-    bearer: &str,
-    body: Value,
-) -> Result<Value, Error> {
-    let res = client
-        .post(url)
-        .bearer_auth(bearer)
-        .json(&body)
-        .send()
-        .await?;
+async fn post(client: &reqwest::Client, url: String, bearer: &str, body: Value) -> Result<Value, Error> {
+    let res = client.post(url).bearer_auth(bearer).json(&body).send().await?;
     let status = res.status();
     let body: Value = res.json().await?;
     if !status.is_success() {
@@ -209,28 +177,11 @@ async fn post(
     Ok(body)
 }
 
-async fn send(
-    pool: sqlx::PgPool,
-    append_writers: usize,
-    concurrency: usize,
-    seconds: u64,
-) -> Result<(), Error> {
+async fn send(pool: sqlx::PgPool, append_writers: usize, concurrency: usize, seconds: u64) -> Result<(), Error> {
     let operator = format!("bench-{}", Uuid::new_v4());
-    let running = server::Running::start(
-        pool,
-        server::Settings::new(append_writers, Some(operator.clone())),
-    )
-    .await?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
-    let ws = post(
-        &client,
-        running.url("/v1/workspaces"),
-        &operator,
-        json!({"name": "bench"}),
-    )
-    .await?;
+    let running = server::Running::start(pool, server::Settings::new(append_writers, Some(operator.clone()))).await?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let ws = post(&client, running.url("/v1/workspaces"), &operator, json!({"name": "bench"})).await?;
     let key = ws["api_key"]["key"].as_str().ok_or("no key")?.to_owned();
     let workspace_id = ws["workspace_id"].clone();
     let number = (Uuid::new_v4().as_u128() % 1_000_000_000_000) as u64;
@@ -251,10 +202,7 @@ async fn send(
     .await?;
     post(
         &client,
-        running.url(&format!(
-            "/v1/templates/{}/review",
-            template["template_id"].as_str().unwrap_or_default()
-        )),
+        running.url(&format!("/v1/templates/{}/review", template["template_id"].as_str().unwrap_or_default())),
         &operator,
         json!({"workspace_id": workspace_id, "status": "APPROVED"}),
     )
@@ -270,15 +218,11 @@ async fn send(
         .await?;
         contacts.push(c["contact_id"].clone());
     }
-    let (channel_id, template_id) = (
-        channel["channel_id"].clone(),
-        template["template_id"].clone(),
-    );
+    let (channel_id, template_id) = (channel["channel_id"].clone(), template["template_id"].clone());
     let url = running.url("/v1/messages");
     let contacts = Arc::new(contacts);
     let s = drive(concurrency, seconds, move |w| {
-        let (client, url, key, contacts) =
-            (client.clone(), url.clone(), key.clone(), contacts.clone());
+        let (client, url, key, contacts) = (client.clone(), url.clone(), key.clone(), contacts.clone());
         let body = json!({"channel_id": channel_id, "contact_id": contacts[w], "type": "template",
                           "template": {"id": template_id, "variables": {"1": "A-1", "2": "Budi"}}});
         async move {
@@ -291,14 +235,7 @@ async fn send(
     .await;
     println!("| concurrency | requests | errors | requests/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
-    println!(
-        "| {concurrency} | {} | {} | {:.0} | {} | {} |",
-        s.count,
-        s.errors,
-        s.per_second,
-        ms(s.p50),
-        ms(s.p99)
-    );
+    println!("| {concurrency} | {} | {} | {:.0} | {} | {} |", s.count, s.errors, s.per_second, ms(s.p50), ms(s.p99));
     running.stop().await?;
     Ok(())
 }

@@ -36,10 +36,7 @@ where
 {
     match var(name) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError {
-            name,
-            message: e.to_string(),
-        }),
+        Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError { name, message: e.to_string() }),
     }
 }
 
@@ -73,16 +70,10 @@ pub fn redact_url(url: &str) -> String {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field(
-                "database_url",
-                &self.database_url.as_deref().map(redact_url),
-            )
+            .field("database_url", &self.database_url.as_deref().map(redact_url))
             .field("addr", &self.addr)
             .field("data_dir", &self.data_dir)
-            .field(
-                "operator_token",
-                &self.operator_token.as_ref().map(|_| "<redacted>"),
-            )
+            .field("operator_token", &self.operator_token.as_ref().map(|_| "<redacted>"))
             .field("db_max_connections", &self.db_max_connections)
             .field("append_writers", &self.append_writers)
             .finish()
@@ -95,14 +86,8 @@ mod tests {
 
     #[test]
     fn database_passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://blazz:hunter2@db:5432/blazz"),
-            "postgres://blazz:***@db:5432/blazz"
-        );
-        assert_eq!(
-            redact_url("postgres://blazz@db/blazz"),
-            "postgres://blazz@db/blazz"
-        );
+        assert_eq!(redact_url("postgres://blazz:hunter2@db:5432/blazz"), "postgres://blazz:***@db:5432/blazz");
+        assert_eq!(redact_url("postgres://blazz@db/blazz"), "postgres://blazz@db/blazz");
         let c = Config {
             database_url: Some("postgres://u:pw@h/d".into()),
             addr: SocketAddr::from(([127, 0, 0, 1], 1)),

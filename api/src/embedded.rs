@@ -16,7 +16,9 @@ pub enum EmbeddedError {
     NoBinaries,
     #[error("running as root, PostgreSQL must run as the `postgres` user, which does not exist; create it or run blazz as a normal user")]
     NoPostgresUser,
-    #[error("the `postgres` user cannot write {0}; choose a BLAZZ_DATA_DIR it can reach, or run blazz as a normal user")]
+    #[error(
+        "the `postgres` user cannot write {0}; choose a BLAZZ_DATA_DIR it can reach, or run blazz as a normal user"
+    )]
     Unreachable(PathBuf),
     #[error("{step} failed: {detail}")]
     Step { step: &'static str, detail: String },
@@ -46,39 +48,24 @@ fn find_bin_dir() -> Option<PathBuf> {
     versions.sort();
     let mut candidates: Vec<PathBuf> = versions.into_iter().rev().map(|(_, p)| p).collect();
     candidates.push("/usr/local/pgsql/bin".into());
-    candidates.extend(
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .unwrap_or_default(),
-    );
     candidates
-        .into_iter()
-        .find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
+        .extend(std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default());
+    candidates.into_iter().find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
 }
 
 async fn output(cmd: &mut Command, step: &'static str) -> Result<String, EmbeddedError> {
-    let out = cmd.output().await.map_err(|e| EmbeddedError::Step {
-        step,
-        detail: e.to_string(),
-    })?;
+    let out = cmd.output().await.map_err(|e| EmbeddedError::Step { step, detail: e.to_string() })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     } else {
-        let detail = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stderr).trim(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        );
+        let detail =
+            format!("{}{}", String::from_utf8_lossy(&out.stderr).trim(), String::from_utf8_lossy(&out.stdout).trim());
         Err(EmbeddedError::Step { step, detail })
     }
 }
 
 async fn id(args: &[&str]) -> Option<u32> {
-    output(Command::new("id").args(args), "id")
-        .await
-        .ok()?
-        .parse()
-        .ok()
+    output(Command::new("id").args(args), "id").await.ok()?.parse().ok()
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -109,12 +96,7 @@ impl EmbeddedPostgres {
         std::fs::create_dir_all(data_dir)?;
         let pgdata = std::path::absolute(data_dir.join("postgres"))?;
         std::fs::create_dir_all(&pgdata)?;
-        let pg = Self {
-            pgdata,
-            bin_dir,
-            port: free_port()?,
-            run_as,
-        };
+        let pg = Self { pgdata, bin_dir, port: free_port()?, run_as };
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(&pg.pgdata, Some(uid), Some(gid))?;
             let mut probe = Command::new("test");
@@ -126,33 +108,17 @@ impl EmbeddedPostgres {
         if !pg.pgdata.join("PG_VERSION").exists() {
             tracing::info!(dir = %pg.pgdata.display(), "initialising the private PostgreSQL cluster");
             output(
-                pg.command("initdb").arg("-D").arg(&pg.pgdata).args([
-                    "-U",
-                    "blazz",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                ]),
+                pg.command("initdb").arg("-D").arg(&pg.pgdata).args(["-U", "blazz", "--auth=trust", "-E", "UTF8"]),
                 "initdb",
             )
             .await?;
         }
         // A cluster left running by a killed process: stop it, then start on a fresh port.
-        if pg
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&pg.pgdata)
-            .arg("status")
-            .output()
-            .await
-            .is_ok_and(|o| o.status.success())
+        if pg.command("pg_ctl").arg("-D").arg(&pg.pgdata).arg("status").output().await.is_ok_and(|o| o.status.success())
         {
             pg.stop().await;
         }
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories=''",
-            pg.port
-        );
+        let options = format!("-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories=''", pg.port);
         output(
             pg.command("pg_ctl")
                 .arg("-D")
@@ -181,10 +147,7 @@ impl EmbeddedPostgres {
 
     pub async fn stop(&self) {
         let stopped = output(
-            self.command("pg_ctl")
-                .arg("-D")
-                .arg(&self.pgdata)
-                .args(["-m", "fast", "-w", "stop"]),
+            self.command("pg_ctl").arg("-D").arg(&self.pgdata).args(["-m", "fast", "-w", "stop"]),
             "pg_ctl stop",
         )
         .await;

@@ -19,12 +19,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            details: None,
-        }
+        Self { status, code, message: message.into(), details: None }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -37,19 +32,11 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid API key is required (Authorization: Bearer <key>)",
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required (Authorization: Bearer <key>)")
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
     /// A failure that is ours, not the client's: logged with its cause, answered without it.
@@ -62,11 +49,7 @@ impl ApiError {
             source = s.source();
         }
         tracing::error!(error = %chain, "request failed");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal error",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
     }
 }
 
@@ -89,9 +72,9 @@ impl From<DomainError> for ApiError {
             | DomainError::TemplateNotApproved(_)
             | DomainError::MissingVariable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             DomainError::NotFound(_) => StatusCode::NOT_FOUND,
-            DomainError::AlreadyExists(_)
-            | DomainError::LastOwnerKey
-            | DomainError::ChannelUnavailable(_) => StatusCode::CONFLICT,
+            DomainError::AlreadyExists(_) | DomainError::LastOwnerKey | DomainError::ChannelUnavailable(_) => {
+                StatusCode::CONFLICT
+            }
             DomainError::Forbidden { .. } => StatusCode::FORBIDDEN,
         };
         let details = match &e {
@@ -99,12 +82,7 @@ impl From<DomainError> for ApiError {
             DomainError::MissingVariable(v) => Some(json!({ "variable": v })),
             _ => None,
         };
-        Self {
-            status,
-            code: e.code(),
-            message: e.to_string(),
-            details,
-        }
+        Self { status, code: e.code(), message: e.to_string(), details }
     }
 }
 
@@ -112,34 +90,20 @@ impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {
             CommandError::Domain(d) => d.into(),
-            CommandError::Conflict(_) => Self::new(
-                StatusCode::CONFLICT,
-                "concurrent_modification",
-                e.to_string(),
-            ),
-            CommandError::Taken {
-                code,
-                message,
-                existing_id,
-            } => {
+            CommandError::Conflict(_) => Self::new(StatusCode::CONFLICT, "concurrent_modification", e.to_string()),
+            CommandError::Taken { code, message, existing_id } => {
                 let err = Self::new(StatusCode::CONFLICT, code, message);
                 match existing_id {
                     Some(id) => err.with_details(json!({ "existing_id": id })),
                     None => err,
                 }
             }
-            CommandError::IdempotencyKeyReused => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                e.to_string(),
-            ),
+            CommandError::IdempotencyKeyReused => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", e.to_string())
+            }
             CommandError::Store(StoreError::Closed | StoreError::Unavailable(_)) => {
                 tracing::error!(error = %e, "store unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the event store is unavailable; retry later",
-                )
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the event store is unavailable; retry later")
             }
             CommandError::Store(_) | CommandError::Codec(_) => Self::internal(&e),
         }

@@ -29,12 +29,7 @@ pub fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
 
 pub fn is_json(content_type: Option<&str>) -> bool {
     content_type.is_some_and(|ct| {
-        let mime = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
     })
 }
@@ -43,11 +38,7 @@ pub fn is_json(content_type: Option<&str>) -> bool {
 pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            )
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
         } else {
             ApiError::bad_request("invalid_body", e.body_text())
         }
@@ -58,10 +49,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         if !is_json(content_type) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -72,13 +60,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let bytes = body_bytes(req, state).await?;
-        let value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}"))
-        })?;
-        Ok(Self {
-            value,
-            fingerprint: fingerprint(&method, &path, &bytes),
-        })
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))?;
+        Ok(Self { value, fingerprint: fingerprint(&method, &path, &bytes) })
     }
 }
 
@@ -125,22 +109,12 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let header_str = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header_str = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let idempotency_key = match parts.headers.get("idempotency-key") {
             None => None,
             Some(v) => {
-                let key = v
-                    .to_str()
-                    .ok()
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty() && k.len() <= 255)
-                    .ok_or_else(|| {
+                let key =
+                    v.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
                         ApiError::bad_request(
                             "invalid_idempotency_key",
                             "Idempotency-Key must be 1-255 visible ASCII characters",
@@ -150,10 +124,6 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
             }
         };
         let fingerprint = fingerprint(&parts.method, parts.uri.path(), b"");
-        Ok(Self {
-            request_id: header_str("x-request-id"),
-            idempotency_key,
-            fingerprint,
-        })
+        Ok(Self { request_id: header_str("x-request-id"), idempotency_key, fingerprint })
     }
 }

@@ -13,11 +13,7 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "blazz",
-    version,
-    about = "Blazz: event-sourced WhatsApp Business messaging backend"
-)]
+#[command(name = "blazz", version, about = "Blazz: event-sourced WhatsApp Business messaging backend")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -56,11 +52,9 @@ enum Projections {
 
 /// DATABASE_URL, or the private cluster of a `blazz up` running on the same data directory.
 fn existing_database(config: &Config) -> Result<String, Error> {
-    config
-        .database_url
-        .clone()
-        .or_else(|| EmbeddedPostgres::running_url(&config.data_dir))
-        .ok_or_else(|| "no database: set DATABASE_URL, or run this next to a running `blazz up` (same BLAZZ_DATA_DIR)".into())
+    config.database_url.clone().or_else(|| EmbeddedPostgres::running_url(&config.data_dir)).ok_or_else(|| {
+        "no database: set DATABASE_URL, or run this next to a running `blazz up` (same BLAZZ_DATA_DIR)".into()
+    })
 }
 
 async fn projections(config: Config, which: Projections) -> Result<(), Error> {
@@ -72,10 +66,7 @@ async fn projections(config: Config, which: Projections) -> Result<(), Error> {
     match which {
         Projections::Status => {
             let s = status::status(&pool).await?;
-            println!(
-                "{:<16} {:>12} {:>12} {:>10} {:>10}",
-                "projection", "position", "applied", "lag", "lag s"
-            );
+            println!("{:<16} {:>12} {:>12} {:>10} {:>10}", "projection", "position", "applied", "lag", "lag s");
             for p in s.projections {
                 println!(
                     "{:<16} {:>12} {:>12} {:>10} {:>10.1}",
@@ -85,10 +76,8 @@ async fn projections(config: Config, which: Projections) -> Result<(), Error> {
             println!("log read horizon age: {:.1} s", s.horizon_age_seconds);
         }
         Projections::Rebuild { name } => {
-            let projector = read_models::by_name(&name)
-                .ok_or_else(|| format!("unknown projection {name:?}"))?;
-            let store =
-                std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
+            let projector = read_models::by_name(&name).ok_or_else(|| format!("unknown projection {name:?}"))?;
+            let store = std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
             let done = rebuild::rebuild(&pool, store, &Codec::new(), projector, |p| {
                 eprint!(
                     "\r{name}: {} / {} events, {:.0}/s, ETA {:.0} s   ",
@@ -101,10 +90,7 @@ async fn projections(config: Config, which: Projections) -> Result<(), Error> {
             })
             .await?;
             eprintln!();
-            println!(
-                "{name} rebuilt from {} events at {:.0} events/s and switched in",
-                done.done, done.per_second
-            );
+            println!("{name} rebuilt from {} events at {:.0} events/s and switched in", done.done, done.per_second);
         }
     }
     Ok(())
@@ -135,11 +121,7 @@ fn operator_token(config: &Config) -> Result<(String, Option<std::path::PathBuf>
         }
     }
     std::fs::create_dir_all(&config.data_dir)?;
-    let token = format!(
-        "op_{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let token = format!("op_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     write_private(&path, &token)?;
     Ok((token, Some(path)))
 }
@@ -147,20 +129,13 @@ fn operator_token(config: &Config) -> Result<(String, Option<std::path::PathBuf>
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     f.write_all(contents.as_bytes())
 }
 
 async fn run_server(config: Config, embedded_allowed: bool) -> Result<(), Error> {
     if !embedded_allowed && config.database_url.is_none() {
-        return Err(
-            "`blazz serve` needs DATABASE_URL (use `blazz up` for the self-contained mode)".into(),
-        );
+        return Err("`blazz serve` needs DATABASE_URL (use `blazz up` for the self-contained mode)".into());
     }
     let (url, embedded) = database(&config).await?;
     let result = async {
@@ -168,21 +143,14 @@ async fn run_server(config: Config, embedded_allowed: bool) -> Result<(), Error>
         let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
         let (token, token_file) = operator_token(&config)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let state = server::state(
-            pool,
-            server::Settings::new(config.append_writers, Some(token)),
-            stopped,
-        );
+        let state = server::state(pool, server::Settings::new(config.append_writers, Some(token)), stopped);
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|e| format!("cannot listen on {} ({e}); set BLAZZ_ADDR", config.addr))?;
         let addr = listener.local_addr()?;
         println!("Blazz API listening on http://{addr}");
         if let Some(f) = token_file {
-            println!(
-                "Operator token (for POST /v1/workspaces) is in {}",
-                f.display()
-            );
+            println!("Operator token (for POST /v1/workspaces) is in {}", f.display());
         }
         server::serve(listener, server::app(state), server::shutdown_signal()).await?;
         let _ = stop.send(true);
@@ -199,10 +167,7 @@ async fn run_server(config: Config, embedded_allowed: bool) -> Result<(), Error>
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("BLAZZ_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("BLAZZ_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
         .init();
     let cli = Cli::parse();
     let result: Result<(), Error> = async {

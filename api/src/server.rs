@@ -34,40 +34,24 @@ pub struct Settings {
 
 impl Settings {
     pub fn new(append_writers: usize, operator_token: Option<String>) -> Self {
-        Self {
-            append_writers,
-            operator_token,
-            delta_buffer: DELTA_BUFFER,
-        }
+        Self { append_writers, operator_token, delta_buffer: DELTA_BUFFER }
     }
 }
 
 /// Connects to PostgreSQL and applies the migrations.
 pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let pool = postgres::connect(url, max_connections).await?;
-    postgres::MIGRATOR
-        .run(&pool)
-        .await
-        .map_err(|e| StoreError::Database(e.into()))?;
+    postgres::MIGRATOR.run(&pool).await.map_err(|e| StoreError::Database(e.into()))?;
     Ok(pool)
 }
 
 /// The application state over a PostgreSQL pool, with the projectors running in this process on the
 /// log feed. They stop when `shutdown` turns true.
 pub fn state(pool: PgPool, settings: Settings, shutdown: watch::Receiver<bool>) -> AppState {
-    let config = BatchConfig {
-        writers: settings.append_writers,
-        ..BatchConfig::default()
-    };
+    let config = BatchConfig { writers: settings.append_writers, ..BatchConfig::default() };
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone(), config));
     let hub = Hub::new(settings.delta_buffer);
-    let runner = Runner::new(
-        pool.clone(),
-        store.clone(),
-        Codec::new(),
-        read_models::all(),
-        hub.clone(),
-    );
+    let runner = Runner::new(pool.clone(), store.clone(), Codec::new(), read_models::all(), hub.clone());
     let progress = runner.progress();
     tokio::spawn(async move {
         if let Err(e) = runner.run(shutdown).await {
@@ -88,21 +72,11 @@ pub fn app(state: AppState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     routes::router()
         .with_state(state)
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let route = req
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map(MatchedPath::as_str)
-                    .unwrap_or("unmatched");
-                let request_id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), route, request_id)
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
+            let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), route, request_id)
+        }))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
 }
@@ -113,9 +87,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 /// A server (API and projectors) running in the background, for tests and benchmarks.
@@ -144,12 +116,7 @@ impl Running {
         let task = tokio::spawn(serve(listener, app(state.clone()), async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));
-        Ok(Self {
-            addr,
-            state,
-            stop,
-            task: Some(task),
-        })
+        Ok(Self { addr, state, stop, task: Some(task) })
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -32,31 +32,20 @@ async fn blazz_up_serves_on_a_private_cluster_and_stops_it_on_sigterm() {
     });
     let deadline = Instant::now() + Duration::from_secs(120);
     let url = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("blazz up prints its address");
+        let line =
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("blazz up prints its address");
         if let Some(rest) = line.strip_prefix("Blazz API listening on ") {
             break rest.trim().to_owned();
         }
     };
     let pgdata = dir.join("postgres");
-    assert!(
-        pg_running(&pgdata),
-        "the private cluster runs under the data directory"
-    );
+    assert!(pg_running(&pgdata), "the private cluster runs under the data directory");
 
     let client = reqwest::Client::new();
-    let health: serde_json::Value = client
-        .get(format!("{url}/healthz"))
-        .send()
-        .await
-        .expect("healthz")
-        .json()
-        .await
-        .expect("json");
+    let health: serde_json::Value =
+        client.get(format!("{url}/healthz")).send().await.expect("healthz").json().await.expect("json");
     assert_eq!(health["status"], "ok");
-    let token =
-        std::fs::read_to_string(dir.join("operator-token")).expect("operator token written");
+    let token = std::fs::read_to_string(dir.join("operator-token")).expect("operator token written");
     let res = client
         .post(format!("{url}/v1/workspaces"))
         .bearer_auth(token.trim())
@@ -66,10 +55,7 @@ async fn blazz_up_serves_on_a_private_cluster_and_stops_it_on_sigterm() {
         .expect("create workspace");
     assert_eq!(res.status().as_u16(), 201);
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(kill.success());
     let status = child.wait().expect("blazz exits");
     assert!(status.success(), "clean shutdown: {status}");

@@ -19,10 +19,7 @@ pub enum CodecError {
     #[error("stored {event_type} v{version} is newer than this code understands")]
     FromTheFuture { event_type: String, version: i32 },
     #[error("cannot read {event_type}: {source}")]
-    Payload {
-        event_type: String,
-        source: serde_json::Error,
-    },
+    Payload { event_type: String, source: serde_json::Error },
 }
 
 /// Lifts one event type's payload from `from_version` to `from_version + 1`.
@@ -40,9 +37,7 @@ pub struct Codec {
 
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Codec")
-            .field("upcasters", &self.upcasters.len())
-            .finish()
+        f.debug_struct("Codec").field("upcasters", &self.upcasters.len()).finish()
     }
 }
 
@@ -68,27 +63,13 @@ impl Codec {
 
     /// Decodes a stored event into the current domain event.
     pub fn decode(&self, stored: &RecordedEvent) -> Result<DomainEvent, CodecError> {
-        self.decode_parts(
-            &stored.event_type,
-            stored.schema_version,
-            stored.payload.clone(),
-        )
+        self.decode_parts(&stored.event_type, stored.schema_version, stored.payload.clone())
     }
 
-    pub fn decode_parts(
-        &self,
-        event_type: &str,
-        version: i32,
-        mut payload: Value,
-    ) -> Result<DomainEvent, CodecError> {
-        let current = schema_version_of(event_type)
-            .ok_or_else(|| CodecError::UnknownType(event_type.into()))?
-            as i32;
+    pub fn decode_parts(&self, event_type: &str, version: i32, mut payload: Value) -> Result<DomainEvent, CodecError> {
+        let current = schema_version_of(event_type).ok_or_else(|| CodecError::UnknownType(event_type.into()))? as i32;
         if version > current {
-            return Err(CodecError::FromTheFuture {
-                event_type: event_type.into(),
-                version,
-            });
+            return Err(CodecError::FromTheFuture { event_type: event_type.into(), version });
         }
         let mut v = version;
         while v < current {
@@ -96,24 +77,15 @@ impl Codec {
                 .upcasters
                 .iter()
                 .find(|u| u.event_type() == event_type && u.source_version() == v)
-                .ok_or_else(|| CodecError::MissingUpcaster {
-                    event_type: event_type.into(),
-                    version: v,
-                })?;
+                .ok_or_else(|| CodecError::MissingUpcaster { event_type: event_type.into(), version: v })?;
             payload = up.upcast(payload)?;
             v += 1;
         }
         if let Value::Object(map) = &mut payload {
             map.insert("type".into(), Value::String(event_type.into()));
         }
-        let err = |source| CodecError::Payload {
-            event_type: event_type.into(),
-            source,
-        };
-        let category = event_type
-            .split_once('.')
-            .map(|(c, _)| c)
-            .unwrap_or_default();
+        let err = |source| CodecError::Payload { event_type: event_type.into(), source };
+        let category = event_type.split_once('.').map(|(c, _)| c).unwrap_or_default();
         Ok(match category {
             "workspace" => DomainEvent::Workspace(serde_json::from_value(payload).map_err(err)?),
             "channel" => DomainEvent::Channel(serde_json::from_value(payload).map_err(err)?),
@@ -121,9 +93,7 @@ impl Codec {
             "group" => DomainEvent::Group(serde_json::from_value(payload).map_err(err)?),
             "template" => DomainEvent::Template(serde_json::from_value(payload).map_err(err)?),
             "message" => DomainEvent::Message(serde_json::from_value(payload).map_err(err)?),
-            "conversation" => {
-                DomainEvent::Conversation(serde_json::from_value(payload).map_err(err)?)
-            }
+            "conversation" => DomainEvent::Conversation(serde_json::from_value(payload).map_err(err)?),
             _ => return Err(CodecError::UnknownType(event_type.into())),
         })
     }
@@ -200,10 +170,7 @@ mod tests {
             0
         }
         fn upcast(&self, mut payload: Value) -> Result<Value, CodecError> {
-            let id = payload
-                .as_object_mut()
-                .and_then(|m| m.remove("key"))
-                .unwrap_or(Value::Null);
+            let id = payload.as_object_mut().and_then(|m| m.remove("key")).unwrap_or(Value::Null);
             Ok(serde_json::json!({ "key_id": id }))
         }
     }
@@ -212,18 +179,11 @@ mod tests {
     fn old_versions_are_upcast_and_missing_upcasters_are_reported() {
         let id = Uuid::now_v7();
         let old = serde_json::json!({ "key": id });
-        let err = Codec::new()
-            .decode_parts("workspace.api_key_revoked", 0, old.clone())
-            .unwrap_err();
+        let err = Codec::new().decode_parts("workspace.api_key_revoked", 0, old.clone()).unwrap_err();
         assert!(matches!(err, CodecError::MissingUpcaster { .. }));
         let codec = Codec::new().with_upcaster(Arc::new(RenameV0));
-        let event = codec
-            .decode_parts("workspace.api_key_revoked", 0, old)
-            .unwrap();
-        assert_eq!(
-            event,
-            DomainEvent::Workspace(WorkspaceEvent::ApiKeyRevoked { key_id: id.into() })
-        );
+        let event = codec.decode_parts("workspace.api_key_revoked", 0, old).unwrap();
+        assert_eq!(event, DomainEvent::Workspace(WorkspaceEvent::ApiKeyRevoked { key_id: id.into() }));
         assert!(matches!(
             codec.decode_parts("workspace.api_key_revoked", 2, serde_json::json!({})),
             Err(CodecError::FromTheFuture { .. })

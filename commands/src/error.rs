@@ -14,11 +14,7 @@ pub enum CommandError {
     Conflict(String),
     /// A value that must be unique is already used (`code` e.g. `phone_taken`).
     #[error("{message}")]
-    Taken {
-        code: &'static str,
-        message: String,
-        existing_id: Option<String>,
-    },
+    Taken { code: &'static str, message: String, existing_id: Option<String> },
     /// The same idempotency key was sent with a different request.
     #[error("the idempotency key was already used for a different request")]
     IdempotencyKeyReused,

@@ -21,10 +21,7 @@ pub struct GeneratedKey {
 
 impl std::fmt::Debug for GeneratedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeneratedKey")
-            .field("id", &self.id)
-            .field("secret", &"<redacted>")
-            .finish()
+        f.debug_struct("GeneratedKey").field("id", &self.id).field("secret", &"<redacted>").finish()
     }
 }
 
@@ -32,10 +29,7 @@ pub fn generate() -> GeneratedKey {
     let id = ApiKeyId::from_uuid(Uuid::now_v7());
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
-    GeneratedKey {
-        id,
-        secret: format!("blz_{}_{}", id.as_uuid().simple(), hex::encode(bytes)),
-    }
+    GeneratedKey { id, secret: format!("blz_{}_{}", id.as_uuid().simple(), hex::encode(bytes)) }
 }
 
 /// Hex SHA-256 of a presented key.
@@ -80,10 +74,7 @@ const KEY_CACHE_CAPACITY: usize = 100_000;
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-        }
+        Self { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ApiKeyId, (StoredKey, Instant)>> {
@@ -92,10 +83,7 @@ impl KeyCache {
 
     pub fn get(&self, id: ApiKeyId) -> Option<StoredKey> {
         let entries = self.lock();
-        entries
-            .get(&id)
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(k, _)| k.clone())
+        entries.get(&id).filter(|(_, at)| at.elapsed() < self.ttl).map(|(k, _)| k.clone())
     }
 
     pub fn put(&self, id: ApiKeyId, key: StoredKey) {
@@ -136,11 +124,7 @@ mod tests {
     #[test]
     fn the_key_cache_expires_and_forgets() {
         let id = generate().id;
-        let stored = StoredKey {
-            workspace_id: Uuid::nil(),
-            hash: "h".into(),
-            role: Role::Agent,
-        };
+        let stored = StoredKey { workspace_id: Uuid::nil(), hash: "h".into(), role: Role::Agent };
         let cache = KeyCache::new(Duration::from_secs(60));
         cache.put(id, stored.clone());
         assert_eq!(cache.get(id), Some(stored.clone()));

@@ -8,8 +8,7 @@ use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
 use crate::keys::KeyCache;
 use crate::store::{
-    AppendError, AppendRequest, Claim, ClaimRelease, EventStore, ExpectedVersion, IdempotencyWrite,
-    RecordedEvent,
+    AppendError, AppendRequest, Claim, ClaimRelease, EventStore, ExpectedVersion, IdempotencyWrite, RecordedEvent,
 };
 use blazz_domain::aggregate::{stream_id, Aggregate};
 use blazz_domain::{DomainError, DomainEvent};
@@ -85,14 +84,7 @@ pub struct Plan<E> {
 
 impl<E> Plan<E> {
     pub fn new(events: Vec<E>, result: Value) -> Self {
-        Self {
-            events,
-            claims: vec![],
-            releases: vec![],
-            result,
-            secret_fields: None,
-            workspace: None,
-        }
+        Self { events, claims: vec![], releases: vec![], result, secret_fields: None, workspace: None }
     }
 }
 
@@ -102,16 +94,8 @@ impl Commands {
     }
 
     /// With a chosen time to live for verified API keys (zero disables the cache).
-    pub fn with_key_cache_ttl(
-        store: Arc<dyn EventStore>,
-        codec: Codec,
-        ttl: std::time::Duration,
-    ) -> Self {
-        Self {
-            store,
-            codec,
-            key_cache: Arc::new(KeyCache::new(ttl)),
-        }
+    pub fn with_key_cache_ttl(store: Arc<dyn EventStore>, codec: Codec, ttl: std::time::Duration) -> Self {
+        Self { store, codec, key_cache: Arc::new(KeyCache::new(ttl)) }
     }
 
     pub(crate) fn key_cache(&self) -> &KeyCache {
@@ -127,36 +111,21 @@ impl Commands {
     }
 
     /// The stored answer for this context's idempotency key, if a command with it already ran.
-    pub async fn replayed(
-        &self,
-        ctx: &CommandContext,
-    ) -> Result<Option<CommandResult>, CommandError> {
+    pub async fn replayed(&self, ctx: &CommandContext) -> Result<Option<CommandResult>, CommandError> {
         let Some(idem) = &ctx.idempotency else {
             return Ok(None);
         };
-        let Some(record) = self
-            .store
-            .idempotency_record(ctx.workspace_id, &idem.key)
-            .await?
-        else {
+        let Some(record) = self.store.idempotency_record(ctx.workspace_id, &idem.key).await? else {
             return Ok(None);
         };
         if record.fingerprint != idem.fingerprint {
             return Err(CommandError::IdempotencyKeyReused);
         }
-        Ok(Some(CommandResult {
-            body: record.result,
-            position: record.position,
-            replayed: true,
-        }))
+        Ok(Some(CommandResult { body: record.result, position: record.position, replayed: true }))
     }
 
     /// Folds stored events of one aggregate, rejecting streams of other workspaces as not found.
-    pub(crate) fn fold<A>(
-        &self,
-        workspace: Uuid,
-        events: &[RecordedEvent],
-    ) -> Result<Loaded<A>, CommandError>
+    pub(crate) fn fold<A>(&self, workspace: Uuid, events: &[RecordedEvent]) -> Result<Loaded<A>, CommandError>
     where
         A: Aggregate,
         A::Event: TryFrom<DomainEvent>,
@@ -167,17 +136,11 @@ impl Commands {
         let mut state = A::default();
         for e in events {
             let decoded = A::Event::try_from(self.codec.decode(e)?).map_err(|_| {
-                crate::store::StoreError::Corrupt(format!(
-                    "{} in stream {}",
-                    e.event_type, e.stream_id
-                ))
+                crate::store::StoreError::Corrupt(format!("{} in stream {}", e.event_type, e.stream_id))
             })?;
             state = state.evolve(&decoded);
         }
-        Ok(Loaded {
-            state,
-            version: events.last().map_or(0, |e| e.stream_version),
-        })
+        Ok(Loaded { state, version: events.last().map_or(0, |e| e.stream_version) })
     }
 
     /// Loads an aggregate of the caller's workspace.
@@ -209,10 +172,7 @@ impl Commands {
             let loaded = self.load::<A>(ctx.workspace_id, id).await?;
             let decided = plan(&loaded.state)?;
             let expected = ExpectedVersion::from_current(loaded.version);
-            match self
-                .append(ctx, stream_id::<A>(id), expected, decided)
-                .await
-            {
+            match self.append(ctx, stream_id::<A>(id), expected, decided).await {
                 Err(CommandError::Conflict(_)) if attempt < CONFLICT_RETRIES => attempt += 1,
                 other => return other,
             }
@@ -230,11 +190,7 @@ impl Commands {
     where
         E: Into<DomainEvent> + Clone,
     {
-        let events = plan
-            .events
-            .into_iter()
-            .map(|e| self.codec.encode(&e.into()))
-            .collect();
+        let events = plan.events.into_iter().map(|e| self.codec.encode(&e.into())).collect();
         let workspace = plan.workspace.unwrap_or(ctx.workspace_id);
         let mut request = AppendRequest::new(stream, workspace, expected, events, ctx.metadata());
         request.claims = plan.claims;
@@ -248,15 +204,10 @@ impl Commands {
         match self.store.append(request).await {
             Ok(out) => {
                 let mut body = plan.result;
-                if let (Value::Object(b), Some(Value::Object(s))) = (&mut body, plan.secret_fields)
-                {
+                if let (Value::Object(b), Some(Value::Object(s))) = (&mut body, plan.secret_fields) {
                     b.extend(s);
                 }
-                Ok(CommandResult {
-                    body,
-                    position: out.position,
-                    replayed: false,
-                })
+                Ok(CommandResult { body, position: out.position, replayed: false })
             }
             // A concurrent request with the same key committed first: answer with its result.
             Err(AppendError::IdempotencyKeyUsed { key }) => match self.replayed(ctx).await? {
@@ -270,18 +221,12 @@ impl Commands {
     pub(crate) fn append_error(e: AppendError) -> CommandError {
         match e {
             AppendError::Conflict { stream_id, .. } => CommandError::Conflict(stream_id),
-            AppendError::ClaimTaken {
-                scope,
-                value,
-                owner,
-            } => CommandError::Taken {
+            AppendError::ClaimTaken { scope, value, owner } => CommandError::Taken {
                 code: scopes::taken_code(&scope),
                 message: format!("{} is already used", scopes::display_value(&value)),
                 existing_id: owner.and_then(|o| o.split_once('-').map(|(_, id)| id.to_owned())),
             },
-            AppendError::IdempotencyKeyUsed { key } => {
-                CommandError::Conflict(format!("idempotency key {key}"))
-            }
+            AppendError::IdempotencyKeyUsed { key } => CommandError::Conflict(format!("idempotency key {key}")),
             AppendError::Store(e) => CommandError::Store(e),
         }
     }

@@ -7,6 +7,5 @@ use std::sync::Arc;
 
 #[tokio::test]
 async fn memory_store_passes_the_conformance_suite() {
-    conformance::run_all(|| async { Arc::new(MemoryEventStore::new()) as Arc<dyn EventStore> })
-        .await;
+    conformance::run_all(|| async { Arc::new(MemoryEventStore::new()) as Arc<dyn EventStore> }).await;
 }

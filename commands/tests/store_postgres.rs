@@ -45,12 +45,7 @@ fn one_event(stream: &str, ws: Uuid) -> AppendRequest {
             schema_version: 1,
             payload: serde_json::json!({}),
         }],
-        EventMetadata {
-            correlation_id: Uuid::now_v7(),
-            causation_id: None,
-            actor: "test".into(),
-            request_id: None,
-        },
+        EventMetadata { correlation_id: Uuid::now_v7(), causation_id: None, actor: "test".into(), request_id: None },
     )
 }
 
@@ -72,34 +67,17 @@ async fn log_reader_never_skips_an_event_committed_late(pool: PgPool) {
     .await
     .unwrap();
 
-    let late = store
-        .append(one_event("test-fast", ws))
-        .await
-        .unwrap()
-        .position
-        .unwrap();
+    let late = store.append(one_event("test-fast", ws)).await.unwrap().position.unwrap();
     assert!(late > early, "the fast transaction got the later position");
 
     let page = store.read_log(LogCursor::START, 100, None).await.unwrap();
-    assert!(
-        page.events.is_empty(),
-        "nothing is readable while an earlier transaction is open: {:?}",
-        page.events
-    );
-    assert_eq!(
-        page.next,
-        LogCursor::START,
-        "the cursor does not move past the open transaction"
-    );
+    assert!(page.events.is_empty(), "nothing is readable while an earlier transaction is open: {:?}", page.events);
+    assert_eq!(page.next, LogCursor::START, "the cursor does not move past the open transaction");
 
     slow.commit().await.unwrap();
     let events = conformance::read_whole_log(&*store, None, 2).await;
     let positions: Vec<i64> = events.iter().map(|e| e.position).collect();
-    assert_eq!(
-        positions,
-        [early, late],
-        "both events, the early transaction's first"
-    );
+    assert_eq!(positions, [early, late], "both events, the early transaction's first");
 }
 
 /// A transaction that rolls back leaves no event and does not hold the reader back afterwards.
@@ -131,12 +109,7 @@ async fn concurrent_appends_share_transactions(pool: PgPool) {
     let tasks: Vec<_> = (0..400)
         .map(|i| {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .append(one_event(&format!("test-gc{i}"), ws))
-                    .await
-                    .unwrap()
-            })
+            tokio::spawn(async move { store.append(one_event(&format!("test-gc{i}"), ws)).await.unwrap() })
         })
         .collect();
     for t in tasks {
@@ -153,9 +126,5 @@ async fn concurrent_appends_share_transactions(pool: PgPool) {
     events.sort();
     assert_eq!(events.len(), 400);
     let transactions: HashSet<u64> = events.iter().map(|e| e.1).collect();
-    assert!(
-        transactions.len() < 200,
-        "400 appends used {} transactions",
-        transactions.len()
-    );
+    assert!(transactions.len() < 200, "400 appends used {} transactions", transactions.len());
 }

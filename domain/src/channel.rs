@@ -25,10 +25,9 @@ impl ProviderKind {
         match s {
             "meta" => Ok(Self::Meta),
             "sandbox" => Ok(Self::Sandbox),
-            other => Err(DomainError::invalid(
-                "provider",
-                format!("unknown provider {other:?}; expected meta or sandbox"),
-            )),
+            other => {
+                Err(DomainError::invalid("provider", format!("unknown provider {other:?}; expected meta or sandbox")))
+            }
         }
     }
 }
@@ -73,26 +72,17 @@ fn rate(per_second: u32) -> Result<u32, DomainError> {
     if (1..=MAX_RATE_LIMIT).contains(&per_second) {
         Ok(per_second)
     } else {
-        Err(DomainError::invalid(
-            "rate_limit_per_second",
-            format!("must be between 1 and {MAX_RATE_LIMIT}"),
-        ))
+        Err(DomainError::invalid("rate_limit_per_second", format!("must be between 1 and {MAX_RATE_LIMIT}")))
     }
 }
 
 /// Validates a provider phone number id (Meta's are numeric strings).
 pub fn validate_phone_number_id(id: &str) -> Result<String, DomainError> {
     let id = bounded_text("phone_number_id", id, 64)?;
-    if id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         Ok(id)
     } else {
-        Err(DomainError::invalid(
-            "phone_number_id",
-            "letters, digits, _ and - only",
-        ))
+        Err(DomainError::invalid("phone_number_id", "letters, digits, _ and - only"))
     }
 }
 
@@ -103,12 +93,7 @@ impl Aggregate for Channel {
 
     fn decide(&self, command: ChannelCommand) -> Result<Vec<ChannelEvent>, DomainError> {
         match command {
-            ChannelCommand::Connect {
-                provider,
-                phone_number_id,
-                display_phone_number,
-                rate_limit_per_second,
-            } => {
+            ChannelCommand::Connect { provider, phone_number_id, display_phone_number, rate_limit_per_second } => {
                 if self.connected {
                     return Err(DomainError::AlreadyExists("channel"));
                 }
@@ -116,9 +101,7 @@ impl Aggregate for Channel {
                     provider,
                     phone_number_id: validate_phone_number_id(&phone_number_id)?,
                     display_phone_number,
-                    rate_limit_per_second: rate(
-                        rate_limit_per_second.unwrap_or(DEFAULT_RATE_LIMIT),
-                    )?,
+                    rate_limit_per_second: rate(rate_limit_per_second.unwrap_or(DEFAULT_RATE_LIMIT))?,
                 }])
             }
             ChannelCommand::SetRateLimit { per_second } => {
@@ -136,21 +119,14 @@ impl Aggregate for Channel {
 
     fn evolve(mut self, event: &ChannelEvent) -> Self {
         match event {
-            ChannelEvent::Connected {
-                provider,
-                phone_number_id,
-                display_phone_number,
-                rate_limit_per_second,
-            } => {
+            ChannelEvent::Connected { provider, phone_number_id, display_phone_number, rate_limit_per_second } => {
                 self.connected = true;
                 self.provider = Some(*provider);
                 self.phone_number_id = phone_number_id.clone();
                 self.display_phone_number = Some(display_phone_number.clone());
                 self.rate_limit_per_second = *rate_limit_per_second;
             }
-            ChannelEvent::RateLimitChanged { per_second } => {
-                self.rate_limit_per_second = *per_second
-            }
+            ChannelEvent::RateLimitChanged { per_second } => self.rate_limit_per_second = *per_second,
         }
         self
     }
@@ -180,13 +156,9 @@ mod tests {
         assert!(Channel::default().decide(connect(Some(1001))).is_err());
         assert!(Channel::default().decide(connect(Some(0))).is_err());
         let ch = Channel::replay(&Channel::default().decide(connect(Some(1000))).unwrap());
-        assert!(ch
-            .decide(ChannelCommand::SetRateLimit { per_second: 1000 })
-            .unwrap()
-            .is_empty());
+        assert!(ch.decide(ChannelCommand::SetRateLimit { per_second: 1000 }).unwrap().is_empty());
         assert_eq!(
-            ch.decide(ChannelCommand::SetRateLimit { per_second: 20 })
-                .unwrap(),
+            ch.decide(ChannelCommand::SetRateLimit { per_second: 20 }).unwrap(),
             vec![ChannelEvent::RateLimitChanged { per_second: 20 }]
         );
     }
@@ -194,14 +166,9 @@ mod tests {
     #[test]
     fn connecting_twice_is_rejected_and_unknown_channel_is_not_found() {
         let ch = Channel::replay(&Channel::default().decide(connect(None)).unwrap());
+        assert_eq!(ch.decide(connect(None)).unwrap_err(), DomainError::AlreadyExists("channel"));
         assert_eq!(
-            ch.decide(connect(None)).unwrap_err(),
-            DomainError::AlreadyExists("channel")
-        );
-        assert_eq!(
-            Channel::default()
-                .decide(ChannelCommand::SetRateLimit { per_second: 5 })
-                .unwrap_err(),
+            Channel::default().decide(ChannelCommand::SetRateLimit { per_second: 5 }).unwrap_err(),
             DomainError::NotFound("channel")
         );
     }

@@ -4,8 +4,7 @@
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
 use crate::values::{
-    bounded_text, validate_attribute_key, validate_attribute_value, Attributes, PhoneNumber,
-    MAX_ATTRIBUTES,
+    bounded_text, validate_attribute_key, validate_attribute_value, Attributes, PhoneNumber, MAX_ATTRIBUTES,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -31,10 +30,7 @@ impl ConsentSource {
             "keyword" => Ok(Self::Keyword),
             "provider" => Ok(Self::Provider),
             "import" => Ok(Self::Import),
-            other => Err(DomainError::invalid(
-                "source",
-                format!("unknown source {other:?}"),
-            )),
+            other => Err(DomainError::invalid("source", format!("unknown source {other:?}"))),
         }
     }
 }
@@ -89,32 +85,17 @@ pub enum ContactCommand {
 #[serde(tag = "type")]
 pub enum ContactEvent {
     #[serde(rename = "contact.created")]
-    Created {
-        phone: PhoneNumber,
-        name: Option<String>,
-        attributes: Attributes,
-    },
+    Created { phone: PhoneNumber, name: Option<String>, attributes: Attributes },
     #[serde(rename = "contact.renamed")]
     Renamed { name: Option<String> },
     #[serde(rename = "contact.phone_changed")]
     PhoneChanged { phone: PhoneNumber },
     #[serde(rename = "contact.attributes_changed")]
-    AttributesChanged {
-        set: Attributes,
-        removed: Vec<String>,
-    },
+    AttributesChanged { set: Attributes, removed: Vec<String> },
     #[serde(rename = "contact.opted_out")]
-    OptedOut {
-        reason: Option<String>,
-        source: ConsentSource,
-        at: DateTime<Utc>,
-    },
+    OptedOut { reason: Option<String>, source: ConsentSource, at: DateTime<Utc> },
     #[serde(rename = "contact.opted_in")]
-    OptedIn {
-        reason: Option<String>,
-        source: ConsentSource,
-        at: DateTime<Utc>,
-    },
+    OptedIn { reason: Option<String>, source: ConsentSource, at: DateTime<Utc> },
     #[serde(rename = "contact.deleted")]
     Deleted { at: DateTime<Utc> },
 }
@@ -140,10 +121,7 @@ fn reason(input: Option<String>) -> Result<Option<String>, DomainError> {
 /// Validates a full attribute map (no removals allowed, as on create).
 pub fn validate_attributes(attributes: &Attributes) -> Result<(), DomainError> {
     if attributes.len() > MAX_ATTRIBUTES {
-        return Err(DomainError::invalid(
-            "attributes",
-            format!("at most {MAX_ATTRIBUTES} attributes"),
-        ));
+        return Err(DomainError::invalid("attributes", format!("at most {MAX_ATTRIBUTES} attributes")));
     }
     for (k, v) in attributes {
         validate_attribute_key(k)?;
@@ -159,32 +137,19 @@ impl Aggregate for Contact {
 
     fn decide(&self, command: ContactCommand) -> Result<Vec<ContactEvent>, DomainError> {
         use ContactCommand::*;
-        if let Create {
-            phone,
-            name: n,
-            attributes,
-        } = command
-        {
+        if let Create { phone, name: n, attributes } = command {
             if self.created {
                 return Err(DomainError::AlreadyExists("contact"));
             }
             validate_attributes(&attributes)?;
-            return Ok(vec![ContactEvent::Created {
-                phone,
-                name: name(n)?,
-                attributes,
-            }]);
+            return Ok(vec![ContactEvent::Created { phone, name: name(n)?, attributes }]);
         }
         if !self.is_active() {
             return Err(DomainError::NotFound("contact"));
         }
         match command {
             Create { .. } => unreachable!("handled above"),
-            Update {
-                name: new_name,
-                phone,
-                attributes,
-            } => {
+            Update { name: new_name, phone, attributes } => {
                 let mut events = vec![];
                 if let Some(n) = new_name {
                     let n = name(n)?;
@@ -213,49 +178,27 @@ impl Aggregate for Contact {
                     }
                 }
                 let resulting = self.attributes.len()
-                    + set
-                        .keys()
-                        .filter(|k| !self.attributes.contains_key(*k))
-                        .count()
+                    + set.keys().filter(|k| !self.attributes.contains_key(*k)).count()
                     - removed.len();
                 if resulting > MAX_ATTRIBUTES {
-                    return Err(DomainError::invalid(
-                        "attributes",
-                        format!("at most {MAX_ATTRIBUTES} attributes"),
-                    ));
+                    return Err(DomainError::invalid("attributes", format!("at most {MAX_ATTRIBUTES} attributes")));
                 }
                 if !set.is_empty() || !removed.is_empty() {
                     events.push(ContactEvent::AttributesChanged { set, removed });
                 }
                 Ok(events)
             }
-            OptOut {
-                reason: r,
-                source,
-                at,
-            } => {
+            OptOut { reason: r, source, at } => {
                 if self.opted_out.is_some() {
                     return Ok(vec![]);
                 }
-                Ok(vec![ContactEvent::OptedOut {
-                    reason: reason(r)?,
-                    source,
-                    at,
-                }])
+                Ok(vec![ContactEvent::OptedOut { reason: reason(r)?, source, at }])
             }
-            OptIn {
-                reason: r,
-                source,
-                at,
-            } => {
+            OptIn { reason: r, source, at } => {
                 if self.opted_out.is_none() {
                     return Ok(vec![]);
                 }
-                Ok(vec![ContactEvent::OptedIn {
-                    reason: reason(r)?,
-                    source,
-                    at,
-                }])
+                Ok(vec![ContactEvent::OptedIn { reason: reason(r)?, source, at }])
             }
             Delete { at } => Ok(vec![ContactEvent::Deleted { at }]),
         }
@@ -263,11 +206,7 @@ impl Aggregate for Contact {
 
     fn evolve(mut self, event: &ContactEvent) -> Self {
         match event {
-            ContactEvent::Created {
-                phone,
-                name,
-                attributes,
-            } => {
+            ContactEvent::Created { phone, name, attributes } => {
                 self.created = true;
                 self.phone = Some(phone.clone());
                 self.name = name.clone();
@@ -279,15 +218,10 @@ impl Aggregate for Contact {
                 for k in removed {
                     self.attributes.remove(k);
                 }
-                self.attributes
-                    .extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+                self.attributes.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
             ContactEvent::OptedOut { reason, source, at } => {
-                self.opted_out = Some(OptOut {
-                    reason: reason.clone(),
-                    source: *source,
-                    at: *at,
-                })
+                self.opted_out = Some(OptOut { reason: reason.clone(), source: *source, at: *at })
             }
             ContactEvent::OptedIn { .. } => self.opted_out = None,
             ContactEvent::Deleted { .. } => self.deleted = true,
@@ -332,21 +266,11 @@ mod tests {
         attrs.insert("city".into(), serde_json::Value::Null);
         attrs.insert("tier".into(), json!(2));
         let events = c
-            .decide(ContactCommand::Update {
-                name: Some(Some("Budi".into())),
-                phone: None,
-                attributes: attrs,
-            })
+            .decide(ContactCommand::Update { name: Some(Some("Budi".into())), phone: None, attributes: attrs })
             .unwrap();
         let mut set = Attributes::new();
         set.insert("tier".into(), json!(2));
-        assert_eq!(
-            events,
-            vec![ContactEvent::AttributesChanged {
-                set,
-                removed: vec!["city".into()]
-            }]
-        );
+        assert_eq!(events, vec![ContactEvent::AttributesChanged { set, removed: vec!["city".into()] }]);
         let c = c.evolve(&events[0]);
         assert!(!c.attributes.contains_key("city"));
     }
@@ -355,38 +279,20 @@ mod tests {
     fn opt_out_and_in_are_idempotent() {
         let c = budi();
         let out = c
-            .decide(ContactCommand::OptOut {
-                reason: Some("asked".into()),
-                source: ConsentSource::Api,
-                at: at(),
-            })
+            .decide(ContactCommand::OptOut { reason: Some("asked".into()), source: ConsentSource::Api, at: at() })
             .unwrap();
         assert_eq!(out.len(), 1);
         let c = c.evolve(&out[0]);
         assert!(c.is_opted_out());
         assert!(c
-            .decide(ContactCommand::OptOut {
-                reason: None,
-                source: ConsentSource::Keyword,
-                at: at()
-            })
+            .decide(ContactCommand::OptOut { reason: None, source: ConsentSource::Keyword, at: at() })
             .unwrap()
             .is_empty());
-        let back = c
-            .decide(ContactCommand::OptIn {
-                reason: None,
-                source: ConsentSource::Keyword,
-                at: at(),
-            })
-            .unwrap();
+        let back = c.decide(ContactCommand::OptIn { reason: None, source: ConsentSource::Keyword, at: at() }).unwrap();
         let c = c.evolve(&back[0]);
         assert!(!c.is_opted_out());
         assert!(c
-            .decide(ContactCommand::OptIn {
-                reason: None,
-                source: ConsentSource::Api,
-                at: at()
-            })
+            .decide(ContactCommand::OptIn { reason: None, source: ConsentSource::Api, at: at() })
             .unwrap()
             .is_empty());
     }
@@ -396,18 +302,9 @@ mod tests {
         let c = budi();
         let del = c.decide(ContactCommand::Delete { at: at() }).unwrap();
         let c = c.evolve(&del[0]);
-        let err = c
-            .decide(ContactCommand::OptOut {
-                reason: None,
-                source: ConsentSource::Api,
-                at: at(),
-            })
-            .unwrap_err();
+        let err = c.decide(ContactCommand::OptOut { reason: None, source: ConsentSource::Api, at: at() }).unwrap_err();
         assert_eq!(err, DomainError::NotFound("contact"));
-        assert_eq!(
-            c.decide(ContactCommand::Delete { at: at() }).unwrap_err(),
-            DomainError::NotFound("contact")
-        );
+        assert_eq!(c.decide(ContactCommand::Delete { at: at() }).unwrap_err(), DomainError::NotFound("contact"));
     }
 
     #[test]

@@ -34,30 +34,17 @@ impl Conversation {
 
 #[derive(Debug, Clone)]
 pub enum ConversationCommand {
-    RecordInbound {
-        channel_id: ChannelId,
-        contact_id: ContactId,
-        provider_message_id: String,
-        at: DateTime<Utc>,
-    },
-    Assign {
-        assignee: Option<String>,
-    },
+    RecordInbound { channel_id: ChannelId, contact_id: ContactId, provider_message_id: String, at: DateTime<Utc> },
+    Assign { assignee: Option<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum ConversationEvent {
     #[serde(rename = "conversation.started")]
-    Started {
-        channel_id: ChannelId,
-        contact_id: ContactId,
-    },
+    Started { channel_id: ChannelId, contact_id: ContactId },
     #[serde(rename = "conversation.inbound_received")]
-    InboundReceived {
-        provider_message_id: String,
-        at: DateTime<Utc>,
-    },
+    InboundReceived { provider_message_id: String, at: DateTime<Utc> },
     #[serde(rename = "conversation.assigned")]
     Assigned { assignee: Option<String> },
 }
@@ -69,25 +56,13 @@ impl Aggregate for Conversation {
 
     fn decide(&self, command: ConversationCommand) -> Result<Vec<ConversationEvent>, DomainError> {
         match command {
-            ConversationCommand::RecordInbound {
-                channel_id,
-                contact_id,
-                provider_message_id,
-                at,
-            } => {
+            ConversationCommand::RecordInbound { channel_id, contact_id, provider_message_id, at } => {
                 let mut events = vec![];
                 if !self.started {
-                    events.push(ConversationEvent::Started {
-                        channel_id,
-                        contact_id,
-                    });
+                    events.push(ConversationEvent::Started { channel_id, contact_id });
                 }
                 events.push(ConversationEvent::InboundReceived {
-                    provider_message_id: bounded_text(
-                        "provider_message_id",
-                        &provider_message_id,
-                        256,
-                    )?,
+                    provider_message_id: bounded_text("provider_message_id", &provider_message_id, 256)?,
                     at,
                 });
                 Ok(events)
@@ -96,24 +71,15 @@ impl Aggregate for Conversation {
                 if !self.started {
                     return Err(DomainError::NotFound("conversation"));
                 }
-                let assignee = assignee
-                    .map(|a| bounded_text("assignee", &a, 200))
-                    .transpose()?;
-                Ok(if assignee == self.assignee {
-                    vec![]
-                } else {
-                    vec![ConversationEvent::Assigned { assignee }]
-                })
+                let assignee = assignee.map(|a| bounded_text("assignee", &a, 200)).transpose()?;
+                Ok(if assignee == self.assignee { vec![] } else { vec![ConversationEvent::Assigned { assignee }] })
             }
         }
     }
 
     fn evolve(mut self, event: &ConversationEvent) -> Self {
         match event {
-            ConversationEvent::Started {
-                channel_id,
-                contact_id,
-            } => {
+            ConversationEvent::Started { channel_id, contact_id } => {
                 self.started = true;
                 self.channel_id = Some(*channel_id);
                 self.contact_id = Some(*contact_id);
@@ -170,20 +136,9 @@ mod tests {
     #[test]
     fn assignment_changes_only_when_different() {
         let c = Conversation::replay(&inbound(&Conversation::default(), 0));
-        let e = c
-            .decide(ConversationCommand::Assign {
-                assignee: Some("agent-7".into()),
-            })
-            .unwrap();
+        let e = c.decide(ConversationCommand::Assign { assignee: Some("agent-7".into()) }).unwrap();
         let c = c.evolve(&e[0]);
-        assert!(c
-            .decide(ConversationCommand::Assign {
-                assignee: Some("agent-7".into())
-            })
-            .unwrap()
-            .is_empty());
-        assert!(Conversation::default()
-            .decide(ConversationCommand::Assign { assignee: None })
-            .is_err());
+        assert!(c.decide(ConversationCommand::Assign { assignee: Some("agent-7".into()) }).unwrap().is_empty());
+        assert!(Conversation::default().decide(ConversationCommand::Assign { assignee: None }).is_err());
     }
 }

@@ -40,10 +40,7 @@ pub enum DomainError {
 impl DomainError {
     /// Shorthand for a validation error.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self::Invalid { field: field.into(), message: message.into() }
     }
 
     /// Stable machine-readable code.

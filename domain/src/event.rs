@@ -83,9 +83,7 @@ impl DomainEvent {
 pub fn schema_version_of(event_type: &str) -> Option<u32> {
     let (category, _) = event_type.split_once('.')?;
     match category {
-        "workspace" | "channel" | "contact" | "group" | "template" | "message" | "conversation" => {
-            Some(1)
-        }
+        "workspace" | "channel" | "contact" | "group" | "template" | "message" | "conversation" => Some(1),
         _ => None,
     }
 }

@@ -49,10 +49,7 @@ pub enum GroupEvent {
 
 fn batch(contacts: &[ContactId]) -> Result<(), DomainError> {
     if contacts.is_empty() || contacts.len() > MAX_MEMBERS_PER_COMMAND {
-        return Err(DomainError::invalid(
-            "contact_ids",
-            format!("between 1 and {MAX_MEMBERS_PER_COMMAND} ids"),
-        ));
+        return Err(DomainError::invalid("contact_ids", format!("between 1 and {MAX_MEMBERS_PER_COMMAND} ids")));
     }
     Ok(())
 }
@@ -60,10 +57,7 @@ fn batch(contacts: &[ContactId]) -> Result<(), DomainError> {
 /// Keeps the first occurrence of each id for which `keep` holds.
 fn distinct(contacts: Vec<ContactId>, keep: impl Fn(&ContactId) -> bool) -> Vec<ContactId> {
     let mut seen = HashSet::with_capacity(contacts.len());
-    contacts
-        .into_iter()
-        .filter(|c| keep(c) && seen.insert(*c))
-        .collect()
+    contacts.into_iter().filter(|c| keep(c) && seen.insert(*c)).collect()
 }
 
 impl Aggregate for ContactGroup {
@@ -76,9 +70,7 @@ impl Aggregate for ContactGroup {
             if self.created {
                 return Err(DomainError::AlreadyExists("group"));
             }
-            return Ok(vec![GroupEvent::Created {
-                name: bounded_text("name", &name, 200)?,
-            }]);
+            return Ok(vec![GroupEvent::Created { name: bounded_text("name", &name, 200)? }]);
         }
         if !self.created {
             return Err(DomainError::NotFound("group"));
@@ -87,29 +79,17 @@ impl Aggregate for ContactGroup {
             GroupCommand::Create { .. } => unreachable!("handled above"),
             GroupCommand::Rename { name } => {
                 let name = bounded_text("name", &name, 200)?;
-                Ok(if name == self.name {
-                    vec![]
-                } else {
-                    vec![GroupEvent::Renamed { name }]
-                })
+                Ok(if name == self.name { vec![] } else { vec![GroupEvent::Renamed { name }] })
             }
             GroupCommand::AddMembers { contacts } => {
                 batch(&contacts)?;
                 let new = distinct(contacts, |c| !self.members.contains(c));
-                Ok(if new.is_empty() {
-                    vec![]
-                } else {
-                    vec![GroupEvent::MembersAdded { contacts: new }]
-                })
+                Ok(if new.is_empty() { vec![] } else { vec![GroupEvent::MembersAdded { contacts: new }] })
             }
             GroupCommand::RemoveMembers { contacts } => {
                 batch(&contacts)?;
                 let gone = distinct(contacts, |c| self.members.contains(c));
-                Ok(if gone.is_empty() {
-                    vec![]
-                } else {
-                    vec![GroupEvent::MembersRemoved { contacts: gone }]
-                })
+                Ok(if gone.is_empty() { vec![] } else { vec![GroupEvent::MembersRemoved { contacts: gone }] })
             }
         }
     }
@@ -142,77 +122,33 @@ mod tests {
     }
 
     fn group() -> ContactGroup {
-        ContactGroup::replay(
-            &ContactGroup::default()
-                .decide(GroupCommand::Create { name: "VIP".into() })
-                .unwrap(),
-        )
+        ContactGroup::replay(&ContactGroup::default().decide(GroupCommand::Create { name: "VIP".into() }).unwrap())
     }
 
     #[test]
     fn adding_members_skips_existing_and_duplicate_ids() {
         let g = group();
-        let e = g
-            .decide(GroupCommand::AddMembers {
-                contacts: vec![c(1), c(2), c(1)],
-            })
-            .unwrap();
-        assert_eq!(
-            e,
-            vec![GroupEvent::MembersAdded {
-                contacts: vec![c(1), c(2)]
-            }]
-        );
+        let e = g.decide(GroupCommand::AddMembers { contacts: vec![c(1), c(2), c(1)] }).unwrap();
+        assert_eq!(e, vec![GroupEvent::MembersAdded { contacts: vec![c(1), c(2)] }]);
         let g = g.evolve(&e[0]);
-        let e = g
-            .decide(GroupCommand::AddMembers {
-                contacts: vec![c(2), c(3)],
-            })
-            .unwrap();
-        assert_eq!(
-            e,
-            vec![GroupEvent::MembersAdded {
-                contacts: vec![c(3)]
-            }]
-        );
-        assert!(g
-            .decide(GroupCommand::AddMembers {
-                contacts: vec![c(1)]
-            })
-            .unwrap()
-            .is_empty());
+        let e = g.decide(GroupCommand::AddMembers { contacts: vec![c(2), c(3)] }).unwrap();
+        assert_eq!(e, vec![GroupEvent::MembersAdded { contacts: vec![c(3)] }]);
+        assert!(g.decide(GroupCommand::AddMembers { contacts: vec![c(1)] }).unwrap().is_empty());
     }
 
     #[test]
     fn removing_only_removes_members() {
-        let g = group().evolve(&GroupEvent::MembersAdded {
-            contacts: vec![c(1), c(2)],
-        });
-        let e = g
-            .decide(GroupCommand::RemoveMembers {
-                contacts: vec![c(2), c(9)],
-            })
-            .unwrap();
-        assert_eq!(
-            e,
-            vec![GroupEvent::MembersRemoved {
-                contacts: vec![c(2)]
-            }]
-        );
+        let g = group().evolve(&GroupEvent::MembersAdded { contacts: vec![c(1), c(2)] });
+        let e = g.decide(GroupCommand::RemoveMembers { contacts: vec![c(2), c(9)] }).unwrap();
+        assert_eq!(e, vec![GroupEvent::MembersRemoved { contacts: vec![c(2)] }]);
         assert_eq!(g.evolve(&e[0]).members.len(), 1);
     }
 
     #[test]
     fn empty_batches_and_unknown_groups_are_rejected() {
-        assert!(group()
-            .decide(GroupCommand::AddMembers { contacts: vec![] })
-            .is_err());
+        assert!(group().decide(GroupCommand::AddMembers { contacts: vec![] }).is_err());
         assert_eq!(
-            ContactGroup::default()
-                .decide(GroupCommand::AddMembers {
-                    contacts: vec![c(1)]
-                })
-                .unwrap_err(),
+            ContactGroup::default().decide(GroupCommand::AddMembers { contacts: vec![c(1)] }).unwrap_err(),
             DomainError::NotFound("group")
         );
     }

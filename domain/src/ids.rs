@@ -91,13 +91,7 @@ mod tests {
         let ch = ChannelId::from_uuid(Uuid::from_u128(1));
         let c1 = ContactId::from_uuid(Uuid::from_u128(2));
         let c2 = ContactId::from_uuid(Uuid::from_u128(3));
-        assert_eq!(
-            ConversationId::for_pair(ch, c1),
-            ConversationId::for_pair(ch, c1)
-        );
-        assert_ne!(
-            ConversationId::for_pair(ch, c1),
-            ConversationId::for_pair(ch, c2)
-        );
+        assert_eq!(ConversationId::for_pair(ch, c1), ConversationId::for_pair(ch, c1));
+        assert_ne!(ConversationId::for_pair(ch, c1), ConversationId::for_pair(ch, c2));
     }
 }

@@ -5,18 +5,14 @@
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
 use crate::ids::{ChannelId, ContactId, TemplateId};
-use crate::template::{
-    render, Category, Language, RenderInput, RenderedTemplate, Template, TemplateName,
-};
+use crate::template::{render, Category, Language, RenderInput, RenderedTemplate, Template, TemplateName};
 use crate::values::{bounded_text, PhoneNumber};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Status of an outbound message. The order of variants is the lattice order: delivery evidence
 /// (delivered, read) outranks a failure report, which outranks sent.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     #[default]
@@ -119,15 +115,12 @@ impl MessageContent {
         template: &Template,
         input: &RenderInput<'_>,
     ) -> Result<Self, DomainError> {
-        let (Some(name), Some(language), Some(category)) =
-            (&template.name, &template.language, template.category)
+        let (Some(name), Some(language), Some(category)) = (&template.name, &template.language, template.category)
         else {
             return Err(DomainError::NotFound("template"));
         };
         if !template.is_sendable() {
-            return Err(DomainError::TemplateNotApproved(
-                template.status.as_str().to_owned(),
-            ));
+            return Err(DomainError::TemplateNotApproved(template.status.as_str().to_owned()));
         }
         Ok(Self::Template {
             template_id,
@@ -144,65 +137,39 @@ impl MessageContent {
                 bounded_text("text.body", body, 4096)?;
             }
             Self::Template { .. } => {}
-            Self::Media {
-                media_kind,
-                media,
-                caption,
-                filename,
-            } => {
+            Self::Media { media_kind, media, caption, filename } => {
                 match media {
                     MediaRef::Id(id) => {
                         bounded_text("media.id", id, 256)?;
                     }
-                    MediaRef::Link(link)
-                        if link.starts_with("https://") || link.starts_with("http://") =>
-                    {
+                    MediaRef::Link(link) if link.starts_with("https://") || link.starts_with("http://") => {
                         bounded_text("media.link", link, 2000)?;
                     }
-                    MediaRef::Link(_) => {
-                        return Err(DomainError::invalid("media.link", "an http(s) URL"))
-                    }
+                    MediaRef::Link(_) => return Err(DomainError::invalid("media.link", "an http(s) URL")),
                 }
                 if let Some(c) = caption {
                     if matches!(media_kind, MediaKind::Audio | MediaKind::Sticker) {
-                        return Err(DomainError::invalid(
-                            "media.caption",
-                            "audio and stickers take no caption",
-                        ));
+                        return Err(DomainError::invalid("media.caption", "audio and stickers take no caption"));
                     }
                     bounded_text("media.caption", c, 1024)?;
                 }
                 if let Some(f) = filename {
                     if *media_kind != MediaKind::Document {
-                        return Err(DomainError::invalid(
-                            "media.filename",
-                            "only documents have a filename",
-                        ));
+                        return Err(DomainError::invalid("media.filename", "only documents have a filename"));
                     }
                     bounded_text("media.filename", f, 240)?;
                 }
             }
-            Self::Interactive {
-                body,
-                buttons,
-                header,
-                footer,
-            } => {
+            Self::Interactive { body, buttons, header, footer } => {
                 bounded_text("interactive.body", body, 1024)?;
                 if buttons.is_empty() || buttons.len() > 3 {
-                    return Err(DomainError::invalid(
-                        "interactive.buttons",
-                        "1 to 3 reply buttons",
-                    ));
+                    return Err(DomainError::invalid("interactive.buttons", "1 to 3 reply buttons"));
                 }
                 for (i, b) in buttons.iter().enumerate() {
                     bounded_text("interactive.buttons.title", &b.title, 20)?;
                     bounded_text("interactive.buttons.id", &b.id, 256)?;
                     if buttons[..i].iter().any(|o| o.id == b.id) {
-                        return Err(DomainError::invalid(
-                            "interactive.buttons.id",
-                            "button ids must be unique",
-                        ));
+                        return Err(DomainError::invalid("interactive.buttons.id", "button ids must be unique"));
                     }
                 }
                 if let Some(h) = header {
@@ -291,19 +258,13 @@ pub enum MessageEvent {
     #[serde(rename = "message.dispatched")]
     Dispatched { attempt: u32, at: DateTime<Utc> },
     #[serde(rename = "message.sent")]
-    Sent {
-        provider_message_id: String,
-        at: DateTime<Utc>,
-    },
+    Sent { provider_message_id: String, at: DateTime<Utc> },
     #[serde(rename = "message.delivered")]
     Delivered { at: DateTime<Utc> },
     #[serde(rename = "message.read")]
     Read { at: DateTime<Utc> },
     #[serde(rename = "message.failed")]
-    Failed {
-        error: ProviderError,
-        at: DateTime<Utc>,
-    },
+    Failed { error: ProviderError, at: DateTime<Utc> },
 }
 
 impl Aggregate for Message {
@@ -313,15 +274,7 @@ impl Aggregate for Message {
 
     fn decide(&self, command: MessageCommand) -> Result<Vec<MessageEvent>, DomainError> {
         match command {
-            MessageCommand::Queue {
-                channel_id,
-                contact_id,
-                to,
-                content,
-                recipient,
-                reply_to,
-                at,
-            } => {
+            MessageCommand::Queue { channel_id, contact_id, to, content, recipient, reply_to, at } => {
                 if self.queued {
                     return Err(DomainError::AlreadyExists("message"));
                 }
@@ -329,32 +282,17 @@ impl Aggregate for Message {
                 if content.is_free_form() && !recipient.window_open {
                     return Err(DomainError::OutsideServiceWindow);
                 }
-                if let MessageContent::Template {
-                    category: Category::Marketing,
-                    ..
-                } = content
-                {
+                if let MessageContent::Template { category: Category::Marketing, .. } = content {
                     if recipient.opted_out {
                         return Err(DomainError::ContactOptedOut);
                     }
                 }
-                Ok(vec![MessageEvent::Queued {
-                    channel_id,
-                    contact_id,
-                    to,
-                    content,
-                    reply_to,
-                    at,
-                }])
+                Ok(vec![MessageEvent::Queued { channel_id, contact_id, to, content, reply_to, at }])
             }
             _ if !self.queued => Err(DomainError::NotFound("message")),
             MessageCommand::MarkDispatched { attempt, at } => {
                 let next = self.status <= MessageStatus::Dispatched && attempt == self.attempts + 1;
-                Ok(if next {
-                    vec![MessageEvent::Dispatched { attempt, at }]
-                } else {
-                    vec![]
-                })
+                Ok(if next { vec![MessageEvent::Dispatched { attempt, at }] } else { vec![] })
             }
             MessageCommand::RecordStatus { update, at } => {
                 let target = match &update {
@@ -367,12 +305,7 @@ impl Aggregate for Message {
                     return Ok(vec![]);
                 }
                 Ok(vec![match update {
-                    StatusUpdate::Sent {
-                        provider_message_id,
-                    } => MessageEvent::Sent {
-                        provider_message_id,
-                        at,
-                    },
+                    StatusUpdate::Sent { provider_message_id } => MessageEvent::Sent { provider_message_id, at },
                     StatusUpdate::Delivered => MessageEvent::Delivered { at },
                     StatusUpdate::Read => MessageEvent::Read { at },
                     StatusUpdate::Failed { error } => MessageEvent::Failed { error, at },
@@ -383,11 +316,7 @@ impl Aggregate for Message {
 
     fn evolve(mut self, event: &MessageEvent) -> Self {
         match event {
-            MessageEvent::Queued {
-                channel_id,
-                contact_id,
-                ..
-            } => {
+            MessageEvent::Queued { channel_id, contact_id, .. } => {
                 self.queued = true;
                 self.status = MessageStatus::Queued;
                 self.channel_id = Some(*channel_id);
@@ -397,16 +326,11 @@ impl Aggregate for Message {
                 self.attempts = *attempt;
                 self.status = self.status.max(MessageStatus::Dispatched);
             }
-            MessageEvent::Sent {
-                provider_message_id,
-                ..
-            } => {
+            MessageEvent::Sent { provider_message_id, .. } => {
                 self.provider_message_id = Some(provider_message_id.clone());
                 self.status = self.status.max(MessageStatus::Sent);
             }
-            MessageEvent::Delivered { .. } => {
-                self.status = self.status.max(MessageStatus::Delivered)
-            }
+            MessageEvent::Delivered { .. } => self.status = self.status.max(MessageStatus::Delivered),
             MessageEvent::Read { .. } => self.status = self.status.max(MessageStatus::Read),
             MessageEvent::Failed { error, .. } => {
                 self.error = Some(error.clone());
@@ -426,10 +350,7 @@ mod tests {
         DateTime::from_timestamp(1_750_857_384 + s, 0).unwrap()
     }
 
-    fn queue(
-        content: MessageContent,
-        recipient: RecipientFacts,
-    ) -> Result<Vec<MessageEvent>, DomainError> {
+    fn queue(content: MessageContent, recipient: RecipientFacts) -> Result<Vec<MessageEvent>, DomainError> {
         Message::default().decide(MessageCommand::Queue {
             channel_id: ChannelId::from_uuid(Uuid::from_u128(1)),
             contact_id: ContactId::from_uuid(Uuid::from_u128(2)),
@@ -442,10 +363,7 @@ mod tests {
     }
 
     fn text() -> MessageContent {
-        MessageContent::Text {
-            body: "Halo Budi".into(),
-            preview_url: false,
-        }
+        MessageContent::Text { body: "Halo Budi".into(), preview_url: false }
     }
 
     fn marketing() -> MessageContent {
@@ -454,26 +372,15 @@ mod tests {
             name: TemplateName::parse("promo").unwrap(),
             language: Language::parse("id").unwrap(),
             category: Category::Marketing,
-            rendered: RenderedTemplate {
-                components: vec![],
-                body_preview: "Promo".into(),
-            },
+            rendered: RenderedTemplate { components: vec![], body_preview: "Promo".into() },
         }
     }
 
-    const OPEN: RecipientFacts = RecipientFacts {
-        opted_out: false,
-        window_open: true,
-    };
-    const CLOSED: RecipientFacts = RecipientFacts {
-        opted_out: false,
-        window_open: false,
-    };
+    const OPEN: RecipientFacts = RecipientFacts { opted_out: false, window_open: true };
+    const CLOSED: RecipientFacts = RecipientFacts { opted_out: false, window_open: false };
 
     fn status(events: &[MessageEvent], update: StatusUpdate) -> Vec<MessageEvent> {
-        Message::replay(events)
-            .decide(MessageCommand::RecordStatus { update, at: at(9) })
-            .unwrap()
+        Message::replay(events).decide(MessageCommand::RecordStatus { update, at: at(9) }).unwrap()
     }
 
     fn queued() -> Vec<MessageEvent> {
@@ -482,50 +389,25 @@ mod tests {
 
     #[test]
     fn free_form_needs_the_service_window_but_templates_do_not() {
-        assert_eq!(
-            queue(text(), CLOSED).unwrap_err(),
-            DomainError::OutsideServiceWindow
-        );
+        assert_eq!(queue(text(), CLOSED).unwrap_err(), DomainError::OutsideServiceWindow);
         assert_eq!(queue(text(), OPEN).unwrap().len(), 1);
         assert_eq!(queue(marketing(), CLOSED).unwrap().len(), 1);
     }
 
     #[test]
     fn opted_out_contacts_get_no_marketing_but_do_get_utility() {
-        let out = RecipientFacts {
-            opted_out: true,
-            window_open: false,
-        };
-        assert_eq!(
-            queue(marketing(), out).unwrap_err(),
-            DomainError::ContactOptedOut
-        );
-        let MessageContent::Template {
-            template_id,
-            name,
-            language,
-            rendered,
-            ..
-        } = marketing()
-        else {
+        let out = RecipientFacts { opted_out: true, window_open: false };
+        assert_eq!(queue(marketing(), out).unwrap_err(), DomainError::ContactOptedOut);
+        let MessageContent::Template { template_id, name, language, rendered, .. } = marketing() else {
             unreachable!()
         };
-        let utility = MessageContent::Template {
-            template_id,
-            name,
-            language,
-            category: Category::Utility,
-            rendered,
-        };
+        let utility = MessageContent::Template { template_id, name, language, category: Category::Utility, rendered };
         assert_eq!(queue(utility, out).unwrap().len(), 1);
     }
 
     #[test]
     fn interactive_allows_three_buttons_of_twenty_characters() {
-        let b = |id: &str, title: &str| ReplyButton {
-            id: id.into(),
-            title: title.into(),
-        };
+        let b = |id: &str, title: &str| ReplyButton { id: id.into(), title: title.into() };
         let four = MessageContent::Interactive {
             body: "Pick".into(),
             buttons: vec![b("1", "a"), b("2", "b"), b("3", "c"), b("4", "d")],
@@ -570,12 +452,7 @@ mod tests {
     #[test]
     fn statuses_only_move_forward() {
         let mut events = queued();
-        let sent = status(
-            &events,
-            StatusUpdate::Sent {
-                provider_message_id: "wamid.1".into(),
-            },
-        );
+        let sent = status(&events, StatusUpdate::Sent { provider_message_id: "wamid.1".into() });
         events.extend(sent);
         let read = status(&events, StatusUpdate::Read);
         assert_eq!(read, vec![MessageEvent::Read { at: at(9) }]);
@@ -584,40 +461,19 @@ mod tests {
         // a late delivered, a duplicate read and a late sent change nothing
         assert!(status(&events, StatusUpdate::Delivered).is_empty());
         assert!(status(&events, StatusUpdate::Read).is_empty());
-        assert!(status(
-            &events,
-            StatusUpdate::Sent {
-                provider_message_id: "wamid.1".into()
-            }
-        )
-        .is_empty());
+        assert!(status(&events, StatusUpdate::Sent { provider_message_id: "wamid.1".into() }).is_empty());
     }
 
     #[test]
     fn failed_keeps_the_error_and_delivery_evidence_outranks_it() {
         let mut events = queued();
-        let error = ProviderError {
-            code: 131026,
-            title: "Message undeliverable".into(),
-            details: Some("x".into()),
-        };
-        let failed = status(
-            &events,
-            StatusUpdate::Failed {
-                error: error.clone(),
-            },
-        );
+        let error = ProviderError { code: 131026, title: "Message undeliverable".into(), details: Some("x".into()) };
+        let failed = status(&events, StatusUpdate::Failed { error: error.clone() });
         events.extend(failed);
         let m = Message::replay(&events);
         assert_eq!(m.status, MessageStatus::Failed);
         assert_eq!(m.error, Some(error.clone()));
-        assert!(status(
-            &events,
-            StatusUpdate::Sent {
-                provider_message_id: "w".into()
-            }
-        )
-        .is_empty());
+        assert!(status(&events, StatusUpdate::Sent { provider_message_id: "w".into() }).is_empty());
         let delivered = status(&events, StatusUpdate::Delivered);
         assert_eq!(delivered.len(), 1);
         events.extend(delivered);
@@ -628,29 +484,10 @@ mod tests {
     fn dispatch_attempts_are_counted_once_each() {
         let events = queued();
         let m = Message::replay(&events);
+        assert_eq!(m.decide(MessageCommand::MarkDispatched { attempt: 1, at: at(1) }).unwrap().len(), 1);
+        assert!(m.decide(MessageCommand::MarkDispatched { attempt: 2, at: at(1) }).unwrap().is_empty());
         assert_eq!(
-            m.decide(MessageCommand::MarkDispatched {
-                attempt: 1,
-                at: at(1)
-            })
-            .unwrap()
-            .len(),
-            1
-        );
-        assert!(m
-            .decide(MessageCommand::MarkDispatched {
-                attempt: 2,
-                at: at(1)
-            })
-            .unwrap()
-            .is_empty());
-        assert_eq!(
-            Message::default()
-                .decide(MessageCommand::MarkDispatched {
-                    attempt: 1,
-                    at: at(1)
-                })
-                .unwrap_err(),
+            Message::default().decide(MessageCommand::MarkDispatched { attempt: 1, at: at(1) }).unwrap_err(),
             DomainError::NotFound("message")
         );
     }

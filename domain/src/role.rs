@@ -65,10 +65,7 @@ impl Role {
         if self.allows(action) {
             Ok(())
         } else {
-            Err(DomainError::Forbidden {
-                role: self.as_str().into(),
-                action: format!("{action:?}"),
-            })
+            Err(DomainError::Forbidden { role: self.as_str().into(), action: format!("{action:?}") })
         }
     }
 }

@@ -23,35 +23,21 @@ impl PhoneNumber {
                 '0'..='9' => digits.push(c),
                 '+' if i == 0 || trimmed[..i].chars().all(|p| p == '(') => {}
                 ' ' | '-' | '.' | '(' | ')' | '\u{a0}' => {}
-                _ => {
-                    return Err(Self::error(
-                        input,
-                        "may contain only digits, spaces, -, ., ( ) and a leading +",
-                    ))
-                }
+                _ => return Err(Self::error(input, "may contain only digits, spaces, -, ., ( ) and a leading +")),
             }
         }
-        let digits = digits
-            .strip_prefix("00")
-            .map(str::to_owned)
-            .unwrap_or(digits);
+        let digits = digits.strip_prefix("00").map(str::to_owned).unwrap_or(digits);
         if digits.starts_with('0') {
             return Err(Self::error(input, "has no country code (starts with 0)"));
         }
         if !(8..=15).contains(&digits.len()) {
-            return Err(Self::error(
-                input,
-                "must have 8 to 15 digits including the country code",
-            ));
+            return Err(Self::error(input, "must have 8 to 15 digits including the country code"));
         }
         Ok(Self(format!("+{digits}")))
     }
 
     fn error(input: &str, why: &str) -> DomainError {
-        DomainError::invalid(
-            "phone",
-            format!("{input:?} is not an E.164 phone number: it {why}"),
-        )
+        DomainError::invalid("phone", format!("{input:?} is not an E.164 phone number: it {why}"))
     }
 
     /// `+6281234567890`.
@@ -91,10 +77,7 @@ pub fn bounded_text(field: &str, input: &str, max: usize) -> Result<String, Doma
         return Err(DomainError::invalid(field, "must not be empty"));
     }
     if t.chars().count() > max {
-        return Err(DomainError::invalid(
-            field,
-            format!("must be at most {max} characters"),
-        ));
+        return Err(DomainError::invalid(field, format!("must be at most {max} characters")));
     }
     Ok(t.to_owned())
 }
@@ -109,16 +92,11 @@ pub const MAX_ATTRIBUTES: usize = 100;
 pub fn validate_attribute_key(key: &str) -> Result<(), DomainError> {
     let ok = !key.is_empty()
         && key.len() <= 64
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if ok {
         Ok(())
     } else {
-        Err(DomainError::invalid(
-            format!("attributes.{key}"),
-            "keys are 1-64 characters of letters, digits, _ . -",
-        ))
+        Err(DomainError::invalid(format!("attributes.{key}"), "keys are 1-64 characters of letters, digits, _ . -"))
     }
 }
 
@@ -127,15 +105,9 @@ pub fn validate_attribute_value(key: &str, value: &serde_json::Value) -> Result<
     use serde_json::Value;
     match value {
         Value::String(s) if s.chars().count() <= 1024 => Ok(()),
-        Value::String(_) => Err(DomainError::invalid(
-            format!("attributes.{key}"),
-            "at most 1024 characters",
-        )),
+        Value::String(_) => Err(DomainError::invalid(format!("attributes.{key}"), "at most 1024 characters")),
         Value::Number(_) | Value::Bool(_) => Ok(()),
-        _ => Err(DomainError::invalid(
-            format!("attributes.{key}"),
-            "must be a string, number or boolean",
-        )),
+        _ => Err(DomainError::invalid(format!("attributes.{key}"), "must be a string, number or boolean")),
     }
 }
 
@@ -160,9 +132,7 @@ impl TimeZone {
             .trim()
             .parse::<chrono_tz::Tz>()
             .map(|tz| Self(tz.name().to_owned()))
-            .map_err(|_| {
-                DomainError::invalid("timezone", format!("{input:?} is not an IANA time zone"))
-            })
+            .map_err(|_| DomainError::invalid("timezone", format!("{input:?} is not an IANA time zone")))
     }
     pub fn utc() -> Self {
         Self("UTC".into())
@@ -191,36 +161,17 @@ mod tests {
 
     #[test]
     fn phone_numbers_are_normalised_to_e164() {
-        for input in [
-            "+62 812-3456-7890",
-            "(+62) 812 3456 7890",
-            "006281234567890",
-            "62812 34567890",
-            " +62.812.3456.7890 ",
-        ] {
-            assert_eq!(
-                PhoneNumber::parse(input).unwrap().as_str(),
-                "+6281234567890",
-                "{input}"
-            );
+        for input in
+            ["+62 812-3456-7890", "(+62) 812 3456 7890", "006281234567890", "62812 34567890", " +62.812.3456.7890 "]
+        {
+            assert_eq!(PhoneNumber::parse(input).unwrap().as_str(), "+6281234567890", "{input}");
         }
-        assert_eq!(
-            PhoneNumber::parse("+15551234567").unwrap().digits(),
-            "15551234567"
-        );
+        assert_eq!(PhoneNumber::parse("+15551234567").unwrap().digits(), "15551234567");
     }
 
     #[test]
     fn invalid_phone_numbers_are_rejected_with_a_reason() {
-        for input in [
-            "",
-            "0812345678",
-            "+1234567",
-            "+1234567890123456",
-            "+62abc12345678",
-            "62+812345678",
-            "12",
-        ] {
+        for input in ["", "0812345678", "+1234567", "+1234567890123456", "+62abc12345678", "62+812345678", "12"] {
             let err = PhoneNumber::parse(input).unwrap_err();
             assert_eq!(err.code(), "validation_failed", "{input}");
         }
@@ -250,10 +201,7 @@ mod tests {
 
     #[test]
     fn time_zones_are_iana_names() {
-        assert_eq!(
-            TimeZone::parse("Asia/Jakarta").unwrap().as_str(),
-            "Asia/Jakarta"
-        );
+        assert_eq!(TimeZone::parse("Asia/Jakarta").unwrap().as_str(), "Asia/Jakarta");
         assert!(TimeZone::parse("Mars/Olympus").is_err());
     }
 }

@@ -63,11 +63,7 @@ pub enum WorkspaceEvent {
     #[serde(rename = "workspace.created")]
     Created { name: String, timezone: TimeZone },
     #[serde(rename = "workspace.api_key_issued")]
-    ApiKeyIssued {
-        key_id: ApiKeyId,
-        name: String,
-        role: Role,
-    },
+    ApiKeyIssued { key_id: ApiKeyId, name: String, role: Role },
     #[serde(rename = "workspace.api_key_revoked")]
     ApiKeyRevoked { key_id: ApiKeyId },
     #[serde(rename = "workspace.settings_updated")]
@@ -85,10 +81,7 @@ pub enum WorkspaceEvent {
 
 impl Workspace {
     fn active_owner_keys(&self) -> usize {
-        self.keys
-            .values()
-            .filter(|k| k.role == Role::Owner && !k.revoked)
-            .count()
+        self.keys.values().filter(|k| k.role == Role::Owner && !k.revoked).count()
     }
 
     /// Whether `text` (an inbound message) is an opt-out keyword of this workspace.
@@ -103,10 +96,7 @@ impl Workspace {
 }
 
 fn normalise_keyword(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_uppercase()
+    text.split_whitespace().collect::<Vec<_>>().join(" ").to_uppercase()
 }
 
 fn keyword_matches(list: &[String], text: &str) -> bool {
@@ -146,12 +136,7 @@ impl Aggregate for Workspace {
             return Err(DomainError::NotFound("workspace"));
         }
         match command {
-            Create {
-                name,
-                timezone,
-                owner_key,
-                owner_key_name,
-            } => {
+            Create { name, timezone, owner_key, owner_key_name } => {
                 if self.created {
                     return Err(DomainError::AlreadyExists("workspace"));
                 }
@@ -160,10 +145,7 @@ impl Aggregate for Workspace {
                     None => TimeZone::utc(),
                 };
                 Ok(vec![
-                    WorkspaceEvent::Created {
-                        name: bounded_text("name", &name, 200)?,
-                        timezone,
-                    },
+                    WorkspaceEvent::Created { name: bounded_text("name", &name, 200)?, timezone },
                     WorkspaceEvent::ApiKeyIssued {
                         key_id: owner_key,
                         name: key_name(&owner_key_name)?,
@@ -171,34 +153,19 @@ impl Aggregate for Workspace {
                     },
                 ])
             }
-            IssueApiKey {
-                key_id,
-                name,
-                role,
-                by,
-            } => {
+            IssueApiKey { key_id, name, role, by } => {
                 by.require(Action::ManageKeys)?;
                 if role == Role::Owner && by != Role::Owner {
-                    return Err(DomainError::Forbidden {
-                        role: by.as_str().into(),
-                        action: "issue owner keys".into(),
-                    });
+                    return Err(DomainError::Forbidden { role: by.as_str().into(), action: "issue owner keys".into() });
                 }
                 if self.keys.contains_key(&key_id) {
                     return Err(DomainError::AlreadyExists("api key"));
                 }
-                Ok(vec![WorkspaceEvent::ApiKeyIssued {
-                    key_id,
-                    name: key_name(&name)?,
-                    role,
-                }])
+                Ok(vec![WorkspaceEvent::ApiKeyIssued { key_id, name: key_name(&name)?, role }])
             }
             RevokeApiKey { key_id, by } => {
                 by.require(Action::ManageKeys)?;
-                let key = self
-                    .keys
-                    .get(&key_id)
-                    .ok_or(DomainError::NotFound("api key"))?;
+                let key = self.keys.get(&key_id).ok_or(DomainError::NotFound("api key"))?;
                 if key.revoked {
                     return Ok(vec![]);
                 }
@@ -215,22 +182,11 @@ impl Aggregate for Workspace {
                 }
                 Ok(vec![WorkspaceEvent::ApiKeyRevoked { key_id }])
             }
-            UpdateSettings {
-                by,
-                name,
-                timezone,
-                opt_out_keywords,
-                opt_in_keywords,
-            } => {
+            UpdateSettings { by, name, timezone, opt_out_keywords, opt_in_keywords } => {
                 by.require(Action::ManageWorkspace)?;
-                let name = name
-                    .map(|n| bounded_text("name", &n, 200))
-                    .transpose()?
-                    .filter(|n| *n != self.name);
-                let timezone = timezone
-                    .map(|t| TimeZone::parse(&t))
-                    .transpose()?
-                    .filter(|t| Some(t) != self.timezone.as_ref());
+                let name = name.map(|n| bounded_text("name", &n, 200)).transpose()?.filter(|n| *n != self.name);
+                let timezone =
+                    timezone.map(|t| TimeZone::parse(&t)).transpose()?.filter(|t| Some(t) != self.timezone.as_ref());
                 let opt_out_keywords = opt_out_keywords
                     .map(|k| keywords("opt_out_keywords", k))
                     .transpose()?
@@ -239,19 +195,10 @@ impl Aggregate for Workspace {
                     .map(|k| keywords("opt_in_keywords", k))
                     .transpose()?
                     .filter(|k| *k != self.opt_in_keywords);
-                if name.is_none()
-                    && timezone.is_none()
-                    && opt_out_keywords.is_none()
-                    && opt_in_keywords.is_none()
-                {
+                if name.is_none() && timezone.is_none() && opt_out_keywords.is_none() && opt_in_keywords.is_none() {
                     return Ok(vec![]);
                 }
-                Ok(vec![WorkspaceEvent::SettingsUpdated {
-                    name,
-                    timezone,
-                    opt_out_keywords,
-                    opt_in_keywords,
-                }])
+                Ok(vec![WorkspaceEvent::SettingsUpdated { name, timezone, opt_out_keywords, opt_in_keywords }])
             }
         }
     }
@@ -262,36 +209,18 @@ impl Aggregate for Workspace {
                 self.created = true;
                 self.name = name.clone();
                 self.timezone = Some(timezone.clone());
-                self.opt_out_keywords = DEFAULT_OPT_OUT_KEYWORDS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                self.opt_in_keywords = DEFAULT_OPT_IN_KEYWORDS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
+                self.opt_out_keywords = DEFAULT_OPT_OUT_KEYWORDS.iter().map(|s| s.to_string()).collect();
+                self.opt_in_keywords = DEFAULT_OPT_IN_KEYWORDS.iter().map(|s| s.to_string()).collect();
             }
             WorkspaceEvent::ApiKeyIssued { key_id, name, role } => {
-                self.keys.insert(
-                    *key_id,
-                    ApiKeyInfo {
-                        name: name.clone(),
-                        role: *role,
-                        revoked: false,
-                    },
-                );
+                self.keys.insert(*key_id, ApiKeyInfo { name: name.clone(), role: *role, revoked: false });
             }
             WorkspaceEvent::ApiKeyRevoked { key_id } => {
                 if let Some(k) = self.keys.get_mut(key_id) {
                     k.revoked = true;
                 }
             }
-            WorkspaceEvent::SettingsUpdated {
-                name,
-                timezone,
-                opt_out_keywords,
-                opt_in_keywords,
-            } => {
+            WorkspaceEvent::SettingsUpdated { name, timezone, opt_out_keywords, opt_in_keywords } => {
                 if let Some(n) = name {
                     self.name = n.clone();
                 }
@@ -354,20 +283,11 @@ mod tests {
     #[test]
     fn admin_cannot_issue_owner_keys_but_owner_can() {
         let ws = created();
-        let cmd = |by| WorkspaceCommand::IssueApiKey {
-            key_id: key(2),
-            name: "ops".into(),
-            role: Role::Owner,
-            by,
-        };
+        let cmd = |by| WorkspaceCommand::IssueApiKey { key_id: key(2), name: "ops".into(), role: Role::Owner, by };
         assert_eq!(ws.decide(cmd(Role::Admin)).unwrap_err().code(), "forbidden");
         assert_eq!(ws.decide(cmd(Role::Owner)).unwrap().len(), 1);
-        let agent = WorkspaceCommand::IssueApiKey {
-            key_id: key(3),
-            name: "a".into(),
-            role: Role::Viewer,
-            by: Role::Agent,
-        };
+        let agent =
+            WorkspaceCommand::IssueApiKey { key_id: key(3), name: "a".into(), role: Role::Viewer, by: Role::Agent };
         assert_eq!(ws.decide(agent).unwrap_err().code(), "forbidden");
     }
 
@@ -375,40 +295,16 @@ mod tests {
     fn last_owner_key_cannot_be_revoked_and_revoking_twice_is_a_no_op() {
         let ws = created();
         assert_eq!(
-            ws.decide(WorkspaceCommand::RevokeApiKey {
-                key_id: key(1),
-                by: Role::Owner
-            }),
+            ws.decide(WorkspaceCommand::RevokeApiKey { key_id: key(1), by: Role::Owner }),
             Err(DomainError::LastOwnerKey)
         );
-        let ws = ws.evolve(&WorkspaceEvent::ApiKeyIssued {
-            key_id: key(2),
-            name: "agent".into(),
-            role: Role::Agent,
-        });
-        let events = ws
-            .decide(WorkspaceCommand::RevokeApiKey {
-                key_id: key(2),
-                by: Role::Admin,
-            })
-            .unwrap();
-        assert_eq!(
-            events,
-            vec![WorkspaceEvent::ApiKeyRevoked { key_id: key(2) }]
-        );
+        let ws = ws.evolve(&WorkspaceEvent::ApiKeyIssued { key_id: key(2), name: "agent".into(), role: Role::Agent });
+        let events = ws.decide(WorkspaceCommand::RevokeApiKey { key_id: key(2), by: Role::Admin }).unwrap();
+        assert_eq!(events, vec![WorkspaceEvent::ApiKeyRevoked { key_id: key(2) }]);
         let ws = ws.evolve(&events[0]);
-        assert!(ws
-            .decide(WorkspaceCommand::RevokeApiKey {
-                key_id: key(2),
-                by: Role::Admin
-            })
-            .unwrap()
-            .is_empty());
+        assert!(ws.decide(WorkspaceCommand::RevokeApiKey { key_id: key(2), by: Role::Admin }).unwrap().is_empty());
         assert_eq!(
-            ws.decide(WorkspaceCommand::RevokeApiKey {
-                key_id: key(77),
-                by: Role::Admin
-            }),
+            ws.decide(WorkspaceCommand::RevokeApiKey { key_id: key(77), by: Role::Admin }),
             Err(DomainError::NotFound("api key"))
         );
     }

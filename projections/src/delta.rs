@@ -39,11 +39,7 @@ impl Delta {
 
     pub fn parse_id(s: &str) -> Option<DeltaKey> {
         let mut it = s.split('.');
-        let k = (
-            it.next()?.parse().ok()?,
-            it.next()?.parse().ok()?,
-            it.next()?.parse().ok()?,
-        );
+        let k = (it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
         it.next().is_none().then_some(k)
     }
 }
@@ -59,20 +55,10 @@ pub struct Change {
 
 impl Change {
     pub fn upsert(kind: &'static str, id: Uuid, changed: serde_json::Value) -> Self {
-        Self {
-            kind,
-            op: "upsert",
-            id,
-            changed,
-        }
+        Self { kind, op: "upsert", id, changed }
     }
     pub fn delete(kind: &'static str, id: Uuid) -> Self {
-        Self {
-            kind,
-            op: "delete",
-            id,
-            changed: serde_json::Value::Null,
-        }
+        Self { kind, op: "delete", id, changed: serde_json::Value::Null }
     }
 }
 
@@ -106,10 +92,7 @@ impl Hub {
         let (tx, _) = broadcast::channel(capacity.max(1));
         Self {
             tx,
-            buffer: Arc::new(Mutex::new(Buffer {
-                deltas: VecDeque::new(),
-                floor: (0, 0, 0),
-            })),
+            buffer: Arc::new(Mutex::new(Buffer { deltas: VecDeque::new(), floor: (0, 0, 0) })),
             capacity: capacity.max(1),
         }
     }
@@ -148,10 +131,7 @@ impl Hub {
         match after {
             None => Resume::From(vec![], rx),
             Some(k) if k < b.floor => Resume::Resync,
-            Some(k) => Resume::From(
-                b.deltas.iter().filter(|d| d.key() > k).cloned().collect(),
-                rx,
-            ),
+            Some(k) => Resume::From(b.deltas.iter().filter(|d| d.key() > k).cloned().collect(), rx),
         }
     }
 }
@@ -178,16 +158,10 @@ mod tests {
         let hub = Hub::new(3);
         hub.publish((1..=5).map(delta).collect());
         match hub.subscribe(Some((3, 3, 0))) {
-            Resume::From(missed, _) => assert_eq!(
-                missed.iter().map(|d| d.position).collect::<Vec<_>>(),
-                [4, 5]
-            ),
+            Resume::From(missed, _) => assert_eq!(missed.iter().map(|d| d.position).collect::<Vec<_>>(), [4, 5]),
             Resume::Resync => panic!("3 is still buffered"),
         }
-        assert!(
-            matches!(hub.subscribe(Some((1, 1, 0))), Resume::Resync),
-            "1 was evicted"
-        );
+        assert!(matches!(hub.subscribe(Some((1, 1, 0))), Resume::Resync), "1 was evicted");
         assert_eq!(Delta::parse_id("7.8.1"), Some((7, 8, 1)));
         assert_eq!(Delta::parse_id("7.8"), None);
     }

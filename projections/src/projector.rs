@@ -17,11 +17,7 @@ pub struct Applied {
 impl Applied {
     /// The aggregate id of the event's stream (`contact-<uuid>` → the uuid).
     pub fn aggregate_id(&self) -> uuid::Uuid {
-        self.record
-            .stream_id
-            .split_once('-')
-            .and_then(|(_, id)| uuid::Uuid::try_parse(id).ok())
-            .unwrap_or_default()
+        self.record.stream_id.split_once('-').and_then(|(_, id)| uuid::Uuid::try_parse(id).ok()).unwrap_or_default()
     }
 }
 
@@ -34,34 +30,21 @@ pub trait Projector: Send + Sync + 'static {
     /// The tables it owns (and alone writes).
     fn tables(&self) -> &'static [&'static str];
     /// Applies one event; returns what changed, for live clients.
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        event: &Applied,
-    ) -> Result<Vec<Change>, sqlx::Error>;
+    async fn apply(&self, conn: &mut PgConnection, event: &Applied) -> Result<Vec<Change>, sqlx::Error>;
 }
 
 /// The stored checkpoint of a projector (`LogCursor::START` if it never ran).
-pub async fn checkpoint(
-    conn: &mut PgConnection,
-    projection: &str,
-) -> Result<LogCursor, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
-    )
-    .bind(projection)
-    .execute(&mut *conn)
-    .await?;
-    let (xid, position): (String, i64) = sqlx::query_as(
-        "SELECT transaction_id::text, position FROM projection_checkpoints WHERE projection = $1",
-    )
-    .bind(projection)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(LogCursor {
-        transaction_id: xid.parse().unwrap_or(0),
-        position,
-    })
+pub async fn checkpoint(conn: &mut PgConnection, projection: &str) -> Result<LogCursor, sqlx::Error> {
+    sqlx::query("INSERT INTO projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(projection)
+        .execute(&mut *conn)
+        .await?;
+    let (xid, position): (String, i64) =
+        sqlx::query_as("SELECT transaction_id::text, position FROM projection_checkpoints WHERE projection = $1")
+            .bind(projection)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(LogCursor { transaction_id: xid.parse().unwrap_or(0), position })
 }
 
 /// Moves a checkpoint forward by `applied` events to `to`.

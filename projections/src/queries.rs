@@ -64,9 +64,8 @@ pub async fn list(
     limit: i64,
 ) -> Result<Page, sqlx::Error> {
     let (table, id) = list.table();
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT to_jsonb(t) - 'workspace_id' FROM {table} t WHERE workspace_id = "
-    ));
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT to_jsonb(t) - 'workspace_id' FROM {table} t WHERE workspace_id = "));
     q.push_bind(workspace);
     if let Some(a) = after {
         q.push(format!(" AND {id} > ")).push_bind(a);
@@ -83,28 +82,21 @@ pub async fn list(
                 q.push(format!(" AND {col} = ")).push_bind(*v);
             }
             Filter::InGroup(g) => {
-                q.push(" AND group_ids @> ARRAY[")
-                    .push_bind(*g)
-                    .push("]::uuid[]");
+                q.push(" AND group_ids @> ARRAY[").push_bind(*g).push("]::uuid[]");
             }
             Filter::Attribute(k, v) => {
-                q.push(" AND attributes @> ")
-                    .push_bind(serde_json::json!({ k.as_str(): v }));
+                q.push(" AND attributes @> ").push_bind(serde_json::json!({ k.as_str(): v }));
             }
             Filter::Unread => {
                 q.push(" AND unread_count > 0");
             }
         }
     }
-    q.push(format!(" ORDER BY {id} LIMIT "))
-        .push_bind(limit + 1);
+    q.push(format!(" ORDER BY {id} LIMIT ")).push_bind(limit + 1);
     let mut items: Vec<Value> = q.build_query_scalar().fetch_all(pool).await?;
     let next = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items
-            .last()
-            .and_then(|v| v[id].as_str())
-            .and_then(|s| Uuid::try_parse(s).ok())
+        items.last().and_then(|v| v[id].as_str()).and_then(|s| Uuid::try_parse(s).ok())
     } else {
         None
     };
@@ -112,18 +104,15 @@ pub async fn list(
 }
 
 /// One row of `list` by id.
-pub async fn one(
-    pool: &PgPool,
-    list: List,
-    workspace: Uuid,
-    id: Uuid,
-) -> Result<Option<Value>, sqlx::Error> {
+pub async fn one(pool: &PgPool, list: List, workspace: Uuid, id: Uuid) -> Result<Option<Value>, sqlx::Error> {
     let (table, column) = list.table();
-    sqlx::query_scalar(&format!("SELECT to_jsonb(t) - 'workspace_id' FROM {table} t WHERE workspace_id = $1 AND {column} = $2"))
-        .bind(workspace)
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_scalar(&format!(
+        "SELECT to_jsonb(t) - 'workspace_id' FROM {table} t WHERE workspace_id = $1 AND {column} = $2"
+    ))
+    .bind(workspace)
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Daily statistics between two days (inclusive).

@@ -95,38 +95,24 @@ pub async fn rebuild(
 ) -> Result<RebuildProgress, RebuildError> {
     let p = projector.as_ref();
     let shadow = schema(p);
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(pool)
-        .await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await?;
     {
         let mut tx = pool.begin().await?;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&format!("CREATE SCHEMA {shadow}"))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE")).execute(&mut *tx).await?;
+        sqlx::query(&format!("CREATE SCHEMA {shadow}")).execute(&mut *tx).await?;
         for t in p.tables() {
-            sqlx::query(&format!(
-                "CREATE TABLE {shadow}.{t} (LIKE public.{t} INCLUDING ALL)"
-            ))
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(&format!("CREATE TABLE {shadow}.{t} (LIKE public.{t} INCLUDING ALL)"))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
     }
     let started = Instant::now();
-    let mut progress = RebuildProgress {
-        done: 0,
-        total: total as u64,
-        per_second: 0.0,
-    };
+    let mut progress = RebuildProgress { done: 0, total: total as u64, per_second: 0.0 };
     let mut cursor = LogCursor::START;
     loop {
         let mut tx = pool.begin().await?;
-        sqlx::query(&format!("SET LOCAL search_path = {shadow}, public"))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!("SET LOCAL search_path = {shadow}, public")).execute(&mut *tx).await?;
         let (next, n) = apply_range(&mut tx, &*store, codec, p, cursor, None).await?;
         tx.commit().await?;
         cursor = next;
@@ -141,14 +127,10 @@ pub async fn rebuild(
     // Switch over.
     let mut tx = pool.begin().await?;
     for t in p.tables() {
-        sqlx::query(&format!("LOCK TABLE public.{t} IN ACCESS EXCLUSIVE MODE"))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!("LOCK TABLE public.{t} IN ACCESS EXCLUSIVE MODE")).execute(&mut *tx).await?;
     }
     let live = checkpoint(&mut tx, p.name()).await?;
-    sqlx::query(&format!("SET LOCAL search_path = {shadow}, public"))
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(&format!("SET LOCAL search_path = {shadow}, public")).execute(&mut *tx).await?;
     while cursor < live {
         let (next, n) = apply_range(&mut tx, &*store, codec, p, cursor, Some(live)).await?;
         progress.done += n as u64;
@@ -157,20 +139,12 @@ pub async fn rebuild(
         }
         cursor = next;
     }
-    sqlx::query("SET LOCAL search_path = public")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("SET LOCAL search_path = public").execute(&mut *tx).await?;
     for t in p.tables() {
-        sqlx::query(&format!("DROP TABLE public.{t}"))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&format!("ALTER TABLE {shadow}.{t} SET SCHEMA public"))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!("DROP TABLE public.{t}")).execute(&mut *tx).await?;
+        sqlx::query(&format!("ALTER TABLE {shadow}.{t} SET SCHEMA public")).execute(&mut *tx).await?;
     }
-    sqlx::query(&format!("DROP SCHEMA {shadow}"))
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(&format!("DROP SCHEMA {shadow}")).execute(&mut *tx).await?;
     tx.commit().await?;
     progress.per_second = progress.done as f64 / started.elapsed().as_secs_f64().max(1e-6);
     report(progress);

@@ -47,9 +47,7 @@ impl Progress {
     /// Waits until the projectors have applied the event at `target`, or `timeout` passes.
     pub async fn wait_for(&self, target: LogCursor, timeout: Duration) -> bool {
         let mut rx = self.rx.clone();
-        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= target))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= target)).await.is_ok_and(|r| r.is_ok())
     }
 }
 
@@ -66,10 +64,7 @@ pub struct Runner {
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runner")
-            .field(
-                "projectors",
-                &self.projectors.iter().map(|p| p.name()).collect::<Vec<_>>(),
-            )
+            .field("projectors", &self.projectors.iter().map(|p| p.name()).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -83,20 +78,11 @@ impl Runner {
         hub: Hub,
     ) -> Self {
         let (progress, _) = watch::channel(LogCursor::START);
-        Self {
-            pool,
-            store,
-            codec,
-            projectors,
-            hub,
-            progress,
-        }
+        Self { pool, store, codec, projectors, hub, progress }
     }
 
     pub fn progress(&self) -> Progress {
-        Progress {
-            rx: self.progress.subscribe(),
-        }
+        Progress { rx: self.progress.subscribe() }
     }
 
     /// The common checkpoint: the lowest of the projectors' (they only differ after a crash between
@@ -126,18 +112,11 @@ impl Runner {
         let mut deltas = vec![];
         for (p, cursor) in self.projectors.iter().zip(cursors.iter_mut()) {
             let mut count = 0;
-            for a in applied
-                .iter()
-                .filter(|a| LogCursor::of(&a.record) > *cursor)
-            {
+            for a in applied.iter().filter(|a| LogCursor::of(&a.record) > *cursor) {
                 let changes = p.apply(&mut tx, a).await?;
                 count += 1;
                 for (i, c) in changes.into_iter().enumerate() {
-                    let key = (
-                        a.record.transaction_id,
-                        a.record.position,
-                        deltas.len() as u32 + i as u32,
-                    );
+                    let key = (a.record.transaction_id, a.record.position, deltas.len() as u32 + i as u32);
                     deltas.push((key, a.record.workspace_id, a.record.position, c));
                 }
             }
@@ -180,8 +159,7 @@ impl Runner {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), ProjectionError> {
         let mut cursors = self.start_cursor().await?;
         let start = cursors.iter().min().copied().unwrap_or(LogCursor::START);
-        self.hub
-            .set_floor((start.transaction_id, start.position, u32::MAX));
+        self.hub.set_floor((start.transaction_id, start.position, u32::MAX));
         self.progress.send_replace(start);
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;

@@ -41,17 +41,13 @@ pub async fn status(pool: &PgPool) -> Result<Status, sqlx::Error> {
     Ok(Status {
         projections: rows
             .into_iter()
-            .map(
-                |(projection, position, events_applied, lag_events, lag_seconds)| {
-                    ProjectionStatus {
-                        projection,
-                        position,
-                        events_applied,
-                        lag_events,
-                        lag_seconds,
-                    }
-                },
-            )
+            .map(|(projection, position, events_applied, lag_events, lag_seconds)| ProjectionStatus {
+                projection,
+                position,
+                events_applied,
+                lag_events,
+                lag_seconds,
+            })
             .collect(),
         horizon_age_seconds,
     })

@@ -43,20 +43,12 @@ impl Answer {
     }
 
     pub fn id(&self, field: &str) -> String {
-        self.body[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {field} in {}", self.body))
-            .to_owned()
+        self.body[field].as_str().unwrap_or_else(|| panic!("no {field} in {}", self.body)).to_owned()
     }
 
     #[track_caller]
     pub fn expect(self, status: u16) -> Self {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected answer: {}",
-            self.body
-        );
+        assert_eq!(self.status.as_u16(), status, "unexpected answer: {}", self.body);
         self
     }
 }
@@ -67,14 +59,8 @@ impl TestApp {
     }
 
     pub async fn spawn_with(pool: PgPool, settings: Settings) -> Self {
-        let server = Running::start(pool.clone(), settings)
-            .await
-            .expect("server starts");
-        Self {
-            server,
-            client: reqwest::Client::new(),
-            pool,
-        }
+        let server = Running::start(pool.clone(), settings).await.expect("server starts");
+        Self { server, client: reqwest::Client::new(), pool }
     }
 
     pub fn commands(&self) -> &Commands {
@@ -116,21 +102,15 @@ impl TestApp {
         let status = res.status();
         let headers = res.headers().clone();
         let bytes = res.bytes().await.expect("body");
-        Answer {
-            status,
-            headers,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
+        Answer { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
     }
 
     pub async fn post(&self, path: &str, key: &str, body: Value) -> Answer {
-        self.call(Method::POST, path, Some(key), Some(body), &[])
-            .await
+        self.call(Method::POST, path, Some(key), Some(body), &[]).await
     }
 
     pub async fn patch(&self, path: &str, key: &str, body: Value) -> Answer {
-        self.call(Method::PATCH, path, Some(key), Some(body), &[])
-            .await
+        self.call(Method::PATCH, path, Some(key), Some(body), &[]).await
     }
 
     pub async fn get(&self, path: &str, key: &str) -> Answer {
@@ -143,36 +123,29 @@ impl TestApp {
 
     pub async fn workspace(&self) -> Ws {
         let a = self
-            .post(
-                "/v1/workspaces",
-                OPERATOR_TOKEN,
-                json!({"name": "Toko Budi", "timezone": "Asia/Jakarta"}),
-            )
+            .post("/v1/workspaces", OPERATOR_TOKEN, json!({"name": "Toko Budi", "timezone": "Asia/Jakarta"}))
             .await
             .expect(201);
-        Ws {
-            id: a.id("workspace_id"),
-            key: a.body["api_key"]["key"].as_str().expect("key").to_owned(),
-        }
+        Ws { id: a.id("workspace_id"), key: a.body["api_key"]["key"].as_str().expect("key").to_owned() }
     }
 
     pub async fn channel(&self, ws: &Ws) -> String {
         let number_id = format!("{}", Uuid::now_v7().as_u128() % 1_000_000_000_000_000);
-        self.post("/v1/channels", &ws.key, json!({"provider": "meta", "phone_number_id": number_id, "display_phone_number": "+15550783881"}))
-            .await
-            .expect(201)
-            .id("channel_id")
-    }
-
-    pub async fn contact(&self, ws: &Ws, phone: &str, attributes: Value) -> String {
         self.post(
-            "/v1/contacts",
+            "/v1/channels",
             &ws.key,
-            json!({"phone": phone, "name": "Budi", "attributes": attributes}),
+            json!({"provider": "meta", "phone_number_id": number_id, "display_phone_number": "+15550783881"}),
         )
         .await
         .expect(201)
-        .id("contact_id")
+        .id("channel_id")
+    }
+
+    pub async fn contact(&self, ws: &Ws, phone: &str, attributes: Value) -> String {
+        self.post("/v1/contacts", &ws.key, json!({"phone": phone, "name": "Budi", "attributes": attributes}))
+            .await
+            .expect(201)
+            .id("contact_id")
     }
 
     /// A template with one named body variable, reviewed with `status` by the operator.
@@ -208,23 +181,14 @@ impl TestApp {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         let (mut events, mut cursor) = (vec![], String::new());
         while (events.len() as i64) < total {
-            let page = self
-                .get(
-                    &format!("/v1/history/events?limit=1000&after={cursor}"),
-                    &ws.key,
-                )
-                .await
-                .expect(200);
+            let page = self.get(&format!("/v1/history/events?limit=1000&after={cursor}"), &ws.key).await.expect(200);
             let batch = page.body["events"].as_array().cloned().unwrap_or_default();
             if batch.is_empty() {
                 assert!(tokio::time::Instant::now() < deadline, "history stalled");
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 continue;
             }
-            cursor = page.body["next_cursor"]
-                .as_str()
-                .expect("cursor")
-                .to_owned();
+            cursor = page.body["next_cursor"].as_str().expect("cursor").to_owned();
             events.extend(batch);
         }
         events
@@ -232,10 +196,7 @@ impl TestApp {
 
     /// Event types of one stream.
     pub async fn stream_types(&self, ws: &Ws, stream: &str) -> Vec<String> {
-        let a = self
-            .get(&format!("/v1/history/streams/{stream}"), &ws.key)
-            .await
-            .expect(200);
+        let a = self.get(&format!("/v1/history/streams/{stream}"), &ws.key).await.expect(200);
         a.body["events"]
             .as_array()
             .expect("events")
@@ -247,9 +208,7 @@ impl TestApp {
 
 /// A WebSocket client of `/v1/stream`.
 pub struct Live {
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -262,16 +221,9 @@ impl Live {
     pub async fn connect(app: &TestApp, key: &str, after: Option<&str>) -> Self {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let query = after.map(|a| format!("?after={a}")).unwrap_or_default();
-        let mut req = format!("ws://{}/v1/stream{query}", app.server.addr)
-            .into_client_request()
-            .expect("request");
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {key}").parse().expect("header"),
-        );
-        let (socket, _) = tokio_tungstenite::connect_async(req)
-            .await
-            .expect("websocket connects");
+        let mut req = format!("ws://{}/v1/stream{query}", app.server.addr).into_client_request().expect("request");
+        req.headers_mut().insert("authorization", format!("Bearer {key}").parse().expect("header"));
+        let (socket, _) = tokio_tungstenite::connect_async(req).await.expect("websocket connects");
         Self { socket }
     }
 

@@ -20,31 +20,13 @@ pub struct IssueKey {
     role: String,
 }
 
-pub async fn issue(
-    State(s): State<AppState>,
-    caller: Caller,
-    body: JsonBody<IssueKey>,
-) -> Result<Response, ApiError> {
+pub async fn issue(State(s): State<AppState>, caller: Caller, body: JsonBody<IssueKey>) -> Result<Response, ApiError> {
     let role = Role::parse(&body.value.role)?;
-    let result = s
-        .commands
-        .issue_api_key(
-            &caller.context(Some(body.fingerprint)),
-            body.value.name,
-            role,
-        )
-        .await?;
+    let result = s.commands.issue_api_key(&caller.context(Some(body.fingerprint)), body.value.name, role).await?;
     Ok(command_response(StatusCode::CREATED, result))
 }
 
-pub async fn revoke(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
-) -> Result<Response, ApiError> {
-    let result = s
-        .commands
-        .revoke_api_key(&caller.context(None), ApiKeyId::from_uuid(id))
-        .await?;
+pub async fn revoke(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+    let result = s.commands.revoke_api_key(&caller.context(None), ApiKeyId::from_uuid(id)).await?;
     Ok(command_response(StatusCode::OK, result))
 }

@@ -25,11 +25,7 @@ pub struct Connect {
     rate_limit_per_second: Option<u32>,
 }
 
-pub async fn connect(
-    State(s): State<AppState>,
-    caller: Caller,
-    body: JsonBody<Connect>,
-) -> Result<Response, ApiError> {
+pub async fn connect(State(s): State<AppState>, caller: Caller, body: JsonBody<Connect>) -> Result<Response, ApiError> {
     let b = body.value;
     let display = PhoneNumber::parse(&b.display_phone_number)
         .map_err(|_| DomainError::invalid("display_phone_number", "an E.164 phone number"))?;
@@ -39,10 +35,7 @@ pub async fn connect(
         display_phone_number: display,
         rate_limit_per_second: b.rate_limit_per_second,
     };
-    let result = s
-        .commands
-        .connect_channel(&caller.context(Some(body.fingerprint)), input)
-        .await?;
+    let result = s.commands.connect_channel(&caller.context(Some(body.fingerprint)), input).await?;
     Ok(command_response(StatusCode::CREATED, result))
 }
 
@@ -59,13 +52,7 @@ pub async fn update(
     body: JsonBody<Update>,
 ) -> Result<Response, ApiError> {
     let ctx = caller.context(Some(body.fingerprint));
-    let result = s
-        .commands
-        .set_channel_rate_limit(
-            &ctx,
-            ChannelId::from_uuid(id),
-            body.value.rate_limit_per_second,
-        )
-        .await?;
+    let result =
+        s.commands.set_channel_rate_limit(&ctx, ChannelId::from_uuid(id), body.value.rate_limit_per_second).await?;
     Ok(command_response(StatusCode::OK, result))
 }

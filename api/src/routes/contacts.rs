@@ -24,21 +24,10 @@ pub struct Create {
     attributes: Attributes,
 }
 
-pub async fn create(
-    State(s): State<AppState>,
-    caller: Caller,
-    body: JsonBody<Create>,
-) -> Result<Response, ApiError> {
+pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<Create>) -> Result<Response, ApiError> {
     let b = body.value;
-    let input = NewContact {
-        phone: PhoneNumber::parse(&b.phone)?,
-        name: b.name,
-        attributes: b.attributes,
-    };
-    let result = s
-        .commands
-        .create_contact(&caller.context(Some(body.fingerprint)), input)
-        .await?;
+    let input = NewContact { phone: PhoneNumber::parse(&b.phone)?, name: b.name, attributes: b.attributes };
+    let result = s.commands.create_contact(&caller.context(Some(body.fingerprint)), input).await?;
     Ok(command_response(StatusCode::CREATED, result))
 }
 
@@ -65,26 +54,13 @@ pub async fn update(
         phone: b.phone.as_deref().map(PhoneNumber::parse).transpose()?,
         attributes: b.attributes,
     };
-    let result = s
-        .commands
-        .update_contact(
-            &caller.context(Some(body.fingerprint)),
-            ContactId::from_uuid(id),
-            change,
-        )
-        .await?;
+    let result =
+        s.commands.update_contact(&caller.context(Some(body.fingerprint)), ContactId::from_uuid(id), change).await?;
     Ok(command_response(StatusCode::OK, result))
 }
 
-pub async fn delete(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
-) -> Result<Response, ApiError> {
-    let result = s
-        .commands
-        .delete_contact(&caller.context(None), ContactId::from_uuid(id))
-        .await?;
+pub async fn delete(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+    let result = s.commands.delete_contact(&caller.context(None), ContactId::from_uuid(id)).await?;
     Ok(command_response(StatusCode::OK, result))
 }
 
@@ -103,24 +79,10 @@ async fn consent(
     body: JsonBody<Consent>,
     opt_out: bool,
 ) -> Result<Response, ApiError> {
-    let source = body
-        .value
-        .source
-        .as_deref()
-        .map(ConsentSource::parse)
-        .transpose()?
-        .unwrap_or(ConsentSource::Api);
+    let source = body.value.source.as_deref().map(ConsentSource::parse).transpose()?.unwrap_or(ConsentSource::Api);
     let ctx = caller.context(Some(body.fingerprint));
-    let result = s
-        .commands
-        .set_contact_consent(
-            &ctx,
-            ContactId::from_uuid(id),
-            opt_out,
-            body.value.reason,
-            source,
-        )
-        .await?;
+    let result =
+        s.commands.set_contact_consent(&ctx, ContactId::from_uuid(id), opt_out, body.value.reason, source).await?;
     Ok(command_response(StatusCode::OK, result))
 }
 

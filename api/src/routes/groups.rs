@@ -18,15 +18,8 @@ pub struct Named {
     name: String,
 }
 
-pub async fn create(
-    State(s): State<AppState>,
-    caller: Caller,
-    body: JsonBody<Named>,
-) -> Result<Response, ApiError> {
-    let result = s
-        .commands
-        .create_group(&caller.context(Some(body.fingerprint)), body.value.name)
-        .await?;
+pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<Named>) -> Result<Response, ApiError> {
+    let result = s.commands.create_group(&caller.context(Some(body.fingerprint)), body.value.name).await?;
     Ok(command_response(StatusCode::CREATED, result))
 }
 
@@ -38,11 +31,7 @@ pub async fn rename(
 ) -> Result<Response, ApiError> {
     let result = s
         .commands
-        .rename_group(
-            &caller.context(Some(body.fingerprint)),
-            GroupId::from_uuid(id),
-            body.value.name,
-        )
+        .rename_group(&caller.context(Some(body.fingerprint)), GroupId::from_uuid(id), body.value.name)
         .await?;
     Ok(command_response(StatusCode::OK, result))
 }
@@ -54,10 +43,7 @@ pub struct Members {
 }
 
 fn ids(m: Members) -> Vec<ContactId> {
-    m.contact_ids
-        .into_iter()
-        .map(ContactId::from_uuid)
-        .collect()
+    m.contact_ids.into_iter().map(ContactId::from_uuid).collect()
 }
 
 pub async fn add_members(
@@ -67,10 +53,7 @@ pub async fn add_members(
     body: JsonBody<Members>,
 ) -> Result<Response, ApiError> {
     let ctx = caller.context(Some(body.fingerprint));
-    let result = s
-        .commands
-        .add_group_members(&ctx, GroupId::from_uuid(id), ids(body.value))
-        .await?;
+    let result = s.commands.add_group_members(&ctx, GroupId::from_uuid(id), ids(body.value)).await?;
     Ok(command_response(StatusCode::OK, result))
 }
 
@@ -81,9 +64,6 @@ pub async fn remove_members(
     body: JsonBody<Members>,
 ) -> Result<Response, ApiError> {
     let ctx = caller.context(Some(body.fingerprint));
-    let result = s
-        .commands
-        .remove_group_members(&ctx, GroupId::from_uuid(id), ids(body.value))
-        .await?;
+    let result = s.commands.remove_group_members(&ctx, GroupId::from_uuid(id), ids(body.value)).await?;
     Ok(command_response(StatusCode::OK, result))
 }

@@ -33,10 +33,7 @@ fn event_json(e: &RecordedEvent) -> Value {
 
 fn limit(l: Option<usize>) -> Result<usize, ApiError> {
     match l.unwrap_or(100) {
-        0 => Err(ApiError::bad_request(
-            "invalid_query",
-            "limit must be at least 1",
-        )),
+        0 => Err(ApiError::bad_request("invalid_query", "limit must be at least 1")),
         n => Ok(n.min(MAX_LIMIT)),
     }
 }
@@ -55,18 +52,10 @@ pub async fn log(
     caller.require(Action::Read)?;
     let after = match p.after.as_deref() {
         None | Some("") => LogCursor::START,
-        Some(c) => LogCursor::decode(c).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_cursor",
-                "after must be a cursor from a previous page",
-            )
-        })?,
+        Some(c) => LogCursor::decode(c)
+            .ok_or_else(|| ApiError::bad_request("invalid_cursor", "after must be a cursor from a previous page"))?,
     };
-    let page = s
-        .commands
-        .store()
-        .read_log(after, limit(p.limit)?, Some(caller.workspace_id()))
-        .await?;
+    let page = s.commands.store().read_log(after, limit(p.limit)?, Some(caller.workspace_id())).await?;
     Ok(Json(json!({
         "events": page.events.iter().map(event_json).collect::<Vec<_>>(),
         "next_cursor": page.next.encode(),
@@ -87,39 +76,25 @@ pub async fn stream(
     Query(p): Query<StreamParams>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::Read)?;
-    let well_formed = stream_id
-        .split_once('-')
-        .is_some_and(|(cat, id)| !cat.is_empty() && uuid::Uuid::try_parse(id).is_ok());
+    let well_formed =
+        stream_id.split_once('-').is_some_and(|(cat, id)| !cat.is_empty() && uuid::Uuid::try_parse(id).is_ok());
     if !well_formed {
-        return Err(ApiError::bad_request(
-            "invalid_path",
-            "stream ids look like contact-<uuid>",
-        ));
+        return Err(ApiError::bad_request("invalid_path", "stream ids look like contact-<uuid>"));
     }
     let from = p.from_version.unwrap_or(1).max(1);
     let limit = limit(p.limit)? as u64;
-    let to = p
-        .to_version
-        .unwrap_or(u64::MAX)
-        .min(from.saturating_add(limit - 1));
+    let to = p.to_version.unwrap_or(u64::MAX).min(from.saturating_add(limit - 1));
     let store = s.commands.store();
     let events = store.read_stream(&stream_id, from, Some(to)).await?;
     // Whether the stream exists and is the caller's is decided by its first event.
     let owner = match events.first() {
         Some(e) if e.stream_version == 1 => Some(e.workspace_id),
-        _ => store
-            .read_stream(&stream_id, 1, Some(1))
-            .await?
-            .first()
-            .map(|e| e.workspace_id),
+        _ => store.read_stream(&stream_id, 1, Some(1)).await?.first().map(|e| e.workspace_id),
     };
     if owner != Some(caller.workspace_id()) {
         return Err(ApiError::not_found("stream"));
     }
-    let next = events
-        .last()
-        .filter(|_| events.len() as u64 == limit)
-        .map(|e| e.stream_version + 1);
+    let next = events.last().filter(|_| events.len() as u64 == limit).map(|e| e.stream_version + 1);
     Ok(Json(json!({
         "stream_id": stream_id,
         "events": events.iter().map(event_json).collect::<Vec<_>>(),

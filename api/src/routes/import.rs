@@ -16,31 +16,19 @@ use blazz_domain::values::Attributes;
 use serde_json::Value;
 
 fn json_rows(bytes: &[u8]) -> Result<(Vec<ImportRow>, Vec<RowError>), ApiError> {
-    let items: Vec<Value> = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("expected a JSON array of contacts: {e}"),
-        )
-    })?;
+    let items: Vec<Value> = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("expected a JSON array of contacts: {e}")))?;
     let (mut rows, mut errors) = (Vec::with_capacity(items.len()), vec![]);
     for (i, item) in items.into_iter().enumerate() {
         let line = i + 1;
         let Value::Object(mut obj) = item else {
-            errors.push(RowError::new(
-                line,
-                "invalid_row",
-                "each element must be an object",
-            ));
+            errors.push(RowError::new(line, "invalid_row", "each element must be an object"));
             continue;
         };
         let phone = match obj.remove("phone") {
             Some(Value::String(p)) => p,
             _ => {
-                errors.push(RowError::new(
-                    line,
-                    "invalid_row",
-                    "\"phone\" must be a string",
-                ));
+                errors.push(RowError::new(line, "invalid_row", "\"phone\" must be a string"));
                 continue;
             }
         };
@@ -48,11 +36,7 @@ fn json_rows(bytes: &[u8]) -> Result<(Vec<ImportRow>, Vec<RowError>), ApiError> 
             None | Some(Value::Null) => None,
             Some(Value::String(n)) => Some(n),
             Some(_) => {
-                errors.push(RowError::new(
-                    line,
-                    "invalid_row",
-                    "\"name\" must be a string",
-                ));
+                errors.push(RowError::new(line, "invalid_row", "\"name\" must be a string"));
                 continue;
             }
         };
@@ -60,47 +44,31 @@ fn json_rows(bytes: &[u8]) -> Result<(Vec<ImportRow>, Vec<RowError>), ApiError> 
             None | Some(Value::Null) => Attributes::new(),
             Some(Value::Object(m)) => m.into_iter().collect(),
             Some(_) => {
-                errors.push(RowError::new(
-                    line,
-                    "invalid_row",
-                    "\"attributes\" must be an object",
-                ));
+                errors.push(RowError::new(line, "invalid_row", "\"attributes\" must be an object"));
                 continue;
             }
         };
         if let Some(extra) = obj.keys().next() {
-            errors.push(RowError::new(
-                line,
-                "invalid_row",
-                format!("unknown field {extra:?}"),
-            ));
+            errors.push(RowError::new(line, "invalid_row", format!("unknown field {extra:?}")));
             continue;
         }
-        rows.push(ImportRow {
-            line,
-            phone,
-            name,
-            attributes,
-        });
+        rows.push(ImportRow { line, phone, name, attributes });
     }
     Ok((rows, errors))
 }
 
 fn csv_rows(bytes: &[u8]) -> Result<(Vec<ImportRow>, Vec<RowError>), ApiError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(bytes);
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|e| {
-            ApiError::bad_request("invalid_csv", format!("cannot read the header row: {e}"))
-        })?
+        .map_err(|e| ApiError::bad_request("invalid_csv", format!("cannot read the header row: {e}")))?
         .iter()
         .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
         .collect();
-    let phone_col = headers.iter().position(|h| h == "phone").ok_or_else(|| {
-        ApiError::bad_request("invalid_csv", "the header row needs a \"phone\" column")
-    })?;
+    let phone_col = headers
+        .iter()
+        .position(|h| h == "phone")
+        .ok_or_else(|| ApiError::bad_request("invalid_csv", "the header row needs a \"phone\" column"))?;
     let name_col = headers.iter().position(|h| h == "name");
     let (mut rows, mut errors) = (vec![], vec![]);
     for record in reader.records() {
@@ -122,36 +90,22 @@ fn csv_rows(bytes: &[u8]) -> Result<(Vec<ImportRow>, Vec<RowError>), ApiError> {
         rows.push(ImportRow {
             line,
             phone: record.get(phone_col).unwrap_or_default().to_owned(),
-            name: name_col
-                .and_then(|c| record.get(c))
-                .filter(|n| !n.is_empty())
-                .map(str::to_owned),
+            name: name_col.and_then(|c| record.get(c)).filter(|n| !n.is_empty()).map(str::to_owned),
             attributes,
         });
     }
     Ok((rows, errors))
 }
 
-pub async fn import(
-    State(s): State<AppState>,
-    caller: Caller,
-    req: Request,
-) -> Result<Response, ApiError> {
+pub async fn import(State(s): State<AppState>, caller: Caller, req: Request) -> Result<Response, ApiError> {
     caller.require(Action::ManageContacts)?;
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let fp_path = req.uri().path().to_owned();
     let method = req.method().clone();
     let bytes = body_bytes(req, &s).await?;
     let (rows, errors) = if is_json(content_type.as_deref()) {
         json_rows(&bytes)?
-    } else if content_type
-        .as_deref()
-        .is_some_and(|c| c.starts_with("text/csv"))
-    {
+    } else if content_type.as_deref().is_some_and(|c| c.starts_with("text/csv")) {
         csv_rows(&bytes)?
     } else {
         return Err(ApiError::new(

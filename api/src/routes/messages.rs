@@ -74,11 +74,7 @@ pub struct Send {
 }
 
 fn missing(kind: &str, field: &str) -> ApiError {
-    DomainError::invalid(
-        field,
-        format!("a {kind} message needs a \"{field}\" object"),
-    )
-    .into()
+    DomainError::invalid(field, format!("a {kind} message needs a \"{field}\" object")).into()
 }
 
 fn content(b: Send) -> Result<(SendContent, Send), ApiError> {
@@ -94,32 +90,15 @@ fn content(b: Send) -> Result<(SendContent, Send), ApiError> {
     let c = match b.kind.as_str() {
         "text" => {
             let t = b.text.take().ok_or_else(|| missing("text", "text"))?;
-            SendContent::Text {
-                body: t.body,
-                preview_url: t.preview_url,
-            }
+            SendContent::Text { body: t.body, preview_url: t.preview_url }
         }
         "template" => {
-            let t = b
-                .template
-                .take()
-                .ok_or_else(|| missing("template", "template"))?;
-            SendContent::Template {
-                template_id: TemplateId::from_uuid(t.id),
-                variables: t.variables,
-            }
+            let t = b.template.take().ok_or_else(|| missing("template", "template"))?;
+            SendContent::Template { template_id: TemplateId::from_uuid(t.id), variables: t.variables }
         }
         "interactive" => {
-            let i = b
-                .interactive
-                .take()
-                .ok_or_else(|| missing("interactive", "interactive"))?;
-            SendContent::Interactive {
-                body: i.body,
-                buttons: i.buttons,
-                header: i.header,
-                footer: i.footer,
-            }
+            let i = b.interactive.take().ok_or_else(|| missing("interactive", "interactive"))?;
+            SendContent::Interactive { body: i.body, buttons: i.buttons, header: i.header, footer: i.footer }
         }
         k => {
             let kind = media_kind(k).ok_or_else(|| {
@@ -132,28 +111,15 @@ fn content(b: Send) -> Result<(SendContent, Send), ApiError> {
             let media = match (m.id, m.link) {
                 (Some(id), None) => MediaRef::Id(id),
                 (None, Some(link)) => MediaRef::Link(link),
-                _ => {
-                    return Err(
-                        DomainError::invalid("media", "give exactly one of id and link").into(),
-                    )
-                }
+                _ => return Err(DomainError::invalid("media", "give exactly one of id and link").into()),
             };
-            SendContent::Media {
-                kind,
-                media,
-                caption: m.caption,
-                filename: m.filename,
-            }
+            SendContent::Media { kind, media, caption: m.caption, filename: m.filename }
         }
     };
     Ok((c, b))
 }
 
-pub async fn send(
-    State(s): State<AppState>,
-    caller: Caller,
-    body: JsonBody<Send>,
-) -> Result<Response, ApiError> {
+pub async fn send(State(s): State<AppState>, caller: Caller, body: JsonBody<Send>) -> Result<Response, ApiError> {
     let (content, b) = content(body.value)?;
     let input = SendMessage {
         channel_id: ChannelId::from_uuid(b.channel_id),
@@ -161,9 +127,6 @@ pub async fn send(
         content,
         reply_to: b.reply_to,
     };
-    let result = s
-        .commands
-        .send_message(&caller.context(Some(body.fingerprint)), input)
-        .await?;
+    let result = s.commands.send_message(&caller.context(Some(body.fingerprint)), input).await?;
     Ok(command_response(StatusCode::ACCEPTED, result))
 }

@@ -30,39 +30,22 @@ pub const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
-        )
+        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .route("/v1/workspaces", post(workspaces::create))
-        .route(
-            "/v1/workspace",
-            get(workspaces::show).patch(workspaces::update),
-        )
+        .route("/v1/workspace", get(workspaces::show).patch(workspaces::update))
         .route("/v1/api-keys", post(api_keys::issue))
         .route("/v1/api-keys/{id}", axum::routing::delete(api_keys::revoke))
         .route("/v1/channels", post(channels::connect).get(q::channels))
         .route("/v1/channels/{id}", patch(channels::update).get(q::channel))
         .route("/v1/contacts", post(contacts::create).get(q::contacts))
-        .route(
-            "/v1/contacts/{id}",
-            patch(contacts::update)
-                .delete(contacts::delete)
-                .get(q::contact),
-        )
+        .route("/v1/contacts/{id}", patch(contacts::update).delete(contacts::delete).get(q::contact))
         .route("/v1/contacts/{id}/opt-out", post(contacts::opt_out))
         .route("/v1/contacts/{id}/opt-in", post(contacts::opt_in))
-        .route(
-            "/v1/contacts/import",
-            post(import::import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
-        )
+        .route("/v1/contacts/import", post(import::import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)))
         .route("/v1/groups", post(groups::create).get(q::groups))
         .route("/v1/groups/{id}", patch(groups::rename).get(q::group))
         .route("/v1/groups/{id}/members", post(groups::add_members))
-        .route(
-            "/v1/groups/{id}/members/remove",
-            post(groups::remove_members),
-        )
+        .route("/v1/groups/{id}/members/remove", post(groups::remove_members))
         .route("/v1/templates", post(templates::create).get(q::templates))
         .route("/v1/templates/{id}", get(q::template))
         .route("/v1/templates/{id}/review", post(templates::review))
@@ -84,9 +67,7 @@ pub(crate) fn command_response(status: StatusCode, result: CommandResult) -> Res
     }
     let mut response = (status, Json(body)).into_response();
     if result.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     response
 }

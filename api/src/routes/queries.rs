@@ -46,28 +46,15 @@ async fn consistent(s: &AppState, min_position: Option<i64>) -> Result<(), ApiEr
     let Some(position) = min_position else {
         return Ok(());
     };
-    let xid: Option<String> =
-        sqlx::query_scalar("SELECT transaction_id::text FROM events WHERE position = $1")
-            .bind(position)
-            .fetch_optional(&s.pool)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-    let Some(transaction_id) = xid.and_then(|x| x.parse().ok()) else {
-        return Err(ApiError::bad_request(
-            "unknown_position",
-            "min_position is not a position of the log",
-        ));
-    };
-    if s.progress
-        .wait_for(
-            LogCursor {
-                transaction_id,
-                position,
-            },
-            CONSISTENCY_WAIT,
-        )
+    let xid: Option<String> = sqlx::query_scalar("SELECT transaction_id::text FROM events WHERE position = $1")
+        .bind(position)
+        .fetch_optional(&s.pool)
         .await
-    {
+        .map_err(|e| ApiError::internal(&e))?;
+    let Some(transaction_id) = xid.and_then(|x| x.parse().ok()) else {
+        return Err(ApiError::bad_request("unknown_position", "min_position is not a position of the log"));
+    };
+    if s.progress.wait_for(LogCursor { transaction_id, position }, CONSISTENCY_WAIT).await {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -81,10 +68,7 @@ async fn consistent(s: &AppState, min_position: Option<i64>) -> Result<(), ApiEr
 fn limit(l: Option<i64>) -> Result<i64, ApiError> {
     match l.unwrap_or(50) {
         n @ 1..=500 => Ok(n),
-        _ => Err(ApiError::bad_request(
-            "invalid_query",
-            "limit must be between 1 and 500",
-        )),
+        _ => Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 500")),
     }
 }
 
@@ -102,16 +86,9 @@ async fn list(
     caller.require(Action::Read)?;
     let limit = limit(p.limit)?;
     consistent(s, p.min_position).await?;
-    let page = queries::list(
-        &s.pool,
-        which,
-        caller.workspace_id(),
-        &filters,
-        p.after,
-        limit,
-    )
-    .await
-    .map_err(|e| ApiError::internal(&e))?;
+    let page = queries::list(&s.pool, which, caller.workspace_id(), &filters, p.after, limit)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     Ok(page_json(page))
 }
 
@@ -145,9 +122,8 @@ pub async fn contacts(
         f.push(Filter::Bool("opted_out", o));
     }
     if let Some(a) = &p.attribute {
-        let (k, v) = a
-            .split_once(':')
-            .ok_or_else(|| ApiError::bad_request("invalid_query", "attribute must be key:value"))?;
+        let (k, v) =
+            a.split_once(':').ok_or_else(|| ApiError::bad_request("invalid_query", "attribute must be key:value"))?;
         f.push(Filter::Attribute(k.to_owned(), v.to_owned()));
     }
     list(&s, &caller, List::Contacts, &p, f).await
@@ -184,12 +160,7 @@ pub async fn templates(
     caller: Caller,
     Query(p): Query<Params>,
 ) -> Result<Json<Value>, ApiError> {
-    let f = p
-        .status
-        .clone()
-        .map(|st| Filter::Text("status", st.to_ascii_uppercase()))
-        .into_iter()
-        .collect();
+    let f = p.status.clone().map(|st| Filter::Text("status", st.to_ascii_uppercase())).into_iter().collect();
     list(&s, &caller, List::Templates, &p, f).await
 }
 
@@ -272,12 +243,8 @@ pub async fn daily_stats(
     caller.require(Action::Read)?;
     consistent(&s, p.min_position).await?;
     let today = chrono::Utc::now().date_naive();
-    let (from, to) = (
-        p.from.unwrap_or(today - chrono::Days::new(30)),
-        p.to.unwrap_or(today),
-    );
-    let rows = queries::daily_stats(&s.pool, caller.workspace_id(), from, to)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let (from, to) = (p.from.unwrap_or(today - chrono::Days::new(30)), p.to.unwrap_or(today));
+    let rows =
+        queries::daily_stats(&s.pool, caller.workspace_id(), from, to).await.map_err(|e| ApiError::internal(&e))?;
     Ok(Json(json!({ "items": rows })))
 }

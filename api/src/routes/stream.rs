@@ -33,13 +33,12 @@ pub async fn stream(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     caller.require(Action::Read)?;
-    let after =
-        match p.after.as_deref() {
-            None | Some("") => None,
-            Some(id) => Some(Delta::parse_id(id).ok_or_else(|| {
-                ApiError::bad_request("invalid_query", "after must be a delta_id")
-            })?),
-        };
+    let after = match p.after.as_deref() {
+        None | Some("") => None,
+        Some(id) => Some(
+            Delta::parse_id(id).ok_or_else(|| ApiError::bad_request("invalid_query", "after must be a delta_id"))?,
+        ),
+    };
     let workspace = caller.workspace_id();
     Ok(ws.on_upgrade(move |socket| serve(socket, s.hub, workspace, after)))
 }
@@ -47,28 +46,17 @@ pub async fn stream(
 async fn send(socket: &mut WebSocket, delta: &Delta) -> bool {
     let mut v = serde_json::to_value(delta).unwrap_or_default();
     v["type"] = json!("delta");
-    socket
-        .send(Message::Text(v.to_string().into()))
-        .await
-        .is_ok()
+    socket.send(Message::Text(v.to_string().into())).await.is_ok()
 }
 
 async fn resync(mut socket: WebSocket, reason: &str) {
-    let _ = socket
-        .send(Message::Text(
-            json!({ "type": "resync", "reason": reason })
-                .to_string()
-                .into(),
-        ))
-        .await;
+    let _ = socket.send(Message::Text(json!({ "type": "resync", "reason": reason }).to_string().into())).await;
     let _ = socket.send(Message::Close(None)).await;
 }
 
 async fn serve(mut socket: WebSocket, hub: Hub, workspace: Uuid, after: Option<DeltaKey>) {
     let (missed, mut live) = match hub.subscribe(after) {
-        Resume::Resync => {
-            return resync(socket, "the requested position is no longer buffered").await
-        }
+        Resume::Resync => return resync(socket, "the requested position is no longer buffered").await,
         Resume::From(missed, live) => (missed, live),
     };
     let mut last = after.unwrap_or((0, 0, 0));

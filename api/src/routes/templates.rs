@@ -27,11 +27,7 @@ pub struct Create {
     defaults: BTreeMap<String, String>,
 }
 
-pub async fn create(
-    State(s): State<AppState>,
-    caller: Caller,
-    body: JsonBody<Create>,
-) -> Result<Response, ApiError> {
+pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<Create>) -> Result<Response, ApiError> {
     let b = body.value;
     let input = NewTemplate {
         name: TemplateName::parse(&b.name)?,
@@ -40,10 +36,7 @@ pub async fn create(
         components: b.components,
         defaults: b.defaults,
     };
-    let result = s
-        .commands
-        .create_template(&caller.context(Some(body.fingerprint)), input)
-        .await?;
+    let result = s.commands.create_template(&caller.context(Some(body.fingerprint)), input).await?;
     Ok(command_response(StatusCode::CREATED, result))
 }
 
@@ -65,12 +58,7 @@ pub async fn review(
     let ctx = op.context(b.workspace_id, Some(body.fingerprint));
     let result = s
         .commands
-        .record_template_review(
-            &ctx,
-            TemplateId::from_uuid(id),
-            ReviewStatus::parse(&b.status),
-            b.reason,
-        )
+        .record_template_review(&ctx, TemplateId::from_uuid(id), ReviewStatus::parse(&b.status), b.reason)
         .await?;
     Ok(command_response(StatusCode::OK, result))
 }

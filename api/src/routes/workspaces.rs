@@ -29,19 +29,13 @@ pub async fn create(
     body: JsonBody<CreateWorkspace>,
 ) -> Result<Response, ApiError> {
     let ctx = op.context(Uuid::nil(), Some(body.fingerprint));
-    let result = s
-        .commands
-        .create_workspace(&ctx, body.value.name, body.value.timezone)
-        .await?;
+    let result = s.commands.create_workspace(&ctx, body.value.name, body.value.timezone).await?;
     Ok(command_response(StatusCode::CREATED, result))
 }
 
 pub async fn show(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Action::Read)?;
-    let ws = s
-        .commands
-        .load::<Workspace>(caller.workspace_id(), caller.workspace_id())
-        .await?;
+    let ws = s.commands.load::<Workspace>(caller.workspace_id(), caller.workspace_id()).await?;
     let w = ws.state;
     let keys: Vec<_> = w
         .keys
@@ -81,9 +75,6 @@ pub async fn update(
         opt_out_keywords: b.opt_out_keywords,
         opt_in_keywords: b.opt_in_keywords,
     };
-    let result = s
-        .commands
-        .update_workspace_settings(&caller.context(Some(body.fingerprint)), change)
-        .await?;
+    let result = s.commands.update_workspace_settings(&caller.context(Some(body.fingerprint)), change).await?;
     Ok(command_response(StatusCode::OK, result))
 }

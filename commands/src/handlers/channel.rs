@@ -61,10 +61,7 @@ impl Commands {
         require(ctx.role, Action::ManageChannels)?;
         self.execute::<Channel>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ChannelCommand::SetRateLimit { per_second })?;
-            Ok(Plan::new(
-                events,
-                json!({ "channel_id": id, "rate_limit_per_second": per_second }),
-            ))
+            Ok(Plan::new(events, json!({ "channel_id": id, "rate_limit_per_second": per_second })))
         })
         .await
     }

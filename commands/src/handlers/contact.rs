@@ -40,11 +40,7 @@ pub(crate) fn phone_claim(workspace: Uuid, contact: ContactId, phone: &PhoneNumb
 
 fn phone_release(workspace: Uuid, contact: ContactId, phone: &PhoneNumber) -> ClaimRelease {
     let c = phone_claim(workspace, contact, phone);
-    ClaimRelease {
-        scope: c.scope,
-        value: c.value,
-        owner: c.owner,
-    }
+    ClaimRelease { scope: c.scope, value: c.value, owner: c.owner }
 }
 
 /// The plan for creating one contact (shared with the bulk import).
@@ -65,17 +61,10 @@ pub(crate) fn creation_plan(
 }
 
 impl Commands {
-    pub async fn create_contact(
-        &self,
-        ctx: &CommandContext,
-        input: NewContact,
-    ) -> Result<CommandResult, CommandError> {
+    pub async fn create_contact(&self, ctx: &CommandContext, input: NewContact) -> Result<CommandResult, CommandError> {
         require(ctx.role, Action::ManageContacts)?;
         let id = ContactId::from_uuid(Uuid::now_v7());
-        self.execute::<Contact>(ctx, id.as_uuid(), |_| {
-            creation_plan(ctx.workspace_id, id, input.clone())
-        })
-        .await
+        self.execute::<Contact>(ctx, id.as_uuid(), |_| creation_plan(ctx.workspace_id, id, input.clone())).await
     }
 
     pub async fn update_contact(
@@ -123,20 +112,13 @@ impl Commands {
                 ContactCommand::OptIn { reason, source, at }
             };
             let events = c.decide(command)?;
-            Ok(Plan::new(
-                events,
-                json!({ "contact_id": id, "opted_out": opt_out }),
-            ))
+            Ok(Plan::new(events, json!({ "contact_id": id, "opted_out": opt_out })))
         })
         .await
     }
 
     /// Deletes a contact and frees its phone number for a new contact.
-    pub async fn delete_contact(
-        &self,
-        ctx: &CommandContext,
-        id: ContactId,
-    ) -> Result<CommandResult, CommandError> {
+    pub async fn delete_contact(&self, ctx: &CommandContext, id: ContactId) -> Result<CommandResult, CommandError> {
         require(ctx.role, Action::ManageContacts)?;
         let ws = ctx.workspace_id;
         self.execute::<Contact>(ctx, id.as_uuid(), |c| {

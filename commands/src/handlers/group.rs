@@ -20,27 +20,18 @@ fn members_changed(events: &[GroupEvent]) -> usize {
     events
         .iter()
         .map(|e| match e {
-            GroupEvent::MembersAdded { contacts } | GroupEvent::MembersRemoved { contacts } => {
-                contacts.len()
-            }
+            GroupEvent::MembersAdded { contacts } | GroupEvent::MembersRemoved { contacts } => contacts.len(),
             GroupEvent::Created { .. } | GroupEvent::Renamed { .. } => 0,
         })
         .sum()
 }
 
 impl Commands {
-    pub async fn create_group(
-        &self,
-        ctx: &CommandContext,
-        name: String,
-    ) -> Result<CommandResult, CommandError> {
+    pub async fn create_group(&self, ctx: &CommandContext, name: String) -> Result<CommandResult, CommandError> {
         require(ctx.role, Action::ManageGroups)?;
         let id = GroupId::from_uuid(Uuid::now_v7());
         self.execute::<ContactGroup>(ctx, id.as_uuid(), |g| {
-            Ok(Plan::new(
-                g.decide(GroupCommand::Create { name: name.clone() })?,
-                json!({ "group_id": id }),
-            ))
+            Ok(Plan::new(g.decide(GroupCommand::Create { name: name.clone() })?, json!({ "group_id": id })))
         })
         .await
     }
@@ -53,10 +44,7 @@ impl Commands {
     ) -> Result<CommandResult, CommandError> {
         require(ctx.role, Action::ManageGroups)?;
         self.execute::<ContactGroup>(ctx, id.as_uuid(), |g| {
-            Ok(Plan::new(
-                g.decide(GroupCommand::Rename { name: name.clone() })?,
-                json!({ "group_id": id }),
-            ))
+            Ok(Plan::new(g.decide(GroupCommand::Rename { name: name.clone() })?, json!({ "group_id": id })))
         })
         .await
     }
@@ -69,12 +57,9 @@ impl Commands {
         contacts: Vec<ContactId>,
     ) -> Result<CommandResult, CommandError> {
         require(ctx.role, Action::ManageGroups)?;
-        self.check_active_contacts(ctx.workspace_id, &contacts)
-            .await?;
+        self.check_active_contacts(ctx.workspace_id, &contacts).await?;
         self.execute::<ContactGroup>(ctx, id.as_uuid(), |g| {
-            let events = g.decide(GroupCommand::AddMembers {
-                contacts: contacts.clone(),
-            })?;
+            let events = g.decide(GroupCommand::AddMembers { contacts: contacts.clone() })?;
             let added = members_changed(&events);
             Ok(Plan::new(events, json!({ "group_id": id, "added": added })))
         })
@@ -89,33 +74,17 @@ impl Commands {
     ) -> Result<CommandResult, CommandError> {
         require(ctx.role, Action::ManageGroups)?;
         self.execute::<ContactGroup>(ctx, id.as_uuid(), |g| {
-            let events = g.decide(GroupCommand::RemoveMembers {
-                contacts: contacts.clone(),
-            })?;
+            let events = g.decide(GroupCommand::RemoveMembers { contacts: contacts.clone() })?;
             let removed = members_changed(&events);
-            Ok(Plan::new(
-                events,
-                json!({ "group_id": id, "removed": removed }),
-            ))
+            Ok(Plan::new(events, json!({ "group_id": id, "removed": removed })))
         })
         .await
     }
 
-    async fn check_active_contacts(
-        &self,
-        workspace: Uuid,
-        contacts: &[ContactId],
-    ) -> Result<(), CommandError> {
-        let streams: Vec<String> = contacts
-            .iter()
-            .map(|c| stream_id::<Contact>(c.as_uuid()))
-            .collect();
-        let active: HashSet<String> = self
-            .store()
-            .owners_with_claim(scopes::CONTACT_PHONE, workspace, &streams)
-            .await?
-            .into_iter()
-            .collect();
+    async fn check_active_contacts(&self, workspace: Uuid, contacts: &[ContactId]) -> Result<(), CommandError> {
+        let streams: Vec<String> = contacts.iter().map(|c| stream_id::<Contact>(c.as_uuid())).collect();
+        let active: HashSet<String> =
+            self.store().owners_with_claim(scopes::CONTACT_PHONE, workspace, &streams).await?.into_iter().collect();
         let unknown: Vec<String> = contacts
             .iter()
             .zip(&streams)
@@ -126,11 +95,7 @@ impl Commands {
         if unknown.is_empty() {
             Ok(())
         } else {
-            Err(DomainError::invalid(
-                "contact_ids",
-                format!("unknown contacts: {}", unknown.join(", ")),
-            )
-            .into())
+            Err(DomainError::invalid("contact_ids", format!("unknown contacts: {}", unknown.join(", "))).into())
         }
     }
 }

@@ -43,11 +43,7 @@ pub struct RowError {
 
 impl RowError {
     pub fn new(line: usize, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            line,
-            code,
-            message: message.into(),
-        }
+        Self { line, code, message: message.into() }
     }
 }
 
@@ -86,15 +82,7 @@ impl Commands {
             }
             first_line.insert(phone.clone(), row.line);
             let id = ContactId::from_uuid(Uuid::now_v7());
-            let plan = match creation_plan(
-                ws,
-                id,
-                NewContact {
-                    phone,
-                    name: row.name,
-                    attributes: row.attributes,
-                },
-            ) {
+            let plan = match creation_plan(ws, id, NewContact { phone, name: row.name, attributes: row.attributes }) {
                 Ok(p) => p,
                 Err(CommandError::Domain(e)) => {
                     errors.push(RowError::new(row.line, e.code(), e.to_string()));
@@ -102,11 +90,7 @@ impl Commands {
                 }
                 Err(e) => return Err(e),
             };
-            let events = plan
-                .events
-                .into_iter()
-                .map(|e| self.codec().encode(&DomainEvent::from(e)))
-                .collect();
+            let events = plan.events.into_iter().map(|e| self.codec().encode(&DomainEvent::from(e))).collect();
             let mut request = AppendRequest::new(
                 stream_id::<Contact>(id.as_uuid()),
                 ws,
@@ -119,15 +103,14 @@ impl Commands {
         }
 
         let store = self.store().clone();
-        let results: Vec<(usize, ContactId, Result<Option<i64>, AppendError>)> =
-            stream::iter(requests)
-                .map(|(line, id, request)| {
-                    let store = store.clone();
-                    async move { (line, id, store.append(request).await.map(|o| o.position)) }
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
+        let results: Vec<(usize, ContactId, Result<Option<i64>, AppendError>)> = stream::iter(requests)
+            .map(|(line, id, request)| {
+                let store = store.clone();
+                async move { (line, id, store.append(request).await.map(|o| o.position)) }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
 
         let mut imported = 0usize;
         let mut position = None;
@@ -138,20 +121,17 @@ impl Commands {
                     position = position.max(p);
                 }
                 Err(AppendError::ClaimTaken { owner, .. }) => {
-                    let existing = owner
-                        .and_then(|o| o.split_once('-').map(|(_, id)| id.to_owned()))
-                        .unwrap_or_default();
+                    let existing =
+                        owner.and_then(|o| o.split_once('-').map(|(_, id)| id.to_owned())).unwrap_or_default();
                     errors.push(RowError::new(
                         line,
                         "phone_taken",
                         format!("the phone number belongs to contact {existing}"),
                     ));
                 }
-                Err(e) => errors.push(RowError::new(
-                    line,
-                    "not_imported",
-                    format!("not imported, retry this row: {e}"),
-                )),
+                Err(e) => {
+                    errors.push(RowError::new(line, "not_imported", format!("not imported, retry this row: {e}")))
+                }
             }
         }
         errors.sort_by_key(|e| e.line);
@@ -165,10 +145,6 @@ impl Commands {
             };
             self.store().put_idempotency_record(write, position).await?;
         }
-        Ok(CommandResult {
-            body,
-            position,
-            replayed: false,
-        })
+        Ok(CommandResult { body, position, replayed: false })
     }
 }

@@ -27,26 +27,10 @@ use uuid::Uuid;
 /// What to send, as the client describes it.
 #[derive(Debug, Clone)]
 pub enum SendContent {
-    Text {
-        body: String,
-        preview_url: bool,
-    },
-    Template {
-        template_id: TemplateId,
-        variables: BTreeMap<String, String>,
-    },
-    Media {
-        kind: MediaKind,
-        media: MediaRef,
-        caption: Option<String>,
-        filename: Option<String>,
-    },
-    Interactive {
-        body: String,
-        buttons: Vec<ReplyButton>,
-        header: Option<String>,
-        footer: Option<String>,
-    },
+    Text { body: String, preview_url: bool },
+    Template { template_id: TemplateId, variables: BTreeMap<String, String> },
+    Media { kind: MediaKind, media: MediaRef, caption: Option<String>, filename: Option<String> },
+    Interactive { body: String, buttons: Vec<ReplyButton>, header: Option<String>, footer: Option<String> },
 }
 
 #[derive(Debug, Clone)]
@@ -64,11 +48,7 @@ fn of_stream<'a>(events: &'a [RecordedEvent], stream: &str) -> &'a [RecordedEven
 }
 
 impl Commands {
-    pub async fn send_message(
-        &self,
-        ctx: &CommandContext,
-        input: SendMessage,
-    ) -> Result<CommandResult, CommandError> {
+    pub async fn send_message(&self, ctx: &CommandContext, input: SendMessage) -> Result<CommandResult, CommandError> {
         require(ctx.role, Action::SendMessages)?;
         if let Some(r) = self.replayed(ctx).await? {
             return Ok(r);
@@ -76,74 +56,38 @@ impl Commands {
         let ws = ctx.workspace_id;
         let channel_stream = stream_id::<Channel>(input.channel_id.as_uuid());
         let contact_stream = stream_id::<Contact>(input.contact_id.as_uuid());
-        let conversation_stream = stream_id::<Conversation>(
-            ConversationId::for_pair(input.channel_id, input.contact_id).as_uuid(),
-        );
+        let conversation_stream =
+            stream_id::<Conversation>(ConversationId::for_pair(input.channel_id, input.contact_id).as_uuid());
         let template_stream = match &input.content {
-            SendContent::Template { template_id, .. } => {
-                Some(stream_id::<Template>(template_id.as_uuid()))
-            }
+            SendContent::Template { template_id, .. } => Some(stream_id::<Template>(template_id.as_uuid())),
             _ => None,
         };
-        let mut wanted = vec![
-            channel_stream.clone(),
-            contact_stream.clone(),
-            conversation_stream.clone(),
-        ];
+        let mut wanted = vec![channel_stream.clone(), contact_stream.clone(), conversation_stream.clone()];
         wanted.extend(template_stream.clone());
         let mut events = self.store().read_streams(&wanted).await?;
-        events.sort_by(|a, b| {
-            (&a.stream_id, a.stream_version).cmp(&(&b.stream_id, b.stream_version))
-        });
+        events.sort_by(|a, b| (&a.stream_id, a.stream_version).cmp(&(&b.stream_id, b.stream_version)));
 
-        let channel = self
-            .fold::<Channel>(ws, of_stream(&events, &channel_stream))?
-            .state;
+        let channel = self.fold::<Channel>(ws, of_stream(&events, &channel_stream))?.state;
         if !channel.connected {
             return Err(DomainError::NotFound("channel").into());
         }
-        let contact = self
-            .fold::<Contact>(ws, of_stream(&events, &contact_stream))?
-            .state;
+        let contact = self.fold::<Contact>(ws, of_stream(&events, &contact_stream))?.state;
         let (Some(to), true) = (contact.phone.clone(), contact.is_active()) else {
             return Err(DomainError::NotFound("contact").into());
         };
-        let conversation = self
-            .fold::<Conversation>(ws, of_stream(&events, &conversation_stream))?
-            .state;
+        let conversation = self.fold::<Conversation>(ws, of_stream(&events, &conversation_stream))?.state;
 
         let content = match input.content {
             SendContent::Text { body, preview_url } => MessageContent::Text { body, preview_url },
-            SendContent::Media {
-                kind,
-                media,
-                caption,
-                filename,
-            } => MessageContent::Media {
-                media_kind: kind,
-                media,
-                caption,
-                filename,
-            },
-            SendContent::Interactive {
-                body,
-                buttons,
-                header,
-                footer,
-            } => MessageContent::Interactive {
-                body,
-                buttons,
-                header,
-                footer,
-            },
-            SendContent::Template {
-                template_id,
-                variables,
-            } => {
+            SendContent::Media { kind, media, caption, filename } => {
+                MessageContent::Media { media_kind: kind, media, caption, filename }
+            }
+            SendContent::Interactive { body, buttons, header, footer } => {
+                MessageContent::Interactive { body, buttons, header, footer }
+            }
+            SendContent::Template { template_id, variables } => {
                 let stream = template_stream.unwrap_or_default();
-                let template = self
-                    .fold::<Template>(ws, of_stream(&events, &stream))?
-                    .state;
+                let template = self.fold::<Template>(ws, of_stream(&events, &stream))?.state;
                 if !template.created {
                     return Err(DomainError::NotFound("template").into());
                 }
@@ -169,13 +113,7 @@ impl Commands {
             at: ctx.now,
         })?;
         let plan = Plan::new(queued, json!({ "message_id": id, "status": "queued" }));
-        self.append(
-            ctx,
-            stream_id::<Message>(id.as_uuid()),
-            ExpectedVersion::NoStream,
-            plan,
-        )
-        .await
+        self.append(ctx, stream_id::<Message>(id.as_uuid()), ExpectedVersion::NoStream, plan).await
     }
 
     /// Records an inbound message on the conversation of (channel, contact), opening or renewing the

@@ -8,9 +8,7 @@ use crate::store::Claim;
 use blazz_domain::aggregate::{stream_id, Aggregate};
 use blazz_domain::ids::TemplateId;
 use blazz_domain::role::Action;
-use blazz_domain::template::{
-    Category, Component, Language, ReviewStatus, Template, TemplateCommand, TemplateName,
-};
+use blazz_domain::template::{Category, Component, Language, ReviewStatus, Template, TemplateCommand, TemplateName};
 use serde_json::json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -41,18 +39,10 @@ impl Commands {
                 components: i.components,
                 defaults: i.defaults,
             })?;
-            let mut plan = Plan::new(
-                events,
-                json!({ "template_id": id, "status": ReviewStatus::Pending }),
-            );
+            let mut plan = Plan::new(events, json!({ "template_id": id, "status": ReviewStatus::Pending }));
             plan.claims.push(Claim {
                 scope: scopes::TEMPLATE_NAME.into(),
-                value: format!(
-                    "{}:{}:{}",
-                    ctx.workspace_id,
-                    i.name.as_str(),
-                    i.language.as_str()
-                ),
+                value: format!("{}:{}:{}", ctx.workspace_id, i.name.as_str(), i.language.as_str()),
                 owner: stream_id::<Template>(id.as_uuid()),
                 workspace_id: ctx.workspace_id,
                 data: json!({}),
@@ -71,14 +61,8 @@ impl Commands {
         reason: Option<String>,
     ) -> Result<CommandResult, CommandError> {
         self.execute::<Template>(ctx, id.as_uuid(), |t| {
-            let events = t.decide(TemplateCommand::RecordReview {
-                status: status.clone(),
-                reason: reason.clone(),
-            })?;
-            Ok(Plan::new(
-                events,
-                json!({ "template_id": id, "status": status }),
-            ))
+            let events = t.decide(TemplateCommand::RecordReview { status: status.clone(), reason: reason.clone() })?;
+            Ok(Plan::new(events, json!({ "template_id": id, "status": status })))
         })
         .await
     }

@@ -34,11 +34,7 @@ fn key_claim(workspace: Uuid, key: &keys::GeneratedKey, role: Role) -> Claim {
         value: key.id.to_string(),
         owner: stream_id::<Workspace>(workspace),
         workspace_id: workspace,
-        data: serde_json::to_value(KeyClaimData {
-            hash: keys::hash(&key.secret),
-            role,
-        })
-        .unwrap_or_default(),
+        data: serde_json::to_value(KeyClaimData { hash: keys::hash(&key.secret), role }).unwrap_or_default(),
     }
 }
 
@@ -70,22 +66,12 @@ impl Commands {
             owner_key: key.id,
             owner_key_name: "owner".into(),
         })?;
-        let mut plan = Plan::new(
-            events,
-            json!({ "workspace_id": id, "api_key": { "id": key.id, "role": "owner" } }),
-        );
+        let mut plan = Plan::new(events, json!({ "workspace_id": id, "api_key": { "id": key.id, "role": "owner" } }));
         plan.claims.push(key_claim(id, &key, Role::Owner));
-        plan.secret_fields =
-            Some(json!({ "api_key": { "id": key.id, "role": "owner", "key": key.secret } }));
+        plan.secret_fields = Some(json!({ "api_key": { "id": key.id, "role": "owner", "key": key.secret } }));
         // The events belong to the new workspace; the idempotency key stays in the operator's scope.
         plan.workspace = Some(id);
-        self.append(
-            ctx,
-            stream_id::<Workspace>(id),
-            ExpectedVersion::NoStream,
-            plan,
-        )
-        .await
+        self.append(ctx, stream_id::<Workspace>(id), ExpectedVersion::NoStream, plan).await
     }
 
     pub async fn issue_api_key(
@@ -97,16 +83,9 @@ impl Commands {
         let key = keys::generate();
         let ws = ctx.workspace_id;
         self.execute::<Workspace>(ctx, ws, |w| {
-            let events = w.decide(WorkspaceCommand::IssueApiKey {
-                key_id: key.id,
-                name: name.clone(),
-                role,
-                by: ctx.role,
-            })?;
-            let mut plan = Plan::new(
-                events,
-                json!({ "id": key.id, "name": name.trim(), "role": role }),
-            );
+            let events =
+                w.decide(WorkspaceCommand::IssueApiKey { key_id: key.id, name: name.clone(), role, by: ctx.role })?;
+            let mut plan = Plan::new(events, json!({ "id": key.id, "name": name.trim(), "role": role }));
             plan.claims.push(key_claim(ws, &key, role));
             plan.secret_fields = Some(json!({ "key": key.secret }));
             Ok(plan)
@@ -114,18 +93,11 @@ impl Commands {
         .await
     }
 
-    pub async fn revoke_api_key(
-        &self,
-        ctx: &CommandContext,
-        key_id: ApiKeyId,
-    ) -> Result<CommandResult, CommandError> {
+    pub async fn revoke_api_key(&self, ctx: &CommandContext, key_id: ApiKeyId) -> Result<CommandResult, CommandError> {
         let ws = ctx.workspace_id;
         let result = self
             .execute::<Workspace>(ctx, ws, |w| {
-                let events = w.decide(WorkspaceCommand::RevokeApiKey {
-                    key_id,
-                    by: ctx.role,
-                })?;
+                let events = w.decide(WorkspaceCommand::RevokeApiKey { key_id, by: ctx.role })?;
                 let mut plan = Plan::new(events, json!({ "id": key_id, "revoked": true }));
                 plan.releases.push(ClaimRelease {
                     scope: scopes::API_KEY.into(),
@@ -165,11 +137,7 @@ impl Commands {
         let Some(key_id) = keys::key_id(presented) else {
             return Ok(None);
         };
-        let Some(claim) = self
-            .store()
-            .claim(scopes::API_KEY, &key_id.to_string())
-            .await?
-        else {
+        let Some(claim) = self.store().claim(scopes::API_KEY, &key_id.to_string()).await? else {
             return Ok(None);
         };
         let Ok(data) = serde_json::from_value::<KeyClaimData>(claim.data) else {
@@ -178,10 +146,6 @@ impl Commands {
         if !keys::verify(presented, &data.hash) {
             return Ok(None);
         }
-        Ok(Some(Principal {
-            workspace_id: WorkspaceId::from_uuid(claim.workspace_id),
-            key_id,
-            role: data.role,
-        }))
+        Ok(Some(Principal { workspace_id: WorkspaceId::from_uuid(claim.workspace_id), key_id, role: data.role }))
     }
 }

@@ -2,8 +2,8 @@
 //! lock, so every transaction id equals its position and the log has no in-flight gaps.
 
 use super::{
-    AppendError, AppendOutcome, AppendRequest, Claim, EventStore, ExpectedVersion,
-    IdempotencyRecord, IdempotencyWrite, LogCursor, LogPage, RecordedEvent, StoreError,
+    AppendError, AppendOutcome, AppendRequest, Claim, EventStore, ExpectedVersion, IdempotencyRecord, IdempotencyWrite,
+    LogCursor, LogPage, RecordedEvent, StoreError,
 };
 use async_trait::async_trait;
 use chrono::Utc;
@@ -41,17 +41,10 @@ impl EventStore for MemoryEventStore {
     async fn append(&self, r: AppendRequest) -> Result<AppendOutcome, AppendError> {
         let mut g = self.lock();
         let current = g.versions.get(&r.stream_id).copied().unwrap_or(0);
-        let conflict = || AppendError::Conflict {
-            stream_id: r.stream_id.clone(),
-            expected: r.expected,
-        };
+        let conflict = || AppendError::Conflict { stream_id: r.stream_id.clone(), expected: r.expected };
         let base = match r.expected {
-            ExpectedVersion::NoStream if current != 0 && !r.events.is_empty() => {
-                return Err(conflict())
-            }
-            ExpectedVersion::Exact(v) if v != current && !r.events.is_empty() => {
-                return Err(conflict())
-            }
+            ExpectedVersion::NoStream if current != 0 && !r.events.is_empty() => return Err(conflict()),
+            ExpectedVersion::Exact(v) if v != current && !r.events.is_empty() => return Err(conflict()),
             ExpectedVersion::Exact(v) => v,
             _ => current,
         };
@@ -116,19 +109,10 @@ impl EventStore for MemoryEventStore {
             }
         }
         if let Some(w) = r.idempotency {
-            g.idempotency.insert(
-                (w.scope, w.key),
-                IdempotencyRecord {
-                    fingerprint: w.fingerprint,
-                    result: w.result,
-                    position,
-                },
-            );
+            g.idempotency
+                .insert((w.scope, w.key), IdempotencyRecord { fingerprint: w.fingerprint, result: w.result, position });
         }
-        Ok(AppendOutcome {
-            stream_version: version,
-            position,
-        })
+        Ok(AppendOutcome { stream_version: version, position })
     }
 
     async fn read_stream(
@@ -142,33 +126,19 @@ impl EventStore for MemoryEventStore {
             .lock()
             .events
             .iter()
-            .filter(|e| {
-                e.stream_id == stream_id
-                    && e.stream_version >= from_version
-                    && e.stream_version <= to
-            })
+            .filter(|e| e.stream_id == stream_id && e.stream_version >= from_version && e.stream_version <= to)
             .cloned()
             .collect())
     }
 
     async fn read_streams(&self, stream_ids: &[String]) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut out: Vec<RecordedEvent> = self
-            .lock()
-            .events
-            .iter()
-            .filter(|e| stream_ids.contains(&e.stream_id))
-            .cloned()
-            .collect();
+        let mut out: Vec<RecordedEvent> =
+            self.lock().events.iter().filter(|e| stream_ids.contains(&e.stream_id)).cloned().collect();
         out.sort_by(|a, b| (&a.stream_id, a.stream_version).cmp(&(&b.stream_id, b.stream_version)));
         Ok(out)
     }
 
-    async fn read_log(
-        &self,
-        after: LogCursor,
-        limit: usize,
-        workspace: Option<Uuid>,
-    ) -> Result<LogPage, StoreError> {
+    async fn read_log(&self, after: LogCursor, limit: usize, workspace: Option<Uuid>) -> Result<LogPage, StoreError> {
         let events: Vec<RecordedEvent> = self
             .lock()
             .events
@@ -181,45 +151,22 @@ impl EventStore for MemoryEventStore {
         Ok(LogPage { events, next })
     }
 
-    async fn idempotency_record(
-        &self,
-        workspace_id: Uuid,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        Ok(self
-            .lock()
-            .idempotency
-            .get(&(workspace_id, key.to_owned()))
-            .cloned())
+    async fn idempotency_record(&self, workspace_id: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self.lock().idempotency.get(&(workspace_id, key.to_owned())).cloned())
     }
 
-    async fn put_idempotency_record(
-        &self,
-        write: IdempotencyWrite,
-        position: Option<i64>,
-    ) -> Result<bool, StoreError> {
+    async fn put_idempotency_record(&self, write: IdempotencyWrite, position: Option<i64>) -> Result<bool, StoreError> {
         let mut g = self.lock();
         let key = (write.scope, write.key);
         if g.idempotency.contains_key(&key) {
             return Ok(false);
         }
-        g.idempotency.insert(
-            key,
-            IdempotencyRecord {
-                fingerprint: write.fingerprint,
-                result: write.result,
-                position,
-            },
-        );
+        g.idempotency.insert(key, IdempotencyRecord { fingerprint: write.fingerprint, result: write.result, position });
         Ok(true)
     }
 
     async fn claim(&self, scope: &str, value: &str) -> Result<Option<Claim>, StoreError> {
-        Ok(self
-            .lock()
-            .claims
-            .get(&(scope.to_owned(), value.to_owned()))
-            .cloned())
+        Ok(self.lock().claims.get(&(scope.to_owned(), value.to_owned())).cloned())
     }
 
     async fn owners_with_claim(

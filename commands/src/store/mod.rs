@@ -146,17 +146,10 @@ pub struct AppendOutcome {
 pub enum AppendError {
     /// Optimistic concurrency: the stream is not at the expected version.
     #[error("stream {stream_id} is not at the expected version {expected:?}")]
-    Conflict {
-        stream_id: String,
-        expected: ExpectedVersion,
-    },
+    Conflict { stream_id: String, expected: ExpectedVersion },
     /// A uniqueness claim is held by another owner.
     #[error("{scope} {value:?} is already taken")]
-    ClaimTaken {
-        scope: String,
-        value: String,
-        owner: Option<String>,
-    },
+    ClaimTaken { scope: String, value: String, owner: Option<String> },
     /// The idempotency key was used by a command that committed first.
     #[error("idempotency key {key:?} already used")]
     IdempotencyKeyUsed { key: String },
@@ -194,9 +187,7 @@ pub struct RecordedEvent {
 }
 
 /// A position in the gap-free order of the whole log: `(transaction id, position)`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct LogCursor {
     pub transaction_id: u64,
     pub position: i64,
@@ -204,16 +195,10 @@ pub struct LogCursor {
 
 impl LogCursor {
     /// Before the first event.
-    pub const START: Self = Self {
-        transaction_id: 0,
-        position: 0,
-    };
+    pub const START: Self = Self { transaction_id: 0, position: 0 };
 
     pub fn of(event: &RecordedEvent) -> Self {
-        Self {
-            transaction_id: event.transaction_id,
-            position: event.position,
-        }
+        Self { transaction_id: event.transaction_id, position: event.position }
     }
 
     /// `"<transaction id>-<position>"`, the opaque form used in URLs.
@@ -223,10 +208,7 @@ impl LogCursor {
 
     pub fn decode(s: &str) -> Option<Self> {
         let (t, p) = s.split_once('-')?;
-        Some(Self {
-            transaction_id: t.parse().ok()?,
-            position: p.parse().ok()?,
-        })
+        Some(Self { transaction_id: t.parse().ok()?, position: p.parse().ok()? })
     }
 }
 
@@ -257,27 +239,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// Up to `limit` events after `after` in `(transaction id, position)` order, only from transactions
     /// that can no longer be followed by an earlier-committing one, so a reader that checkpoints the
     /// returned cursor never skips an event. Optionally only one workspace's events.
-    async fn read_log(
-        &self,
-        after: LogCursor,
-        limit: usize,
-        workspace: Option<Uuid>,
-    ) -> Result<LogPage, StoreError>;
+    async fn read_log(&self, after: LogCursor, limit: usize, workspace: Option<Uuid>) -> Result<LogPage, StoreError>;
 
     /// The stored result of an idempotent command.
-    async fn idempotency_record(
-        &self,
-        workspace_id: Uuid,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    async fn idempotency_record(&self, workspace_id: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 
     /// Stores an idempotency record on its own (for commands made of several appends); `false` if the
     /// key was already taken.
-    async fn put_idempotency_record(
-        &self,
-        write: IdempotencyWrite,
-        position: Option<i64>,
-    ) -> Result<bool, StoreError>;
+    async fn put_idempotency_record(&self, write: IdempotencyWrite, position: Option<i64>) -> Result<bool, StoreError>;
 
     /// The current holder of a claim.
     async fn claim(&self, scope: &str, value: &str) -> Result<Option<Claim>, StoreError>;

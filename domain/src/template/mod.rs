@@ -41,10 +41,7 @@ pub enum TemplateCommand {
         defaults: BTreeMap<String, String>,
     },
     /// A review outcome reported by the provider (or an operator for sandbox channels).
-    RecordReview {
-        status: ReviewStatus,
-        reason: Option<String>,
-    },
+    RecordReview { status: ReviewStatus, reason: Option<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,10 +56,7 @@ pub enum TemplateEvent {
         defaults: BTreeMap<String, String>,
     },
     #[serde(rename = "template.review_status_changed")]
-    ReviewStatusChanged {
-        status: ReviewStatus,
-        reason: Option<String>,
-    },
+    ReviewStatusChanged { status: ReviewStatus, reason: Option<String> },
 }
 
 impl Template {
@@ -84,23 +78,14 @@ impl Aggregate for Template {
 
     fn decide(&self, command: TemplateCommand) -> Result<Vec<TemplateEvent>, DomainError> {
         match command {
-            TemplateCommand::Create {
-                name,
-                language,
-                category,
-                components,
-                defaults,
-            } => {
+            TemplateCommand::Create { name, language, category, components, defaults } => {
                 if self.created {
                     return Err(DomainError::AlreadyExists("template"));
                 }
                 model::validate_components(&components)?;
                 let vars = variables::of_components(&components)?;
                 for key in defaults.keys() {
-                    if !vars
-                        .iter()
-                        .any(|v| v.key == *key || v.alias().as_deref() == Some(key.as_str()))
-                    {
+                    if !vars.iter().any(|v| v.key == *key || v.alias().as_deref() == Some(key.as_str())) {
                         return Err(DomainError::invalid(
                             format!("defaults.{key}"),
                             "names no variable of the template",
@@ -110,19 +95,11 @@ impl Aggregate for Template {
                 let defaults = defaults
                     .into_iter()
                     .map(|(k, v)| {
-                        let key = vars
-                            .iter()
-                            .find(|x| x.key == k || x.alias().as_deref() == Some(k.as_str()));
+                        let key = vars.iter().find(|x| x.key == k || x.alias().as_deref() == Some(k.as_str()));
                         (key.map(|x| x.key.clone()).unwrap_or(k), v)
                     })
                     .collect();
-                Ok(vec![TemplateEvent::Created {
-                    name,
-                    language,
-                    category,
-                    components,
-                    defaults,
-                }])
+                Ok(vec![TemplateEvent::Created { name, language, category, components, defaults }])
             }
             TemplateCommand::RecordReview { status, reason } => {
                 if !self.created {
@@ -138,13 +115,7 @@ impl Aggregate for Template {
 
     fn evolve(mut self, event: &TemplateEvent) -> Self {
         match event {
-            TemplateEvent::Created {
-                name,
-                language,
-                category,
-                components,
-                defaults,
-            } => {
+            TemplateEvent::Created { name, language, category, components, defaults } => {
                 self.created = true;
                 self.name = Some(name.clone());
                 self.language = Some(language.clone());
@@ -173,16 +144,9 @@ pub(crate) mod tests {
                 language: Language::parse("id").unwrap(),
                 category: Category::Marketing,
                 components: vec![
-                    Component::Header {
-                        format: HeaderFormat::Text,
-                        text: Some("Halo {{first_name}}".into()),
-                    },
-                    Component::Body {
-                        text: "Diskon {{discount}} untuk {{first_name}} di {{city}}".into(),
-                    },
-                    Component::Footer {
-                        text: "Balas STOP untuk berhenti".into(),
-                    },
+                    Component::Header { format: HeaderFormat::Text, text: Some("Halo {{first_name}}".into()) },
+                    Component::Body { text: "Diskon {{discount}} untuk {{first_name}} di {{city}}".into() },
+                    Component::Footer { text: "Balas STOP untuk berhenti".into() },
                 ],
                 defaults: BTreeMap::from([("city".to_string(), "kota Anda".to_string())]),
             })
@@ -200,31 +164,17 @@ pub(crate) mod tests {
     #[test]
     fn review_updates_status_and_repeats_are_absorbed() {
         let t = promo();
-        let e = t
-            .decide(TemplateCommand::RecordReview {
-                status: ReviewStatus::Approved,
-                reason: None,
-            })
-            .unwrap();
+        let e = t.decide(TemplateCommand::RecordReview { status: ReviewStatus::Approved, reason: None }).unwrap();
         let t = t.evolve(&e[0]);
         assert!(t.is_sendable());
         assert!(t
-            .decide(TemplateCommand::RecordReview {
-                status: ReviewStatus::Approved,
-                reason: None
-            })
+            .decide(TemplateCommand::RecordReview { status: ReviewStatus::Approved, reason: None })
             .unwrap()
             .is_empty());
         let e = t
-            .decide(TemplateCommand::RecordReview {
-                status: ReviewStatus::parse("SOMETHING_NEW"),
-                reason: None,
-            })
+            .decide(TemplateCommand::RecordReview { status: ReviewStatus::parse("SOMETHING_NEW"), reason: None })
             .unwrap();
-        assert_eq!(
-            t.evolve(&e[0]).status,
-            ReviewStatus::Other("SOMETHING_NEW".into())
-        );
+        assert_eq!(t.evolve(&e[0]).status, ReviewStatus::Other("SOMETHING_NEW".into()));
     }
 
     #[test]
@@ -234,9 +184,7 @@ pub(crate) mod tests {
                 name: TemplateName::parse("x").unwrap(),
                 language: Language::parse("en").unwrap(),
                 category: Category::Utility,
-                components: vec![Component::Body {
-                    text: "Hi {{1}}".into(),
-                }],
+                components: vec![Component::Body { text: "Hi {{1}}".into() }],
                 defaults: BTreeMap::from([("nope".to_string(), "v".to_string())]),
             })
             .unwrap_err();
@@ -250,9 +198,7 @@ pub(crate) mod tests {
                 name: TemplateName::parse("x").unwrap(),
                 language: Language::parse("en").unwrap(),
                 category: Category::Utility,
-                components: vec![Component::Body {
-                    text: "Hi {{1}}".into(),
-                }],
+                components: vec![Component::Body { text: "Hi {{1}}".into() }],
                 defaults: BTreeMap::from([("1".to_string(), "there".to_string())]),
             })
             .unwrap();

@@ -13,16 +13,11 @@ impl TemplateName {
     pub fn parse(input: &str) -> Result<Self, DomainError> {
         let ok = !input.is_empty()
             && input.len() <= 512
-            && input
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            && input.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if ok {
             Ok(Self(input.to_owned()))
         } else {
-            Err(DomainError::invalid(
-                "name",
-                "1-512 characters of lowercase letters, digits and _",
-            ))
+            Err(DomainError::invalid("name", "1-512 characters of lowercase letters, digits and _"))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -54,15 +49,11 @@ impl Language {
             None => (input, None),
         };
         let lang_ok = (2..=3).contains(&lang.len()) && lang.chars().all(|c| c.is_ascii_lowercase());
-        let region_ok =
-            region.is_none_or(|r| r.len() == 2 && r.chars().all(|c| c.is_ascii_uppercase()));
+        let region_ok = region.is_none_or(|r| r.len() == 2 && r.chars().all(|c| c.is_ascii_uppercase()));
         if lang_ok && region_ok {
             Ok(Self(input.to_owned()))
         } else {
-            Err(DomainError::invalid(
-                "language",
-                format!("{input:?} is not a language code like en, id or pt_BR"),
-            ))
+            Err(DomainError::invalid("language", format!("{input:?} is not a language code like en, id or pt_BR")))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -96,10 +87,7 @@ impl Category {
             "MARKETING" => Ok(Self::Marketing),
             "UTILITY" => Ok(Self::Utility),
             "AUTHENTICATION" => Ok(Self::Authentication),
-            _ => Err(DomainError::invalid(
-                "category",
-                "MARKETING, UTILITY or AUTHENTICATION",
-            )),
+            _ => Err(DomainError::invalid("category", "MARKETING, UTILITY or AUTHENTICATION")),
         }
     }
 }
@@ -204,10 +192,7 @@ pub enum Component {
 pub fn validate_components(components: &[Component]) -> Result<(), DomainError> {
     let count = |pred: fn(&Component) -> bool| components.iter().filter(|c| pred(c)).count();
     if count(|c| matches!(c, Component::Body { .. })) != 1 {
-        return Err(DomainError::invalid(
-            "components",
-            "exactly one BODY component is required",
-        ));
+        return Err(DomainError::invalid("components", "exactly one BODY component is required"));
     }
     for (kind, n) in [
         ("HEADER", count(|c| matches!(c, Component::Header { .. }))),
@@ -215,25 +200,16 @@ pub fn validate_components(components: &[Component]) -> Result<(), DomainError> 
         ("BUTTONS", count(|c| matches!(c, Component::Buttons { .. }))),
     ] {
         if n > 1 {
-            return Err(DomainError::invalid(
-                "components",
-                format!("at most one {kind} component"),
-            ));
+            return Err(DomainError::invalid("components", format!("at most one {kind} component")));
         }
     }
     for c in components {
         match c {
-            Component::Header {
-                format: HeaderFormat::Text,
-                text,
-            } => {
+            Component::Header { format: HeaderFormat::Text, text } => {
                 bounded_text("components.header.text", text.as_deref().unwrap_or(""), 60)?;
             }
             Component::Header { text: Some(_), .. } => {
-                return Err(DomainError::invalid(
-                    "components.header.text",
-                    "only TEXT headers have text",
-                ));
+                return Err(DomainError::invalid("components.header.text", "only TEXT headers have text"));
             }
             Component::Header { .. } => {}
             Component::Body { text } => {
@@ -244,24 +220,14 @@ pub fn validate_components(components: &[Component]) -> Result<(), DomainError> 
             }
             Component::Buttons { buttons } => {
                 if buttons.is_empty() || buttons.len() > 10 {
-                    return Err(DomainError::invalid(
-                        "components.buttons",
-                        "1 to 10 buttons",
-                    ));
+                    return Err(DomainError::invalid("components.buttons", "1 to 10 buttons"));
                 }
                 for b in buttons {
-                    let (Button::QuickReply { text }
-                    | Button::Url { text, .. }
-                    | Button::PhoneNumber { text, .. }) = b;
+                    let (Button::QuickReply { text } | Button::Url { text, .. } | Button::PhoneNumber { text, .. }) = b;
                     bounded_text("components.buttons.text", text, 25)?;
                     if let Button::Url { url, .. } = b {
-                        if !(url.starts_with("https://") || url.starts_with("http://"))
-                            || url.len() > 2000
-                        {
-                            return Err(DomainError::invalid(
-                                "components.buttons.url",
-                                "an http(s) URL",
-                            ));
+                        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2000 {
+                            return Err(DomainError::invalid("components.buttons.url", "an http(s) URL"));
                         }
                     }
                 }
@@ -288,23 +254,11 @@ mod tests {
     #[test]
     fn a_body_is_required_and_limits_hold() {
         assert!(validate_components(&[Component::Footer { text: "x".into() }]).is_err());
-        assert!(validate_components(&[Component::Body {
-            text: "x".repeat(1025)
-        }])
-        .is_err());
-        let too_long_button = Component::Buttons {
-            buttons: vec![Button::QuickReply {
-                text: "x".repeat(26),
-            }],
-        };
-        assert!(
-            validate_components(&[Component::Body { text: "x".into() }, too_long_button]).is_err()
-        );
+        assert!(validate_components(&[Component::Body { text: "x".repeat(1025) }]).is_err());
+        let too_long_button = Component::Buttons { buttons: vec![Button::QuickReply { text: "x".repeat(26) }] };
+        assert!(validate_components(&[Component::Body { text: "x".into() }, too_long_button]).is_err());
         assert!(validate_components(&[
-            Component::Header {
-                format: HeaderFormat::Image,
-                text: None
-            },
+            Component::Header { format: HeaderFormat::Image, text: None },
             Component::Body { text: "x".into() }
         ])
         .is_ok());
@@ -313,10 +267,7 @@ mod tests {
     #[test]
     fn unknown_review_statuses_are_kept() {
         assert_eq!(ReviewStatus::parse("approved"), ReviewStatus::Approved);
-        assert_eq!(
-            ReviewStatus::parse("LIMIT_EXCEEDED").as_str(),
-            "LIMIT_EXCEEDED"
-        );
+        assert_eq!(ReviewStatus::parse("LIMIT_EXCEEDED").as_str(), "LIMIT_EXCEEDED");
         assert!(!ReviewStatus::Paused.is_sendable());
     }
 }

@@ -54,10 +54,7 @@ pub struct RenderedTemplate {
 }
 
 fn value_for(template: &Template, v: &Variable, input: &RenderInput<'_>) -> Option<String> {
-    let explicit = input
-        .explicit
-        .get(&v.key)
-        .or_else(|| v.alias().and_then(|a| input.explicit.get(&a)));
+    let explicit = input.explicit.get(&v.key).or_else(|| v.alias().and_then(|a| input.explicit.get(&a)));
     if let Some(x) = explicit {
         return Some(x.clone());
     }
@@ -81,12 +78,7 @@ fn substitute(text: &str, values: &BTreeMap<&str, String>) -> String {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else { break };
-        out.push_str(
-            values
-                .get(after[..end].trim())
-                .map(String::as_str)
-                .unwrap_or(""),
-        );
+        out.push_str(values.get(after[..end].trim()).map(String::as_str).unwrap_or(""));
         rest = &after[end + 2..];
     }
     out.push_str(rest);
@@ -94,15 +86,11 @@ fn substitute(text: &str, values: &BTreeMap<&str, String>) -> String {
 }
 
 /// Fills every variable of `template` for one recipient.
-pub fn render(
-    template: &Template,
-    input: &RenderInput<'_>,
-) -> Result<RenderedTemplate, DomainError> {
+pub fn render(template: &Template, input: &RenderInput<'_>) -> Result<RenderedTemplate, DomainError> {
     let vars = template.variables();
     let mut values: BTreeMap<&str, String> = BTreeMap::new();
     for v in &vars {
-        let value = value_for(template, v, input)
-            .ok_or_else(|| DomainError::MissingVariable(v.key.clone()))?;
+        let value = value_for(template, v, input).ok_or_else(|| DomainError::MissingVariable(v.key.clone()))?;
         values.insert(v.key.as_str(), value);
     }
     let params = |component: &str| -> Vec<RenderedParameter> {
@@ -118,17 +106,10 @@ pub fn render(
     let mut body_preview = String::new();
     for c in &template.components {
         match c {
-            Component::Header {
-                format: HeaderFormat::Text,
-                ..
-            } => {
+            Component::Header { format: HeaderFormat::Text, .. } => {
                 let p = params("header");
                 if !p.is_empty() {
-                    components.push(RenderedComponent {
-                        kind: "header".into(),
-                        index: None,
-                        parameters: p,
-                    });
+                    components.push(RenderedComponent { kind: "header".into(), index: None, parameters: p });
                 }
             }
             Component::Header { format, .. } => {
@@ -140,10 +121,7 @@ pub fn render(
                 components.push(RenderedComponent {
                     kind: "header".into(),
                     index: None,
-                    parameters: vec![RenderedParameter::Media {
-                        format: *format,
-                        link,
-                    }],
+                    parameters: vec![RenderedParameter::Media { format: *format, link }],
                 });
             }
             Component::Body { text } => {
@@ -155,32 +133,21 @@ pub fn render(
                 body_preview = substitute(text, &by_name);
                 let p = params("body");
                 if !p.is_empty() {
-                    components.push(RenderedComponent {
-                        kind: "body".into(),
-                        index: None,
-                        parameters: p,
-                    });
+                    components.push(RenderedComponent { kind: "body".into(), index: None, parameters: p });
                 }
             }
             Component::Buttons { buttons } => {
                 for i in 0..buttons.len() {
                     let p = params(&format!("button.{i}"));
                     if !p.is_empty() {
-                        components.push(RenderedComponent {
-                            kind: "button".into(),
-                            index: Some(i),
-                            parameters: p,
-                        });
+                        components.push(RenderedComponent { kind: "button".into(), index: Some(i), parameters: p });
                     }
                 }
             }
             Component::Footer { .. } => {}
         }
     }
-    Ok(RenderedTemplate {
-        components,
-        body_preview,
-    })
+    Ok(RenderedTemplate { components, body_preview })
 }
 
 #[cfg(test)]
@@ -190,38 +157,21 @@ mod tests {
     use serde_json::json;
 
     fn text(name: &str, t: &str) -> RenderedParameter {
-        RenderedParameter::Text {
-            name: Some(name.into()),
-            text: t.into(),
-        }
+        RenderedParameter::Text { name: Some(name.into()), text: t.into() }
     }
 
     #[test]
     fn explicit_values_win_over_attributes_which_win_over_defaults() {
         let t = promo();
         let explicit = BTreeMap::from([("discount".to_string(), "50%".to_string())]);
-        let attributes = Attributes::from([
-            ("first_name".to_string(), json!("Budi")),
-            ("discount".to_string(), json!("5%")),
-        ]);
-        let r = render(
-            &t,
-            &RenderInput {
-                explicit: &explicit,
-                attributes: &attributes,
-                contact_name: None,
-            },
-        )
-        .unwrap();
+        let attributes =
+            Attributes::from([("first_name".to_string(), json!("Budi")), ("discount".to_string(), json!("5%"))]);
+        let r = render(&t, &RenderInput { explicit: &explicit, attributes: &attributes, contact_name: None }).unwrap();
         assert_eq!(r.body_preview, "Diskon 50% untuk Budi di kota Anda");
         assert_eq!(r.components[0].parameters, vec![text("first_name", "Budi")]);
         assert_eq!(
             r.components[1].parameters,
-            vec![
-                text("discount", "50%"),
-                text("first_name", "Budi"),
-                text("city", "kota Anda")
-            ]
+            vec![text("discount", "50%"), text("first_name", "Budi"), text("city", "kota Anda")]
         );
     }
 
@@ -229,15 +179,8 @@ mod tests {
     fn a_missing_variable_is_named() {
         let t = promo();
         let attributes = Attributes::from([("first_name".to_string(), json!("Budi"))]);
-        let err = render(
-            &t,
-            &RenderInput {
-                explicit: &BTreeMap::new(),
-                attributes: &attributes,
-                contact_name: None,
-            },
-        )
-        .unwrap_err();
+        let err = render(&t, &RenderInput { explicit: &BTreeMap::new(), attributes: &attributes, contact_name: None })
+            .unwrap_err();
         assert_eq!(err, DomainError::MissingVariable("discount".into()));
     }
 
@@ -250,53 +193,26 @@ mod tests {
                 language: Language::parse("en").unwrap(),
                 category: Category::Utility,
                 components: vec![
-                    Component::Header {
-                        format: HeaderFormat::Document,
-                        text: None,
-                    },
-                    Component::Body {
-                        text: "Order {{1}} costs {{2}}".into(),
-                    },
+                    Component::Header { format: HeaderFormat::Document, text: None },
+                    Component::Body { text: "Order {{1}} costs {{2}}".into() },
                 ],
                 defaults: BTreeMap::new(),
             })
             .unwrap();
         let t = Template::replay(&events);
-        let mut explicit = BTreeMap::from([
-            ("1".to_string(), "A-7".to_string()),
-            ("body.2".to_string(), "Rp50.000".to_string()),
-        ]);
-        let input = RenderInput {
-            explicit: &explicit,
-            attributes: &Attributes::new(),
-            contact_name: None,
-        };
-        assert_eq!(
-            render(&t, &input).unwrap_err(),
-            DomainError::MissingVariable(HEADER_MEDIA_KEY.into())
-        );
-        explicit.insert(
-            HEADER_MEDIA_KEY.into(),
-            "https://cdn.example/inv.pdf".into(),
-        );
-        let input = RenderInput {
-            explicit: &explicit,
-            attributes: &Attributes::new(),
-            contact_name: None,
-        };
+        let mut explicit =
+            BTreeMap::from([("1".to_string(), "A-7".to_string()), ("body.2".to_string(), "Rp50.000".to_string())]);
+        let input = RenderInput { explicit: &explicit, attributes: &Attributes::new(), contact_name: None };
+        assert_eq!(render(&t, &input).unwrap_err(), DomainError::MissingVariable(HEADER_MEDIA_KEY.into()));
+        explicit.insert(HEADER_MEDIA_KEY.into(), "https://cdn.example/inv.pdf".into());
+        let input = RenderInput { explicit: &explicit, attributes: &Attributes::new(), contact_name: None };
         let r = render(&t, &input).unwrap();
         assert_eq!(r.body_preview, "Order A-7 costs Rp50.000");
         assert_eq!(
             r.components[1].parameters,
             vec![
-                RenderedParameter::Text {
-                    name: None,
-                    text: "A-7".into()
-                },
-                RenderedParameter::Text {
-                    name: None,
-                    text: "Rp50.000".into()
-                }
+                RenderedParameter::Text { name: None, text: "A-7".into() },
+                RenderedParameter::Text { name: None, text: "Rp50.000".into() }
             ]
         );
     }

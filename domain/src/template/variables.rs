@@ -25,8 +25,7 @@ pub struct Variable {
 impl Variable {
     /// Positional body variables may also be given by their bare number (`"1"` for `body.1`).
     pub fn alias(&self) -> Option<String> {
-        (self.format == ParameterFormat::Positional && self.component == "body")
-            .then(|| self.name.clone())
+        (self.format == ParameterFormat::Positional && self.component == "body").then(|| self.name.clone())
     }
 }
 
@@ -36,25 +35,17 @@ pub fn names_in(text: &str) -> Result<Vec<String>, DomainError> {
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| {
-            DomainError::invalid("components", format!("unclosed {{{{ in {text:?}"))
-        })?;
+        let end =
+            after.find("}}").ok_or_else(|| DomainError::invalid("components", format!("unclosed {{{{ in {text:?}")))?;
         let name = after[..end].trim();
         let valid = !name.is_empty()
             && (name.chars().all(|c| c.is_ascii_digit())
-                || (name
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')));
+                || (name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')));
         if !valid {
             return Err(DomainError::invalid(
                 "components",
-                format!(
-                    "{{{{{name}}}}} is not a variable: use {{{{1}}}} or {{{{lower_snake_name}}}}"
-                ),
+                format!("{{{{{name}}}}} is not a variable: use {{{{1}}}} or {{{{lower_snake_name}}}}"),
             ));
         }
         if !out.iter().any(|n| n == name) {
@@ -91,28 +82,18 @@ pub fn of_components(components: &[Component]) -> Result<Vec<Variable>, DomainEr
         } else if names.iter().all(|n| !n.chars().all(|c| c.is_ascii_digit())) {
             ParameterFormat::Named
         } else {
-            return Err(DomainError::invalid(
-                "components",
-                "a template uses positional or named variables, not both",
-            ));
+            return Err(DomainError::invalid("components", "a template uses positional or named variables, not both"));
         };
         if names.is_empty() {
             continue;
         }
         if *format.get_or_insert(this) != this {
-            return Err(DomainError::invalid(
-                "components",
-                "a template uses positional or named variables, not both",
-            ));
+            return Err(DomainError::invalid("components", "a template uses positional or named variables, not both"));
         }
         if this == ParameterFormat::Positional {
             let mut numbers: Vec<u32> = names.iter().filter_map(|n| n.parse().ok()).collect();
             numbers.sort_unstable();
-            if numbers
-                .iter()
-                .enumerate()
-                .any(|(i, n)| *n as usize != i + 1)
-            {
+            if numbers.iter().enumerate().any(|(i, n)| *n as usize != i + 1) {
                 return Err(DomainError::invalid(
                     "components",
                     format!("positional variables in {component} must be numbered 1, 2, 3... without gaps"),
@@ -124,12 +105,7 @@ pub fn of_components(components: &[Component]) -> Result<Vec<Variable>, DomainEr
                 ParameterFormat::Positional => format!("{component}.{name}"),
                 ParameterFormat::Named => name.clone(),
             };
-            vars.push(Variable {
-                component: component.clone(),
-                name,
-                format: this,
-                key,
-            });
+            vars.push(Variable { component: component.clone(), name, format: this, key });
         }
     }
     Ok(vars)
@@ -141,10 +117,7 @@ mod tests {
 
     #[test]
     fn finds_positional_and_named_variables() {
-        assert_eq!(
-            names_in("Hi {{1}}, your code {{2}}; again {{1}}").unwrap(),
-            vec!["1", "2"]
-        );
+        assert_eq!(names_in("Hi {{1}}, your code {{2}}; again {{1}}").unwrap(), vec!["1", "2"]);
         assert_eq!(names_in("Hi {{ first_name }}").unwrap(), vec!["first_name"]);
         assert!(names_in("Hi {{First Name}}").is_err());
         assert!(names_in("Hi {{1").is_err());
@@ -152,42 +125,22 @@ mod tests {
 
     #[test]
     fn rejects_mixed_formats_and_gaps() {
-        let mixed = [Component::Body {
-            text: "{{1}} {{name}}".into(),
-        }];
+        let mixed = [Component::Body { text: "{{1}} {{name}}".into() }];
         assert!(of_components(&mixed).is_err());
         let across = [
-            Component::Header {
-                format: super::super::HeaderFormat::Text,
-                text: Some("{{name}}".into()),
-            },
-            Component::Body {
-                text: "{{1}}".into(),
-            },
+            Component::Header { format: super::super::HeaderFormat::Text, text: Some("{{name}}".into()) },
+            Component::Body { text: "{{1}}".into() },
         ];
         assert!(of_components(&across).is_err());
-        assert!(of_components(&[Component::Body {
-            text: "{{1}} {{3}}".into()
-        }])
-        .is_err());
+        assert!(of_components(&[Component::Body { text: "{{1}} {{3}}".into() }]).is_err());
     }
 
     #[test]
     fn keys_are_per_component_for_positional_variables() {
         let vars = of_components(&[
-            Component::Header {
-                format: super::super::HeaderFormat::Text,
-                text: Some("{{1}}".into()),
-            },
-            Component::Body {
-                text: "{{1}} {{2}}".into(),
-            },
-            Component::Buttons {
-                buttons: vec![Button::Url {
-                    text: "Go".into(),
-                    url: "https://x.id/{{1}}".into(),
-                }],
-            },
+            Component::Header { format: super::super::HeaderFormat::Text, text: Some("{{1}}".into()) },
+            Component::Body { text: "{{1}} {{2}}".into() },
+            Component::Buttons { buttons: vec![Button::Url { text: "Go".into(), url: "https://x.id/{{1}}".into() }] },
         ])
         .unwrap();
         let keys: Vec<_> = vars.iter().map(|v| v.key.as_str()).collect();

@@ -22,27 +22,13 @@ impl Projector for Templates {
         &["rm_templates"]
     }
 
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        a: &Applied,
-    ) -> Result<Vec<Change>, sqlx::Error> {
+    async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {
         let DomainEvent::Template(e) = &a.event else {
             return Ok(vec![]);
         };
-        let (ws, id, at) = (
-            a.record.workspace_id,
-            a.aggregate_id(),
-            a.record.recorded_at,
-        );
+        let (ws, id, at) = (a.record.workspace_id, a.aggregate_id(), a.record.recorded_at);
         match e {
-            TemplateEvent::Created {
-                name,
-                language,
-                category,
-                components,
-                ..
-            } => {
+            TemplateEvent::Created { name, language, category, components, .. } => {
                 sqlx::query(
                     "INSERT INTO rm_templates (workspace_id, template_id, name, language, category, status, components, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $7) ON CONFLICT DO NOTHING",
@@ -73,11 +59,7 @@ impl Projector for Templates {
                 .bind(reason)
                 .execute(conn)
                 .await?;
-                Ok(vec![Change::upsert(
-                    "template",
-                    id,
-                    json!({ "status": status, "status_reason": reason }),
-                )])
+                Ok(vec![Change::upsert("template", id, json!({ "status": status, "status_reason": reason }))])
             }
         }
     }
@@ -96,26 +78,13 @@ impl Projector for Channels {
         &["rm_channels"]
     }
 
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        a: &Applied,
-    ) -> Result<Vec<Change>, sqlx::Error> {
+    async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {
         let DomainEvent::Channel(e) = &a.event else {
             return Ok(vec![]);
         };
-        let (ws, id, at) = (
-            a.record.workspace_id,
-            a.aggregate_id(),
-            a.record.recorded_at,
-        );
+        let (ws, id, at) = (a.record.workspace_id, a.aggregate_id(), a.record.recorded_at);
         match e {
-            ChannelEvent::Connected {
-                provider,
-                phone_number_id,
-                display_phone_number,
-                rate_limit_per_second,
-            } => {
+            ChannelEvent::Connected { provider, phone_number_id, display_phone_number, rate_limit_per_second } => {
                 sqlx::query(
                     "INSERT INTO rm_channels (workspace_id, channel_id, provider, phone_number_id, display_phone_number, rate_limit_per_second, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
@@ -143,11 +112,7 @@ impl Projector for Channels {
                     .bind(*per_second as i32)
                     .execute(conn)
                     .await?;
-                Ok(vec![Change::upsert(
-                    "channel",
-                    id,
-                    json!({ "rate_limit_per_second": per_second }),
-                )])
+                Ok(vec![Change::upsert("channel", id, json!({ "rate_limit_per_second": per_second }))])
             }
         }
     }

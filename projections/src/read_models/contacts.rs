@@ -23,27 +23,15 @@ impl Projector for Contacts {
         &["rm_contacts"]
     }
 
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        a: &Applied,
-    ) -> Result<Vec<Change>, sqlx::Error> {
-        let (ws, id, at) = (
-            a.record.workspace_id,
-            a.aggregate_id(),
-            a.record.recorded_at,
-        );
+    async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {
+        let (ws, id, at) = (a.record.workspace_id, a.aggregate_id(), a.record.recorded_at);
         let update = |set: &'static str| {
             format!("UPDATE rm_contacts SET {set}, updated_at = $3 WHERE workspace_id = $1 AND contact_id = $2")
         };
         let change = |changed| Ok(vec![Change::upsert("contact", id, changed)]);
         match &a.event {
             DomainEvent::Contact(e) => match e {
-                ContactEvent::Created {
-                    phone,
-                    name,
-                    attributes,
-                } => {
+                ContactEvent::Created { phone, name, attributes } => {
                     sqlx::query(
                         "INSERT INTO rm_contacts (workspace_id, contact_id, phone, name, attributes, created_at, updated_at)
                          VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING",
@@ -56,18 +44,10 @@ impl Projector for Contacts {
                     .bind(at)
                     .execute(conn)
                     .await?;
-                    change(
-                        json!({ "phone": phone, "name": name, "attributes": attributes, "opted_out": false }),
-                    )
+                    change(json!({ "phone": phone, "name": name, "attributes": attributes, "opted_out": false }))
                 }
                 ContactEvent::Renamed { name } => {
-                    sqlx::query(&update("name = $4"))
-                        .bind(ws)
-                        .bind(id)
-                        .bind(at)
-                        .bind(name)
-                        .execute(conn)
-                        .await?;
+                    sqlx::query(&update("name = $4")).bind(ws).bind(id).bind(at).bind(name).execute(conn).await?;
                     change(json!({ "name": name }))
                 }
                 ContactEvent::PhoneChanged { phone } => {
@@ -93,39 +73,31 @@ impl Projector for Contacts {
                 }
                 ContactEvent::OptedOut { reason, source, .. } => {
                     let source = super::tag(source);
-                    sqlx::query(&update(
-                        "opted_out = true, opt_out_reason = $4, opt_out_source = $5",
-                    ))
-                    .bind(ws)
-                    .bind(id)
-                    .bind(at)
-                    .bind(reason)
-                    .bind(&source)
-                    .execute(conn)
-                    .await?;
-                    change(
-                        json!({ "opted_out": true, "opt_out_reason": reason, "opt_out_source": source }),
-                    )
+                    sqlx::query(&update("opted_out = true, opt_out_reason = $4, opt_out_source = $5"))
+                        .bind(ws)
+                        .bind(id)
+                        .bind(at)
+                        .bind(reason)
+                        .bind(&source)
+                        .execute(conn)
+                        .await?;
+                    change(json!({ "opted_out": true, "opt_out_reason": reason, "opt_out_source": source }))
                 }
                 ContactEvent::OptedIn { .. } => {
-                    sqlx::query(&update(
-                        "opted_out = false, opt_out_reason = NULL, opt_out_source = NULL",
-                    ))
-                    .bind(ws)
-                    .bind(id)
-                    .bind(at)
-                    .execute(conn)
-                    .await?;
+                    sqlx::query(&update("opted_out = false, opt_out_reason = NULL, opt_out_source = NULL"))
+                        .bind(ws)
+                        .bind(id)
+                        .bind(at)
+                        .execute(conn)
+                        .await?;
                     change(json!({ "opted_out": false }))
                 }
                 ContactEvent::Deleted { .. } => {
-                    sqlx::query(
-                        "DELETE FROM rm_contacts WHERE workspace_id = $1 AND contact_id = $2",
-                    )
-                    .bind(ws)
-                    .bind(id)
-                    .execute(conn)
-                    .await?;
+                    sqlx::query("DELETE FROM rm_contacts WHERE workspace_id = $1 AND contact_id = $2")
+                        .bind(ws)
+                        .bind(id)
+                        .execute(conn)
+                        .await?;
                     Ok(vec![Change::delete("contact", id)])
                 }
             },

@@ -27,20 +27,13 @@ impl Projector for Conversations {
         &["rm_conversations"]
     }
 
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        a: &Applied,
-    ) -> Result<Vec<Change>, sqlx::Error> {
+    async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {
         let (ws, at) = (a.record.workspace_id, a.record.recorded_at);
         match &a.event {
             DomainEvent::Conversation(e) => {
                 let id = a.aggregate_id();
                 match e {
-                    ConversationEvent::Started {
-                        channel_id,
-                        contact_id,
-                    } => {
+                    ConversationEvent::Started { channel_id, contact_id } => {
                         sqlx::query(UPSERT)
                             .bind(ws)
                             .bind(id)
@@ -86,21 +79,11 @@ impl Projector for Conversations {
                             .bind(at)
                             .execute(conn)
                             .await?;
-                        Ok(vec![Change::upsert(
-                            "conversation",
-                            id,
-                            json!({ "assignee": assignee }),
-                        )])
+                        Ok(vec![Change::upsert("conversation", id, json!({ "assignee": assignee }))])
                     }
                 }
             }
-            DomainEvent::Message(MessageEvent::Queued {
-                channel_id,
-                contact_id,
-                content,
-                at: queued,
-                ..
-            }) => {
+            DomainEvent::Message(MessageEvent::Queued { channel_id, contact_id, content, at: queued, .. }) => {
                 let id = ConversationId::for_pair(*channel_id, *contact_id).as_uuid();
                 let preview = super::preview(content);
                 sqlx::query(UPSERT)

@@ -21,19 +21,11 @@ impl Projector for Groups {
         &["rm_groups"]
     }
 
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        a: &Applied,
-    ) -> Result<Vec<Change>, sqlx::Error> {
+    async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {
         let DomainEvent::Group(e) = &a.event else {
             return Ok(vec![]);
         };
-        let (ws, id, at) = (
-            a.record.workspace_id,
-            a.aggregate_id(),
-            a.record.recorded_at,
-        );
+        let (ws, id, at) = (a.record.workspace_id, a.aggregate_id(), a.record.recorded_at);
         let (sql, changed) = match e {
             GroupEvent::Created { name } => {
                 sqlx::query(
@@ -46,20 +38,18 @@ impl Projector for Groups {
                 .bind(at)
                 .execute(conn)
                 .await?;
-                return Ok(vec![Change::upsert(
-                    "group",
-                    id,
-                    json!({ "name": name, "member_count": 0 }),
-                )]);
+                return Ok(vec![Change::upsert("group", id, json!({ "name": name, "member_count": 0 }))]);
             }
             GroupEvent::Renamed { name } => {
-                sqlx::query("UPDATE rm_groups SET name = $4, updated_at = $3 WHERE workspace_id = $1 AND group_id = $2")
-                    .bind(ws)
-                    .bind(id)
-                    .bind(at)
-                    .bind(name)
-                    .execute(conn)
-                    .await?;
+                sqlx::query(
+                    "UPDATE rm_groups SET name = $4, updated_at = $3 WHERE workspace_id = $1 AND group_id = $2",
+                )
+                .bind(ws)
+                .bind(id)
+                .bind(at)
+                .bind(name)
+                .execute(conn)
+                .await?;
                 return Ok(vec![Change::upsert("group", id, json!({ "name": name }))]);
             }
             GroupEvent::MembersAdded { contacts } => ("member_count + $4", contacts.len()),
@@ -74,10 +64,6 @@ impl Projector for Groups {
         .bind(changed as i64)
         .fetch_optional(conn)
         .await?;
-        Ok(vec![Change::upsert(
-            "group",
-            id,
-            json!({ "member_count": count }),
-        )])
+        Ok(vec![Change::upsert("group", id, json!({ "member_count": count }))])
     }
 }

@@ -48,27 +48,12 @@ impl Projector for Messages {
         &["rm_messages", "rm_daily_stats"]
     }
 
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        a: &Applied,
-    ) -> Result<Vec<Change>, sqlx::Error> {
+    async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {
         let DomainEvent::Message(e) = &a.event else {
             return Ok(vec![]);
         };
-        let (ws, id, at) = (
-            a.record.workspace_id,
-            a.aggregate_id(),
-            a.record.recorded_at,
-        );
-        if let MessageEvent::Queued {
-            channel_id,
-            contact_id,
-            content,
-            at: queued,
-            ..
-        } = e
-        {
+        let (ws, id, at) = (a.record.workspace_id, a.aggregate_id(), a.record.recorded_at);
+        if let MessageEvent::Queued { channel_id, contact_id, content, at: queued, .. } = e {
             let conversation = ConversationId::for_pair(*channel_id, *contact_id).as_uuid();
             let preview = super::preview(content);
             let inserted = sqlx::query(
@@ -96,35 +81,18 @@ impl Projector for Messages {
                 json!({ "conversation_id": conversation, "contact_id": contact_id, "kind": content.kind(), "status": "queued", "preview": preview }),
             )]);
         }
-        let (status, column, value, extra): (
-            MessageStatus,
-            &str,
-            Option<&String>,
-            serde_json::Value,
-        ) = match e {
+        let (status, column, value, extra): (MessageStatus, &str, Option<&String>, serde_json::Value) = match e {
             MessageEvent::Queued { .. } => unreachable!("handled above"),
-            MessageEvent::Dispatched { .. } => {
-                (MessageStatus::Dispatched, "updated_at", None, json!({}))
-            }
-            MessageEvent::Sent {
-                provider_message_id,
-                ..
-            } => (
+            MessageEvent::Dispatched { .. } => (MessageStatus::Dispatched, "updated_at", None, json!({})),
+            MessageEvent::Sent { provider_message_id, .. } => (
                 MessageStatus::Sent,
                 "sent_at",
                 Some(provider_message_id),
                 json!({ "provider_message_id": provider_message_id }),
             ),
-            MessageEvent::Delivered { .. } => {
-                (MessageStatus::Delivered, "delivered_at", None, json!({}))
-            }
+            MessageEvent::Delivered { .. } => (MessageStatus::Delivered, "delivered_at", None, json!({})),
             MessageEvent::Read { .. } => (MessageStatus::Read, "read_at", None, json!({})),
-            MessageEvent::Failed { error, .. } => (
-                MessageStatus::Failed,
-                "failed_at",
-                None,
-                json!({ "error": error }),
-            ),
+            MessageEvent::Failed { error, .. } => (MessageStatus::Failed, "failed_at", None, json!({ "error": error })),
         };
         let event_at = match e {
             MessageEvent::Dispatched { at, .. }

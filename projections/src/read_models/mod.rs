@@ -33,13 +33,9 @@ pub fn preview(content: &MessageContent) -> String {
     let text = match content {
         MessageContent::Text { body, .. } => body.clone(),
         MessageContent::Template { rendered, .. } => rendered.body_preview.clone(),
-        MessageContent::Media {
-            media_kind,
-            caption,
-            ..
-        } => format!("[{}] {}", tag(media_kind), caption.as_deref().unwrap_or(""))
-            .trim_end()
-            .to_owned(),
+        MessageContent::Media { media_kind, caption, .. } => {
+            format!("[{}] {}", tag(media_kind), caption.as_deref().unwrap_or("")).trim_end().to_owned()
+        }
         MessageContent::Interactive { body, .. } => body.clone(),
     };
     text.chars().take(200).collect()
@@ -47,8 +43,5 @@ pub fn preview(content: &MessageContent) -> String {
 
 /// The serialised name of a unit enum value (`ProviderKind::Meta` → `"meta"`).
 pub(crate) fn tag<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }

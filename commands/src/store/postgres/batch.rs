@@ -17,11 +17,7 @@ use uuid::Uuid;
 type Outcome = Result<AppendOutcome, AppendError>;
 
 /// One writer task: take a batch, write it, answer every request, repeat until the queue closes.
-pub(super) async fn writer(
-    pool: PgPool,
-    queue: Arc<Mutex<mpsc::Receiver<Pending>>>,
-    max_events: usize,
-) {
+pub(super) async fn writer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>, max_events: usize) {
     loop {
         let batch = {
             let mut rx = queue.lock().await;
@@ -51,9 +47,7 @@ pub(super) async fn writer(
                 tracing::error!(error = %e, batch = requests.len(), "append batch failed");
                 let message = e.to_string();
                 for reply in replies {
-                    let _ = reply.send(Err(AppendError::Store(StoreError::Unavailable(
-                        message.clone(),
-                    ))));
+                    let _ = reply.send(Err(AppendError::Store(StoreError::Unavailable(message.clone()))));
                 }
             }
         }
@@ -62,16 +56,11 @@ pub(super) async fn writer(
 
 /// Deadlocks between concurrent batches are possible in principle (rows are locked in a consistent
 /// order, but claims and keys span tables); PostgreSQL aborts one side, which is simply retried.
-async fn write_with_retry(
-    pool: &PgPool,
-    requests: &[AppendRequest],
-) -> Result<Vec<Outcome>, sqlx::Error> {
+async fn write_with_retry(pool: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut attempt = 0;
     loop {
         match write(pool, requests).await {
-            Err(sqlx::Error::Database(e))
-                if matches!(e.code().as_deref(), Some("40P01" | "40001")) && attempt < 3 =>
-            {
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("40P01" | "40001")) && attempt < 3 => {
                 attempt += 1;
                 tracing::warn!(attempt, "append batch hit a deadlock; retrying");
             }
@@ -108,10 +97,7 @@ async fn write(pool: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Outcome>
             }
         }
         if !complete {
-            outcomes[i] = Some(Err(AppendError::Conflict {
-                stream_id: r.stream_id.clone(),
-                expected: r.expected,
-            }));
+            outcomes[i] = Some(Err(AppendError::Conflict { stream_id: r.stream_id.clone(), expected: r.expected }));
         }
         if r.events.is_empty() {
             if let ExpectedVersion::Exact(v) = r.expected {
@@ -124,9 +110,7 @@ async fn write(pool: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Outcome>
     insert_idempotency(&mut tx, requests, &last, &mut outcomes).await?;
 
     // Undo what failed commands wrote.
-    let failed: Vec<usize> = (0..requests.len())
-        .filter(|i| outcomes[*i].is_some())
-        .collect();
+    let failed: Vec<usize> = (0..requests.len()).filter(|i| outcomes[*i].is_some()).collect();
     if !failed.is_empty() {
         let event_ids: Vec<Uuid> = failed
             .iter()
@@ -134,10 +118,7 @@ async fn write(pool: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Outcome>
             .filter(|id| written.contains_key(id))
             .collect();
         if !event_ids.is_empty() {
-            sqlx::query("DELETE FROM events WHERE event_id = ANY($1)")
-                .bind(&event_ids)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("DELETE FROM events WHERE event_id = ANY($1)").bind(&event_ids).execute(&mut *tx).await?;
         }
         // Only claims the failed command itself inserted: a batch-mate may hold the same value.
         let mut undo: (Vec<&str>, Vec<&str>, Vec<&str>) = (vec![], vec![], vec![]);
@@ -166,21 +147,14 @@ async fn write(pool: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Outcome>
     release_claims(&mut tx, requests, &outcomes).await?;
     // Wake log readers once the batch commits (a wake-up only; they read the log itself).
     if outcomes.iter().any(Option::is_none) && !written.is_empty() {
-        sqlx::query("SELECT pg_notify('blazz_events', '')")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("SELECT pg_notify('blazz_events', '')").execute(&mut *tx).await?;
     }
     tx.commit().await?;
 
     Ok(outcomes
         .into_iter()
         .zip(last)
-        .map(|(o, (stream_version, position))| {
-            o.unwrap_or(Ok(AppendOutcome {
-                stream_version,
-                position,
-            }))
-        })
+        .map(|(o, (stream_version, position))| o.unwrap_or(Ok(AppendOutcome { stream_version, position })))
         .collect())
 }
 
@@ -255,10 +229,7 @@ async fn insert_events(
     .bind(&metadata)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, pos, ver)| (id, (pos, ver as u64)))
-        .collect())
+    Ok(rows.into_iter().map(|(id, pos, ver)| (id, (pos, ver as u64))).collect())
 }
 
 /// Takes the claims of requests still standing; fails those whose claim is held by someone else.
@@ -269,8 +240,7 @@ async fn insert_claims(
     outcomes: &mut [Option<Outcome>],
 ) -> Result<HashMap<(String, String), usize>, sqlx::Error> {
     let mut first_claimant: HashMap<(&str, &str), usize> = HashMap::new();
-    let (mut scopes, mut values, mut owners, mut workspaces, mut data) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut scopes, mut values, mut owners, mut workspaces, mut data) = (vec![], vec![], vec![], vec![], vec![]);
     for (i, r) in requests.iter().enumerate() {
         if outcomes[i].is_some() {
             continue;
@@ -326,11 +296,7 @@ async fn insert_claims(
         .iter()
         .enumerate()
         .filter(|(i, _)| outcomes[*i].is_none())
-        .flat_map(|(i, r)| {
-            r.claims
-                .iter()
-                .map(move |c| (i, c.scope.as_str(), c.value.as_str()))
-        })
+        .flat_map(|(i, r)| r.claims.iter().map(move |c| (i, c.scope.as_str(), c.value.as_str())))
         .filter(|(_, s, v)| !taken.contains(&(s.to_string(), v.to_string())))
         .collect();
     if !missing.is_empty() {
@@ -410,9 +376,7 @@ async fn insert_idempotency(
     .collect();
     for (n, i) in idx.into_iter().enumerate() {
         if !stored.contains(&(workspaces[n], keys[n].to_owned())) {
-            outcomes[i] = Some(Err(AppendError::IdempotencyKeyUsed {
-                key: keys[n].to_owned(),
-            }));
+            outcomes[i] = Some(Err(AppendError::IdempotencyKeyUsed { key: keys[n].to_owned() }));
         }
     }
     Ok(())

@@ -16,11 +16,7 @@ pub(super) struct ReadPending {
 
 /// One reader task: take everything queued (up to `max_streams` stream ids), read it in one query,
 /// answer each caller with its own streams' events (ordered by stream, then version).
-pub(super) async fn reader(
-    pool: PgPool,
-    queue: Arc<Mutex<mpsc::Receiver<ReadPending>>>,
-    max_streams: usize,
-) {
+pub(super) async fn reader(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<ReadPending>>>, max_streams: usize) {
     loop {
         let batch = {
             let mut rx = queue.lock().await;
@@ -38,12 +34,8 @@ pub(super) async fn reader(
             }
             batch
         };
-        let ids: Vec<String> = batch
-            .iter()
-            .flat_map(|p| p.streams.iter().cloned())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let ids: Vec<String> =
+            batch.iter().flat_map(|p| p.streams.iter().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
         match read::streams(&pool, &ids).await {
             Ok(events) => {
                 let mut by_stream: HashMap<&str, Vec<&RecordedEvent>> = HashMap::new();
@@ -54,13 +46,7 @@ pub(super) async fn reader(
                     let wanted: BTreeSet<&String> = p.streams.iter().collect();
                     let mine = wanted
                         .into_iter()
-                        .flat_map(|s| {
-                            by_stream
-                                .get(s.as_str())
-                                .into_iter()
-                                .flatten()
-                                .map(|e| (*e).clone())
-                        })
+                        .flat_map(|s| by_stream.get(s.as_str()).into_iter().flatten().map(|e| (*e).clone()))
                         .collect();
                     let _ = p.reply.send(Ok(mine));
                 }

@@ -9,8 +9,8 @@ mod coalesce;
 mod read;
 
 use super::{
-    AppendError, AppendOutcome, AppendRequest, Claim, EventStore, ExpectedVersion,
-    IdempotencyRecord, IdempotencyWrite, LogCursor, LogPage, RecordedEvent, StoreError,
+    AppendError, AppendOutcome, AppendRequest, Claim, EventStore, ExpectedVersion, IdempotencyRecord, IdempotencyWrite,
+    LogCursor, LogPage, RecordedEvent, StoreError,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -37,12 +37,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self {
-            writers: 4,
-            max_events: 1024,
-            readers: 2,
-            max_read_streams: 512,
-        }
+        Self { writers: 4, max_events: 1024, readers: 2, max_read_streams: 512 }
     }
 }
 
@@ -95,11 +90,7 @@ impl PgEventStore {
         let (reads, read_rx) = mpsc::channel(config.max_read_streams * 4);
         let read_rx = Arc::new(Mutex::new(read_rx));
         for _ in 0..config.readers.max(1) {
-            tokio::spawn(coalesce::reader(
-                pool.clone(),
-                read_rx.clone(),
-                config.max_read_streams,
-            ));
+            tokio::spawn(coalesce::reader(pool.clone(), read_rx.clone(), config.max_read_streams));
         }
         Self { pool, queue, reads }
     }
@@ -110,10 +101,7 @@ impl PgEventStore {
 
     async fn submit(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
         let (reply, rx) = oneshot::channel();
-        self.queue
-            .send(Pending { request, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.queue.send(Pending { request, reply }).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -127,9 +115,7 @@ impl EventStore for PgEventStore {
         let mut tries = 0;
         loop {
             match self.submit(request.clone()).await {
-                Err(AppendError::Conflict { .. })
-                    if request.expected == ExpectedVersion::Any && tries < 10 =>
-                {
+                Err(AppendError::Conflict { .. }) if request.expected == ExpectedVersion::Any && tries < 10 => {
                     tries += 1
                 }
                 other => return other,
@@ -148,51 +134,27 @@ impl EventStore for PgEventStore {
 
     async fn read_streams(&self, stream_ids: &[String]) -> Result<Vec<RecordedEvent>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let pending = coalesce::ReadPending {
-            streams: stream_ids.to_vec(),
-            reply,
-        };
-        self.reads
-            .send(pending)
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let pending = coalesce::ReadPending { streams: stream_ids.to_vec(), reply };
+        self.reads.send(pending).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn read_log(
-        &self,
-        after: LogCursor,
-        limit: usize,
-        workspace: Option<Uuid>,
-    ) -> Result<LogPage, StoreError> {
+    async fn read_log(&self, after: LogCursor, limit: usize, workspace: Option<Uuid>) -> Result<LogPage, StoreError> {
         read::log(&self.pool, after, limit, workspace).await
     }
 
-    async fn idempotency_record(
-        &self,
-        workspace_id: Uuid,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let row: Option<(String, serde_json::Value, Option<i64>)> =
-            sqlx::query_as("SELECT fingerprint, result, position FROM idempotency_keys WHERE workspace_id = $1 AND key = $2")
-                .bind(workspace_id)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(
-            row.map(|(fingerprint, result, position)| IdempotencyRecord {
-                fingerprint,
-                result,
-                position,
-            }),
+    async fn idempotency_record(&self, workspace_id: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let row: Option<(String, serde_json::Value, Option<i64>)> = sqlx::query_as(
+            "SELECT fingerprint, result, position FROM idempotency_keys WHERE workspace_id = $1 AND key = $2",
         )
+        .bind(workspace_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(fingerprint, result, position)| IdempotencyRecord { fingerprint, result, position }))
     }
 
-    async fn put_idempotency_record(
-        &self,
-        write: IdempotencyWrite,
-        position: Option<i64>,
-    ) -> Result<bool, StoreError> {
+    async fn put_idempotency_record(&self, write: IdempotencyWrite, position: Option<i64>) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO idempotency_keys (workspace_id, key, fingerprint, result, position) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT DO NOTHING",
@@ -208,13 +170,12 @@ impl EventStore for PgEventStore {
     }
 
     async fn claim(&self, scope: &str, value: &str) -> Result<Option<Claim>, StoreError> {
-        let row: Option<(String, Uuid, serde_json::Value)> = sqlx::query_as(
-            "SELECT owner, workspace_id, data FROM unique_claims WHERE scope = $1 AND value = $2",
-        )
-        .bind(scope)
-        .bind(value)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(String, Uuid, serde_json::Value)> =
+            sqlx::query_as("SELECT owner, workspace_id, data FROM unique_claims WHERE scope = $1 AND value = $2")
+                .bind(scope)
+                .bind(value)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|(owner, workspace_id, data)| Claim {
             scope: scope.into(),
             value: value.into(),

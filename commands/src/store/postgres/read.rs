@@ -5,13 +5,11 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-const COLUMNS: &str =
-    "position, transaction_id::text AS transaction_id, stream_id, stream_version, event_id, \
+const COLUMNS: &str = "position, transaction_id::text AS transaction_id, stream_id, stream_version, event_id, \
      event_type, schema_version, workspace_id, payload, metadata, recorded_at";
 
 fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
-    let corrupt =
-        |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
     let xid: String = row.try_get("transaction_id")?;
     let metadata: serde_json::Value = row.try_get("metadata")?;
     let version: i64 = row.try_get("stream_version")?;
@@ -25,8 +23,7 @@ fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         schema_version: row.try_get("schema_version")?,
         workspace_id: row.try_get("workspace_id")?,
         payload: row.try_get("payload")?,
-        metadata: serde_json::from_value::<EventMetadata>(metadata)
-            .map_err(|e| corrupt("metadata", &e))?,
+        metadata: serde_json::from_value::<EventMetadata>(metadata).map_err(|e| corrupt("metadata", &e))?,
         recorded_at: row.try_get("recorded_at")?,
     })
 }
@@ -44,22 +41,13 @@ pub(super) async fn stream(
     let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2 AND stream_version <= $3 ORDER BY stream_version"
     );
-    let rows = sqlx::query(&sql)
-        .bind(stream_id)
-        .bind(to_i64(from))
-        .bind(to.map_or(i64::MAX, to_i64))
-        .fetch_all(pool)
-        .await?;
+    let rows =
+        sqlx::query(&sql).bind(stream_id).bind(to_i64(from)).bind(to.map_or(i64::MAX, to_i64)).fetch_all(pool).await?;
     rows.iter().map(decode).collect()
 }
 
-pub(super) async fn streams(
-    pool: &PgPool,
-    stream_ids: &[String],
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version"
-    );
+pub(super) async fn streams(pool: &PgPool, stream_ids: &[String]) -> Result<Vec<RecordedEvent>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version");
     let rows = sqlx::query(&sql).bind(stream_ids).fetch_all(pool).await?;
     rows.iter().map(decode).collect()
 }
@@ -75,11 +63,7 @@ pub(super) async fn log(
     limit: usize,
     workspace: Option<Uuid>,
 ) -> Result<LogPage, StoreError> {
-    let filter = if workspace.is_some() {
-        "AND workspace_id = $4"
-    } else {
-        ""
-    };
+    let filter = if workspace.is_some() { "AND workspace_id = $4" } else { "" };
     let sql = format!(
         "SELECT {COLUMNS} FROM events
          WHERE (transaction_id, position) > ($1::text::xid8, $2)
@@ -95,12 +79,7 @@ pub(super) async fn log(
     if let Some(ws) = workspace {
         query = query.bind(ws);
     }
-    let events = query
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(decode)
-        .collect::<Result<Vec<_>, _>>()?;
+    let events = query.fetch_all(pool).await?.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
     let next = events.last().map(LogCursor::of).unwrap_or(after);
     Ok(LogPage { events, next })
 }
