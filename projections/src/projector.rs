@@ -31,6 +31,34 @@ pub trait Projector: Send + Sync + 'static {
     fn tables(&self) -> &'static [&'static str];
     /// Applies one event; returns what changed, for live clients.
     async fn apply(&self, conn: &mut PgConnection, event: &Applied) -> Result<Vec<Change>, sqlx::Error>;
+
+    /// Applies a batch in order; returns the changes of each event, aligned with `events`. Projectors
+    /// on hot paths override it to write runs of events with one set-based statement.
+    async fn apply_batch(&self, conn: &mut PgConnection, events: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            out.push(self.apply(conn, e).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// Splits a batch into runs: maximal sequences of events `batchable` accepts, and single others.
+/// Set-based projectors write each such run with one statement and the others one by one, keeping the
+/// log's order.
+pub fn runs<'a, 'b>(events: &'b [&'a Applied], batchable: impl Fn(&Applied) -> bool) -> Vec<(bool, &'b [&'a Applied])> {
+    let mut out = vec![];
+    let mut start = 0;
+    while start < events.len() {
+        let kind = batchable(events[start]);
+        let mut end = start + 1;
+        while kind && end < events.len() && batchable(events[end]) {
+            end += 1;
+        }
+        out.push((kind, &events[start..end]));
+        start = end;
+    }
+    out
 }
 
 /// The stored checkpoint of a projector (`LogCursor::START` if it never ran).

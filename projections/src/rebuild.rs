@@ -6,7 +6,7 @@
 //! one), reads the live checkpoint, applies the copy up to exactly that point, and swaps the copies in.
 //! A live batch that was waiting on the lock then fails once and is retried against the new tables.
 
-use crate::projector::{checkpoint, Applied, Projector};
+use crate::projector::{advance, checkpoint, Applied, Projector};
 use blazz_commands::codec::Codec;
 use blazz_commands::store::{EventStore, LogCursor};
 use sqlx::{PgConnection, PgPool};
@@ -37,6 +37,8 @@ impl RebuildProgress {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
+    #[error("the copy could not reach the live projection's checkpoint; nothing was switched")]
+    Behind,
     #[error(transparent)]
     Projection(#[from] crate::runner::ProjectionError),
     #[error(transparent)]
@@ -70,19 +72,17 @@ async fn apply_range(
     until: Option<LogCursor>,
 ) -> Result<(LogCursor, usize), RebuildError> {
     let page = store.read_log(from, BATCH, None).await?;
-    let mut cursor = from;
-    let mut n = 0;
+    let mut applied = Vec::with_capacity(page.events.len());
     for record in page.events {
-        let at = LogCursor::of(&record);
-        if until.is_some_and(|u| at > u) {
+        if until.is_some_and(|u| LogCursor::of(&record) > u) {
             break;
         }
         let event = codec.decode(&record)?;
-        p.apply(conn, &Applied { record, event }).await?;
-        cursor = at;
-        n += 1;
+        applied.push(Applied { record, event });
     }
-    Ok((cursor, n))
+    let refs: Vec<&Applied> = applied.iter().collect();
+    p.apply_batch(conn, &refs).await?;
+    Ok((applied.last().map_or(from, |a| LogCursor::of(&a.record)), applied.len()))
 }
 
 /// Rebuilds `projector` and switches it in; `report` is called after every batch.
@@ -124,8 +124,12 @@ pub async fn rebuild(
         }
     }
 
-    // Switch over.
+    // Switch over. Lock order as in the runner: the checkpoint row first, then the tables.
     let mut tx = pool.begin().await?;
+    sqlx::query("SELECT 1 FROM projection_checkpoints WHERE projection = $1 FOR UPDATE")
+        .bind(p.name())
+        .execute(&mut *tx)
+        .await?;
     for t in p.tables() {
         sqlx::query(&format!("LOCK TABLE public.{t} IN ACCESS EXCLUSIVE MODE")).execute(&mut *tx).await?;
     }
@@ -133,11 +137,17 @@ pub async fn rebuild(
     sqlx::query(&format!("SET LOCAL search_path = {shadow}, public")).execute(&mut *tx).await?;
     while cursor < live {
         let (next, n) = apply_range(&mut tx, &*store, codec, p, cursor, Some(live)).await?;
-        progress.done += n as u64;
         if n == 0 {
-            break;
+            // Cannot happen while the horizon only moves forward; never swap in a copy that is behind.
+            return Err(RebuildError::Behind);
         }
+        progress.done += n as u64;
         cursor = next;
+    }
+    // The copy may be ahead of the live projection (which lags, or is not running): its checkpoint
+    // moves to the copy's, and the runner gives it only later events.
+    if cursor > live {
+        advance(&mut tx, p.name(), cursor, 0).await?;
     }
     sqlx::query("SET LOCAL search_path = public").execute(&mut *tx).await?;
     for t in p.tables() {

@@ -1,14 +1,19 @@
 //! The log feed: projectors catch up from the PostgreSQL log in gap-free order, woken by
-//! LISTEN/NOTIFY (appends notify on commit) and polling as a fallback. All projectors advance together:
-//! each batch is applied to every projector and their checkpoints are stored in one transaction, so the
-//! read models are always mutually consistent and deltas come out in log order.
+//! LISTEN/NOTIFY (appends notify on commit) and polling as a fallback. Each batch is applied to every
+//! projector and their checkpoints are stored in one transaction, so the read models are mutually
+//! consistent and deltas come out in log order.
+//!
+//! The checkpoints are the truth, not memory: every batch transaction locks and reads them first and
+//! gives each projector only the events after its own checkpoint. So a projection rebuilt past the
+//! others (see [`crate::rebuild`]) is never fed an event twice.
 
 use crate::delta::{Delta, Hub};
 use crate::projector::{advance, checkpoint, Applied, Projector};
 use blazz_commands::codec::Codec;
 use blazz_commands::store::{EventStore, LogCursor};
 use sqlx::postgres::PgListener;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -44,7 +49,7 @@ impl Progress {
         *self.rx.borrow()
     }
 
-    /// Waits until the projectors have applied the event at `target`, or `timeout` passes.
+    /// Waits until every projector has applied the event at `target`, or `timeout` passes.
     pub async fn wait_for(&self, target: LogCursor, timeout: Duration) -> bool {
         let mut rx = self.rx.clone();
         tokio::time::timeout(timeout, rx.wait_for(|c| *c >= target)).await.is_ok_and(|r| r.is_ok())
@@ -69,6 +74,25 @@ impl std::fmt::Debug for Runner {
     }
 }
 
+/// Locks and reads the checkpoints of `names` (in a fixed order, so concurrent lockers cannot deadlock).
+async fn lock_checkpoints(conn: &mut PgConnection, names: &[&str]) -> Result<HashMap<String, LogCursor>, sqlx::Error> {
+    sqlx::query("INSERT INTO projection_checkpoints (projection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING")
+        .bind(names)
+        .execute(&mut *conn)
+        .await?;
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT projection, transaction_id::text, position FROM projection_checkpoints
+         WHERE projection = ANY($1) ORDER BY projection FOR UPDATE",
+    )
+    .bind(names)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(p, x, pos)| (p, LogCursor { transaction_id: x.parse().unwrap_or(0), position: pos }))
+        .collect())
+}
+
 impl Runner {
     pub fn new(
         pool: PgPool,
@@ -85,22 +109,20 @@ impl Runner {
         Progress { rx: self.progress.subscribe() }
     }
 
-    /// The common checkpoint: the lowest of the projectors' (they only differ after a crash between
-    /// versions or a rebuild switch-over; events below a projector's own checkpoint are skipped for it).
-    async fn start_cursor(&self) -> Result<Vec<LogCursor>, ProjectionError> {
-        let mut conn = self.pool.acquire().await?;
-        let mut cursors = Vec::with_capacity(self.projectors.len());
-        for p in &self.projectors {
-            cursors.push(checkpoint(&mut conn, p.name()).await?);
-        }
-        Ok(cursors)
+    fn names(&self) -> Vec<&'static str> {
+        self.projectors.iter().map(|p| p.name()).collect()
     }
 
-    /// Applies one batch after `cursors`; returns how many events it read.
-    pub async fn step(&self, cursors: &mut [LogCursor]) -> Result<usize, ProjectionError> {
-        let from = cursors.iter().min().copied().unwrap_or(LogCursor::START);
+    /// Applies the next batch; returns how many events it read (0: caught up with the horizon).
+    pub async fn step(&self) -> Result<usize, ProjectionError> {
+        let names = self.names();
+        let mut tx = self.pool.begin().await?;
+        let cps = lock_checkpoints(&mut tx, &names).await?;
+        let at = |name: &str| cps.get(name).copied().unwrap_or(LogCursor::START);
+        let from = names.iter().map(|n| at(n)).min().unwrap_or(LogCursor::START);
         let page = self.store.read_log(from, BATCH, None).await?;
         if page.events.is_empty() {
+            self.progress.send_replace(from);
             return Ok(0);
         }
         let mut applied = Vec::with_capacity(page.events.len());
@@ -108,57 +130,69 @@ impl Runner {
             let event = self.codec.decode(&record)?;
             applied.push(Applied { record, event });
         }
-        let mut tx = self.pool.begin().await?;
         let mut deltas = vec![];
-        for (p, cursor) in self.projectors.iter().zip(cursors.iter_mut()) {
-            let mut count = 0;
-            for a in applied.iter().filter(|a| LogCursor::of(&a.record) > *cursor) {
-                let changes = p.apply(&mut tx, a).await?;
-                count += 1;
-                for (i, c) in changes.into_iter().enumerate() {
-                    let key = (a.record.transaction_id, a.record.position, deltas.len() as u32 + i as u32);
-                    deltas.push((key, a.record.workspace_id, a.record.position, c));
+        for p in &self.projectors {
+            let cp = at(p.name());
+            let mine: Vec<&Applied> = applied.iter().filter(|a| LogCursor::of(&a.record) > cp).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let changes = p.apply_batch(&mut tx, &mine).await?;
+            for (a, changes) in mine.iter().zip(changes) {
+                for c in changes {
+                    deltas.push((
+                        (a.record.transaction_id, a.record.position, deltas.len() as u32),
+                        a.record.workspace_id,
+                        c,
+                    ));
                 }
             }
-            if count > 0 {
-                advance(&mut tx, p.name(), page.next, count).await?;
-            }
+            advance(&mut tx, p.name(), page.next, mine.len()).await?;
         }
         tx.commit().await?;
-        for c in cursors.iter_mut() {
-            *c = (*c).max(page.next);
-        }
-        // Deltas in log order (several projectors may answer one event).
+        self.publish(deltas);
+        let reached = names.iter().map(|n| at(n).max(page.next)).min().unwrap_or(page.next);
+        self.progress.send_replace(reached);
+        Ok(applied.len())
+    }
+
+    /// Stamps deltas with their place in the log (several projectors may answer one event) and
+    /// publishes them in log order.
+    fn publish(&self, mut deltas: Vec<(crate::delta::DeltaKey, uuid::Uuid, crate::delta::Change)>) {
         deltas.sort_by_key(|d| d.0);
-        let mut index = 0u32;
         let mut last = (0, 0);
+        let mut index = 0u32;
         let out = deltas
             .into_iter()
-            .map(|(key, workspace_id, position, c)| {
-                index = if (key.0, key.1) == last { index + 1 } else { 0 };
-                last = (key.0, key.1);
-                let key = (key.0, key.1, index);
+            .map(|((xid, position, _), workspace_id, c)| {
+                index = if (xid, position) == last { index + 1 } else { 0 };
+                last = (xid, position);
                 Delta {
                     kind: c.kind,
                     op: c.op,
                     id: c.id,
                     workspace_id,
                     position,
-                    delta_id: format!("{}.{}.{}", key.0, key.1, key.2),
+                    delta_id: format!("{xid}.{position}.{index}"),
                     changed: c.changed,
-                    key,
+                    key: (xid, position, index),
                 }
             })
             .collect();
         self.hub.publish(out);
-        self.progress.send_replace(page.next);
-        Ok(applied.len())
     }
 
-    /// Runs until `shutdown` resolves, finishing the batch in flight.
+    /// Runs until `shutdown` turns true, finishing the batch in flight.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), ProjectionError> {
-        let mut cursors = self.start_cursor().await?;
-        let start = cursors.iter().min().copied().unwrap_or(LogCursor::START);
+        let start = {
+            let mut conn = self.pool.acquire().await?;
+            let mut min = None::<LogCursor>;
+            for p in &self.projectors {
+                let c = checkpoint(&mut conn, p.name()).await?;
+                min = Some(min.map_or(c, |m| m.min(c)));
+            }
+            min.unwrap_or(LogCursor::START)
+        };
         self.hub.set_floor((start.transaction_id, start.position, u32::MAX));
         self.progress.send_replace(start);
         let mut listener = PgListener::connect_with(&self.pool).await?;
@@ -170,7 +204,7 @@ impl Runner {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            match self.step(&mut cursors).await {
+            match self.step().await {
                 Ok(n) if n > 0 => {
                     quick = 0;
                     continue;

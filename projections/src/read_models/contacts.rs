@@ -1,7 +1,7 @@
 //! `rm_contacts`: contacts with their attributes, opt-out and group membership.
 
 use crate::delta::Change;
-use crate::projector::{Applied, Projector};
+use crate::projector::{runs, Applied, Projector};
 use async_trait::async_trait;
 use blazz_domain::contact::ContactEvent;
 use blazz_domain::group::GroupEvent;
@@ -13,6 +13,44 @@ use uuid::Uuid;
 #[derive(Debug)]
 pub struct Contacts;
 
+fn is_created(a: &Applied) -> bool {
+    matches!(a.event, DomainEvent::Contact(ContactEvent::Created { .. }))
+}
+
+/// A run of created contacts (imports, replays): one multi-row insert.
+async fn insert_created(conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+    let (mut ws, mut ids, mut phones, mut names, mut attrs, mut at) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut changes = Vec::with_capacity(run.len());
+    for a in run {
+        let DomainEvent::Contact(ContactEvent::Created { phone, name, attributes }) = &a.event else { continue };
+        changes.push(vec![Change::upsert(
+            "contact",
+            a.aggregate_id(),
+            json!({ "phone": phone, "name": name, "attributes": attributes, "opted_out": false }),
+        )]);
+        ws.push(a.record.workspace_id);
+        ids.push(a.aggregate_id());
+        phones.push(phone.as_str().to_owned());
+        names.push(name.clone());
+        attrs.push(json!(attributes));
+        at.push(a.record.recorded_at);
+    }
+    sqlx::query(
+        "INSERT INTO rm_contacts (workspace_id, contact_id, phone, name, attributes, created_at, updated_at)
+         SELECT w, c, p, n, a, t, t FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[]) AS x(w, c, p, n, a, t)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&ws)
+    .bind(&ids)
+    .bind(&phones)
+    .bind(&names)
+    .bind(&attrs)
+    .bind(&at)
+    .execute(conn)
+    .await?;
+    Ok(changes)
+}
+
 #[async_trait]
 impl Projector for Contacts {
     fn name(&self) -> &'static str {
@@ -21,6 +59,20 @@ impl Projector for Contacts {
 
     fn tables(&self) -> &'static [&'static str] {
         &["rm_contacts"]
+    }
+
+    async fn apply_batch(&self, conn: &mut PgConnection, events: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+        let mut out = Vec::with_capacity(events.len());
+        for (batched, run) in runs(events, is_created) {
+            if batched {
+                out.extend(insert_created(conn, run).await?);
+            } else {
+                for a in run {
+                    out.push(self.apply(conn, a).await?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {

@@ -2,7 +2,7 @@
 //! 24-hour window expiry, assignment.
 
 use crate::delta::Change;
-use crate::projector::{Applied, Projector};
+use crate::projector::{runs, Applied, Projector};
 use async_trait::async_trait;
 use blazz_domain::conversation::{ConversationEvent, SERVICE_WINDOW};
 use blazz_domain::ids::ConversationId;
@@ -10,12 +10,74 @@ use blazz_domain::message::MessageEvent;
 use blazz_domain::DomainEvent;
 use serde_json::json;
 use sqlx::PgConnection;
+use std::collections::HashMap;
+use uuid::Uuid;
 
 #[derive(Debug)]
 pub struct Conversations;
 
 const UPSERT: &str = "INSERT INTO rm_conversations (workspace_id, conversation_id, channel_id, contact_id, updated_at)
                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
+/// The last outbound message of a conversation: channel, contact, sent at, preview, recorded at.
+type Outbound = (Uuid, Uuid, chrono::DateTime<chrono::Utc>, String, chrono::DateTime<chrono::Utc>);
+
+fn is_outbound(a: &Applied) -> bool {
+    matches!(a.event, DomainEvent::Message(MessageEvent::Queued { .. }))
+}
+
+/// A run of outbound messages: the last one per conversation wins, one upsert for all.
+async fn upsert_outbound(conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+    let mut last: HashMap<(Uuid, Uuid), Outbound> = HashMap::new();
+    let mut changes = Vec::with_capacity(run.len());
+    for a in run {
+        let DomainEvent::Message(MessageEvent::Queued { channel_id, contact_id, content, at: queued, .. }) = &a.event
+        else {
+            continue;
+        };
+        let id = ConversationId::for_pair(*channel_id, *contact_id).as_uuid();
+        let preview = super::preview(content);
+        changes.push(vec![Change::upsert(
+            "conversation",
+            id,
+            json!({ "last_message_preview": preview, "last_direction": "out", "unread_count": 0 }),
+        )]);
+        last.insert(
+            (a.record.workspace_id, id),
+            (channel_id.as_uuid(), contact_id.as_uuid(), *queued, preview, a.record.recorded_at),
+        );
+    }
+    let (mut ws, mut ids, mut chans, mut conts, mut ats, mut previews, mut upd) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for ((w, id), (ch, ct, at, preview, u)) in last {
+        ws.push(w);
+        ids.push(id);
+        chans.push(ch);
+        conts.push(ct);
+        ats.push(at);
+        previews.push(preview);
+        upd.push(u);
+    }
+    sqlx::query(
+        "INSERT INTO rm_conversations (workspace_id, conversation_id, channel_id, contact_id, last_message_at, last_message_preview,
+                                       last_direction, unread_count, updated_at)
+         SELECT w, c, ch, ct, a, p, 'out', 0, u
+         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::timestamptz[], $6::text[], $7::timestamptz[]) AS t(w, c, ch, ct, a, p, u)
+         ON CONFLICT (workspace_id, conversation_id) DO UPDATE SET
+             last_message_at = excluded.last_message_at, last_message_preview = excluded.last_message_preview,
+             last_direction = 'out', unread_count = 0, updated_at = excluded.updated_at",
+    )
+    .bind(&ws)
+    .bind(&ids)
+    .bind(&chans)
+    .bind(&conts)
+    .bind(&ats)
+    .bind(&previews)
+    .bind(&upd)
+    .execute(conn)
+    .await?;
+    Ok(changes)
+}
 
 #[async_trait]
 impl Projector for Conversations {
@@ -25,6 +87,20 @@ impl Projector for Conversations {
 
     fn tables(&self) -> &'static [&'static str] {
         &["rm_conversations"]
+    }
+
+    async fn apply_batch(&self, conn: &mut PgConnection, events: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+        let mut out = Vec::with_capacity(events.len());
+        for (batched, run) in runs(events, is_outbound) {
+            if batched {
+                out.extend(upsert_outbound(conn, run).await?);
+            } else {
+                for a in run {
+                    out.push(self.apply(conn, a).await?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {

@@ -3,7 +3,7 @@
 //! change moves a message from one statistics bucket to another.
 
 use crate::delta::Change;
-use crate::projector::{Applied, Projector};
+use crate::projector::{runs, Applied, Projector};
 use async_trait::async_trait;
 use blazz_domain::ids::ConversationId;
 use blazz_domain::message::{MessageEvent, MessageStatus};
@@ -11,6 +11,7 @@ use blazz_domain::DomainEvent;
 use chrono::NaiveDate;
 use serde_json::json;
 use sqlx::PgConnection;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 #[derive(Debug)]
@@ -38,6 +39,83 @@ async fn count(
     Ok(())
 }
 
+fn is_queued(a: &Applied) -> bool {
+    matches!(a.event, DomainEvent::Message(MessageEvent::Queued { .. }))
+}
+
+/// A run of `message.queued` events: one multi-row insert and one statistics upsert.
+async fn insert_queued(conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+    let n = run.len();
+    let (mut ws, mut ids, mut convs, mut chans, mut conts) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut kinds, mut previews, mut queued_at, mut at) = (Vec::with_capacity(n), vec![], vec![], vec![]);
+    let mut changes = Vec::with_capacity(n);
+    for a in run {
+        let DomainEvent::Message(MessageEvent::Queued { channel_id, contact_id, content, at: queued, .. }) = &a.event
+        else {
+            continue;
+        };
+        let conversation = ConversationId::for_pair(*channel_id, *contact_id).as_uuid();
+        let preview = super::preview(content);
+        changes.push(vec![Change::upsert(
+            "message",
+            a.aggregate_id(),
+            json!({ "conversation_id": conversation, "contact_id": contact_id, "kind": content.kind(), "status": "queued", "preview": preview }),
+        )]);
+        ws.push(a.record.workspace_id);
+        ids.push(a.aggregate_id());
+        convs.push(conversation);
+        chans.push(channel_id.as_uuid());
+        conts.push(contact_id.as_uuid());
+        kinds.push(content.kind());
+        previews.push(preview);
+        queued_at.push(*queued);
+        at.push(a.record.recorded_at);
+    }
+    let inserted: Vec<(Uuid, String, NaiveDate)> = sqlx::query_as(
+        "INSERT INTO rm_messages (workspace_id, message_id, conversation_id, channel_id, contact_id, direction, kind, status,
+                                  preview, queued_at, updated_at)
+         SELECT w, m, cv, ch, ct, 'out', k, 'queued', p, q, u
+         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+              AS t(w, m, cv, ch, ct, k, p, q, u)
+         ON CONFLICT DO NOTHING
+         RETURNING workspace_id, kind, (queued_at AT TIME ZONE 'UTC')::date",
+    )
+    .bind(&ws)
+    .bind(&ids)
+    .bind(&convs)
+    .bind(&chans)
+    .bind(&conts)
+    .bind(&kinds)
+    .bind(&previews)
+    .bind(&queued_at)
+    .bind(&at)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut buckets: BTreeMap<(Uuid, NaiveDate, String), i64> = BTreeMap::new();
+    for (w, kind, day) in inserted {
+        *buckets.entry((w, day, kind)).or_default() += 1;
+    }
+    let (mut bw, mut bd, mut bk, mut bn) = (vec![], vec![], vec![], vec![]);
+    for ((w, d, k), count) in buckets {
+        bw.push(w);
+        bd.push(d);
+        bk.push(k);
+        bn.push(count);
+    }
+    sqlx::query(
+        "INSERT INTO rm_daily_stats (workspace_id, day, direction, kind, status, messages)
+         SELECT w, d, 'out', k, 'queued', n FROM unnest($1::uuid[], $2::date[], $3::text[], $4::int8[]) AS t(w, d, k, n)
+         ON CONFLICT (workspace_id, day, direction, kind, status) DO UPDATE SET messages = rm_daily_stats.messages + excluded.messages",
+    )
+    .bind(&bw)
+    .bind(&bd)
+    .bind(&bk)
+    .bind(&bn)
+    .execute(conn)
+    .await?;
+    Ok(changes)
+}
+
 #[async_trait]
 impl Projector for Messages {
     fn name(&self) -> &'static str {
@@ -46,6 +124,20 @@ impl Projector for Messages {
 
     fn tables(&self) -> &'static [&'static str] {
         &["rm_messages", "rm_daily_stats"]
+    }
+
+    async fn apply_batch(&self, conn: &mut PgConnection, events: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+        let mut out = Vec::with_capacity(events.len());
+        for (batched, run) in runs(events, is_queued) {
+            if batched {
+                out.extend(insert_queued(conn, run).await?);
+            } else {
+                for a in run {
+                    out.push(self.apply(conn, a).await?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {

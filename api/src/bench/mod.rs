@@ -4,6 +4,8 @@
 //!   writers, for a fixed time.
 //! - `send`: `POST /v1/messages` (template messages) over real HTTP to an in-process server, at a fixed
 //!   concurrency, for a fixed time.
+//! - `live` ([`live`]): commands at a fixed rate, measuring command-accepted → WebSocket-delta latency
+//!   and the projections' lag meanwhile.
 //!
 //! Both use DATABASE_URL, or the private cluster under BLAZZ_DATA_DIR.
 
@@ -18,6 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+mod live;
+
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, Subcommand)]
@@ -28,6 +32,15 @@ pub enum Which {
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         writers: Vec<usize>,
         /// Seconds per run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Commands at a fixed rate: command-accepted → WebSocket delta latency, and projection lag.
+    Live {
+        /// Commands per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds to run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
@@ -52,7 +65,7 @@ pub struct Summary {
     pub p99: Duration,
 }
 
-fn summarise(mut latencies: Vec<Duration>, errors: usize, elapsed: Duration) -> Summary {
+pub(crate) fn summarise(mut latencies: Vec<Duration>, errors: usize, elapsed: Duration) -> Summary {
     latencies.sort_unstable();
     let pick = |q: f64| {
         latencies
@@ -69,7 +82,7 @@ fn summarise(mut latencies: Vec<Duration>, errors: usize, elapsed: Duration) -> 
     }
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
@@ -122,6 +135,7 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
         match which {
             Which::Appends { writers, seconds } => appends(pool, config.append_writers, &writers, seconds).await,
             Which::Send { concurrency, seconds } => send(pool, config.append_writers, concurrency, seconds).await,
+            Which::Live { rate, seconds } => live::run(pool, config.append_writers, rate, seconds).await,
         }
     }
     .await;
@@ -167,7 +181,7 @@ async fn appends(pool: sqlx::PgPool, append_writers: usize, writers: &[usize], s
     Ok(())
 }
 
-async fn post(client: &reqwest::Client, url: String, bearer: &str, body: Value) -> Result<Value, Error> {
+pub(crate) async fn post(client: &reqwest::Client, url: String, bearer: &str, body: Value) -> Result<Value, Error> {
     let res = client.post(url).bearer_auth(bearer).json(&body).send().await?;
     let status = res.status();
     let body: Value = res.json().await?;
@@ -177,10 +191,19 @@ async fn post(client: &reqwest::Client, url: String, bearer: &str, body: Value) 
     Ok(body)
 }
 
-async fn send(pool: sqlx::PgPool, append_writers: usize, concurrency: usize, seconds: u64) -> Result<(), Error> {
+/// A workspace ready to send template messages: a running server, its API key, and the bodies of
+/// `POST /v1/messages` for different contacts.
+pub(crate) struct Scenario {
+    pub running: server::Running,
+    pub client: reqwest::Client,
+    pub key: String,
+    pub bodies: Vec<Value>,
+}
+
+pub(crate) async fn scenario(pool: sqlx::PgPool, append_writers: usize, contacts: usize) -> Result<Scenario, Error> {
     let operator = format!("bench-{}", Uuid::new_v4());
     let running = server::Running::start(pool, server::Settings::new(append_writers, Some(operator.clone()))).await?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(contacts.max(64)).build()?;
     let ws = post(&client, running.url("/v1/workspaces"), &operator, json!({"name": "bench"})).await?;
     let key = ws["api_key"]["key"].as_str().ok_or("no key")?.to_owned();
     let workspace_id = ws["workspace_id"].clone();
@@ -200,15 +223,11 @@ async fn send(pool: sqlx::PgPool, append_writers: usize, concurrency: usize, sec
                "components": [{"type": "BODY", "text": "Order {{1}} for {{2}} is on its way"}]}),
     )
     .await?;
-    post(
-        &client,
-        running.url(&format!("/v1/templates/{}/review", template["template_id"].as_str().unwrap_or_default())),
-        &operator,
-        json!({"workspace_id": workspace_id, "status": "APPROVED"}),
-    )
-    .await?;
-    let mut contacts = vec![];
-    for i in 0..concurrency {
+    let template_id = template["template_id"].as_str().unwrap_or_default().to_owned();
+    let review = running.url(&format!("/v1/templates/{template_id}/review"));
+    post(&client, review, &operator, json!({"workspace_id": workspace_id, "status": "APPROVED"})).await?;
+    let mut bodies = vec![];
+    for i in 0..contacts {
         let c = post(
             &client,
             running.url("/v1/contacts"),
@@ -216,15 +235,18 @@ async fn send(pool: sqlx::PgPool, append_writers: usize, concurrency: usize, sec
             json!({"phone": format!("+628{:010}", i), "name": format!("c{i}")}),
         )
         .await?;
-        contacts.push(c["contact_id"].clone());
+        bodies.push(json!({"channel_id": channel["channel_id"], "contact_id": c["contact_id"], "type": "template",
+                           "template": {"id": template_id, "variables": {"1": "A-1", "2": "Budi"}}}));
     }
-    let (channel_id, template_id) = (channel["channel_id"].clone(), template["template_id"].clone());
+    Ok(Scenario { running, client, key, bodies })
+}
+
+async fn send(pool: sqlx::PgPool, append_writers: usize, concurrency: usize, seconds: u64) -> Result<(), Error> {
+    let Scenario { running, client, key, bodies } = scenario(pool, append_writers, concurrency).await?;
     let url = running.url("/v1/messages");
-    let contacts = Arc::new(contacts);
+    let bodies = Arc::new(bodies);
     let s = drive(concurrency, seconds, move |w| {
-        let (client, url, key, contacts) = (client.clone(), url.clone(), key.clone(), contacts.clone());
-        let body = json!({"channel_id": channel_id, "contact_id": contacts[w], "type": "template",
-                          "template": {"id": template_id, "variables": {"1": "A-1", "2": "Budi"}}});
+        let (client, url, key, body) = (client.clone(), url.clone(), key.clone(), bodies[w].clone());
         async move {
             match client.post(url).bearer_auth(key).json(&body).send().await {
                 Ok(r) => r.status() == reqwest::StatusCode::ACCEPTED && r.bytes().await.is_ok(),
