@@ -10,8 +10,19 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// Rows of `tables` (as sorted JSON) and their index definitions.
 async fn dump(pool: &PgPool, tables: &[&str]) -> Vec<Value> {
     let mut out = vec![];
+    for t in tables {
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1 ORDER BY indexname",
+        )
+        .bind(t)
+        .fetch_all(pool)
+        .await
+        .expect("indexes");
+        out.push(json!(indexes));
+    }
     for t in tables {
         let rows: Value = sqlx::query_scalar(&format!(
             "SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY to_jsonb(x)::text), '[]') FROM {t} x"

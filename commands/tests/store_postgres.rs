@@ -128,3 +128,29 @@ async fn concurrent_appends_share_transactions(pool: PgPool) {
     let transactions: HashSet<u64> = events.iter().map(|e| e.1).collect();
     assert!(transactions.len() < 200, "400 appends used {} transactions", transactions.len());
 }
+
+/// The log is ordered by transaction id as a number. Sorting it as text puts "10" before "9", which
+/// returns events out of order and lets a checkpointing reader skip some.
+#[sqlx::test(migrator = "blazz_commands::store::postgres::MIGRATOR")]
+async fn log_order_is_numeric_across_transaction_id_digit_boundaries(pool: PgPool) {
+    let store = store(pool.clone());
+    let ws = Uuid::now_v7();
+    // Transaction ids 9 and 10 are long finished, so both are below the read horizon.
+    for (stream, xid) in [("test-nine", "9"), ("test-ten", "10")] {
+        sqlx::query(
+            "INSERT INTO events (transaction_id, stream_id, stream_version, event_id, event_type, schema_version, workspace_id, payload, metadata)
+             VALUES ($1::text::xid8, $2, 1, $3, 'test.happened', 1, $4, '{}', '{\"correlation_id\":\"00000000-0000-0000-0000-000000000000\",\"actor\":\"t\"}')",
+        )
+        .bind(xid)
+        .bind(stream)
+        .bind(Uuid::now_v7())
+        .bind(ws)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let page = store.read_log(LogCursor::START, 1, None).await.unwrap();
+    assert_eq!(page.events[0].transaction_id, 9, "the lowest transaction id comes first");
+    let page = store.read_log(page.next, 10, None).await.unwrap();
+    assert_eq!(page.events.iter().map(|e| e.transaction_id).collect::<Vec<_>>(), [10]);
+}

@@ -32,12 +32,33 @@ pub trait Projector: Send + Sync + 'static {
     /// Applies one event; returns what changed, for live clients.
     async fn apply(&self, conn: &mut PgConnection, event: &Applied) -> Result<Vec<Change>, sqlx::Error>;
 
-    /// Applies a batch in order; returns the changes of each event, aligned with `events`. Projectors
-    /// on hot paths override it to write runs of events with one set-based statement.
+    /// Whether `apply_run` can write this event together with its neighbours (default: none).
+    fn batchable(&self, _event: &Applied) -> bool {
+        false
+    }
+
+    /// Applies a run of consecutive batchable events with set-based statements; returns the changes of
+    /// each event, aligned with `run`. Only called when `batchable` accepts every event of the run.
+    async fn apply_run(&self, conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+        let mut out = Vec::with_capacity(run.len());
+        for e in run {
+            out.push(self.apply(conn, e).await?);
+        }
+        Ok(out)
+    }
+
+    /// Applies a batch in log order: runs of batchable events through `apply_run`, the others one by
+    /// one; returns the changes of each event, aligned with `events`.
     async fn apply_batch(&self, conn: &mut PgConnection, events: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
         let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            out.push(self.apply(conn, e).await?);
+        for (batched, run) in runs(events, |a| self.batchable(a)) {
+            if batched {
+                out.extend(self.apply_run(conn, run).await?);
+            } else {
+                for a in run {
+                    out.push(self.apply(conn, a).await?);
+                }
+            }
         }
         Ok(out)
     }

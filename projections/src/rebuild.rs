@@ -57,6 +57,42 @@ impl From<blazz_commands::codec::CodecError> for RebuildError {
     }
 }
 
+/// Whether the copy can be switched in from `cursor`: the live projection is at or past it (the
+/// switch-over applies the difference), or nothing is written after it.
+async fn caught_up(pool: &PgPool, projection: &str, cursor: LogCursor) -> Result<bool, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    if checkpoint(&mut conn, projection).await? >= cursor {
+        return Ok(true);
+    }
+    let pending: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2))",
+    )
+    .bind(cursor.transaction_id.to_string())
+    .bind(cursor.position)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(!pending)
+}
+
+/// Creates on the copies the indexes the live tables have besides their primary keys.
+async fn build_secondary_indexes(pool: &PgPool, p: &dyn Projector, shadow: &str) -> Result<(), sqlx::Error> {
+    for t in p.tables() {
+        let defs: Vec<String> = sqlx::query_scalar(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1
+               AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE conrelid = $2::regclass)",
+        )
+        .bind(t)
+        .bind(format!("public.{t}"))
+        .fetch_all(pool)
+        .await?;
+        for def in defs {
+            let on_copy = def.replacen(&format!(" ON public.{t} "), &format!(" ON {shadow}.{t} "), 1);
+            sqlx::query(&on_copy).execute(pool).await?;
+        }
+    }
+    Ok(())
+}
+
 fn schema(p: &dyn Projector) -> String {
     format!("rebuild_{}", p.name())
 }
@@ -100,10 +136,21 @@ pub async fn rebuild(
         let mut tx = pool.begin().await?;
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE")).execute(&mut *tx).await?;
         sqlx::query(&format!("CREATE SCHEMA {shadow}")).execute(&mut *tx).await?;
+        // Only the primary key now (updates find rows by it); secondary indexes are built in one pass
+        // once the copy has caught up, which is much cheaper than maintaining them row by row.
         for t in p.tables() {
-            sqlx::query(&format!("CREATE TABLE {shadow}.{t} (LIKE public.{t} INCLUDING ALL)"))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!(
+                "CREATE TABLE {shadow}.{t} (LIKE public.{t} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            ))
+            .execute(&mut *tx)
+            .await?;
+            let pkey: String = sqlx::query_scalar(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'",
+            )
+            .bind(format!("public.{t}"))
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(&format!("ALTER TABLE {shadow}.{t} ADD {pkey}")).execute(&mut *tx).await?;
         }
         tx.commit().await?;
     }
@@ -119,10 +166,16 @@ pub async fn rebuild(
         progress.done += n as u64;
         progress.per_second = progress.done as f64 / started.elapsed().as_secs_f64().max(1e-6);
         report(progress);
-        if n < BATCH {
+        if n < BATCH && caught_up(pool, p.name(), cursor).await? {
             break;
         }
+        if n == 0 {
+            // Events exist past the read horizon (a transaction of the cluster is still open).
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
+
+    build_secondary_indexes(pool, p, &shadow).await?;
 
     // Switch over. Lock order as in the runner: the checkpoint row first, then the tables.
     let mut tx = pool.begin().await?;

@@ -4,6 +4,7 @@
 //!   writers, for a fixed time.
 //! - `send`: `POST /v1/messages` (template messages) over real HTTP to an in-process server, at a fixed
 //!   concurrency, for a fixed time.
+//! - `replay` ([`replay`]): rebuild throughput of a projection over a large log.
 //! - `live` ([`live`]): commands at a fixed rate, measuring command-accepted → WebSocket-delta latency
 //!   and the projections' lag meanwhile.
 //!
@@ -13,7 +14,7 @@ use crate::config::Config;
 use crate::embedded::EmbeddedPostgres;
 use crate::server;
 use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
-use blazz_commands::store::{AppendRequest, EventMetadata, EventStore, ExpectedVersion, NewEvent};
+use blazz_commands::store::{AppendRequest, EventMetadata, EventStore, ExpectedVersion};
 use clap::Subcommand;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 mod live;
+mod replay;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -43,6 +45,11 @@ pub enum Which {
         /// Seconds to run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// Rebuild the contacts projection over a log of at least `events` events (seeded if shorter).
+    Replay {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
     },
     /// POST /v1/messages over HTTP.
     Send {
@@ -136,6 +143,7 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
             Which::Appends { writers, seconds } => appends(pool, config.append_writers, &writers, seconds).await,
             Which::Send { concurrency, seconds } => send(pool, config.append_writers, concurrency, seconds).await,
             Which::Live { rate, seconds } => live::run(pool, config.append_writers, rate, seconds).await,
+            Which::Replay { events } => replay::run(pool, config.append_writers, events).await,
         }
     }
     .await;
@@ -143,6 +151,35 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
         pg.stop().await;
     }
     result
+}
+
+/// The workspace benchmark data belongs to.
+pub(crate) const BENCH_WORKSPACE: Uuid = Uuid::from_u128(0xb1a2_2000_0000_7000_8000_0000_0000_0001);
+
+/// A `contact.created` event of a new contact, as one append (real domain events keep the log
+/// projectable and make the replay benchmark meaningful).
+pub(crate) fn new_contact_event() -> AppendRequest {
+    static PHONES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PHONES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let phone = blazz_domain::values::PhoneNumber::parse(&format!("+62813{:09}", n % 1_000_000_000))
+        .unwrap_or_else(|_| unreachable!("valid by construction"));
+    let event = blazz_domain::DomainEvent::Contact(blazz_domain::contact::ContactEvent::Created {
+        phone,
+        name: Some(format!("Contact {n}")),
+        attributes: [("segment".to_string(), json!(format!("s{}", n % 7)))].into_iter().collect(),
+    });
+    AppendRequest::new(
+        format!("contact-{}", Uuid::now_v7()),
+        BENCH_WORKSPACE,
+        ExpectedVersion::NoStream,
+        vec![blazz_commands::codec::Codec::new().encode(&event)],
+        EventMetadata {
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            actor: "system:bench".into(),
+            request_id: None,
+        },
+    )
 }
 
 async fn appends(pool: sqlx::PgPool, append_writers: usize, writers: &[usize], seconds: u64) -> Result<(), Error> {
@@ -155,23 +192,7 @@ async fn appends(pool: sqlx::PgPool, append_writers: usize, writers: &[usize], s
         let s = drive(w, seconds, move |_| {
             let store = store.clone();
             async move {
-                let request = AppendRequest::new(
-                    format!("bench-{}", Uuid::now_v7()),
-                    Uuid::nil(),
-                    ExpectedVersion::NoStream,
-                    vec![NewEvent {
-                        event_id: Uuid::now_v7(),
-                        event_type: "bench.appended".into(),
-                        schema_version: 1,
-                        payload: json!({"n": 1}),
-                    }],
-                    EventMetadata {
-                        correlation_id: Uuid::now_v7(),
-                        causation_id: None,
-                        actor: "system:bench".into(),
-                        request_id: None,
-                    },
-                );
+                let request = new_contact_event();
                 store.append(request).await.is_ok()
             }
         })

@@ -1,7 +1,7 @@
 //! `rm_contacts`: contacts with their attributes, opt-out and group membership.
 
 use crate::delta::Change;
-use crate::projector::{runs, Applied, Projector};
+use crate::projector::{Applied, Projector};
 use async_trait::async_trait;
 use blazz_domain::contact::ContactEvent;
 use blazz_domain::group::GroupEvent;
@@ -61,18 +61,12 @@ impl Projector for Contacts {
         &["rm_contacts"]
     }
 
-    async fn apply_batch(&self, conn: &mut PgConnection, events: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
-        let mut out = Vec::with_capacity(events.len());
-        for (batched, run) in runs(events, is_created) {
-            if batched {
-                out.extend(insert_created(conn, run).await?);
-            } else {
-                for a in run {
-                    out.push(self.apply(conn, a).await?);
-                }
-            }
-        }
-        Ok(out)
+    fn batchable(&self, event: &Applied) -> bool {
+        is_created(event)
+    }
+
+    async fn apply_run(&self, conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+        insert_created(conn, run).await
     }
 
     async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {

@@ -2,7 +2,7 @@
 //! 24-hour window expiry, assignment.
 
 use crate::delta::Change;
-use crate::projector::{runs, Applied, Projector};
+use crate::projector::{Applied, Projector};
 use async_trait::async_trait;
 use blazz_domain::conversation::{ConversationEvent, SERVICE_WINDOW};
 use blazz_domain::ids::ConversationId;
@@ -89,18 +89,12 @@ impl Projector for Conversations {
         &["rm_conversations"]
     }
 
-    async fn apply_batch(&self, conn: &mut PgConnection, events: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
-        let mut out = Vec::with_capacity(events.len());
-        for (batched, run) in runs(events, is_outbound) {
-            if batched {
-                out.extend(upsert_outbound(conn, run).await?);
-            } else {
-                for a in run {
-                    out.push(self.apply(conn, a).await?);
-                }
-            }
-        }
-        Ok(out)
+    fn batchable(&self, event: &Applied) -> bool {
+        is_outbound(event)
+    }
+
+    async fn apply_run(&self, conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+        upsert_outbound(conn, run).await
     }
 
     async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {

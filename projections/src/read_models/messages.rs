@@ -3,7 +3,7 @@
 //! change moves a message from one statistics bucket to another.
 
 use crate::delta::Change;
-use crate::projector::{runs, Applied, Projector};
+use crate::projector::{Applied, Projector};
 use async_trait::async_trait;
 use blazz_domain::ids::ConversationId;
 use blazz_domain::message::{MessageEvent, MessageStatus};
@@ -126,18 +126,12 @@ impl Projector for Messages {
         &["rm_messages", "rm_daily_stats"]
     }
 
-    async fn apply_batch(&self, conn: &mut PgConnection, events: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
-        let mut out = Vec::with_capacity(events.len());
-        for (batched, run) in runs(events, is_queued) {
-            if batched {
-                out.extend(insert_queued(conn, run).await?);
-            } else {
-                for a in run {
-                    out.push(self.apply(conn, a).await?);
-                }
-            }
-        }
-        Ok(out)
+    fn batchable(&self, event: &Applied) -> bool {
+        is_queued(event)
+    }
+
+    async fn apply_run(&self, conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+        insert_queued(conn, run).await
     }
 
     async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {

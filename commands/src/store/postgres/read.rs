@@ -5,12 +5,15 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-const COLUMNS: &str = "position, transaction_id::text AS transaction_id, stream_id, stream_version, event_id, \
+// The transaction id goes out as text under another name: `ORDER BY transaction_id` must keep
+// meaning the xid8 column (an output column of the same name would win and sort as text, where
+// "10000" < "9999", which breaks the log order and lets a reader skip events).
+const COLUMNS: &str = "position, transaction_id::text AS xid_text, stream_id, stream_version, event_id, \
      event_type, schema_version, workspace_id, payload, metadata, recorded_at";
 
 fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
-    let xid: String = row.try_get("transaction_id")?;
+    let xid: String = row.try_get("xid_text")?;
     let metadata: serde_json::Value = row.try_get("metadata")?;
     let version: i64 = row.try_get("stream_version")?;
     Ok(RecordedEvent {
@@ -63,19 +66,20 @@ pub(super) async fn log(
     limit: usize,
     workspace: Option<Uuid>,
 ) -> Result<LogPage, StoreError> {
-    let filter = if workspace.is_some() { "AND workspace_id = $4" } else { "" };
+    let filter = if workspace.is_some() { "AND workspace_id = $3" } else { "" };
+    // The limit is part of the statement text, not a parameter: with `LIMIT $n` the generic plan of
+    // the prepared statement cannot know how few rows are wanted and may scan and sort the whole log
+    // (measured: 200 ms instead of 1 ms per batch of 2,000 on a log of 1,000,000 events).
+    let limit = limit.clamp(1, 100_000);
     let sql = format!(
         "SELECT {COLUMNS} FROM events
          WHERE (transaction_id, position) > ($1::text::xid8, $2)
            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
            {filter}
-         ORDER BY transaction_id, position
-         LIMIT $3"
+         ORDER BY events.transaction_id, events.position
+         LIMIT {limit}"
     );
-    let mut query = sqlx::query(&sql)
-        .bind(after.transaction_id.to_string())
-        .bind(after.position)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    let mut query = sqlx::query(&sql).bind(after.transaction_id.to_string()).bind(after.position);
     if let Some(ws) = workspace {
         query = query.bind(ws);
     }
