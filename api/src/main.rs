@@ -23,8 +23,10 @@ struct Cli {
 enum Cmd {
     /// Run the whole system in one process (a private PostgreSQL cluster unless DATABASE_URL is set).
     Up,
-    /// Serve the API against DATABASE_URL.
+    /// Serve the API against DATABASE_URL; the projectors run in `blazz project`.
     Serve,
+    /// Run the projectors (the log feed) against DATABASE_URL, without the API.
+    Project,
     /// Apply database migrations (DATABASE_URL, or the private cluster).
     Migrate,
     /// Load generators; see docs/benchmarks.md.
@@ -133,6 +135,24 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.write_all(contents.as_bytes())
 }
 
+/// `blazz project`: the projectors alone, until Ctrl-C or SIGTERM.
+async fn project(config: Config) -> Result<(), Error> {
+    use blazz_commands::codec::Codec;
+    use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
+    use blazz_projections::{delta::Hub, read_models, runner::Runner};
+    let url = config.database_url.clone().ok_or("`blazz project` needs DATABASE_URL")?;
+    let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
+    let store = std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
+    let runner = Runner::new(pool, store, Codec::new(), read_models::all(), Hub::new(1));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(runner.run(stopped));
+    println!("Blazz projectors running");
+    server::shutdown_signal().await;
+    let _ = stop.send(true);
+    task.await??;
+    Ok(())
+}
+
 async fn run_server(config: Config, embedded_allowed: bool) -> Result<(), Error> {
     if !embedded_allowed && config.database_url.is_none() {
         return Err("`blazz serve` needs DATABASE_URL (use `blazz up` for the self-contained mode)".into());
@@ -143,7 +163,14 @@ async fn run_server(config: Config, embedded_allowed: bool) -> Result<(), Error>
         let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
         let (token, token_file) = operator_token(&config)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let state = server::state(pool, server::Settings::new(config.append_writers, Some(token)), stopped);
+        let state = server::state(
+            pool,
+            server::Settings {
+                projectors: embedded_allowed,
+                ..server::Settings::new(config.append_writers, Some(token))
+            },
+            stopped,
+        );
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|e| format!("cannot listen on {} ({e}); set BLAZZ_ADDR", config.addr))?;
@@ -175,6 +202,7 @@ async fn main() -> std::process::ExitCode {
         match cli.command {
             Cmd::Up => run_server(config, true).await,
             Cmd::Serve => run_server(config, false).await,
+            Cmd::Project => project(config).await,
             Cmd::Migrate => {
                 let (url, embedded) = database(&config).await?;
                 let migrated = server::connect_and_migrate(&url, 2).await;

@@ -12,7 +12,7 @@ use blazz_commands::store::{EventStore, StoreError};
 use blazz_commands::Commands;
 use blazz_projections::delta::Hub;
 use blazz_projections::read_models;
-use blazz_projections::runner::Runner;
+use blazz_projections::runner::{Progress, Runner};
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,11 +30,14 @@ pub struct Settings {
     pub append_writers: usize,
     pub operator_token: Option<String>,
     pub delta_buffer: usize,
+    /// Run the projectors in this process (`blazz up`); otherwise they run in `blazz project`, queries
+    /// follow their stored checkpoints, and this gateway has no live deltas of its own.
+    pub projectors: bool,
 }
 
 impl Settings {
     pub fn new(append_writers: usize, operator_token: Option<String>) -> Self {
-        Self { append_writers, operator_token, delta_buffer: DELTA_BUFFER }
+        Self { append_writers, operator_token, delta_buffer: DELTA_BUFFER, projectors: true }
     }
 }
 
@@ -51,13 +54,19 @@ pub fn state(pool: PgPool, settings: Settings, shutdown: watch::Receiver<bool>) 
     let config = BatchConfig { writers: settings.append_writers, ..BatchConfig::default() };
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone(), config));
     let hub = Hub::new(settings.delta_buffer);
-    let runner = Runner::new(pool.clone(), store.clone(), Codec::new(), read_models::all(), hub.clone());
-    let progress = runner.progress();
-    tokio::spawn(async move {
-        if let Err(e) = runner.run(shutdown).await {
-            tracing::error!(error = %e, "projections stopped");
-        }
-    });
+    let progress = if settings.projectors {
+        let runner = Runner::new(pool.clone(), store.clone(), Codec::new(), read_models::all(), hub.clone());
+        let progress = runner.progress();
+        tokio::spawn(async move {
+            if let Err(e) = runner.run(shutdown).await {
+                tracing::error!(error = %e, "projections stopped");
+            }
+        });
+        progress
+    } else {
+        let names = read_models::all().iter().map(|p| p.name()).collect();
+        Progress::polling(pool.clone(), names, std::time::Duration::from_millis(20), shutdown)
+    };
     AppState {
         commands: Commands::new(store, Codec::new()),
         operator_token: settings.operator_token.map(Arc::from),

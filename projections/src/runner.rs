@@ -8,7 +8,7 @@
 //! others (see [`crate::rebuild`]) is never fed an event twice.
 
 use crate::delta::{Delta, Hub};
-use crate::projector::{advance, checkpoint, Applied, Projector};
+use crate::projector::{checkpoint, Applied, Projector};
 use blazz_commands::codec::Codec;
 use blazz_commands::store::{EventStore, LogCursor};
 use sqlx::postgres::PgListener;
@@ -27,6 +27,8 @@ const POLL: Duration = Duration::from_millis(500);
 /// Fast re-reads after a wake-up that found nothing below the horizon yet.
 const QUICK: Duration = Duration::from_millis(5);
 const QUICK_TRIES: u32 = 40;
+/// Pause after a partial batch while busy (bounds the batch rate; adds at most this to delta latency).
+const LINGER: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -45,6 +47,40 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Progress of projectors running elsewhere (`blazz project`), read from their stored checkpoints
+    /// every `interval` until `shutdown` turns true.
+    pub fn polling(
+        pool: PgPool,
+        names: Vec<&'static str>,
+        interval: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let (tx, rx) = watch::channel(LogCursor::START);
+        tokio::spawn(async move {
+            loop {
+                let row: Result<Option<(String, i64)>, sqlx::Error> = sqlx::query_as(
+                    "SELECT transaction_id::text, position FROM projection_checkpoints WHERE projection = ANY($1)
+                     ORDER BY transaction_id, position LIMIT 1",
+                )
+                .bind(&names)
+                .fetch_optional(&pool)
+                .await;
+                match row {
+                    Ok(Some((xid, position))) => {
+                        tx.send_replace(LogCursor { transaction_id: xid.parse().unwrap_or(0), position });
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "reading projection checkpoints"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+        Self { rx }
+    }
+
     pub fn current(&self) -> LogCursor {
         *self.rx.borrow()
     }
@@ -64,6 +100,8 @@ pub struct Runner {
     projectors: Vec<Arc<dyn Projector>>,
     hub: Hub,
     progress: watch::Sender<LogCursor>,
+    /// Whether the checkpoint rows are known to exist.
+    ensured: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Runner {
@@ -76,10 +114,6 @@ impl std::fmt::Debug for Runner {
 
 /// Locks and reads the checkpoints of `names` (in a fixed order, so concurrent lockers cannot deadlock).
 async fn lock_checkpoints(conn: &mut PgConnection, names: &[&str]) -> Result<HashMap<String, LogCursor>, sqlx::Error> {
-    sqlx::query("INSERT INTO projection_checkpoints (projection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING")
-        .bind(names)
-        .execute(&mut *conn)
-        .await?;
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT projection, transaction_id::text, position FROM projection_checkpoints
          WHERE projection = ANY($1) ORDER BY projection FOR UPDATE",
@@ -102,7 +136,7 @@ impl Runner {
         hub: Hub,
     ) -> Self {
         let (progress, _) = watch::channel(LogCursor::START);
-        Self { pool, store, codec, projectors, hub, progress }
+        Self { pool, store, codec, projectors, hub, progress, ensured: Default::default() }
     }
 
     pub fn progress(&self) -> Progress {
@@ -116,7 +150,20 @@ impl Runner {
     /// Applies the next batch; returns how many events it read (0: caught up with the horizon).
     pub async fn step(&self) -> Result<usize, ProjectionError> {
         let names = self.names();
+        if !self.ensured.load(std::sync::atomic::Ordering::Relaxed) {
+            sqlx::query(
+                "INSERT INTO projection_checkpoints (projection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(&names)
+            .execute(&self.pool)
+            .await?;
+            self.ensured.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut tx = self.pool.begin().await?;
+        // Read models and their checkpoints commit together and can be rebuilt from the log: losing
+        // the last few batches in a crash only means applying them again, so this transaction need not
+        // wait for its WAL flush (the log's own appends still do).
+        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
         let cps = lock_checkpoints(&mut tx, &names).await?;
         let at = |name: &str| cps.get(name).copied().unwrap_or(LogCursor::START);
         let from = names.iter().map(|n| at(n)).min().unwrap_or(LogCursor::START);
@@ -131,6 +178,7 @@ impl Runner {
             applied.push(Applied { record, event });
         }
         let mut deltas = vec![];
+        let mut advanced: Vec<(&str, i64)> = vec![];
         for p in &self.projectors {
             let cp = at(p.name());
             let mine: Vec<&Applied> = applied.iter().filter(|a| LogCursor::of(&a.record) > cp).collect();
@@ -147,8 +195,20 @@ impl Runner {
                     ));
                 }
             }
-            advance(&mut tx, p.name(), page.next, mine.len()).await?;
+            advanced.push((p.name(), mine.len() as i64));
         }
+        let (names_done, counts): (Vec<&str>, Vec<i64>) = advanced.into_iter().unzip();
+        sqlx::query(
+            "UPDATE projection_checkpoints c
+             SET transaction_id = $1::text::xid8, position = $2, events_applied = c.events_applied + u.n, updated_at = now()
+             FROM unnest($3::text[], $4::int8[]) AS u(name, n) WHERE c.projection = u.name",
+        )
+        .bind(page.next.transaction_id.to_string())
+        .bind(page.next.position)
+        .bind(&names_done)
+        .bind(&counts)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.publish(deltas);
         let reached = names.iter().map(|n| at(n).max(page.next)).min().unwrap_or(page.next);
@@ -206,7 +266,14 @@ impl Runner {
             }
             match self.step().await {
                 Ok(n) if n > 0 => {
-                    quick = 0;
+                    // Stay attentive: appends notify at most every 10 ms (blazz_commands'
+                    // NOTIFY_INTERVAL), so more may land without a notification.
+                    quick = QUICK_TRIES;
+                    // A partial batch means the log is nearly caught up: let a few more commands land
+                    // so the next batch is larger (each batch has a fixed cost).
+                    if n < BATCH {
+                        tokio::time::sleep(LINGER).await;
+                    }
                     continue;
                 }
                 Ok(_) => {}

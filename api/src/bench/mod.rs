@@ -53,6 +53,9 @@ pub enum Which {
     },
     /// POST /v1/messages over HTTP.
     Send {
+        /// Serve without in-process projectors, as `blazz serve` does (they run in `blazz project`).
+        #[arg(long)]
+        without_projectors: bool,
         /// Concurrent HTTP clients.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
@@ -141,7 +144,9 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
         let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
         match which {
             Which::Appends { writers, seconds } => appends(pool, config.append_writers, &writers, seconds).await,
-            Which::Send { concurrency, seconds } => send(pool, config.append_writers, concurrency, seconds).await,
+            Which::Send { concurrency, seconds, without_projectors } => {
+                send(pool, config.append_writers, concurrency, seconds, !without_projectors).await
+            }
             Which::Live { rate, seconds } => live::run(pool, config.append_writers, rate, seconds).await,
             Which::Replay { events } => replay::run(pool, config.append_writers, events).await,
         }
@@ -221,9 +226,15 @@ pub(crate) struct Scenario {
     pub bodies: Vec<Value>,
 }
 
-pub(crate) async fn scenario(pool: sqlx::PgPool, append_writers: usize, contacts: usize) -> Result<Scenario, Error> {
+pub(crate) async fn scenario(
+    pool: sqlx::PgPool,
+    append_writers: usize,
+    contacts: usize,
+    projectors: bool,
+) -> Result<Scenario, Error> {
     let operator = format!("bench-{}", Uuid::new_v4());
-    let running = server::Running::start(pool, server::Settings::new(append_writers, Some(operator.clone()))).await?;
+    let settings = server::Settings { projectors, ..server::Settings::new(append_writers, Some(operator.clone())) };
+    let running = server::Running::start(pool, settings).await?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(contacts.max(64)).build()?;
     let ws = post(&client, running.url("/v1/workspaces"), &operator, json!({"name": "bench"})).await?;
     let key = ws["api_key"]["key"].as_str().ok_or("no key")?.to_owned();
@@ -262,8 +273,14 @@ pub(crate) async fn scenario(pool: sqlx::PgPool, append_writers: usize, contacts
     Ok(Scenario { running, client, key, bodies })
 }
 
-async fn send(pool: sqlx::PgPool, append_writers: usize, concurrency: usize, seconds: u64) -> Result<(), Error> {
-    let Scenario { running, client, key, bodies } = scenario(pool, append_writers, concurrency).await?;
+async fn send(
+    pool: sqlx::PgPool,
+    append_writers: usize,
+    concurrency: usize,
+    seconds: u64,
+    projectors: bool,
+) -> Result<(), Error> {
+    let Scenario { running, client, key, bodies } = scenario(pool, append_writers, concurrency, projectors).await?;
     let url = running.url("/v1/messages");
     let bodies = Arc::new(bodies);
     let s = drive(concurrency, seconds, move |w| {

@@ -16,8 +16,36 @@ use uuid::Uuid;
 
 type Outcome = Result<AppendOutcome, AppendError>;
 
+/// At most one notification per `interval` across the store's writers.
+#[derive(Debug)]
+pub(super) struct Throttle {
+    start: std::time::Instant,
+    interval_ms: u64,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    pub(super) fn new(interval: std::time::Duration) -> Self {
+        Self { start: std::time::Instant::now(), interval_ms: interval.as_millis() as u64, last_ms: u64::MAX.into() }
+    }
+
+    /// Whether a notification is due now (and, if so, takes it).
+    fn due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = self.start.elapsed().as_millis() as u64;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        let due = last == u64::MAX || now.saturating_sub(last) >= self.interval_ms;
+        due && self.last_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+}
+
 /// One writer task: take a batch, write it, answer every request, repeat until the queue closes.
-pub(super) async fn writer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending>>>, max_events: usize) {
+pub(super) async fn writer(
+    pool: PgPool,
+    queue: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    max_events: usize,
+    notify: Arc<Throttle>,
+) {
     loop {
         let batch = {
             let mut rx = queue.lock().await;
@@ -37,7 +65,7 @@ pub(super) async fn writer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending
         };
         let (requests, replies): (Vec<AppendRequest>, Vec<Reply>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
-        match write_with_retry(&pool, &requests).await {
+        match write_with_retry(&pool, &requests, &notify).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
@@ -56,10 +84,14 @@ pub(super) async fn writer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Pending
 
 /// Deadlocks between concurrent batches are possible in principle (rows are locked in a consistent
 /// order, but claims and keys span tables); PostgreSQL aborts one side, which is simply retried.
-async fn write_with_retry(pool: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
+async fn write_with_retry(
+    pool: &PgPool,
+    requests: &[AppendRequest],
+    notify: &Throttle,
+) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut attempt = 0;
     loop {
-        match write(pool, requests).await {
+        match write(pool, requests, notify).await {
             Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("40P01" | "40001")) && attempt < 3 => {
                 attempt += 1;
                 tracing::warn!(attempt, "append batch hit a deadlock; retrying");
@@ -78,7 +110,7 @@ fn expectation(e: ExpectedVersion) -> (i64, bool) {
 }
 
 #[tracing::instrument(skip_all, fields(requests = requests.len()))]
-async fn write(pool: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
+async fn write(pool: &PgPool, requests: &[AppendRequest], notify: &Throttle) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut outcomes: Vec<Option<Outcome>> = requests.iter().map(|_| None).collect();
     let mut tx = pool.begin().await?;
 
@@ -145,8 +177,10 @@ async fn write(pool: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Outcome>
     }
 
     release_claims(&mut tx, requests, &outcomes).await?;
-    // Wake log readers once the batch commits (a wake-up only; they read the log itself).
-    if outcomes.iter().any(Option::is_none) && !written.is_empty() {
+    // Wake log readers once the batch commits (a wake-up only; they read the log itself). PostgreSQL
+    // serialises the commits of notifying transactions, so writers notify at most once per interval;
+    // readers keep polling briefly after activity and pick up what lands in between.
+    if outcomes.iter().any(Option::is_none) && !written.is_empty() && notify.due() {
         sqlx::query("SELECT pg_notify('blazz_events', '')").execute(&mut *tx).await?;
     }
     tx.commit().await?;

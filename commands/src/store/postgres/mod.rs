@@ -22,6 +22,10 @@ use uuid::Uuid;
 /// The migrations of the whole system (they live in the top-level `migrations/`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// Least time between two wake-up notifications of log readers (see `batch`). Readers poll for a while
+/// after any activity, at a shorter period than this.
+pub const NOTIFY_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Tuning of the group-commit writer and the read coalescer.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchConfig {
@@ -84,8 +88,9 @@ impl PgEventStore {
     pub fn new(pool: PgPool, config: BatchConfig) -> Self {
         let (queue, rx) = mpsc::channel::<Pending>(config.max_events * 4);
         let rx = Arc::new(Mutex::new(rx));
+        let notify = Arc::new(batch::Throttle::new(NOTIFY_INTERVAL));
         for _ in 0..config.writers.max(1) {
-            tokio::spawn(batch::writer(pool.clone(), rx.clone(), config.max_events));
+            tokio::spawn(batch::writer(pool.clone(), rx.clone(), config.max_events, notify.clone()));
         }
         let (reads, read_rx) = mpsc::channel(config.max_read_streams * 4);
         let read_rx = Arc::new(Mutex::new(read_rx));
