@@ -148,32 +148,18 @@ impl Projector for Contacts {
                 }
             },
             // Membership is listed on the contact; the group's delta tells live clients about it.
-            DomainEvent::Group(GroupEvent::MembersAdded { contacts }) => {
-                let ids: Vec<Uuid> = contacts.iter().map(|c| c.as_uuid()).collect();
-                sqlx::query(
+            DomainEvent::Group(
+                e @ (GroupEvent::MembersAdded { contacts } | GroupEvent::MembersRemoved { contacts }),
+            ) => {
+                let sql = if matches!(e, GroupEvent::MembersAdded { .. }) {
                     "UPDATE rm_contacts SET group_ids = array_append(group_ids, $2), updated_at = $4
-                     WHERE workspace_id = $1 AND contact_id = ANY($3) AND NOT ($2 = ANY(group_ids))",
-                )
-                .bind(ws)
-                .bind(id)
-                .bind(&ids)
-                .bind(at)
-                .execute(conn)
-                .await?;
-                Ok(vec![])
-            }
-            DomainEvent::Group(GroupEvent::MembersRemoved { contacts }) => {
-                let ids: Vec<Uuid> = contacts.iter().map(|c| c.as_uuid()).collect();
-                sqlx::query(
+                     WHERE workspace_id = $1 AND contact_id = ANY($3) AND NOT ($2 = ANY(group_ids))"
+                } else {
                     "UPDATE rm_contacts SET group_ids = array_remove(group_ids, $2), updated_at = $4
-                     WHERE workspace_id = $1 AND contact_id = ANY($3)",
-                )
-                .bind(ws)
-                .bind(id)
-                .bind(&ids)
-                .bind(at)
-                .execute(conn)
-                .await?;
+                     WHERE workspace_id = $1 AND contact_id = ANY($3)"
+                };
+                let ids: Vec<Uuid> = contacts.iter().map(|c| c.as_uuid()).collect();
+                sqlx::query(sql).bind(ws).bind(id).bind(&ids).bind(at).execute(conn).await?;
                 Ok(vec![])
             }
             _ => Ok(vec![]),
