@@ -6,6 +6,7 @@ use blazz_tests::{TestApp, Ws};
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use std::sync::Arc;
 use uuid::Uuid;
 
 struct Setup {
@@ -136,4 +137,33 @@ async fn invalid_content_and_unknown_recipients_are_rejected(pool: PgPool) {
     s.app.post("/v1/messages", &s.ws.key, other).await.expect(404);
     s.app.delete(&format!("/v1/contacts/{}", s.contact), &s.ws.key).await.expect(200);
     s.send(text()).await.expect(404);
+}
+
+/// Another gateway (its own state caches) opts the contact out after this one has cached the contact:
+/// this gateway must see it on the next send, not act on its cached state.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_change_made_through_another_gateway_is_seen_by_the_next_send(pool: PgPool) {
+    use blazz_commands::codec::Codec;
+    use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
+    use blazz_commands::Commands;
+    use blazz_domain::contact::ConsentSource;
+
+    let s = setup(pool.clone()).await;
+    let marketing = s.app.template(&s.ws, "promo", "MARKETING", "APPROVED").await;
+    let send = json!({"type": "template", "template": {"id": marketing}});
+    s.send(send.clone()).await.expect(202);
+
+    let other = Commands::new(Arc::new(PgEventStore::new(pool, BatchConfig::default())), Codec::new());
+    let contact = ContactId::from_uuid(Uuid::parse_str(&s.contact).expect("uuid"));
+    other
+        .set_contact_consent(&s.app.system(&s.ws), contact, true, Some("STOP".into()), ConsentSource::Keyword)
+        .await
+        .expect("opt out");
+    assert_eq!(s.send(send.clone()).await.expect(422).code(), "contact_opted_out");
+
+    other
+        .set_contact_consent(&s.app.system(&s.ws), contact, false, None, ConsentSource::Keyword)
+        .await
+        .expect("opt in");
+    s.send(send).await.expect(202);
 }
