@@ -77,21 +77,8 @@ impl Projector for Contacts {
         let change = |changed| Ok(vec![Change::upsert("contact", id, changed)]);
         match &a.event {
             DomainEvent::Contact(e) => match e {
-                ContactEvent::Created { phone, name, attributes } => {
-                    sqlx::query(
-                        "INSERT INTO rm_contacts (workspace_id, contact_id, phone, name, attributes, created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(ws)
-                    .bind(id)
-                    .bind(phone.as_str())
-                    .bind(name)
-                    .bind(json!(attributes))
-                    .bind(at)
-                    .execute(conn)
-                    .await?;
-                    change(json!({ "phone": phone, "name": name, "attributes": attributes, "opted_out": false }))
-                }
+                // Creations go through the set-based path, alone or in a run.
+                ContactEvent::Created { .. } => Ok(insert_created(conn, &[a]).await?.pop().unwrap_or_default()),
                 ContactEvent::Renamed { name } => {
                     sqlx::query(&update("name = $4")).bind(ws).bind(id).bind(at).bind(name).execute(conn).await?;
                     change(json!({ "name": name }))

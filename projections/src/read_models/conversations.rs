@@ -153,34 +153,9 @@ impl Projector for Conversations {
                     }
                 }
             }
-            DomainEvent::Message(MessageEvent::Queued { channel_id, contact_id, content, at: queued, .. }) => {
-                let id = ConversationId::for_pair(*channel_id, *contact_id).as_uuid();
-                let preview = super::preview(content);
-                sqlx::query(UPSERT)
-                    .bind(ws)
-                    .bind(id)
-                    .bind(channel_id.as_uuid())
-                    .bind(contact_id.as_uuid())
-                    .bind(at)
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query(
-                    "UPDATE rm_conversations SET last_message_at = $3, last_message_preview = $4, last_direction = 'out',
-                         unread_count = 0, updated_at = $5
-                     WHERE workspace_id = $1 AND conversation_id = $2",
-                )
-                .bind(ws)
-                .bind(id)
-                .bind(queued)
-                .bind(&preview)
-                .bind(at)
-                .execute(conn)
-                .await?;
-                Ok(vec![Change::upsert(
-                    "conversation",
-                    id,
-                    json!({ "last_message_preview": preview, "last_direction": "out", "unread_count": 0 }),
-                )])
+            // Outbound messages go through the set-based path, alone or in a run.
+            DomainEvent::Message(MessageEvent::Queued { .. }) => {
+                Ok(upsert_outbound(conn, &[a]).await?.pop().unwrap_or_default())
             }
             _ => Ok(vec![]),
         }

@@ -138,34 +138,10 @@ impl Projector for Messages {
         let DomainEvent::Message(e) = &a.event else {
             return Ok(vec![]);
         };
-        let (ws, id, at) = (a.record.workspace_id, a.aggregate_id(), a.record.recorded_at);
-        if let MessageEvent::Queued { channel_id, contact_id, content, at: queued, .. } = e {
-            let conversation = ConversationId::for_pair(*channel_id, *contact_id).as_uuid();
-            let preview = super::preview(content);
-            let inserted = sqlx::query(
-                "INSERT INTO rm_messages (workspace_id, message_id, conversation_id, channel_id, contact_id, direction, kind, status,
-                                          preview, queued_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, 'out', $6, 'queued', $7, $8, $9) ON CONFLICT DO NOTHING",
-            )
-            .bind(ws)
-            .bind(id)
-            .bind(conversation)
-            .bind(channel_id.as_uuid())
-            .bind(contact_id.as_uuid())
-            .bind(content.kind())
-            .bind(&preview)
-            .bind(queued)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            if inserted.rows_affected() == 1 {
-                count(conn, ws, queued.date_naive(), content.kind(), "queued", 1).await?;
-            }
-            return Ok(vec![Change::upsert(
-                "message",
-                id,
-                json!({ "conversation_id": conversation, "contact_id": contact_id, "kind": content.kind(), "status": "queued", "preview": preview }),
-            )]);
+        let (ws, id) = (a.record.workspace_id, a.aggregate_id());
+        // Queued messages go through the set-based path, alone or in a run.
+        if let MessageEvent::Queued { .. } = e {
+            return Ok(insert_queued(conn, &[a]).await?.pop().unwrap_or_default());
         }
         let (status, column, value, extra): (MessageStatus, &str, Option<&String>, serde_json::Value) = match e {
             MessageEvent::Queued { .. } => unreachable!("handled above"),
