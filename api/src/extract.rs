@@ -9,7 +9,10 @@ use axum::http::{header, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-/// A JSON body, plus the fingerprint of the request (method, path and exact body bytes) used to detect
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// A JSON body, plus the fingerprint of the request (method, path and exact body bytes; empty without an
+/// `Idempotency-Key`) used to detect
 /// an idempotency key reused for a different request.
 #[derive(Debug)]
 pub struct JsonBody<T> {
@@ -57,12 +60,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 "expected Content-Type: application/json",
             ));
         }
+        let idempotent = req.headers().contains_key(IDEMPOTENCY_KEY);
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let bytes = body_bytes(req, state).await?;
         let value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))?;
-        Ok(Self { value, fingerprint: fingerprint(&method, &path, &bytes) })
+        // Only idempotent requests are compared by fingerprint; the others skip the hashing.
+        let fingerprint = if idempotent { fingerprint(&method, &path, &bytes) } else { String::new() };
+        Ok(Self { value, fingerprint })
     }
 }
 
@@ -110,7 +116,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let header_str = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let idempotency_key = match parts.headers.get("idempotency-key") {
+        let idempotency_key = match parts.headers.get(IDEMPOTENCY_KEY) {
             None => None,
             Some(v) => {
                 let key =
@@ -123,7 +129,10 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
                 Some(key.to_owned())
             }
         };
-        let fingerprint = fingerprint(&parts.method, parts.uri.path(), b"");
+        let fingerprint = match idempotency_key {
+            Some(_) => fingerprint(&parts.method, parts.uri.path(), b""),
+            None => String::new(),
+        };
         Ok(Self { request_id: header_str("x-request-id"), idempotency_key, fingerprint })
     }
 }

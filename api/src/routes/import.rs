@@ -121,7 +121,7 @@ pub async fn import(State(s): State<AppState>, caller: Caller, req: Request) -> 
             format!("at most {MAX_IMPORT_ROWS} rows per import"),
         ));
     }
-    let ctx = caller.context(Some(fingerprint(&method, &fp_path, &bytes)));
+    let ctx = caller.context(caller.meta.idempotency_key.as_ref().map(|_| fingerprint(&method, &fp_path, &bytes)));
     let result = s.commands.import_contacts(&ctx, rows, errors).await?;
     Ok(command_response(StatusCode::OK, result))
 }
