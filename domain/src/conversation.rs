@@ -3,7 +3,7 @@
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
-use crate::ids::{ChannelId, ContactId};
+use crate::ids::{ChannelId, ContactId, MessageId};
 use crate::values::bounded_text;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -32,10 +32,36 @@ impl Conversation {
     }
 }
 
+/// An inbound message as the provider delivered it. Every type is kept: `raw` is the provider's message
+/// object verbatim (so unknown types are stored, not dropped); `text` is the readable part, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    /// Our id of the message, derived from the channel and the provider's id (stable across retries).
+    pub message_id: MessageId,
+    pub channel_id: ChannelId,
+    pub contact_id: ContactId,
+    /// The provider's type: text, image, interactive, button, reaction, … or one we do not know.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The provider id of the message this one replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_id: Option<String>,
+    pub raw: serde_json::Value,
+}
+
 #[derive(Debug, Clone)]
 pub enum ConversationCommand {
-    RecordInbound { channel_id: ChannelId, contact_id: ContactId, provider_message_id: String, at: DateTime<Utc> },
-    Assign { assignee: Option<String> },
+    RecordInbound {
+        channel_id: ChannelId,
+        contact_id: ContactId,
+        provider_message_id: String,
+        message: Option<InboundMessage>,
+        at: DateTime<Utc>,
+    },
+    Assign {
+        assignee: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +70,12 @@ pub enum ConversationEvent {
     #[serde(rename = "conversation.started")]
     Started { channel_id: ChannelId, contact_id: ContactId },
     #[serde(rename = "conversation.inbound_received")]
-    InboundReceived { provider_message_id: String, at: DateTime<Utc> },
+    InboundReceived {
+        provider_message_id: String,
+        at: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<InboundMessage>,
+    },
     #[serde(rename = "conversation.assigned")]
     Assigned { assignee: Option<String> },
 }
@@ -56,7 +87,7 @@ impl Aggregate for Conversation {
 
     fn decide(&self, command: ConversationCommand) -> Result<Vec<ConversationEvent>, DomainError> {
         match command {
-            ConversationCommand::RecordInbound { channel_id, contact_id, provider_message_id, at } => {
+            ConversationCommand::RecordInbound { channel_id, contact_id, provider_message_id, message, at } => {
                 let mut events = vec![];
                 if !self.started {
                     events.push(ConversationEvent::Started { channel_id, contact_id });
@@ -64,6 +95,7 @@ impl Aggregate for Conversation {
                 events.push(ConversationEvent::InboundReceived {
                     provider_message_id: bounded_text("provider_message_id", &provider_message_id, 256)?,
                     at,
+                    message,
                 });
                 Ok(events)
             }
@@ -108,6 +140,7 @@ mod tests {
             channel_id: ChannelId::from_uuid(Uuid::from_u128(1)),
             contact_id: ContactId::from_uuid(Uuid::from_u128(2)),
             provider_message_id: format!("wamid.{h}"),
+            message: None,
             at: at(h),
         })
         .unwrap()

@@ -63,6 +63,7 @@ impl DomainEvent {
                 MessageEvent::Delivered { .. } => "message.delivered",
                 MessageEvent::Read { .. } => "message.read",
                 MessageEvent::Failed { .. } => "message.failed",
+                MessageEvent::Billed { .. } => "message.billed",
             },
             Self::Conversation(e) => match e {
                 ConversationEvent::Started { .. } => "conversation.started",

@@ -82,6 +82,18 @@ impl ConversationId {
     }
 }
 
+const INBOUND_NAMESPACE: Uuid = Uuid::from_u128(0x2b8e_91d4_7f03_4a6c_8d15_e0f2_a3b4_c5d6);
+
+impl MessageId {
+    /// The id of an inbound message: derived from the receiving channel and the provider's message id,
+    /// so a redelivered webhook names the same message.
+    pub fn for_inbound(channel: ChannelId, provider_message_id: &str) -> Self {
+        let mut name = channel.as_uuid().as_bytes().to_vec();
+        name.extend_from_slice(provider_message_id.as_bytes());
+        Self(Uuid::new_v5(&INBOUND_NAMESPACE, &name))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@
 //! - [`role`]: API key roles and what each may do.
 //! - [`workspace`], [`channel`], [`contact`], [`group`], [`template`], [`message`], [`conversation`]:
 //!   one aggregate each (state, commands, events, decide, evolve).
+//! - [`provider`]: what a provider's error code means (retry later, final, stop campaign, halt channel).
 //! - [`event`]: [`DomainEvent`], the union of all aggregates' events with their stable names and schema
 //!   versions.
 
@@ -24,6 +25,7 @@ pub mod event;
 pub mod group;
 pub mod ids;
 pub mod message;
+pub mod provider;
 pub mod role;
 pub mod template;
 pub mod values;

@@ -5,6 +5,7 @@
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
 use crate::ids::{ChannelId, ContactId, TemplateId};
+use crate::provider::{classify, ErrorClass};
 use crate::template::{render, Category, Language, RenderInput, RenderedTemplate, Template, TemplateName};
 use crate::values::{bounded_text, PhoneNumber};
 use chrono::{DateTime, Utc};
@@ -184,13 +185,45 @@ impl MessageContent {
     }
 }
 
-/// An error reported by the provider, kept verbatim.
+/// An error reported by the provider, kept verbatim, with the class it was given when it was recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderError {
     pub code: i64,
     pub title: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<String>,
+    /// Absent on events recorded before classification was stored; derive it with [`classify`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<ErrorClass>,
+}
+
+impl ProviderError {
+    /// A provider error, classified by its code.
+    pub fn new(code: i64, title: impl Into<String>, details: Option<String>) -> Self {
+        Self { code, title: title.into(), details, class: Some(classify(code)) }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        self.class.unwrap_or_else(|| classify(self.code))
+    }
+}
+
+/// What the provider reported about billing for a message (Meta's `pricing` and `conversation`),
+/// kept for usage metering.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Pricing {
+    pub billable: bool,
+    /// e.g. marketing, utility, authentication, service (lower case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing_model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_origin: Option<String>,
 }
 
 /// What the send-time rules need to know about the recipient.
@@ -210,6 +243,11 @@ pub struct Message {
     pub attempts: u32,
     pub provider_message_id: Option<String>,
     pub error: Option<ProviderError>,
+    pub billed: bool,
+    /// What to send, to whom, in reply to what (from the queueing event).
+    pub to: Option<PhoneNumber>,
+    pub content: Option<MessageContent>,
+    pub reply_to: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +278,11 @@ pub enum MessageCommand {
         update: StatusUpdate,
         at: DateTime<Utc>,
     },
+    /// Keeps the first billing report of a message; later (duplicate) reports change nothing.
+    RecordPricing {
+        pricing: Pricing,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,6 +308,8 @@ pub enum MessageEvent {
     Read { at: DateTime<Utc> },
     #[serde(rename = "message.failed")]
     Failed { error: ProviderError, at: DateTime<Utc> },
+    #[serde(rename = "message.billed")]
+    Billed { channel_id: ChannelId, pricing: Pricing, at: DateTime<Utc> },
 }
 
 impl Aggregate for Message {
@@ -311,16 +356,23 @@ impl Aggregate for Message {
                     StatusUpdate::Failed { error } => MessageEvent::Failed { error, at },
                 }])
             }
+            MessageCommand::RecordPricing { pricing, at } => match self.channel_id {
+                Some(channel_id) if !self.billed => Ok(vec![MessageEvent::Billed { channel_id, pricing, at }]),
+                _ => Ok(vec![]),
+            },
         }
     }
 
     fn evolve(mut self, event: &MessageEvent) -> Self {
         match event {
-            MessageEvent::Queued { channel_id, contact_id, .. } => {
+            MessageEvent::Queued { channel_id, contact_id, to, content, reply_to, .. } => {
                 self.queued = true;
                 self.status = MessageStatus::Queued;
                 self.channel_id = Some(*channel_id);
                 self.contact_id = Some(*contact_id);
+                self.to = Some(to.clone());
+                self.content = Some(content.clone());
+                self.reply_to = reply_to.clone();
             }
             MessageEvent::Dispatched { attempt, .. } => {
                 self.attempts = *attempt;
@@ -336,6 +388,7 @@ impl Aggregate for Message {
                 self.error = Some(error.clone());
                 self.status = self.status.max(MessageStatus::Failed);
             }
+            MessageEvent::Billed { .. } => self.billed = true,
         }
         self
     }
@@ -467,7 +520,8 @@ mod tests {
     #[test]
     fn failed_keeps_the_error_and_delivery_evidence_outranks_it() {
         let mut events = queued();
-        let error = ProviderError { code: 131026, title: "Message undeliverable".into(), details: Some("x".into()) };
+        let error = ProviderError::new(131026, "Message undeliverable", Some("x".into()));
+        assert_eq!(error.class(), ErrorClass::Final);
         let failed = status(&events, StatusUpdate::Failed { error: error.clone() });
         events.extend(failed);
         let m = Message::replay(&events);
@@ -478,6 +532,19 @@ mod tests {
         assert_eq!(delivered.len(), 1);
         events.extend(delivered);
         assert!(status(&events, StatusUpdate::Failed { error }).is_empty());
+    }
+
+    #[test]
+    fn the_first_billing_report_is_kept_and_duplicates_absorbed() {
+        let mut events = queued();
+        let pricing = Pricing { billable: true, category: Some("marketing".into()), ..Pricing::default() };
+        let m = Message::replay(&events);
+        let billed = m.decide(MessageCommand::RecordPricing { pricing: pricing.clone(), at: at(2) }).unwrap();
+        let channel_id = ChannelId::from_uuid(Uuid::from_u128(1));
+        assert_eq!(billed, vec![MessageEvent::Billed { channel_id, pricing: pricing.clone(), at: at(2) }]);
+        events.extend(billed);
+        let again = Message::replay(&events).decide(MessageCommand::RecordPricing { pricing, at: at(3) }).unwrap();
+        assert!(again.is_empty());
     }
 
     #[test]
