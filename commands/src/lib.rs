@@ -9,13 +9,19 @@
 //! - [`service`]: [`Commands`], the entry point, and the load → decide → append cycle shared by all
 //!   handlers (optimistic retry, claims, idempotent replay).
 //! - [`keys`]: API key secrets: generation, hashing, constant-time verification.
-//! - [`handlers`]: one file per aggregate's commands.
+//! - [`handlers`]: one file per aggregate's commands, and webhook ingestion.
+//! - [`credentials`]: channel secrets, sealed outside the event log.
+//! - [`dispatch`]: sending one queued message, attempt recorded before the provider call.
+//! - [`provider`]: the [`provider::Provider`] trait, the Meta Cloud API client and the sandbox.
 
 pub mod codec;
 pub mod context;
+pub mod credentials;
+pub mod dispatch;
 pub mod error;
 pub mod handlers;
 pub mod keys;
+pub mod provider;
 pub mod service;
 pub mod store;
 

@@ -25,6 +25,10 @@ pub mod scopes {
     pub const CONTACT_PHONE: &str = "contact_phone";
     pub const CHANNEL_NUMBER: &str = "channel_phone_number_id";
     pub const TEMPLATE_NAME: &str = "template_name";
+    /// A provider message id (wamid) of an outbound message, owned by its message stream.
+    pub const PROVIDER_MESSAGE: &str = "provider_message_id";
+    /// `<channel id>:<wamid>` of an inbound message, owned by its conversation: absorbs redeliveries.
+    pub const INBOUND_MESSAGE: &str = "inbound_message";
 
     /// A claim value as a client knows it: without the `<workspace id>:` prefix of workspace scopes.
     pub fn display_value(value: &str) -> &str {

@@ -3,11 +3,11 @@
 //! Sending reads the channel, the contact, their conversation and the template (if any) in one round
 //! trip, checks the send-time rules in the domain, and writes a new message stream.
 
-use super::require;
+use super::{of_stream, require};
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
 use crate::service::{Commands, Plan};
-use crate::store::{ExpectedVersion, RecordedEvent};
+use crate::store::ExpectedVersion;
 use blazz_domain::aggregate::{stream_id, Aggregate};
 use blazz_domain::channel::Channel;
 use blazz_domain::contact::Contact;
@@ -39,12 +39,6 @@ pub struct SendMessage {
     pub contact_id: ContactId,
     pub content: SendContent,
     pub reply_to: Option<String>,
-}
-
-fn of_stream<'a>(events: &'a [RecordedEvent], stream: &str) -> &'a [RecordedEvent] {
-    let start = events.partition_point(|e| e.stream_id.as_str() < stream);
-    let end = events.partition_point(|e| e.stream_id.as_str() <= stream);
-    &events[start..end]
 }
 
 impl Commands {
@@ -132,6 +126,7 @@ impl Commands {
                 channel_id,
                 contact_id,
                 provider_message_id: provider_message_id.clone(),
+                message: None,
                 at,
             })?;
             Ok(Plan::new(events, json!({ "conversation_id": id })))

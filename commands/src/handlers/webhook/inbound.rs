@@ -1,0 +1,161 @@
+//! Inbound messages. Each is stored on the conversation of (channel, contact), opening or renewing the
+//! 24-hour window; the contact is created if the number is new; the workspace's opt-out and opt-in
+//! keywords change the contact's consent. The conversation's append claims `<channel>:<wamid>`, so a
+//! redelivered message is absorbed even when two deliveries race.
+
+use super::{owner_id, IngestReport};
+use crate::context::CommandContext;
+use crate::error::CommandError;
+use crate::handlers::contact::{creation_plan, NewContact};
+use crate::provider::meta::webhook::{InboundParts, WaContact};
+use crate::service::{scopes, Commands, Plan};
+use crate::store::Claim;
+use blazz_domain::aggregate::{stream_id, Aggregate};
+use blazz_domain::contact::{ConsentSource, Contact};
+use blazz_domain::conversation::{Conversation, ConversationCommand, InboundMessage};
+use blazz_domain::ids::{ChannelId, ContactId, ConversationId, MessageId};
+use blazz_domain::values::PhoneNumber;
+use blazz_domain::workspace::Workspace;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+impl Commands {
+    pub(super) async fn apply_inbound(
+        &self,
+        ctx: &CommandContext,
+        channel: ChannelId,
+        phone_number_id: &str,
+        contacts: &[WaContact],
+        messages: Vec<Value>,
+        report: &mut IngestReport,
+    ) -> Result<(), CommandError> {
+        let mut workspace: Option<Workspace> = None;
+        for raw in messages {
+            let Some(parts) = InboundParts::of(&raw) else {
+                report.exception(
+                    "invalid",
+                    Some(phone_number_id),
+                    "inbound message without from, id or timestamp",
+                    raw,
+                );
+                continue;
+            };
+            let Ok(phone) = PhoneNumber::parse(&format!("+{}", parts.from)) else {
+                report.exception(
+                    "invalid",
+                    Some(phone_number_id),
+                    format!("sender {:?} is not a number", parts.from),
+                    raw,
+                );
+                continue;
+            };
+            let dedupe_key = format!("{channel}:{}", parts.id);
+            if self.store().claim(scopes::INBOUND_MESSAGE, &dedupe_key).await?.is_some() {
+                report.absorbed += 1;
+                continue;
+            }
+            let name = contacts
+                .iter()
+                .find(|c| c.wa_id == parts.from)
+                .and_then(|c| c.profile.as_ref()?.name.clone())
+                .filter(|n| !n.trim().is_empty());
+            let contact = self.contact_for(ctx, &phone, name).await?;
+
+            if let Some(text) = &parts.text {
+                if workspace.is_none() {
+                    workspace = Some(self.load::<Workspace>(ctx.workspace_id, ctx.workspace_id).await?.state);
+                }
+                let ws = workspace.as_ref().expect("loaded above");
+                let consent =
+                    if ws.is_opt_out_keyword(text) { Some(true) } else { ws.is_opt_in_keyword(text).then_some(false) };
+                if let Some(opt_out) = consent {
+                    let reason = Some(format!("inbound keyword {:?}", text.trim()));
+                    let r = self.set_contact_consent(ctx, contact, opt_out, reason, ConsentSource::Keyword).await?;
+                    report.wrote(r.position);
+                }
+            }
+
+            let message = InboundMessage {
+                message_id: MessageId::for_inbound(channel, &parts.id),
+                channel_id: channel,
+                contact_id: contact,
+                kind: parts.kind.clone(),
+                text: parts.text.clone(),
+                context_id: parts.context_id.clone(),
+                raw,
+            };
+            let conversation = ConversationId::for_pair(channel, contact);
+            let owner = stream_id::<Conversation>(conversation.as_uuid());
+            let recorded = self
+                .execute::<Conversation>(ctx, conversation.as_uuid(), |c| {
+                    let events = c.decide(ConversationCommand::RecordInbound {
+                        channel_id: channel,
+                        contact_id: contact,
+                        provider_message_id: parts.id.clone(),
+                        message: Some(message.clone()),
+                        at: parts.timestamp,
+                    })?;
+                    let mut plan = Plan::new(events, json!({ "conversation_id": conversation }));
+                    plan.claims.push(Claim {
+                        scope: scopes::INBOUND_MESSAGE.into(),
+                        value: dedupe_key.clone(),
+                        owner: owner.clone(),
+                        workspace_id: ctx.workspace_id,
+                        data: json!({}),
+                    });
+                    Ok(plan)
+                })
+                .await;
+            match recorded {
+                Ok(r) => {
+                    report.inbound += 1;
+                    report.wrote(r.position);
+                }
+                // The same message, delivered twice at once: the other delivery recorded it.
+                Err(CommandError::Taken { .. }) => report.absorbed += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The workspace's contact with `phone`, created (with the profile name) if there is none.
+    async fn contact_for(
+        &self,
+        ctx: &CommandContext,
+        phone: &PhoneNumber,
+        name: Option<String>,
+    ) -> Result<ContactId, CommandError> {
+        let key = format!("{}:{phone}", ctx.workspace_id);
+        if let Some(id) = self.store().claim(scopes::CONTACT_PHONE, &key).await?.and_then(|c| owner_id(&c.owner)) {
+            return Ok(ContactId::from_uuid(id));
+        }
+        let id = ContactId::from_uuid(Uuid::now_v7());
+        let input = NewContact { phone: phone.clone(), name, attributes: Default::default() };
+        let created = self
+            .execute::<Contact>(ctx, id.as_uuid(), |_| {
+                let mut input = input.clone();
+                // A profile name Meta sends may not fit our rules: keep the contact, drop the name.
+                if Contact::default()
+                    .decide(blazz_domain::contact::ContactCommand::Create {
+                        phone: input.phone.clone(),
+                        name: input.name.clone(),
+                        attributes: Default::default(),
+                    })
+                    .is_err()
+                {
+                    input.name = None;
+                }
+                creation_plan(ctx.workspace_id, id, input)
+            })
+            .await;
+        match created {
+            Ok(_) => Ok(id),
+            // Created concurrently by another delivery: use that one.
+            Err(CommandError::Taken { existing_id: Some(existing), .. }) => {
+                Uuid::try_parse(&existing).map(ContactId::from_uuid).map_err(|_| CommandError::Conflict(key))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Webhook ingestion: turns one verified Meta notification (many entries, changes, messages, statuses)
+//! into events. Everything is written before the caller answers Meta, and every part is idempotent, so
+//! Meta's redeliveries are absorbed:
+//! - [`statuses`]: delivery statuses and pricing onto outbound messages (monotonic, batched per message);
+//! - [`inbound`]: inbound messages onto conversations (creating the contact if new, opt-out keywords);
+//! - template review outcomes onto templates (here).
+//!
+//! What cannot be routed (an unknown phone number id, message or template) or is not tied to a message
+//! (`value.errors`) is returned as an [`Exception`] for operators, never as a failure: Meta would retry
+//! it for days.
+
+mod inbound;
+mod statuses;
+
+use crate::context::CommandContext;
+use crate::error::CommandError;
+use crate::provider::meta::webhook::{MessagesValue, Notification, TemplateStatusUpdate};
+use crate::service::{scopes, Commands};
+use blazz_domain::ids::{ChannelId, TemplateId};
+use blazz_domain::role::Role;
+use blazz_domain::template::ReviewStatus;
+use serde_json::Value;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The channel whose webhook path received the notification (its app secret verified the signature).
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookTarget {
+    pub workspace_id: Uuid,
+    pub channel_id: ChannelId,
+}
+
+/// Something in a notification that was not turned into events, kept for operators.
+#[derive(Debug, Clone)]
+pub struct Exception {
+    /// `unroutable` (unknown phone number id), `unknown_message`, `unknown_template`, `unknown_status`,
+    /// `invalid` (unreadable part) or `provider_error` (`value.errors`).
+    pub kind: &'static str,
+    pub phone_number_id: Option<String>,
+    pub detail: String,
+    pub payload: Value,
+}
+
+/// What one notification did.
+#[derive(Debug, Default)]
+pub struct IngestReport {
+    pub statuses: usize,
+    pub inbound: usize,
+    pub template_updates: usize,
+    /// Parts that changed nothing because they were already applied (redeliveries, late statuses).
+    pub absorbed: usize,
+    pub exceptions: Vec<Exception>,
+    /// The highest log position written, for read-your-writes.
+    pub position: Option<i64>,
+}
+
+impl IngestReport {
+    fn wrote(&mut self, position: Option<i64>) {
+        self.position = self.position.max(position);
+    }
+
+    fn exception(
+        &mut self,
+        kind: &'static str,
+        phone_number_id: Option<&str>,
+        detail: impl Into<String>,
+        payload: Value,
+    ) {
+        self.exceptions.push(Exception {
+            kind,
+            phone_number_id: phone_number_id.map(str::to_owned),
+            detail: detail.into(),
+            payload,
+        });
+    }
+}
+
+/// The id inside a stream name `<category>-<uuid>`.
+pub(crate) fn owner_id(owner: &str) -> Option<Uuid> {
+    owner.split_once('-').and_then(|(_, id)| Uuid::try_parse(id).ok())
+}
+
+impl Commands {
+    /// Applies a verified notification addressed to `target`'s webhook path.
+    #[tracing::instrument(skip_all, fields(channel = %target.channel_id), err)]
+    pub async fn ingest_meta_webhook(
+        &self,
+        target: WebhookTarget,
+        notification: Notification,
+        request_id: Option<String>,
+    ) -> Result<IngestReport, CommandError> {
+        let ctx = CommandContext {
+            workspace_id: target.workspace_id,
+            role: Role::Owner,
+            actor: "system:webhook".into(),
+            request_id,
+            correlation_id: Uuid::now_v7(),
+            idempotency: None,
+            now: chrono::Utc::now(),
+        };
+        let mut report = IngestReport::default();
+        let mut routes: HashMap<String, Option<ChannelId>> = HashMap::new();
+        for entry in notification.entry {
+            for change in entry.changes {
+                match change.field.as_str() {
+                    "messages" => {
+                        let value: MessagesValue = match serde_json::from_value(change.value.clone()) {
+                            Ok(v) => v,
+                            Err(e) => {
+                                report.exception("invalid", None, e.to_string(), change.value);
+                                continue;
+                            }
+                        };
+                        let pnid = value.metadata.phone_number_id.clone();
+                        let channel = match routes.get(&pnid) {
+                            Some(c) => *c,
+                            None => {
+                                let c = self.route(&target, &pnid).await?;
+                                routes.insert(pnid.clone(), c);
+                                c
+                            }
+                        };
+                        let Some(channel) = channel else {
+                            report.exception("unroutable", Some(&pnid), "unknown phone number id", change.value);
+                            continue;
+                        };
+                        for error in &value.errors {
+                            report.exception(
+                                "provider_error",
+                                Some(&pnid),
+                                "error not tied to a message",
+                                error.clone(),
+                            );
+                        }
+                        self.apply_statuses(&ctx, channel, &pnid, value.statuses, &mut report).await?;
+                        self.apply_inbound(&ctx, channel, &pnid, &value.contacts, value.messages, &mut report).await?;
+                    }
+                    "message_template_status_update" => {
+                        self.apply_template_update(&ctx, change.value, &mut report).await?;
+                    }
+                    other => {
+                        report.exception("unknown_field", None, format!("field {other:?} is not handled"), change.value)
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The channel of the target's workspace that owns `phone_number_id`.
+    async fn route(&self, target: &WebhookTarget, phone_number_id: &str) -> Result<Option<ChannelId>, CommandError> {
+        let claim = self.store().claim(scopes::CHANNEL_NUMBER, phone_number_id).await?;
+        Ok(claim
+            .filter(|c| c.workspace_id == target.workspace_id)
+            .and_then(|c| owner_id(&c.owner))
+            .map(ChannelId::from_uuid))
+    }
+
+    async fn apply_template_update(
+        &self,
+        ctx: &CommandContext,
+        value: Value,
+        report: &mut IngestReport,
+    ) -> Result<(), CommandError> {
+        let update: TemplateStatusUpdate = match serde_json::from_value(value.clone()) {
+            Ok(u) => u,
+            Err(e) => {
+                report.exception("invalid", None, e.to_string(), value);
+                return Ok(());
+            }
+        };
+        let key = format!("{}:{}:{}", ctx.workspace_id, update.message_template_name, update.message_template_language);
+        let Some(template) = self.store().claim(scopes::TEMPLATE_NAME, &key).await?.and_then(|c| owner_id(&c.owner))
+        else {
+            let detail = format!("no template {} ({})", update.message_template_name, update.message_template_language);
+            report.exception("unknown_template", None, detail, value);
+            return Ok(());
+        };
+        let status = ReviewStatus::parse(&update.event);
+        let r = self.record_template_review(ctx, TemplateId::from_uuid(template), status, update.reason).await?;
+        report.template_updates += 1;
+        if r.position.is_none() {
+            report.absorbed += 1;
+        }
+        report.wrote(r.position);
+        Ok(())
+    }
+}
