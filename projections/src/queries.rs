@@ -133,3 +133,17 @@ pub async fn daily_stats(
     .fetch_all(pool)
     .await
 }
+
+/// Usage metering between two days (inclusive): billing reports per channel, day and category.
+pub async fn usage(pool: &PgPool, workspace: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<Value>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT to_jsonb(t) - 'workspace_id' FROM rm_usage t
+         WHERE workspace_id = $1 AND day BETWEEN $2 AND $3
+         ORDER BY day, channel_id, category",
+    )
+    .bind(workspace)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await
+}

@@ -5,10 +5,11 @@
 use crate::delta::Change;
 use crate::projector::{Applied, Projector};
 use async_trait::async_trait;
+use blazz_domain::conversation::{ConversationEvent, InboundMessage};
 use blazz_domain::ids::ConversationId;
 use blazz_domain::message::{MessageEvent, MessageStatus};
 use blazz_domain::DomainEvent;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 use sqlx::PgConnection;
 use std::collections::BTreeMap;
@@ -116,6 +117,50 @@ async fn insert_queued(conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<
     Ok(changes)
 }
 
+/// An inbound message joins its conversation's timeline (direction `in`, status `received`).
+async fn insert_inbound(
+    conn: &mut PgConnection,
+    a: &Applied,
+    m: &InboundMessage,
+    at: DateTime<Utc>,
+) -> Result<Vec<Change>, sqlx::Error> {
+    let conversation = a.aggregate_id();
+    let inserted = sqlx::query(
+        "INSERT INTO rm_messages (workspace_id, message_id, conversation_id, channel_id, contact_id, direction, kind, status,
+                                  preview, provider_message_id, queued_at, updated_at)
+         VALUES ($1, $2, $3, $8, $9, 'in', $4, 'received', $5, $6, $7, $7)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(a.record.workspace_id)
+    .bind(m.message_id.as_uuid())
+    .bind(conversation)
+    .bind(&m.kind)
+    .bind(m.text.as_deref().map(|t| t.chars().take(200).collect::<String>()))
+    .bind(m.raw.get("id").and_then(|v| v.as_str()))
+    .bind(at)
+    .bind(m.channel_id.as_uuid())
+    .bind(m.contact_id.as_uuid())
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(vec![]);
+    }
+    sqlx::query(
+        "INSERT INTO rm_daily_stats (workspace_id, day, direction, kind, status, messages) VALUES ($1, $2, 'in', $3, 'received', 1)
+         ON CONFLICT (workspace_id, day, direction, kind, status) DO UPDATE SET messages = rm_daily_stats.messages + 1",
+    )
+    .bind(a.record.workspace_id)
+    .bind(at.date_naive())
+    .bind(&m.kind)
+    .execute(conn)
+    .await?;
+    Ok(vec![Change::upsert(
+        "message",
+        m.message_id.as_uuid(),
+        json!({ "conversation_id": conversation, "direction": "in", "kind": m.kind, "status": "received", "text": m.text }),
+    )])
+}
+
 #[async_trait]
 impl Projector for Messages {
     fn name(&self) -> &'static str {
@@ -135,8 +180,13 @@ impl Projector for Messages {
     }
 
     async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {
-        let DomainEvent::Message(e) = &a.event else {
-            return Ok(vec![]);
+        let e = match &a.event {
+            DomainEvent::Message(MessageEvent::Billed { .. }) => return Ok(vec![]),
+            DomainEvent::Message(e) => e,
+            DomainEvent::Conversation(ConversationEvent::InboundReceived { message: Some(m), at, .. }) => {
+                return insert_inbound(conn, a, m, *at).await;
+            }
+            _ => return Ok(vec![]),
         };
         let (ws, id) = (a.record.workspace_id, a.aggregate_id());
         // Queued messages go through the set-based path, alone or in a run.
@@ -144,7 +194,7 @@ impl Projector for Messages {
             return Ok(insert_queued(conn, &[a]).await?.pop().unwrap_or_default());
         }
         let (status, column, value, extra): (MessageStatus, &str, Option<&String>, serde_json::Value) = match e {
-            MessageEvent::Queued { .. } => unreachable!("handled above"),
+            MessageEvent::Queued { .. } | MessageEvent::Billed { .. } => unreachable!("handled above"),
             MessageEvent::Dispatched { .. } => (MessageStatus::Dispatched, "updated_at", None, json!({})),
             MessageEvent::Sent { provider_message_id, .. } => (
                 MessageStatus::Sent,
@@ -162,7 +212,7 @@ impl Projector for Messages {
             | MessageEvent::Delivered { at }
             | MessageEvent::Read { at }
             | MessageEvent::Failed { at, .. } => *at,
-            MessageEvent::Queued { at, .. } => *at,
+            MessageEvent::Queued { at, .. } | MessageEvent::Billed { at, .. } => *at,
         };
         let old: Option<(String, String, NaiveDate)> = sqlx::query_as(
             "SELECT status, kind, (queued_at AT TIME ZONE 'UTC')::date FROM rm_messages WHERE workspace_id = $1 AND message_id = $2 FOR UPDATE",
@@ -175,8 +225,10 @@ impl Projector for Messages {
             return Ok(vec![]);
         };
         let error = extra.get("error").cloned();
+        // The time column of the new status (none of its own for `dispatched`).
+        let stamp = if column == "updated_at" { String::new() } else { format!("{column} = $4, ") };
         sqlx::query(&format!(
-            "UPDATE rm_messages SET status = $3, {column} = $4, updated_at = $4,
+            "UPDATE rm_messages SET status = $3, {stamp}updated_at = $4,
                  provider_message_id = coalesce($5, provider_message_id), error = coalesce($6, error)
              WHERE workspace_id = $1 AND message_id = $2"
         ))

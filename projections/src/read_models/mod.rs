@@ -1,11 +1,13 @@
 //! Read models, one projector per file. Each owns its tables (`rm_*`, see
-//! `migrations/0003_read_models.sql`).
+//! `migrations/0003_read_models.sql` and `0004_whatsapp_edge.sql`).
 
 pub mod catalog;
 pub mod contacts;
 pub mod conversations;
 pub mod groups;
 pub mod messages;
+pub mod outbox;
+pub mod usage;
 
 use crate::projector::Projector;
 use blazz_domain::message::MessageContent;
@@ -20,6 +22,8 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(catalog::Channels),
         Arc::new(conversations::Conversations),
         Arc::new(messages::Messages),
+        Arc::new(outbox::Outbox),
+        Arc::new(usage::Usage),
     ]
 }
 
