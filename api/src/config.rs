@@ -17,6 +17,22 @@ pub struct Config {
     pub db_max_connections: u32,
     /// `BLAZZ_APPEND_WRITERS`: concurrent group-commit transactions (default 4).
     pub append_writers: usize,
+    /// `BLAZZ_SECRET_KEY`: base64 of 32 bytes sealing channel credentials. Unset: one generated once
+    /// and kept in the data directory.
+    pub secret_key: Option<String>,
+    /// `BLAZZ_SECRET_KEYS_PREVIOUS`: comma-separated earlier keys, accepted for opening during rotation.
+    pub previous_secret_keys: Vec<String>,
+    /// `BLAZZ_META_BASE_URL` (default `https://graph.facebook.com`).
+    pub meta_base_url: String,
+    /// `BLAZZ_META_API_VERSION` (default `v21.0`).
+    pub meta_api_version: String,
+    /// `BLAZZ_PUBLIC_URL`: where this gateway is reached; the sandbox posts its webhooks there
+    /// (default `http://<BLAZZ_ADDR>`).
+    pub public_url: Option<String>,
+    /// `BLAZZ_SANDBOX_DELAY_MS`: the sandbox's delay between sent, delivered and read (default 300).
+    pub sandbox_delay_ms: u64,
+    /// `BLAZZ_SANDBOX_REPLY`: text the sandbox recipient answers with after reading (default none).
+    pub sandbox_reply: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +65,15 @@ impl Config {
             operator_token: var("BLAZZ_OPERATOR_TOKEN"),
             db_max_connections: parsed("BLAZZ_DB_MAX_CONNECTIONS", 16)?,
             append_writers: parsed("BLAZZ_APPEND_WRITERS", 4)?,
+            secret_key: var("BLAZZ_SECRET_KEY"),
+            previous_secret_keys: var("BLAZZ_SECRET_KEYS_PREVIOUS")
+                .map(|v| v.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect())
+                .unwrap_or_default(),
+            meta_base_url: var("BLAZZ_META_BASE_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
+            meta_api_version: var("BLAZZ_META_API_VERSION").unwrap_or_else(|| "v21.0".into()),
+            public_url: var("BLAZZ_PUBLIC_URL"),
+            sandbox_delay_ms: parsed("BLAZZ_SANDBOX_DELAY_MS", 300)?,
+            sandbox_reply: var("BLAZZ_SANDBOX_REPLY"),
         })
     }
 }
@@ -76,6 +101,12 @@ impl std::fmt::Debug for Config {
             .field("operator_token", &self.operator_token.as_ref().map(|_| "<redacted>"))
             .field("db_max_connections", &self.db_max_connections)
             .field("append_writers", &self.append_writers)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
+            .field("previous_secret_keys", &self.previous_secret_keys.len())
+            .field("meta_base_url", &self.meta_base_url)
+            .field("meta_api_version", &self.meta_api_version)
+            .field("public_url", &self.public_url)
+            .field("sandbox_delay_ms", &self.sandbox_delay_ms)
             .finish()
     }
 }
@@ -95,8 +126,15 @@ mod tests {
             operator_token: Some("sekret".into()),
             db_max_connections: 1,
             append_writers: 1,
+            secret_key: Some("c2VrcmV0LWtleQ==".into()),
+            previous_secret_keys: vec![],
+            meta_base_url: "https://graph.facebook.com".into(),
+            meta_api_version: "v21.0".into(),
+            public_url: None,
+            sandbox_delay_ms: 1,
+            sandbox_reply: None,
         };
         let shown = format!("{c:?}");
-        assert!(!shown.contains("sekret") && !shown.contains("pw@"));
+        assert!(!shown.contains("sekret") && !shown.contains("pw@") && !shown.contains("c2VrcmV0"));
     }
 }

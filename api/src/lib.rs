@@ -8,12 +8,16 @@
 //! - [`auth`]: API key and operator authentication as extractors.
 //! - [`routes`]: one file per resource.
 //! - [`server`]: wiring (store, commands, router, middleware) and serving with graceful shutdown.
+//! - [`demo`]: the demo workspace with a sandbox channel (`blazz up --demo`).
+//! - [`dispatch`]: the dispatcher role's loop over the dispatch queue.
 //! - [`embedded`]: the private PostgreSQL cluster `blazz up` runs when no `DATABASE_URL` is given.
 //! - [`bench`]: the `blazz bench` load generators.
 
 pub mod auth;
 pub mod bench;
 pub mod config;
+pub mod demo;
+pub mod dispatch;
 pub mod embedded;
 pub mod error;
 pub mod extract;

@@ -3,6 +3,9 @@
 use blazz_api::config::{redact_url, Config};
 use blazz_api::embedded::EmbeddedPostgres;
 use blazz_api::{bench, server};
+use blazz_commands::credentials::Keyring;
+use blazz_commands::provider::meta::MetaConfig;
+use blazz_commands::provider::sandbox::SandboxScript;
 use clap::{Parser, Subcommand};
 use std::path::Path;
 use tracing_subscriber::EnvFilter;
@@ -22,11 +25,17 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the whole system in one process (a private PostgreSQL cluster unless DATABASE_URL is set).
-    Up,
+    Up {
+        /// Also create a demo workspace with a sandbox channel, and print its API key.
+        #[arg(long)]
+        demo: bool,
+    },
     /// Serve the API against DATABASE_URL; the projectors run in `blazz project`.
     Serve,
     /// Run the projectors (the log feed) against DATABASE_URL, without the API.
     Project,
+    /// Run a dispatcher (sends queued messages) against DATABASE_URL, without the API.
+    Dispatch,
     /// Apply database migrations (DATABASE_URL, or the private cluster).
     Migrate,
     /// Load generators; see docs/benchmarks.md.
@@ -128,6 +137,74 @@ fn operator_token(config: &Config) -> Result<(String, Option<std::path::PathBuf>
     Ok((token, Some(path)))
 }
 
+/// The credential sealing keys: BLAZZ_SECRET_KEY, or one generated once and kept in the data directory.
+fn secret_keys(config: &Config) -> Result<Keyring, Error> {
+    let current = match &config.secret_key {
+        Some(k) => k.clone(),
+        None => {
+            let path = config.data_dir.join("secret.key");
+            match std::fs::read_to_string(&path) {
+                Ok(k) if !k.trim().is_empty() => k.trim().to_owned(),
+                _ => {
+                    if config.database_url.is_some() {
+                        tracing::warn!(
+                            "BLAZZ_SECRET_KEY is not set: generated one in {}; every instance must share it",
+                            path.display()
+                        );
+                    }
+                    std::fs::create_dir_all(&config.data_dir)?;
+                    let k = Keyring::generate_base64();
+                    write_private(&path, &k)?;
+                    k
+                }
+            }
+        }
+    };
+    Ok(Keyring::from_base64(&current, &config.previous_secret_keys)?)
+}
+
+fn edge_settings(config: &Config, dispatch: bool) -> Result<server::EdgeSettings, Error> {
+    let step = std::time::Duration::from_millis(config.sandbox_delay_ms);
+    Ok(server::EdgeSettings {
+        keys: secret_keys(config)?,
+        meta: MetaConfig {
+            base_url: config.meta_base_url.clone(),
+            api_version: config.meta_api_version.clone(),
+            ..MetaConfig::default()
+        },
+        sandbox: SandboxScript {
+            sent_after: step,
+            delivered_after: step * 2,
+            read_after: Some(step * 3),
+            fail_with: None,
+            reply: config.sandbox_reply.clone(),
+        },
+        dispatch,
+        public_url: config.public_url.clone(),
+    })
+}
+
+/// `blazz dispatch`: a dispatcher alone, until Ctrl-C or SIGTERM.
+async fn dispatch(config: Config) -> Result<(), Error> {
+    use blazz_commands::codec::Codec;
+    use blazz_commands::credentials::CredentialStore;
+    use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
+    let url = config.database_url.clone().ok_or("`blazz dispatch` needs DATABASE_URL")?;
+    let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
+    let store = std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
+    let commands = blazz_commands::Commands::new(store, Codec::new());
+    let edge = edge_settings(&config, true)?;
+    let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
+    let dispatcher = server::dispatcher(commands, credentials, &edge, &format!("http://{}", config.addr));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(blazz_api::dispatch::run(pool, dispatcher, stopped));
+    println!("Blazz dispatcher running");
+    server::shutdown_signal().await;
+    let _ = stop.send(true);
+    task.await?;
+    Ok(())
+}
+
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -153,7 +230,7 @@ async fn project(config: Config) -> Result<(), Error> {
     Ok(())
 }
 
-async fn run_server(config: Config, embedded_allowed: bool) -> Result<(), Error> {
+async fn run_server(config: Config, embedded_allowed: bool, demo: bool) -> Result<(), Error> {
     if !embedded_allowed && config.database_url.is_none() {
         return Err("`blazz serve` needs DATABASE_URL (use `blazz up` for the self-contained mode)".into());
     }
@@ -163,19 +240,22 @@ async fn run_server(config: Config, embedded_allowed: bool) -> Result<(), Error>
         let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
         let (token, token_file) = operator_token(&config)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let state = server::state(
-            pool,
-            server::Settings {
-                projectors: embedded_allowed,
-                ..server::Settings::new(config.append_writers, Some(token))
-            },
-            stopped,
-        );
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|e| format!("cannot listen on {} ({e}); set BLAZZ_ADDR", config.addr))?;
         let addr = listener.local_addr()?;
+        let settings = server::Settings {
+            projectors: embedded_allowed,
+            edge: edge_settings(&config, embedded_allowed)?,
+            ..server::Settings::new(config.append_writers, Some(token))
+        };
+        let state = server::state(pool, settings, stopped, &format!("http://{addr}"));
         println!("Blazz API listening on http://{addr}");
+        if demo {
+            let d = blazz_api::demo::create(&state).await?;
+            println!("Demo workspace {} with sandbox channel {}", d.workspace_id, d.channel_id);
+            println!("Demo API key (shown once): {}", d.api_key);
+        }
         if let Some(f) = token_file {
             println!("Operator token (for POST /v1/workspaces) is in {}", f.display());
         }
@@ -200,9 +280,10 @@ async fn main() -> std::process::ExitCode {
     let result: Result<(), Error> = async {
         let config = Config::from_env()?;
         match cli.command {
-            Cmd::Up => run_server(config, true).await,
-            Cmd::Serve => run_server(config, false).await,
+            Cmd::Up { demo } => run_server(config, true, demo).await,
+            Cmd::Serve => run_server(config, false, false).await,
             Cmd::Project => project(config).await,
+            Cmd::Dispatch => dispatch(config).await,
             Cmd::Migrate => {
                 let (url, embedded) = database(&config).await?;
                 let migrated = server::connect_and_migrate(&url, 2).await;

@@ -7,6 +7,10 @@ use axum::extract::MatchedPath;
 use axum::http::{HeaderName, Request};
 use axum::Router;
 use blazz_commands::codec::Codec;
+use blazz_commands::credentials::{CredentialStore, Keyring};
+use blazz_commands::dispatch::{Dispatcher, Providers};
+use blazz_commands::provider::meta::{MetaConfig, MetaProvider};
+use blazz_commands::provider::sandbox::{SandboxProvider, SandboxScript};
 use blazz_commands::store::postgres::{self, BatchConfig, PgEventStore};
 use blazz_commands::store::{EventStore, StoreError};
 use blazz_commands::Commands;
@@ -33,11 +37,43 @@ pub struct Settings {
     /// Run the projectors in this process (`blazz up`); otherwise they run in `blazz project`, queries
     /// follow their stored checkpoints, and this gateway has no live deltas of its own.
     pub projectors: bool,
+    pub edge: EdgeSettings,
+}
+
+/// The WhatsApp edge: credential sealing, providers, and whether this process dispatches.
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
+    pub keys: Keyring,
+    pub meta: MetaConfig,
+    pub sandbox: SandboxScript,
+    /// Run a dispatcher in this process (`blazz up`, `blazz dispatch`).
+    pub dispatch: bool,
+    /// Where the sandbox posts its webhooks; `None`: this server's own address.
+    pub public_url: Option<String>,
+}
+
+impl Default for EdgeSettings {
+    /// A fresh random sealing key, Meta's public API, the default sandbox script, no dispatcher.
+    fn default() -> Self {
+        Self {
+            keys: Keyring::from_base64(&Keyring::generate_base64(), &[]).expect("a generated key is valid"),
+            meta: MetaConfig::default(),
+            sandbox: SandboxScript::default(),
+            dispatch: false,
+            public_url: None,
+        }
+    }
 }
 
 impl Settings {
     pub fn new(append_writers: usize, operator_token: Option<String>) -> Self {
-        Self { append_writers, operator_token, delta_buffer: DELTA_BUFFER, projectors: true }
+        Self {
+            append_writers,
+            operator_token,
+            delta_buffer: DELTA_BUFFER,
+            projectors: true,
+            edge: EdgeSettings::default(),
+        }
     }
 }
 
@@ -48,32 +84,45 @@ pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<PgPo
     Ok(pool)
 }
 
-/// The application state over a PostgreSQL pool, with the projectors running in this process on the
-/// log feed. They stop when `shutdown` turns true.
-pub fn state(pool: PgPool, settings: Settings, shutdown: watch::Receiver<bool>) -> AppState {
+/// The application state over a PostgreSQL pool, with the projectors (and the dispatcher, if enabled)
+/// running in this process. They stop when `shutdown` turns true. `own_url` is where this server is
+/// reached (the sandbox posts its webhooks there unless a public URL is configured).
+pub fn state(pool: PgPool, settings: Settings, shutdown: watch::Receiver<bool>, own_url: &str) -> AppState {
     let config = BatchConfig { writers: settings.append_writers, ..BatchConfig::default() };
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone(), config));
     let hub = Hub::new(settings.delta_buffer);
     let progress = if settings.projectors {
         let runner = Runner::new(pool.clone(), store.clone(), Codec::new(), read_models::all(), hub.clone());
         let progress = runner.progress();
+        let stopped = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = runner.run(shutdown).await {
+            if let Err(e) = runner.run(stopped).await {
                 tracing::error!(error = %e, "projections stopped");
             }
         });
         progress
     } else {
         let names = read_models::all().iter().map(|p| p.name()).collect();
-        Progress::polling(pool.clone(), names, std::time::Duration::from_millis(20), shutdown)
+        Progress::polling(pool.clone(), names, std::time::Duration::from_millis(20), shutdown.clone())
     };
-    AppState {
-        commands: Commands::new(store, Codec::new()),
-        operator_token: settings.operator_token.map(Arc::from),
-        pool,
-        progress,
-        hub,
+    let commands = Commands::new(store, Codec::new());
+    let edge = settings.edge;
+    let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
+    if edge.dispatch {
+        let dispatcher = dispatcher(commands.clone(), credentials.clone(), &edge, own_url);
+        tokio::spawn(crate::dispatch::run(pool.clone(), dispatcher, shutdown));
     }
+    AppState { commands, operator_token: settings.operator_token.map(Arc::from), pool, progress, hub, credentials }
+}
+
+/// A dispatcher with the Meta provider and the sandbox (posting to the public URL, else `own_url`).
+pub fn dispatcher(commands: Commands, credentials: CredentialStore, edge: &EdgeSettings, own_url: &str) -> Dispatcher {
+    let ingest = edge.public_url.clone().unwrap_or_else(|| own_url.to_owned());
+    let providers = Providers {
+        meta: Arc::new(MetaProvider::new(edge.meta.clone())),
+        sandbox: Arc::new(SandboxProvider::new(ingest, edge.sandbox.clone())),
+    };
+    Dispatcher::new(commands, credentials, providers)
 }
 
 /// The full router with request ids and request spans that record the matched route, not the raw URI.
@@ -119,9 +168,9 @@ impl Running {
     /// Starts the API and the projectors on an ephemeral port of 127.0.0.1.
     pub async fn start(pool: PgPool, settings: Settings) -> std::io::Result<Self> {
         let (stop, mut stopped) = watch::channel(false);
-        let state = state(pool, settings, stopped.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let state = state(pool, settings, stopped.clone(), &format!("http://{addr}"));
         let task = tokio::spawn(serve(listener, app(state.clone()), async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));

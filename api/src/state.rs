@@ -1,5 +1,6 @@
 //! Shared state of the gateway: one `Clone` struct of cheap handles.
 
+use blazz_commands::credentials::CredentialStore;
 use blazz_commands::Commands;
 use blazz_projections::delta::Hub;
 use blazz_projections::runner::Progress;
@@ -18,4 +19,6 @@ pub struct AppState {
     pub progress: Progress,
     /// Deltas for WebSocket subscribers.
     pub hub: Hub,
+    /// Channel secrets (sealed).
+    pub credentials: CredentialStore,
 }

@@ -1,6 +1,8 @@
 //! Test harness: the API on an ephemeral port of 127.0.0.1 against a fresh database (one per test,
 //! from `#[sqlx::test]`), and a client that speaks to it over HTTP.
 
+pub mod fake_graph;
+
 use blazz_api::server::Running;
 pub use blazz_api::server::Settings;
 use blazz_commands::{CommandContext, Commands};
@@ -130,15 +132,22 @@ impl TestApp {
     }
 
     pub async fn channel(&self, ws: &Ws) -> String {
+        self.channel_of(ws, "meta").await.0
+    }
+
+    /// A channel of `provider` (meta or sandbox): its id and its provider phone number id.
+    pub async fn channel_of(&self, ws: &Ws, provider: &str) -> (String, String) {
         let number_id = format!("{}", Uuid::now_v7().as_u128() % 1_000_000_000_000_000);
-        self.post(
-            "/v1/channels",
-            &ws.key,
-            json!({"provider": "meta", "phone_number_id": number_id, "display_phone_number": "+15550783881"}),
-        )
-        .await
-        .expect(201)
-        .id("channel_id")
+        let id = self
+            .post(
+                "/v1/channels",
+                &ws.key,
+                json!({"provider": provider, "phone_number_id": number_id, "display_phone_number": "+15550783881"}),
+            )
+            .await
+            .expect(201)
+            .id("channel_id");
+        (id, number_id)
     }
 
     pub async fn contact(&self, ws: &Ws, phone: &str, attributes: Value) -> String {
@@ -169,6 +178,58 @@ impl TestApp {
         .await
         .expect(200);
         id
+    }
+
+    /// Stores credentials for a channel; the app secret is `secret-<channel>` and the verify token
+    /// `verify-<channel>`.
+    pub async fn credentials(&self, ws: &Ws, channel: &str) {
+        self.call(
+            Method::PUT,
+            &format!("/v1/channels/{channel}/credentials"),
+            Some(&ws.key),
+            Some(json!({"access_token": format!("token-{channel}"), "app_secret": format!("secret-{channel}"),
+                        "verify_token": format!("verify-{channel}")})),
+            &[],
+        )
+        .await
+        .expect(200);
+    }
+
+    /// POSTs raw bytes to the channel's webhook path with the given signature header (if any).
+    pub async fn webhook_raw(&self, channel: &str, body: Vec<u8>, signature: Option<String>) -> Answer {
+        let mut req = self
+            .client
+            .post(self.server.url(&format!("/v1/webhooks/meta/{channel}")))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(sig) = signature {
+            req = req.header("x-hub-signature-256", sig);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.expect("body");
+        Answer { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+    }
+
+    /// POSTs a notification to the channel's webhook path, signed with its app secret as Meta does.
+    pub async fn webhook(&self, channel: &str, notification: &Value) -> Answer {
+        let body = serde_json::to_vec(notification).expect("json");
+        let sig = blazz_commands::provider::signature::sign(&format!("secret-{channel}"), &body);
+        self.webhook_raw(channel, body, Some(sig)).await
+    }
+
+    /// Waits (bounded) until `check` accepts the answer of GET `path`.
+    pub async fn eventually(&self, ws: &Ws, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let a = self.get(path, &ws.key).await;
+            if a.status.is_success() && check(&a.body) {
+                return a.body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "condition not reached; last answer of {path}: {}", a.body);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// The workspace's whole history, in log order (bounded wait for the read horizon).
@@ -251,4 +312,19 @@ impl Live {
             }
         }
     }
+}
+
+/// A Meta notification with one `messages` change for `phone_number_id`.
+pub fn notification(phone_number_id: &str, value: Value) -> Value {
+    let mut value = value;
+    value["messaging_product"] = json!("whatsapp");
+    value["metadata"] = json!({"display_phone_number": "15550783881", "phone_number_id": phone_number_id});
+    json!({"object": "whatsapp_business_account",
+           "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": value}]}]})
+}
+
+/// A status of our message `message_id` (callback data) with wamid `wamid`.
+pub fn status(message_id: &str, wamid: &str, status: &str, ts: i64) -> Value {
+    json!({"id": wamid, "status": status, "timestamp": ts.to_string(), "recipient_id": "6281234567890",
+           "biz_opaque_callback_data": message_id})
 }

@@ -1,4 +1,4 @@
-//! `POST /v1/channels`, `PATCH /v1/channels/{id}`.
+//! `POST /v1/channels`, `PATCH /v1/channels/{id}`, `PUT /v1/channels/{id}/credentials`.
 
 use super::command_response;
 use crate::auth::Caller;
@@ -7,13 +7,17 @@ use crate::extract::{JsonBody, Path};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use blazz_commands::credentials::{ChannelSecrets, CredentialError, Secret};
 use blazz_commands::handlers::channel::ConnectChannel;
-use blazz_domain::channel::ProviderKind;
+use blazz_domain::channel::{Channel, ProviderKind};
 use blazz_domain::ids::ChannelId;
+use blazz_domain::role::Action;
 use blazz_domain::values::PhoneNumber;
 use blazz_domain::DomainError;
 use serde::Deserialize;
+use serde_json::json;
 use uuid::Uuid;
 
 #[derive(Debug, Deserialize)]
@@ -55,4 +59,53 @@ pub async fn update(
     let result =
         s.commands.set_channel_rate_limit(&ctx, ChannelId::from_uuid(id), body.value.rate_limit_per_second).await?;
     Ok(command_response(StatusCode::OK, result))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    access_token: String,
+    app_secret: String,
+    verify_token: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(***)")
+    }
+}
+
+fn secret(field: &'static str, value: String) -> Result<Secret, DomainError> {
+    if value.trim().is_empty() || value.len() > 4096 {
+        return Err(DomainError::invalid(field, "1 to 4096 characters"));
+    }
+    Ok(Secret::new(value))
+}
+
+/// `PUT /v1/channels/{id}/credentials`: sets or rotates the channel's secrets. They are sealed outside
+/// the event log and never returned.
+pub async fn set_credentials(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    caller.require(Action::ManageChannels)?;
+    let channel = s.commands.load::<Channel>(caller.workspace_id(), id).await?.state;
+    if !channel.connected {
+        return Err(DomainError::NotFound("channel").into());
+    }
+    let b = body.value;
+    let secrets = ChannelSecrets {
+        access_token: secret("access_token", b.access_token)?,
+        app_secret: secret("app_secret", b.app_secret)?,
+        verify_token: secret("verify_token", b.verify_token)?,
+    };
+    s.credentials.put(caller.workspace_id(), id, &secrets).await.map_err(|e| match e {
+        CredentialError::Database(e) => ApiError::from(blazz_commands::CommandError::from(e)),
+        other => ApiError::internal(&other),
+    })?;
+    let updated = s.credentials.updated_at(id).await.ok().flatten();
+    Ok(Json(json!({ "channel_id": id, "credentials_updated_at": updated, "webhook_path": format!("/v1/webhooks/meta/{id}") }))
+        .into_response())
 }

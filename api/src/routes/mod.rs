@@ -11,13 +11,14 @@ mod messages;
 mod queries;
 mod stream;
 mod templates;
+mod webhooks;
 mod workspaces;
 
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use blazz_commands::CommandResult;
 use queries as q;
@@ -37,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/api-keys/{id}", axum::routing::delete(api_keys::revoke))
         .route("/v1/channels", post(channels::connect).get(q::channels))
         .route("/v1/channels/{id}", patch(channels::update).get(q::channel))
+        .route("/v1/channels/{id}/credentials", put(channels::set_credentials))
         .route("/v1/contacts", post(contacts::create).get(q::contacts))
         .route("/v1/contacts/{id}", patch(contacts::update).delete(contacts::delete).get(q::contact))
         .route("/v1/contacts/{id}/opt-out", post(contacts::opt_out))
@@ -56,6 +58,12 @@ pub fn router() -> Router<AppState> {
         .route("/v1/stream", get(stream::stream))
         .route("/v1/history/events", get(history::log))
         .route("/v1/history/streams/{stream_id}", get(history::stream))
+        .route(
+            "/v1/webhooks/meta/{channel_id}",
+            get(webhooks::verify).post(webhooks::receive).layer(DefaultBodyLimit::max(webhooks::WEBHOOK_BODY_LIMIT)),
+        )
+        .route("/v1/operator/webhook-exceptions", get(webhooks::exceptions))
+        .route("/v1/usage", get(q::usage))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 

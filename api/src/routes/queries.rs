@@ -235,16 +235,33 @@ pub async fn message(
     one(&s, &caller, List::Messages, id, p.min_position, "message").await
 }
 
+/// Day-bucketed statistics: `from`..`to` (default the last 30 days), after `min_position`.
+async fn per_day<F, Fut>(s: &AppState, caller: &Caller, p: &Params, rows: F) -> Result<Json<Value>, ApiError>
+where
+    F: FnOnce(chrono::NaiveDate, chrono::NaiveDate) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Value>, sqlx::Error>>,
+{
+    caller.require(Action::Read)?;
+    consistent(s, p.min_position).await?;
+    let today = chrono::Utc::now().date_naive();
+    let (from, to) = (p.from.unwrap_or(today - chrono::Days::new(30)), p.to.unwrap_or(today));
+    let rows = rows(from, to).await.map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(json!({ "items": rows })))
+}
+
 pub async fn daily_stats(
     State(s): State<AppState>,
     caller: Caller,
     Query(p): Query<Params>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::Read)?;
-    consistent(&s, p.min_position).await?;
-    let today = chrono::Utc::now().date_naive();
-    let (from, to) = (p.from.unwrap_or(today - chrono::Days::new(30)), p.to.unwrap_or(today));
-    let rows =
-        queries::daily_stats(&s.pool, caller.workspace_id(), from, to).await.map_err(|e| ApiError::internal(&e))?;
-    Ok(Json(json!({ "items": rows })))
+    per_day(&s, &caller, &p, |from, to| queries::daily_stats(&s.pool, caller.workspace_id(), from, to)).await
+}
+
+/// `GET /v1/usage`: billing reports per channel, day and pricing category.
+pub async fn usage(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    per_day(&s, &caller, &p, |from, to| queries::usage(&s.pool, caller.workspace_id(), from, to)).await
 }

@@ -1,0 +1,106 @@
+//! A local stand-in for Meta's Graph API (`POST /{version}/{phone_number_id}/messages`): it records
+//! every call (path, headers, body), checks the documented request shape, and answers with documented
+//! success or error bodies chosen per recipient.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::IntoResponse;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// One recorded call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub path: String,
+    pub authorization: String,
+    pub content_type: String,
+    pub body: Value,
+}
+
+/// How to answer a recipient: an HTTP status and a raw body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Reply {
+    /// Meta's error body for `code`.
+    pub fn error(code: i64) -> Self {
+        let body = json!({"error": {"message": format!("(#{code}) error"), "type": "OAuthException", "code": code,
+                                    "error_data": {"messaging_product": "whatsapp", "details": format!("details of {code}")},
+                                    "fbtrace_id": "A4O5a8RAgePwbcGSu"}});
+        Self { status: 400, body: body.to_string() }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    calls: Vec<Call>,
+    replies: HashMap<String, Reply>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeGraph {
+    pub addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+}
+
+async fn messages(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let to = parsed["to"].as_str().unwrap_or("").to_owned();
+    let mut inner = inner.lock().expect("lock");
+    inner.calls.push(Call {
+        path: uri.path().to_owned(),
+        authorization: header("authorization"),
+        content_type: header("content-type"),
+        body: parsed.clone(),
+    });
+    // The documented shape: a bad request gets Meta's error 100 like the real API would.
+    let well_formed = parsed["messaging_product"] == "whatsapp" && !to.is_empty() && parsed["type"].is_string();
+    if !well_formed {
+        return (StatusCode::BAD_REQUEST, Reply::error(100).body);
+    }
+    let reply = inner.replies.get(&to).cloned().unwrap_or_else(|| Reply {
+        status: 200,
+        body: json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
+                     "messages": [{"id": format!("wamid.FAKE.{}", inner.calls.len())}]})
+        .to_string(),
+    });
+    (StatusCode::from_u16(reply.status).expect("status"), reply.body)
+}
+
+impl FakeGraph {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = axum::Router::new()
+            .route("/{version}/{phone_number_id}/messages", axum::routing::post(messages))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, inner }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answer sends to `to` (without `+`) with `reply`.
+    pub fn reply_to(&self, to: &str, reply: Reply) {
+        self.inner.lock().expect("lock").replies.insert(to.to_owned(), reply);
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().expect("lock").calls.clone()
+    }
+}
