@@ -92,6 +92,24 @@ impl<E> Plan<E> {
     }
 }
 
+/// The answer to a command, given once its events are written.
+#[derive(Debug)]
+struct Answer {
+    result: Value,
+    /// Fields shown once, never stored (see [`Plan::secret_fields`]).
+    secret_fields: Option<Value>,
+}
+
+impl Answer {
+    fn written(self, position: Option<i64>) -> CommandResult {
+        let mut body = self.result;
+        if let (Value::Object(b), Some(Value::Object(s))) = (&mut body, self.secret_fields) {
+            b.extend(s);
+        }
+        CommandResult { body, position, replayed: false }
+    }
+}
+
 impl Commands {
     pub fn new(store: Arc<dyn EventStore>, codec: Codec) -> Self {
         Self::with_key_cache_ttl(store, codec, DEFAULT_KEY_CACHE_TTL)
@@ -183,6 +201,33 @@ impl Commands {
         }
     }
 
+    /// The store request of a plan (with the context's metadata and idempotency record), and the
+    /// answer to give once it is written.
+    fn request<E>(
+        &self,
+        ctx: &CommandContext,
+        stream: String,
+        expected: ExpectedVersion,
+        plan: Plan<E>,
+    ) -> (AppendRequest, Answer)
+    where
+        E: Into<DomainEvent>,
+    {
+        let Plan { events, claims, releases, result, secret_fields, workspace } = plan;
+        let events = events.into_iter().map(|e| self.codec.encode(&e.into())).collect();
+        let mut request =
+            AppendRequest::new(stream, workspace.unwrap_or(ctx.workspace_id), expected, events, ctx.metadata());
+        request.claims = claims;
+        request.releases = releases;
+        request.idempotency = ctx.idempotency.as_ref().map(|i| IdempotencyWrite {
+            scope: ctx.workspace_id,
+            key: i.key.clone(),
+            fingerprint: i.fingerprint.clone(),
+            result: result.clone(),
+        });
+        (request, Answer { result, secret_fields })
+    }
+
     /// Appends a plan to a stream with the context's metadata and idempotency record.
     pub(crate) async fn append<E>(
         &self,
@@ -192,27 +237,11 @@ impl Commands {
         plan: Plan<E>,
     ) -> Result<CommandResult, CommandError>
     where
-        E: Into<DomainEvent> + Clone,
+        E: Into<DomainEvent>,
     {
-        let events = plan.events.into_iter().map(|e| self.codec.encode(&e.into())).collect();
-        let workspace = plan.workspace.unwrap_or(ctx.workspace_id);
-        let mut request = AppendRequest::new(stream, workspace, expected, events, ctx.metadata());
-        request.claims = plan.claims;
-        request.releases = plan.releases;
-        request.idempotency = ctx.idempotency.as_ref().map(|i| IdempotencyWrite {
-            scope: ctx.workspace_id,
-            key: i.key.clone(),
-            fingerprint: i.fingerprint.clone(),
-            result: plan.result.clone(),
-        });
+        let (request, answer) = self.request(ctx, stream, expected, plan);
         match self.store.append(request).await {
-            Ok(out) => {
-                let mut body = plan.result;
-                if let (Value::Object(b), Some(Value::Object(s))) = (&mut body, plan.secret_fields) {
-                    b.extend(s);
-                }
-                Ok(CommandResult { body, position: out.position, replayed: false })
-            }
+            Ok(out) => Ok(answer.written(out.position)),
             // A concurrent request with the same key committed first: answer with its result.
             Err(AppendError::IdempotencyKeyUsed { key }) => match self.replayed(ctx).await? {
                 Some(first) => Ok(first),
@@ -220,6 +249,30 @@ impl Commands {
             },
             Err(e) => Err(Self::append_error(e)),
         }
+    }
+
+    /// Appends several plans of one context (without an idempotency key) together: each succeeds or
+    /// fails on its own, and they share a round trip. Answers in the order of `plans`.
+    pub(crate) async fn append_each<E>(
+        &self,
+        ctx: &CommandContext,
+        plans: Vec<(String, ExpectedVersion, Plan<E>)>,
+    ) -> Vec<Result<CommandResult, CommandError>>
+    where
+        E: Into<DomainEvent>,
+    {
+        debug_assert!(ctx.idempotency.is_none(), "one idempotency key cannot cover several appends");
+        let (requests, answers): (Vec<_>, Vec<_>) =
+            plans.into_iter().map(|(stream, expected, plan)| self.request(ctx, stream, expected, plan)).unzip();
+        let outcomes = self.store.append_all(requests).await;
+        answers
+            .into_iter()
+            .zip(outcomes)
+            .map(|(answer, outcome)| match outcome {
+                Ok(out) => Ok(answer.written(out.position)),
+                Err(e) => Err(Self::append_error(e)),
+            })
+            .collect()
     }
 
     pub(crate) fn append_error(e: AppendError) -> CommandError {

@@ -31,7 +31,8 @@ conformance_tests!(
     idempotency_is_atomic_with_events,
     claims_are_exclusive_until_released,
     racing_claims_have_one_winner,
-    failures_do_not_fail_batch_mates
+    failures_do_not_fail_batch_mates,
+    append_all_answers_each_request
 );
 
 fn one_event(stream: &str, ws: Uuid) -> AppendRequest {

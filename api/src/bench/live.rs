@@ -41,7 +41,7 @@ impl Seen {
 }
 
 pub async fn run(pool: sqlx::PgPool, append_writers: usize, rate: u64, seconds: u64) -> Result<(), Error> {
-    let Scenario { running, client, key, bodies } = scenario(pool.clone(), append_writers, 256, true).await?;
+    let Scenario { running, client, key, bodies, .. } = scenario(pool.clone(), append_writers, 256, true).await?;
     let mut req = format!("ws://{}/v1/stream", running.addr).into_client_request()?;
     req.headers_mut().insert("authorization", format!("Bearer {key}").parse()?);
     let (mut socket, _) = tokio_tungstenite::connect_async(req).await?;

@@ -5,6 +5,7 @@
 //! - `send`: `POST /v1/messages` (template messages) over real HTTP to an in-process server, at a fixed
 //!   concurrency, for a fixed time.
 //! - `replay` ([`replay`]): rebuild throughput of a projection over a large log.
+//! - `webhooks` ([`webhooks`]): signed Meta webhook POSTs of 100 statuses each, at a fixed concurrency.
 //! - `live` ([`live`]): commands at a fixed rate, measuring command-accepted → WebSocket-delta latency
 //!   and the projections' lag meanwhile.
 //!
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 mod live;
 mod replay;
+mod webhooks;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -50,6 +52,18 @@ pub enum Which {
     Replay {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
+    },
+    /// Signed webhook POSTs of 100 statuses each (sent, then delivered, then read of queued messages).
+    Webhooks {
+        /// Serve without in-process projectors (they run in `blazz project`).
+        #[arg(long)]
+        without_projectors: bool,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Messages queued up front; each gets three statuses.
+        #[arg(long, default_value_t = 50_000)]
+        messages: usize,
     },
     /// POST /v1/messages over HTTP.
     Send {
@@ -147,6 +161,9 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
             Which::Send { concurrency, seconds, without_projectors } => {
                 send(pool, config.append_writers, concurrency, seconds, !without_projectors).await
             }
+            Which::Webhooks { without_projectors, concurrency, messages } => {
+                webhooks::run(pool, config.append_writers, concurrency, messages, !without_projectors).await
+            }
             Which::Live { rate, seconds } => live::run(pool, config.append_writers, rate, seconds).await,
             Which::Replay { events } => replay::run(pool, config.append_writers, events).await,
         }
@@ -224,6 +241,8 @@ pub(crate) struct Scenario {
     pub client: reqwest::Client,
     pub key: String,
     pub bodies: Vec<Value>,
+    /// The sandbox channel's provider phone number id.
+    pub phone_number_id: String,
 }
 
 pub(crate) async fn scenario(
@@ -240,11 +259,12 @@ pub(crate) async fn scenario(
     let key = ws["api_key"]["key"].as_str().ok_or("no key")?.to_owned();
     let workspace_id = ws["workspace_id"].clone();
     let number = (Uuid::new_v4().as_u128() % 1_000_000_000_000) as u64;
+    let phone_number_id = format!("bench{number}");
     let channel = post(
         &client,
         running.url("/v1/channels"),
         &key,
-        json!({"provider": "sandbox", "phone_number_id": format!("bench{number}"), "display_phone_number": "+15550000001"}),
+        json!({"provider": "sandbox", "phone_number_id": phone_number_id, "display_phone_number": "+15550000001"}),
     )
     .await?;
     let template = post(
@@ -270,7 +290,7 @@ pub(crate) async fn scenario(
         bodies.push(json!({"channel_id": channel["channel_id"], "contact_id": c["contact_id"], "type": "template",
                            "template": {"id": template_id, "variables": {"1": "A-1", "2": "Budi"}}}));
     }
-    Ok(Scenario { running, client, key, bodies })
+    Ok(Scenario { running, client, key, bodies, phone_number_id })
 }
 
 async fn send(
@@ -280,7 +300,7 @@ async fn send(
     seconds: u64,
     projectors: bool,
 ) -> Result<(), Error> {
-    let Scenario { running, client, key, bodies } = scenario(pool, append_writers, concurrency, projectors).await?;
+    let Scenario { running, client, key, bodies, .. } = scenario(pool, append_writers, concurrency, projectors).await?;
     let url = running.url("/v1/messages");
     let bodies = Arc::new(bodies);
     let s = drive(concurrency, seconds, move |w| {

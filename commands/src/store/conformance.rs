@@ -315,6 +315,32 @@ pub async fn failures_do_not_fail_batch_mates(store: Arc<dyn EventStore>) {
     assert!(all.iter().all(|e| !e.stream_id.starts_with("test-bad")), "partial writes were undone");
 }
 
+/// `append_all` answers each request on its own, in order: a stale version or a taken claim fails only
+/// its request; the others are written.
+pub async fn append_all_answers_each_request(store: Arc<dyn EventStore>) {
+    let ws = Uuid::now_v7();
+    store.append(request("test-existing", ws, ExpectedVersion::NoStream, 1)).await.expect("setup");
+    let mut taken = request("test-claimer", ws, ExpectedVersion::NoStream, 1);
+    taken.claims.push(claim("test-claimer", ws, "+62811"));
+    store.append(taken).await.expect("setup claim");
+    let mut claiming = request("test-second-claimer", ws, ExpectedVersion::NoStream, 1);
+    claiming.claims.push(claim("test-second-claimer", ws, "+62811"));
+    let results = store
+        .append_all(vec![
+            request("test-a", ws, ExpectedVersion::NoStream, 2),
+            request("test-existing", ws, ExpectedVersion::NoStream, 1),
+            claiming,
+            request("test-existing", ws, ExpectedVersion::Exact(1), 1),
+        ])
+        .await;
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0].as_ref().expect("a").stream_version, 2);
+    assert!(matches!(results[1], Err(AppendError::Conflict { .. })), "{:?}", results[1]);
+    assert!(matches!(results[2], Err(AppendError::ClaimTaken { .. })), "{:?}", results[2]);
+    assert_eq!(results[3].as_ref().expect("exact").stream_version, 2);
+    assert_eq!(store.read_stream("test-second-claimer", 1, None).await.expect("read"), vec![]);
+}
+
 /// Runs every check above, each on a fresh store from `fresh`.
 pub async fn run_all<F, Fut>(fresh: F)
 where
@@ -329,4 +355,5 @@ where
     claims_are_exclusive_until_released(fresh().await).await;
     racing_claims_have_one_winner(fresh().await).await;
     failures_do_not_fail_batch_mates(fresh().await).await;
+    append_all_answers_each_request(fresh().await).await;
 }

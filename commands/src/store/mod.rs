@@ -225,6 +225,16 @@ pub trait EventStore: Send + Sync + 'static {
     /// Appends one command's events atomically with its claims, releases and idempotency record.
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError>;
 
+    /// Appends several commands' writes, each atomic on its own and failing on its own (a conflict in one
+    /// does not fail the others), in order of the answers. Implementations may write them together.
+    async fn append_all(&self, requests: Vec<AppendRequest>) -> Vec<Result<AppendOutcome, AppendError>> {
+        let mut out = Vec::with_capacity(requests.len());
+        for r in requests {
+            out.push(self.append(r).await);
+        }
+        out
+    }
+
     /// Events of one stream with `from_version <= version <= to_version`, in version order.
     async fn read_stream(
         &self,

@@ -129,7 +129,8 @@ impl Commands {
         let mut stored = self.store().read_streams(&streams).await?;
         stored.sort_by(|a, b| (&a.stream_id, a.stream_version).cmp(&(&b.stream_id, b.stream_version)));
 
-        let mut pending = vec![];
+        // Decide every message on the state read above; append all decisions together.
+        let (mut plans, mut facts) = (vec![], vec![]);
         for (stream, statuses) in &by_message {
             let events: &[RecordedEvent] = crate::handlers::of_stream(&stored, stream);
             let loaded = match self.fold::<Message>(ctx.workspace_id, events) {
@@ -148,25 +149,22 @@ impl Commands {
                 report.absorbed += statuses.len();
                 continue;
             }
-            let expected = ExpectedVersion::from_current(loaded.version);
-            pending.push(async move {
-                let opted_out = plan.events.iter().any(stops_marketing);
-                let first = self.append(ctx, stream.clone(), expected, plan).await;
-                let result = match first {
-                    // Another notification about this message won the race: decide again on fresh state.
-                    Err(CommandError::Conflict(_)) => {
-                        let id = owner_id(stream).unwrap_or_default();
-                        self.execute::<Message>(ctx, id, |m| decide(stream, ctx.workspace_id, m, statuses)).await
-                    }
-                    other => other,
-                };
-                (loaded.state.contact_id, opted_out, result)
-            });
+            let stops = plan.events.iter().any(stops_marketing);
+            plans.push((stream.clone(), ExpectedVersion::from_current(loaded.version), plan));
+            facts.push((stream, statuses, loaded.state.contact_id, stops));
         }
-        for (contact, opted_out, result) in futures::future::join_all(pending).await {
-            let result = result?;
+        let results = self.append_each(ctx, plans).await;
+        for ((stream, statuses, contact, stops), result) in facts.into_iter().zip(results) {
+            let result = match result {
+                // Another notification about this message won the race: decide again on fresh state.
+                Err(CommandError::Conflict(_)) => {
+                    let id = owner_id(stream).unwrap_or_default();
+                    self.execute::<Message>(ctx, id, |m| decide(stream, ctx.workspace_id, m, statuses)).await?
+                }
+                other => other?,
+            };
             report.wrote(result.position);
-            if let (true, Some(contact)) = (opted_out, contact) {
+            if let (true, Some(contact)) = (stops, contact) {
                 let reason = Some(format!("provider error {MARKETING_STOPPED}: recipient stopped marketing messages"));
                 match self.set_contact_consent(ctx, contact, true, reason, ConsentSource::Provider).await {
                     Ok(r) => report.wrote(r.position),

@@ -46,13 +46,15 @@ impl Default for BatchConfig {
 }
 
 /// Opens a pool with the session settings the store relies on: a short idle-in-transaction timeout,
-/// so a stuck client cannot hold the log's read horizon back, and no parallel plans (every query of
-/// the store is a short index lookup; parallel workers only add latency to those).
+/// so a stuck client cannot hold the log's read horizon back, no parallel plans and no JIT (every
+/// query of the store is a short index lookup; parallel workers and JIT compilation, which an
+/// unanalysed table's inflated estimates can trigger, only add latency to those).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let options: PgConnectOptions = url.parse()?;
     let options = options.options([
         ("idle_in_transaction_session_timeout", "10s"),
         ("max_parallel_workers_per_gather", "0"),
+        ("jit", "off"),
         ("application_name", "blazz"),
     ]);
     Ok(PgPoolOptions::new()
@@ -73,7 +75,8 @@ struct Pending {
 #[derive(Clone)]
 pub struct PgEventStore {
     pool: PgPool,
-    queue: mpsc::Sender<Pending>,
+    /// Groups of requests: a group reaches a writer whole, so it shares one transaction.
+    queue: mpsc::Sender<Vec<Pending>>,
     reads: mpsc::Sender<coalesce::ReadPending>,
 }
 
@@ -86,7 +89,7 @@ impl std::fmt::Debug for PgEventStore {
 impl PgEventStore {
     /// Starts the writer tasks on `pool`. Migrations must have run.
     pub fn new(pool: PgPool, config: BatchConfig) -> Self {
-        let (queue, rx) = mpsc::channel::<Pending>(config.max_events * 4);
+        let (queue, rx) = mpsc::channel::<Vec<Pending>>(config.max_events * 4);
         let rx = Arc::new(Mutex::new(rx));
         let notify = Arc::new(batch::Throttle::new(NOTIFY_INTERVAL));
         for _ in 0..config.writers.max(1) {
@@ -106,7 +109,7 @@ impl PgEventStore {
 
     async fn submit(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
         let (reply, rx) = oneshot::channel();
-        self.queue.send(Pending { request, reply }).await.map_err(|_| StoreError::Closed)?;
+        self.queue.send(vec![Pending { request, reply }]).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -126,6 +129,32 @@ impl EventStore for PgEventStore {
                 other => return other,
             }
         }
+    }
+
+    /// The requests travel as one group, so they share a transaction (and a round trip) instead of
+    /// trickling into several small batches.
+    async fn append_all(&self, requests: Vec<AppendRequest>) -> Vec<Result<AppendOutcome, AppendError>> {
+        let (group, waits): (Vec<Pending>, Vec<_>) = requests
+            .iter()
+            .map(|r| {
+                let (reply, rx) = oneshot::channel();
+                (Pending { request: r.clone(), reply }, rx)
+            })
+            .unzip();
+        if self.queue.send(group).await.is_err() {
+            return requests.iter().map(|_| Err(StoreError::Closed.into())).collect();
+        }
+        let mut out = Vec::with_capacity(requests.len());
+        for (request, rx) in requests.into_iter().zip(waits) {
+            out.push(match rx.await.map_err(|_| AppendError::from(StoreError::Closed)).and_then(|r| r) {
+                // Like `append`: `Any` only lost a race for the next version.
+                Err(AppendError::Conflict { .. }) if request.expected == ExpectedVersion::Any => {
+                    self.append(request).await
+                }
+                other => other,
+            });
+        }
+        out
     }
 
     async fn read_stream(
