@@ -33,6 +33,8 @@ pub struct Config {
     pub sandbox_delay_ms: u64,
     /// `BLAZZ_SANDBOX_REPLY`: text the sandbox recipient answers with after reading (default none).
     pub sandbox_reply: Option<String>,
+    /// `BLAZZ_SANDBOX_FAIL_CODE`: the sandbox fails every message with this Meta error code.
+    pub sandbox_fail_code: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,14 @@ impl Config {
             public_url: var("BLAZZ_PUBLIC_URL"),
             sandbox_delay_ms: parsed("BLAZZ_SANDBOX_DELAY_MS", 300)?,
             sandbox_reply: var("BLAZZ_SANDBOX_REPLY"),
+            sandbox_fail_code: var("BLAZZ_SANDBOX_FAIL_CODE")
+                .map(|v| {
+                    v.trim().parse().map_err(|e: std::num::ParseIntError| ConfigError {
+                        name: "BLAZZ_SANDBOX_FAIL_CODE",
+                        message: e.to_string(),
+                    })
+                })
+                .transpose()?,
         })
     }
 }
@@ -133,6 +143,7 @@ mod tests {
             public_url: None,
             sandbox_delay_ms: 1,
             sandbox_reply: None,
+            sandbox_fail_code: None,
         };
         let shown = format!("{c:?}");
         assert!(!shown.contains("sekret") && !shown.contains("pw@") && !shown.contains("c2VrcmV0"));

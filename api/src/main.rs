@@ -176,7 +176,7 @@ fn edge_settings(config: &Config, dispatch: bool) -> Result<server::EdgeSettings
             sent_after: step,
             delivered_after: step * 2,
             read_after: Some(step * 3),
-            fail_with: None,
+            fail_with: config.sandbox_fail_code,
             reply: config.sandbox_reply.clone(),
         },
         dispatch,

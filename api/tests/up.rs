@@ -1,6 +1,7 @@
-//! `blazz up` as a newcomer runs it: no DATABASE_URL, a fresh data directory. It must initialise and
-//! start its own PostgreSQL, print the address it serves, accept the generated operator token, and on
-//! SIGTERM shut down and stop the cluster.
+//! `blazz up --demo` as a newcomer runs it: no DATABASE_URL, a fresh data directory. It must initialise
+//! and start its own PostgreSQL, print the address it serves, accept the generated operator token, take
+//! a message of the demo workspace through the sandbox loop to `read`, and on SIGTERM shut down and stop
+//! the cluster.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -11,15 +12,16 @@ fn pg_running(pgdata: &std::path::Path) -> bool {
 }
 
 #[tokio::test]
-async fn blazz_up_serves_on_a_private_cluster_and_stops_it_on_sigterm() {
+async fn blazz_up_demo_serves_on_a_private_cluster_runs_the_sandbox_loop_and_stops_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("blazz-up-test-{}", uuid::Uuid::new_v4().simple()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_blazz"))
-        .arg("up")
+        .args(["up", "--demo"])
         .env_remove("DATABASE_URL")
         .env_remove("BLAZZ_OPERATOR_TOKEN")
         .env("BLAZZ_DATA_DIR", &dir)
         .env("BLAZZ_ADDR", "127.0.0.1:0")
         .env("BLAZZ_LOG", "warn")
+        .env("BLAZZ_SANDBOX_DELAY_MS", "20")
         .stdout(Stdio::piped())
         .spawn()
         .expect("blazz starts");
@@ -38,6 +40,13 @@ async fn blazz_up_serves_on_a_private_cluster_and_stops_it_on_sigterm() {
             break rest.trim().to_owned();
         }
     };
+    let mut demo_key = None;
+    while demo_key.is_none() {
+        let line =
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the demo key is printed");
+        demo_key = line.strip_prefix("Demo API key (shown once): ").map(|k| k.trim().to_owned());
+    }
+    let demo_key = demo_key.expect("demo key");
     let pgdata = dir.join("postgres");
     assert!(pg_running(&pgdata), "the private cluster runs under the data directory");
 
@@ -54,6 +63,54 @@ async fn blazz_up_serves_on_a_private_cluster_and_stops_it_on_sigterm() {
         .await
         .expect("create workspace");
     assert_eq!(res.status().as_u16(), 201);
+
+    // The demo workspace's sandbox channel takes a template message from queued to read.
+    let post = |path: &str, key: &str, body: serde_json::Value| {
+        let req = client.post(format!("{url}{path}")).bearer_auth(key).json(&body);
+        async move {
+            let res = req.send().await.expect("request");
+            assert!(res.status().is_success(), "{}", res.status());
+            res.json::<serde_json::Value>().await.expect("json")
+        }
+    };
+    let shown: serde_json::Value =
+        client.get(format!("{url}/v1/channels")).bearer_auth(&demo_key).send().await.unwrap().json().await.unwrap();
+    let channel = shown["items"][0]["channel_id"].as_str().expect("the demo channel is listed").to_owned();
+    let contact = post("/v1/contacts", &demo_key, serde_json::json!({"phone": "+6281234567890"})).await;
+    let template = post(
+        "/v1/templates",
+        &demo_key,
+        serde_json::json!({"name": "hello", "language": "en", "category": "UTILITY",
+                           "components": [{"type": "BODY", "text": "Hello from Blazz"}]}),
+    )
+    .await;
+    let template = template["template_id"].as_str().unwrap().to_owned();
+    let workspace: serde_json::Value =
+        client.get(format!("{url}/v1/workspace")).bearer_auth(&demo_key).send().await.unwrap().json().await.unwrap();
+    post(
+        &format!("/v1/templates/{template}/review"),
+        token.trim(),
+        serde_json::json!({"workspace_id": workspace["workspace_id"], "status": "APPROVED"}),
+    )
+    .await;
+    let sent = post(
+        "/v1/messages",
+        &demo_key,
+        serde_json::json!({"channel_id": channel, "contact_id": contact["contact_id"], "type": "template",
+                           "template": {"id": template}}),
+    )
+    .await;
+    let message = sent["message_id"].as_str().unwrap().to_owned();
+    let read_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = client.get(format!("{url}/v1/messages/{message}")).bearer_auth(&demo_key).send().await.unwrap();
+        let m: serde_json::Value = m.json().await.unwrap_or_default();
+        if m["status"] == "read" {
+            break;
+        }
+        assert!(Instant::now() < read_by, "the demo message did not reach read: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(kill.success());
