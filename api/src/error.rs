@@ -70,11 +70,13 @@ impl From<DomainError> for ApiError {
             | DomainError::OutsideServiceWindow
             | DomainError::ContactOptedOut
             | DomainError::TemplateNotApproved(_)
-            | DomainError::MissingVariable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | DomainError::MissingVariable(_)
+            | DomainError::EmptyAudience => StatusCode::UNPROCESSABLE_ENTITY,
             DomainError::NotFound(_) => StatusCode::NOT_FOUND,
-            DomainError::AlreadyExists(_) | DomainError::LastOwnerKey | DomainError::ChannelUnavailable(_) => {
-                StatusCode::CONFLICT
-            }
+            DomainError::AlreadyExists(_)
+            | DomainError::LastOwnerKey
+            | DomainError::ChannelUnavailable(_)
+            | DomainError::InvalidState(_) => StatusCode::CONFLICT,
             DomainError::Forbidden { .. } => StatusCode::FORBIDDEN,
         };
         let details = match &e {

@@ -197,6 +197,7 @@ async fn dispatch(config: Config) -> Result<(), Error> {
     let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
     let dispatcher = server::dispatcher(commands, credentials, &edge, &format!("http://{}", config.addr));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(blazz_api::dispatch::schedule(pool.clone(), dispatcher.clone(), stopped.clone()));
     let task = tokio::spawn(blazz_api::dispatch::run(pool, dispatcher, stopped));
     println!("Blazz dispatcher running");
     server::shutdown_signal().await;

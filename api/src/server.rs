@@ -110,6 +110,7 @@ pub fn state(pool: PgPool, settings: Settings, shutdown: watch::Receiver<bool>, 
     let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
     if edge.dispatch {
         let dispatcher = dispatcher(commands.clone(), credentials.clone(), &edge, own_url);
+        tokio::spawn(crate::dispatch::schedule(pool.clone(), dispatcher.clone(), shutdown.clone()));
         tokio::spawn(crate::dispatch::run(pool.clone(), dispatcher, shutdown));
     }
     AppState { commands, operator_token: settings.operator_token.map(Arc::from), pool, progress, hub, credentials }

@@ -40,13 +40,15 @@ async fn blazz_up_demo_serves_on_a_private_cluster_runs_the_sandbox_loop_and_sto
             break rest.trim().to_owned();
         }
     };
-    let mut demo_key = None;
+    let (mut demo_key, mut channel) = (None, None);
     while demo_key.is_none() {
-        let line =
-            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the demo key is printed");
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the demo is printed");
+        if let Some((_, c)) = line.split_once(" with sandbox channel ") {
+            channel = Some(c.trim().to_owned());
+        }
         demo_key = line.strip_prefix("Demo API key (shown once): ").map(|k| k.trim().to_owned());
     }
-    let demo_key = demo_key.expect("demo key");
+    let (demo_key, channel) = (demo_key.expect("demo key"), channel.expect("the demo channel is printed"));
     let pgdata = dir.join("postgres");
     assert!(pg_running(&pgdata), "the private cluster runs under the data directory");
 
@@ -73,9 +75,6 @@ async fn blazz_up_demo_serves_on_a_private_cluster_runs_the_sandbox_loop_and_sto
             res.json::<serde_json::Value>().await.expect("json")
         }
     };
-    let shown: serde_json::Value =
-        client.get(format!("{url}/v1/channels")).bearer_auth(&demo_key).send().await.unwrap().json().await.unwrap();
-    let channel = shown["items"][0]["channel_id"].as_str().expect("the demo channel is listed").to_owned();
     let contact = post("/v1/contacts", &demo_key, serde_json::json!({"phone": "+6281234567890"})).await;
     let template = post(
         "/v1/templates",

@@ -94,6 +94,7 @@ impl Codec {
             "template" => DomainEvent::Template(serde_json::from_value(payload).map_err(err)?),
             "message" => DomainEvent::Message(serde_json::from_value(payload).map_err(err)?),
             "conversation" => DomainEvent::Conversation(serde_json::from_value(payload).map_err(err)?),
+            "campaign" => DomainEvent::Campaign(serde_json::from_value(payload).map_err(err)?),
             _ => return Err(CodecError::UnknownType(event_type.into())),
         })
     }
@@ -109,6 +110,7 @@ fn payload_of(event: &DomainEvent) -> Value {
         DomainEvent::Template(e) => serde_json::to_value(e),
         DomainEvent::Message(e) => serde_json::to_value(e),
         DomainEvent::Conversation(e) => serde_json::to_value(e),
+        DomainEvent::Campaign(e) => serde_json::to_value(e),
     };
     // Serialising plain data types into a JSON value cannot fail (no maps with non-string keys).
     let mut value = value.unwrap_or(Value::Null);

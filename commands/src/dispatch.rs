@@ -14,6 +14,7 @@ use crate::provider::{Outbound, Provider, SendError, Sender};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::Claim;
 use blazz_domain::aggregate::{stream_id, Aggregate};
+use blazz_domain::campaign::{Campaign, CampaignStatus};
 use blazz_domain::channel::{Channel, ProviderKind};
 use blazz_domain::contact::ConsentSource;
 use blazz_domain::ids::MessageId;
@@ -51,6 +52,8 @@ pub enum Dispatched {
     Unknown(String),
     /// Not ours to send: already dispatched (by another dispatcher, or earlier), or not queued.
     Skipped,
+    /// Its campaign is paused or cancelled: it waits.
+    Held,
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +71,12 @@ impl Dispatcher {
         Self { commands, credentials, providers }
     }
 
-    fn context(workspace: Uuid) -> CommandContext {
+    pub fn commands(&self) -> &Commands {
+        &self.commands
+    }
+
+    /// The context of the dispatcher's own commands in `workspace`.
+    pub fn context(workspace: Uuid) -> CommandContext {
         CommandContext {
             workspace_id: workspace,
             role: Role::Owner,
@@ -92,6 +100,13 @@ impl Dispatcher {
         else {
             return Ok(Dispatched::Skipped);
         };
+        // A paused or cancelled campaign's messages wait (the queue projection may not show it yet).
+        if let Some(campaign) = m.campaign_id {
+            let status = c.load::<Campaign>(workspace, campaign.as_uuid()).await?.state.status;
+            if !matches!(status, CampaignStatus::Launching | CampaignStatus::Running) {
+                return Ok(Dispatched::Held);
+            }
+        }
         let channel = c.load::<Channel>(workspace, channel_id.as_uuid()).await?.state;
 
         // The attempt is on record before anything leaves; losing this race means someone else sends.

@@ -35,6 +35,12 @@ pub enum DomainError {
     /// The channel is not able to send.
     #[error("channel cannot send: {0}")]
     ChannelUnavailable(String),
+    /// The command does not apply in the aggregate's current state (e.g. resuming a cancelled campaign).
+    #[error("{0}")]
+    InvalidState(String),
+    /// A campaign audience with nobody in it.
+    #[error("the audience is empty")]
+    EmptyAudience,
 }
 
 impl DomainError {
@@ -56,6 +62,8 @@ impl DomainError {
             Self::TemplateNotApproved(_) => "template_not_approved",
             Self::MissingVariable(_) => "missing_template_variable",
             Self::ChannelUnavailable(_) => "channel_unavailable",
+            Self::InvalidState(_) => "invalid_state",
+            Self::EmptyAudience => "empty_audience",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! cannot silently change what is stored. The serialised payload carries the same name as its `type`
 //! tag; the write side checks both agree.
 
+use crate::campaign::CampaignEvent;
 use crate::channel::ChannelEvent;
 use crate::contact::ContactEvent;
 use crate::conversation::ConversationEvent;
@@ -21,6 +22,7 @@ pub enum DomainEvent {
     Template(TemplateEvent),
     Message(MessageEvent),
     Conversation(ConversationEvent),
+    Campaign(CampaignEvent),
 }
 
 impl DomainEvent {
@@ -70,6 +72,16 @@ impl DomainEvent {
                 ConversationEvent::InboundReceived { .. } => "conversation.inbound_received",
                 ConversationEvent::Assigned { .. } => "conversation.assigned",
             },
+            Self::Campaign(e) => match e {
+                CampaignEvent::Created { .. } => "campaign.created",
+                CampaignEvent::Scheduled { .. } => "campaign.scheduled",
+                CampaignEvent::LaunchStarted { .. } => "campaign.launch_started",
+                CampaignEvent::Launched { .. } => "campaign.launched",
+                CampaignEvent::Paused { .. } => "campaign.paused",
+                CampaignEvent::Resumed { .. } => "campaign.resumed",
+                CampaignEvent::Cancelled { .. } => "campaign.cancelled",
+                CampaignEvent::Completed { .. } => "campaign.completed",
+            },
         }
     }
 
@@ -84,7 +96,7 @@ impl DomainEvent {
 pub fn schema_version_of(event_type: &str) -> Option<u32> {
     let (category, _) = event_type.split_once('.')?;
     match category {
-        "workspace" | "channel" | "contact" | "group" | "template" | "message" | "conversation" => Some(1),
+        "workspace" | "channel" | "contact" | "group" | "template" | "message" | "conversation" | "campaign" => Some(1),
         _ => None,
     }
 }
@@ -117,5 +129,6 @@ into_domain_event!(
     Group(GroupEvent),
     Template(TemplateEvent),
     Message(MessageEvent),
-    Conversation(ConversationEvent)
+    Conversation(ConversationEvent),
+    Campaign(CampaignEvent)
 );

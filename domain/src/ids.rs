@@ -67,6 +67,10 @@ id_type!(
     /// The conversation of one contact on one channel.
     ConversationId
 );
+id_type!(
+    /// A campaign.
+    CampaignId
+);
 
 /// Namespace for deriving conversation ids, so that the conversation of a (channel, contact) pair
 /// can be found without a lookup.

@@ -4,7 +4,7 @@
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
-use crate::ids::{ChannelId, ContactId, TemplateId};
+use crate::ids::{CampaignId, ChannelId, ContactId, TemplateId};
 use crate::provider::{classify, ErrorClass};
 use crate::template::{render, Category, Language, RenderInput, RenderedTemplate, Template, TemplateName};
 use crate::values::{bounded_text, PhoneNumber};
@@ -248,6 +248,7 @@ pub struct Message {
     pub to: Option<PhoneNumber>,
     pub content: Option<MessageContent>,
     pub reply_to: Option<String>,
+    pub campaign_id: Option<CampaignId>,
 }
 
 #[derive(Debug, Clone)]
@@ -268,6 +269,7 @@ pub enum MessageCommand {
         recipient: RecipientFacts,
         /// Provider id of the message this one replies to.
         reply_to: Option<String>,
+        campaign_id: Option<CampaignId>,
         at: DateTime<Utc>,
     },
     MarkDispatched {
@@ -296,6 +298,9 @@ pub enum MessageEvent {
         content: MessageContent,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<String>,
+        /// The campaign that queued it, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        campaign_id: Option<CampaignId>,
         at: DateTime<Utc>,
     },
     #[serde(rename = "message.dispatched")]
@@ -319,7 +324,7 @@ impl Aggregate for Message {
 
     fn decide(&self, command: MessageCommand) -> Result<Vec<MessageEvent>, DomainError> {
         match command {
-            MessageCommand::Queue { channel_id, contact_id, to, content, recipient, reply_to, at } => {
+            MessageCommand::Queue { channel_id, contact_id, to, content, recipient, reply_to, campaign_id, at } => {
                 if self.queued {
                     return Err(DomainError::AlreadyExists("message"));
                 }
@@ -332,7 +337,7 @@ impl Aggregate for Message {
                         return Err(DomainError::ContactOptedOut);
                     }
                 }
-                Ok(vec![MessageEvent::Queued { channel_id, contact_id, to, content, reply_to, at }])
+                Ok(vec![MessageEvent::Queued { channel_id, contact_id, to, content, reply_to, campaign_id, at }])
             }
             _ if !self.queued => Err(DomainError::NotFound("message")),
             MessageCommand::MarkDispatched { attempt, at } => {
@@ -365,7 +370,8 @@ impl Aggregate for Message {
 
     fn evolve(mut self, event: &MessageEvent) -> Self {
         match event {
-            MessageEvent::Queued { channel_id, contact_id, to, content, reply_to, .. } => {
+            MessageEvent::Queued { channel_id, contact_id, to, content, reply_to, campaign_id, .. } => {
+                self.campaign_id = *campaign_id;
                 self.queued = true;
                 self.status = MessageStatus::Queued;
                 self.channel_id = Some(*channel_id);
@@ -411,6 +417,7 @@ mod tests {
             content,
             recipient,
             reply_to: None,
+            campaign_id: None,
             at: at(0),
         })
     }

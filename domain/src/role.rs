@@ -23,6 +23,7 @@ pub enum Action {
     SendMessages,
     ManageTemplates,
     ManageChannels,
+    ManageCampaigns,
     ManageKeys,
     ManageWorkspace,
 }

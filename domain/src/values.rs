@@ -140,6 +140,14 @@ impl TimeZone {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A wall-clock time of this zone as UTC (the earlier one when clocks go back); `None` for a time
+    /// that does not exist here (skipped when clocks go forward).
+    pub fn to_utc(&self, local: chrono::NaiveDateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::TimeZone as _;
+        let tz: chrono_tz::Tz = self.0.parse().unwrap_or(chrono_tz::UTC);
+        tz.from_local_datetime(&local).earliest().map(|t| t.with_timezone(&chrono::Utc))
+    }
 }
 
 impl TryFrom<String> for TimeZone {

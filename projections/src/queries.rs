@@ -39,6 +39,7 @@ pub enum List {
     Channels,
     Conversations,
     Messages,
+    Campaigns,
 }
 
 impl List {
@@ -50,6 +51,7 @@ impl List {
             Self::Channels => ("rm_channels", "channel_id"),
             Self::Conversations => ("rm_conversations", "conversation_id"),
             Self::Messages => ("rm_messages", "message_id"),
+            Self::Campaigns => ("rm_campaigns", "campaign_id"),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `position` it wrote; a replayed idempotent answer carries `Idempotent-Replayed: true`.
 
 mod api_keys;
+mod campaigns;
 mod channels;
 mod contacts;
 mod groups;
@@ -52,6 +53,13 @@ pub fn router() -> Router<AppState> {
         .route("/v1/templates/{id}", get(q::template))
         .route("/v1/templates/{id}/review", post(templates::review))
         .route("/v1/messages", post(messages::send).get(q::messages))
+        .route("/v1/campaigns", post(campaigns::create).get(q::campaigns))
+        .route("/v1/campaigns/{id}", get(q::campaign))
+        .route("/v1/campaigns/{id}/launch", post(campaigns::launch))
+        .route("/v1/campaigns/{id}/schedule", post(campaigns::schedule))
+        .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
+        .route("/v1/campaigns/{id}/resume", post(campaigns::resume))
+        .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/v1/messages/{id}", get(q::message))
         .route("/v1/conversations", get(q::conversations))
         .route("/v1/stats/daily", get(q::daily_stats))

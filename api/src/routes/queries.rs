@@ -265,3 +265,24 @@ pub async fn usage(
 ) -> Result<Json<Value>, ApiError> {
     per_day(&s, &caller, &p, |from, to| queries::usage(&s.pool, caller.workspace_id(), from, to)).await
 }
+
+pub async fn campaigns(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    let mut f = vec![];
+    if let Some(st) = p.status.clone() {
+        f.push(Filter::Text("status", st));
+    }
+    list(&s, &caller, List::Campaigns, &p, f).await
+}
+
+pub async fn campaign(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    one(&s, &caller, List::Campaigns, id, p.min_position, "campaign").await
+}

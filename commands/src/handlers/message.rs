@@ -104,6 +104,7 @@ impl Commands {
                 window_open: conversation.window_open(ctx.now),
             },
             reply_to: input.reply_to,
+            campaign_id: None,
             at: ctx.now,
         })?;
         let plan = Plan::new(queued, json!({ "message_id": id, "status": "queued" }));

@@ -169,6 +169,17 @@ impl EventStore for MemoryEventStore {
         Ok(self.lock().claims.get(&(scope.to_owned(), value.to_owned())).cloned())
     }
 
+    async fn claim_owners(&self, scope: &str, workspace_id: Uuid) -> Result<Vec<String>, StoreError> {
+        let g = self.lock();
+        let owners: std::collections::BTreeSet<String> = g
+            .claims
+            .values()
+            .filter(|c| c.scope == scope && c.workspace_id == workspace_id)
+            .map(|c| c.owner.clone())
+            .collect();
+        Ok(owners.into_iter().collect())
+    }
+
     async fn owners_with_claim(
         &self,
         scope: &str,

@@ -261,6 +261,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// The current holder of a claim.
     async fn claim(&self, scope: &str, value: &str) -> Result<Option<Claim>, StoreError>;
 
+    /// Every owner holding a claim in `scope` within `workspace_id` (e.g. all live contacts of a
+    /// workspace, through their phone claims), without duplicates.
+    async fn claim_owners(&self, scope: &str, workspace_id: Uuid) -> Result<Vec<String>, StoreError>;
+
     /// Which of `owners` hold at least one claim in `scope` within `workspace_id`.
     async fn owners_with_claim(
         &self,

@@ -219,6 +219,16 @@ impl EventStore for PgEventStore {
         }))
     }
 
+    async fn claim_owners(&self, scope: &str, workspace_id: Uuid) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT owner FROM unique_claims WHERE scope = $1 AND workspace_id = $2 ORDER BY owner",
+        )
+        .bind(scope)
+        .bind(workspace_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn owners_with_claim(
         &self,
         scope: &str,

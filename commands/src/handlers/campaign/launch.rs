@@ -1,0 +1,210 @@
+//! Launching a campaign: freeze the audience and fan it out into one queued message per eligible
+//! recipient, in batches (each batch one group append, never one giant transaction).
+//!
+//! Everything is read and rendered before anything is written, so a launch that would queue nobody (an
+//! empty audience, a variable no recipient can fill) fails cleanly. Message ids derive from campaign and
+//! contact: a launch interrupted by a crash is launched again and only queues what is missing.
+
+use super::super::of_stream;
+use crate::context::{CommandContext, CommandResult};
+use crate::error::CommandError;
+use crate::service::{scopes, Commands, Plan};
+use crate::store::ExpectedVersion;
+use blazz_domain::aggregate::{stream_id, Aggregate};
+use blazz_domain::campaign::{Audience, Campaign, CampaignCommand, Skipped};
+use blazz_domain::channel::Channel;
+use blazz_domain::contact::Contact;
+use blazz_domain::group::ContactGroup;
+use blazz_domain::ids::{CampaignId, ContactId};
+use blazz_domain::message::{Message, MessageCommand, MessageContent, MessageEvent, RecipientFacts};
+use blazz_domain::role::Action;
+use blazz_domain::template::{RenderInput, Template};
+use blazz_domain::DomainError;
+use serde::Serialize;
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use uuid::Uuid;
+
+/// Contacts read per round trip while freezing the audience.
+const READ_CHUNK: usize = 500;
+/// Messages appended per group (one transaction).
+const WRITE_CHUNK: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LaunchOutcome {
+    pub queued: u64,
+    pub skipped: Skipped,
+}
+
+type Queued = (String, ExpectedVersion, Plan<MessageEvent>);
+
+impl Commands {
+    /// The audience's contact ids, deduplicated, and how many duplicates were dropped.
+    async fn audience(&self, ws: Uuid, audience: &Audience) -> Result<(Vec<ContactId>, u64), CommandError> {
+        let named: Vec<ContactId> = match audience {
+            Audience::Contacts { contact_ids } => contact_ids.clone(),
+            Audience::AllContacts => {
+                let owners = self.store().claim_owners(scopes::CONTACT_PHONE, ws).await?;
+                owners.iter().filter_map(|o| super::super::webhook::owner_id(o)).map(ContactId::from_uuid).collect()
+            }
+            Audience::Groups { group_ids } => {
+                let streams: Vec<String> = group_ids.iter().map(|g| stream_id::<ContactGroup>(g.as_uuid())).collect();
+                let mut events = self.store().read_streams(&streams).await?;
+                events.sort_by(|a, b| (&a.stream_id, a.stream_version).cmp(&(&b.stream_id, b.stream_version)));
+                let mut all = vec![];
+                for s in &streams {
+                    let group = self.fold::<ContactGroup>(ws, of_stream(&events, s))?.state;
+                    let mut members: Vec<ContactId> = group.members.into_iter().collect();
+                    members.sort();
+                    all.extend(members);
+                }
+                all
+            }
+        };
+        let mut seen = HashSet::with_capacity(named.len());
+        let unique: Vec<ContactId> = named.iter().copied().filter(|c| seen.insert(*c)).collect();
+        Ok((unique.clone(), (named.len() - unique.len()) as u64))
+    }
+
+    /// Renders one queued message per eligible recipient.
+    async fn fan_out_plans(
+        &self,
+        ctx: &CommandContext,
+        id: CampaignId,
+        campaign: &Campaign,
+        template: &Template,
+        recipients: &[ContactId],
+        skipped: &mut Skipped,
+    ) -> Result<(Vec<Queued>, Option<String>), CommandError> {
+        let ws = ctx.workspace_id;
+        let (channel_id, template_id) = (
+            campaign.channel_id.ok_or(DomainError::NotFound("campaign"))?,
+            campaign.template_id.ok_or(DomainError::NotFound("campaign"))?,
+        );
+        let (mut plans, mut missing) = (Vec::with_capacity(recipients.len()), None);
+        for chunk in recipients.chunks(READ_CHUNK) {
+            let streams: Vec<String> = chunk.iter().map(|c| stream_id::<Contact>(c.as_uuid())).collect();
+            let mut events = self.store().read_streams(&streams).await?;
+            events.sort_by(|a, b| (&a.stream_id, a.stream_version).cmp(&(&b.stream_id, b.stream_version)));
+            for (contact_id, stream) in chunk.iter().zip(&streams) {
+                let contact = match self.fold::<Contact>(ws, of_stream(&events, stream)) {
+                    Ok(c) if c.state.is_active() => c.state,
+                    _ => {
+                        skipped.unknown += 1;
+                        continue;
+                    }
+                };
+                let Some(to) = contact.phone.clone() else {
+                    skipped.unknown += 1;
+                    continue;
+                };
+                if contact.is_opted_out() {
+                    skipped.opted_out += 1;
+                    continue;
+                }
+                let explicit: BTreeMap<String, String> = campaign
+                    .variables
+                    .iter()
+                    .filter_map(|(k, m)| m.resolve(&contact.attributes).map(|v| (k.clone(), v)))
+                    .collect();
+                let input = RenderInput {
+                    explicit: &explicit,
+                    attributes: &contact.attributes,
+                    contact_name: contact.name.as_deref(),
+                };
+                let content = match MessageContent::from_template(template_id, template, &input) {
+                    Ok(c) => c,
+                    Err(DomainError::MissingVariable(v)) => {
+                        skipped.missing_variable += 1;
+                        missing.get_or_insert(v);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let message = Campaign::message_id(id.as_uuid(), *contact_id);
+                let events = Message::default().decide(MessageCommand::Queue {
+                    channel_id,
+                    contact_id: *contact_id,
+                    to,
+                    content,
+                    recipient: RecipientFacts { opted_out: false, window_open: false },
+                    reply_to: None,
+                    campaign_id: Some(id),
+                    at: ctx.now,
+                })?;
+                plans.push((
+                    stream_id::<Message>(message.as_uuid()),
+                    ExpectedVersion::NoStream,
+                    Plan::new(events, json!({ "message_id": message })),
+                ));
+            }
+        }
+        Ok((plans, missing))
+    }
+
+    /// Launches a campaign now (also resumes a launch a crash interrupted).
+    #[tracing::instrument(skip_all, fields(campaign = %id), err)]
+    pub async fn launch_campaign(&self, ctx: &CommandContext, id: CampaignId) -> Result<CommandResult, CommandError> {
+        super::super::require(ctx.role, Action::ManageCampaigns)?;
+        if let Some(r) = self.replayed(ctx).await? {
+            return Ok(r);
+        }
+        // The idempotency key (if any) is stored with the last step, the launch's result.
+        let step = CommandContext { idempotency: None, ..ctx.clone() };
+        let ws = ctx.workspace_id;
+        let campaign = self.load::<Campaign>(ws, id.as_uuid()).await?.state;
+        // Refused here, before any work, if the state does not allow a launch.
+        campaign.decide(CampaignCommand::StartLaunch { at: ctx.now })?;
+        let template_id = campaign.template_id.ok_or(DomainError::NotFound("campaign"))?;
+        let template = self.load::<Template>(ws, template_id.as_uuid()).await?.state;
+        if !template.is_sendable() {
+            return Err(DomainError::TemplateNotApproved(template.status.as_str().to_owned()).into());
+        }
+        let channel_id = campaign.channel_id.ok_or(DomainError::NotFound("campaign"))?;
+        if !self.load::<Channel>(ws, channel_id.as_uuid()).await?.state.connected {
+            return Err(DomainError::NotFound("channel").into());
+        }
+        let audience = campaign.audience.clone().ok_or(DomainError::NotFound("campaign"))?;
+        let (recipients, duplicate) = self.audience(ws, &audience).await?;
+        let mut skipped = Skipped { duplicate, ..Skipped::default() };
+        let (plans, missing) = self.fan_out_plans(&step, id, &campaign, &template, &recipients, &mut skipped).await?;
+        if plans.is_empty() {
+            return Err(match missing {
+                Some(v) if skipped.missing_variable > 0 => DomainError::MissingVariable(v),
+                _ => DomainError::EmptyAudience,
+            }
+            .into());
+        }
+
+        self.execute::<Campaign>(&step, id.as_uuid(), |c| {
+            Ok(Plan::new(c.decide(CampaignCommand::StartLaunch { at: ctx.now })?, json!({})))
+        })
+        .await?;
+        let mut queued = 0u64;
+        let mut plans = plans;
+        while !plans.is_empty() {
+            let rest = plans.split_off(plans.len().min(WRITE_CHUNK));
+            for r in self.append_each(&step, plans).await {
+                match r {
+                    // Queued by an earlier, interrupted launch.
+                    Ok(_) | Err(CommandError::Conflict(_)) => queued += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+            plans = rest;
+        }
+        let outcome = LaunchOutcome { queued, skipped };
+        self.execute::<Campaign>(ctx, id.as_uuid(), |c| {
+            let events = c.decide(CampaignCommand::FinishLaunch { queued, skipped, at: ctx.now })?;
+            let status = events.iter().fold(c.clone(), Campaign::evolve).status;
+            Ok(Plan::new(events, json!({ "campaign_id": id, "status": status, "queued": queued, "skipped": skipped })))
+        })
+        .await
+        .map(|mut r| {
+            if r.position.is_none() {
+                r.body = json!({ "campaign_id": id, "queued": outcome.queued, "skipped": outcome.skipped });
+            }
+            r
+        })
+    }
+}

@@ -1,0 +1,182 @@
+//! `rm_campaigns`: each campaign with its lifecycle and the counts of its messages by current status
+//! (and failures by error class); `rm_campaign_messages` remembers each campaign message's status so a
+//! status change moves it from one count to another.
+
+use crate::delta::Change;
+use crate::projector::{Applied, Projector};
+use async_trait::async_trait;
+use blazz_domain::campaign::CampaignEvent;
+use blazz_domain::message::{MessageEvent, MessageStatus};
+use blazz_domain::DomainEvent;
+use serde_json::json;
+use sqlx::PgConnection;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+#[derive(Debug)]
+pub struct Campaigns;
+
+fn is_campaign_queued(a: &Applied) -> bool {
+    matches!(a.event, DomainEvent::Message(MessageEvent::Queued { campaign_id: Some(_), .. }))
+}
+
+/// The counts of a campaign, as a delta for live clients.
+async fn counts(conn: &mut PgConnection, ws: Uuid, campaign: Uuid) -> Result<Vec<Change>, sqlx::Error> {
+    let row: Option<serde_json::Value> = sqlx::query_scalar(
+        "SELECT jsonb_build_object('status', status, 'queued', queued, 'dispatched', dispatched, 'sent', sent,
+                'delivered', delivered, 'read', read, 'failed', failed, 'failed_by_class', failed_by_class, 'skipped', skipped)
+         FROM rm_campaigns WHERE workspace_id = $1 AND campaign_id = $2",
+    )
+    .bind(ws)
+    .bind(campaign)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| vec![Change::upsert("campaign", campaign, r)]).unwrap_or_default())
+}
+
+#[async_trait]
+impl Projector for Campaigns {
+    fn name(&self) -> &'static str {
+        "campaigns"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_campaigns", "rm_campaign_messages"]
+    }
+
+    fn batchable(&self, event: &Applied) -> bool {
+        is_campaign_queued(event)
+    }
+
+    /// A run of campaign messages queued (a launch's fan-out): one insert, one count update per campaign.
+    async fn apply_run(&self, conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+        let (mut ids, mut campaigns) = (vec![], vec![]);
+        for a in run {
+            if let DomainEvent::Message(MessageEvent::Queued { campaign_id: Some(c), .. }) = &a.event {
+                ids.push(a.aggregate_id());
+                campaigns.push(c.as_uuid());
+            }
+        }
+        let inserted: Vec<Uuid> = sqlx::query_scalar(
+            "INSERT INTO rm_campaign_messages (message_id, campaign_id, status)
+             SELECT m, c, 'queued' FROM unnest($1::uuid[], $2::uuid[]) AS t(m, c)
+             ON CONFLICT DO NOTHING RETURNING campaign_id",
+        )
+        .bind(&ids)
+        .bind(&campaigns)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut per: BTreeMap<Uuid, i64> = BTreeMap::new();
+        for c in inserted {
+            *per.entry(c).or_default() += 1;
+        }
+        for (c, n) in per {
+            sqlx::query("UPDATE rm_campaigns SET queued = queued + $2 WHERE campaign_id = $1")
+                .bind(c)
+                .bind(n)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(vec![vec![]; run.len()])
+    }
+
+    async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {
+        let (ws, at) = (a.record.workspace_id, a.record.recorded_at);
+        match &a.event {
+            DomainEvent::Campaign(e) => {
+                let id = a.aggregate_id();
+                if let CampaignEvent::Created { name, channel_id, template_id, .. } = e {
+                    sqlx::query(
+                        "INSERT INTO rm_campaigns (workspace_id, campaign_id, name, channel_id, template_id, status, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, 'draft', $6, $6) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(ws)
+                    .bind(id)
+                    .bind(name)
+                    .bind(channel_id.as_uuid())
+                    .bind(template_id.as_uuid())
+                    .bind(at)
+                    .execute(&mut *conn)
+                    .await?;
+                    return counts(conn, ws, id).await;
+                }
+                let (status, scheduled, skipped) = match e {
+                    CampaignEvent::Created { .. } => unreachable!("handled above"),
+                    CampaignEvent::Scheduled { at } => ("scheduled", Some(*at), None),
+                    CampaignEvent::LaunchStarted { .. } => ("launching", None, None),
+                    CampaignEvent::Launched { skipped, .. } => ("running", None, Some(json!(skipped))),
+                    CampaignEvent::Paused { .. } => ("paused", None, None),
+                    CampaignEvent::Resumed { .. } => ("running", None, None),
+                    CampaignEvent::Cancelled { .. } => ("cancelled", None, None),
+                    CampaignEvent::Completed { .. } => ("completed", None, None),
+                };
+                // A launch finishing after a pause or cancel records its counts, not a status.
+                let keep = matches!(e, CampaignEvent::Launched { .. });
+                sqlx::query(
+                    "UPDATE rm_campaigns SET
+                         status = CASE WHEN $7 AND status IN ('paused', 'cancelled') THEN status ELSE $3 END,
+                         scheduled_at = coalesce($4, scheduled_at), skipped = coalesce($5, skipped),
+                         launched_at = CASE WHEN $3 = 'launching' THEN $6 ELSE launched_at END, updated_at = $6
+                     WHERE workspace_id = $1 AND campaign_id = $2",
+                )
+                .bind(ws)
+                .bind(id)
+                .bind(status)
+                .bind(scheduled)
+                .bind(skipped)
+                .bind(at)
+                .bind(keep)
+                .execute(&mut *conn)
+                .await?;
+                counts(conn, ws, id).await
+            }
+            DomainEvent::Message(MessageEvent::Queued { campaign_id: Some(_), .. }) => {
+                self.apply_run(conn, &[a]).await.map(|mut v| v.pop().unwrap_or_default())
+            }
+            DomainEvent::Message(e) => {
+                let (status, class) = match e {
+                    MessageEvent::Dispatched { .. } => (MessageStatus::Dispatched, None),
+                    MessageEvent::Sent { .. } => (MessageStatus::Sent, None),
+                    MessageEvent::Delivered { .. } => (MessageStatus::Delivered, None),
+                    MessageEvent::Read { .. } => (MessageStatus::Read, None),
+                    MessageEvent::Failed { error, .. } => (MessageStatus::Failed, Some(error.class().as_str())),
+                    MessageEvent::Queued { .. } | MessageEvent::Billed { .. } => return Ok(vec![]),
+                };
+                let old: Option<(Uuid, String)> = sqlx::query_as(
+                    "SELECT campaign_id, status FROM rm_campaign_messages WHERE message_id = $1 FOR UPDATE",
+                )
+                .bind(a.aggregate_id())
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some((campaign, old)) = old else {
+                    return Ok(vec![]);
+                };
+                // Only statuses this projector wrote name columns.
+                if !["queued", "dispatched", "sent", "failed", "delivered", "read"].contains(&old.as_str()) {
+                    return Ok(vec![]);
+                }
+                sqlx::query("UPDATE rm_campaign_messages SET status = $2 WHERE message_id = $1")
+                    .bind(a.aggregate_id())
+                    .bind(status.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                // Column names come from the status lattice, never from input.
+                sqlx::query(&format!(
+                    "UPDATE rm_campaigns SET {old} = {old} - 1, {new} = {new} + 1, updated_at = $3,
+                         failed_by_class = CASE WHEN $4::text IS NULL THEN failed_by_class
+                             ELSE jsonb_set(failed_by_class, ARRAY[$4::text], to_jsonb(coalesce((failed_by_class ->> $4::text)::int8, 0) + 1)) END
+                     WHERE workspace_id = $1 AND campaign_id = $2",
+                    new = status.as_str()
+                ))
+                .bind(ws)
+                .bind(campaign)
+                .bind(at)
+                .bind(class)
+                .execute(&mut *conn)
+                .await?;
+                counts(conn, ws, campaign).await
+            }
+            _ => Ok(vec![]),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Campaigns over HTTP: validation up front, the audience frozen and fanned out with exclusions,
+//! pause / resume / cancel holding dispatch, and scheduling in the workspace's time zone.
+
+use blazz_api::server::{dispatcher, EdgeSettings};
+use blazz_commands::dispatch::{Dispatched, Dispatcher};
+use blazz_commands::provider::sandbox::SandboxScript;
+use blazz_domain::ids::MessageId;
+use blazz_tests::{Settings, TestApp, Ws, OPERATOR_TOKEN};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::time::Duration;
+use uuid::Uuid;
+
+struct Setup {
+    app: TestApp,
+    ws: Ws,
+    channel: String,
+    template: String,
+}
+
+async fn setup(pool: PgPool, settings: Settings) -> Setup {
+    let app = TestApp::spawn_with(pool, settings).await;
+    let ws = app.workspace().await;
+    let (channel, _) = app.channel_of(&ws, "sandbox").await;
+    app.credentials(&ws, &channel).await;
+    let template = app.template(&ws, "promo", "MARKETING", "APPROVED").await;
+    Setup { app, ws, channel, template }
+}
+
+fn plain() -> Settings {
+    Settings::new(4, Some(OPERATOR_TOKEN.into()))
+}
+
+impl Setup {
+    async fn create(&self, audience: Value) -> blazz_tests::Answer {
+        self.app
+            .post(
+                "/v1/campaigns",
+                &self.ws.key,
+                json!({"name": "Promo", "channel_id": self.channel, "template_id": self.template, "audience": audience,
+                       "variables": {"first_name": {"attribute": "first_name", "default": "Kak"}}}),
+            )
+            .await
+    }
+
+    async fn group(&self, members: &[&str]) -> String {
+        let g = self
+            .app
+            .post("/v1/groups", &self.ws.key, json!({"name": format!("g{}", Uuid::now_v7())}))
+            .await
+            .expect(201)
+            .id("group_id");
+        self.app
+            .post(&format!("/v1/groups/{g}/members"), &self.ws.key, json!({"contact_ids": members}))
+            .await
+            .expect(200);
+        g
+    }
+
+    /// A dispatcher of this app (same credentials), driven by the test.
+    fn dispatcher(&self) -> Dispatcher {
+        let state = &self.app.server.state;
+        dispatcher(
+            state.commands.clone(),
+            state.credentials.clone(),
+            &EdgeSettings::default(),
+            &self.app.server.url(""),
+        )
+    }
+
+    async fn messages_of(&self, campaign: &str) -> Vec<(Uuid, Uuid)> {
+        let ids: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT substr(stream_id, 9)::uuid FROM events WHERE event_type = 'message.queued' AND payload->>'campaign_id' = $1")
+            .bind(campaign)
+            .fetch_all(&self.app.pool)
+            .await
+            .unwrap();
+        ids.into_iter().map(|m| (Uuid::parse_str(&self.ws.id).unwrap(), m)).collect()
+    }
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn invalid_campaigns_are_refused_up_front_with_clear_codes(pool: PgPool) {
+    let s = setup(pool, plain()).await;
+    let pending = s.app.template(&s.ws, "draft_promo", "MARKETING", "PENDING").await;
+    let body = |template: &str, audience: Value, variables: Value| json!({"name": "x", "channel_id": s.channel, "template_id": template, "audience": audience, "variables": variables});
+    let all = json!({"kind": "all"});
+    let a = s.app.post("/v1/campaigns", &s.ws.key, body(&pending, all.clone(), json!({}))).await;
+    assert_eq!((a.status.as_u16(), a.code()), (422, "template_not_approved"));
+    let positional = s
+        .app
+        .post(
+            "/v1/templates",
+            &s.ws.key,
+            json!({"name": "order", "language": "id", "category": "UTILITY", "components": [{"type": "BODY", "text": "Pesanan {{1}}"}]}),
+        )
+        .await
+        .expect(201)
+        .id("template_id");
+    s.app
+        .post(
+            &format!("/v1/templates/{positional}/review"),
+            OPERATOR_TOKEN,
+            json!({"workspace_id": s.ws.id, "status": "APPROVED"}),
+        )
+        .await
+        .expect(200);
+    let a = s.app.post("/v1/campaigns", &s.ws.key, body(&positional, all.clone(), json!({}))).await;
+    assert_eq!((a.status.as_u16(), a.code()), (422, "missing_template_variable"));
+    s.app
+        .post("/v1/campaigns", &s.ws.key, body(&positional, all.clone(), json!({"body.1": {"value": "A-1"}})))
+        .await
+        .expect(201);
+    let a = s.create(json!({"kind": "contacts", "contact_ids": []})).await;
+    assert_eq!((a.status.as_u16(), a.code()), (422, "empty_audience"));
+    let a = s.create(json!({"kind": "groups", "group_ids": [Uuid::now_v7()]})).await;
+    assert_eq!(a.status.as_u16(), 422, "{}", a.body);
+    // No contacts at all: the launch finds an empty audience.
+    let c = s.create(all).await.expect(201).id("campaign_id");
+    let a = s.app.post(&format!("/v1/campaigns/{c}/launch"), &s.ws.key, json!({})).await;
+    assert_eq!((a.status.as_u16(), a.code()), (422, "empty_audience"));
+    let wrong = s.app.post("/v1/campaigns", &s.ws.key, json!({"name": "x"})).await;
+    assert_eq!(wrong.status.as_u16(), 400, "{}", wrong.body);
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn launch_freezes_the_audience_and_skips_opted_out_duplicates_and_deleted(pool: PgPool) {
+    let s = setup(pool, plain()).await;
+    let mut ids = vec![];
+    for (p, name) in
+        [("+6281100000001", "Ani"), ("+6281100000002", "Budi"), ("+6281100000003", "Dewi"), ("+6281100000004", "Eko")]
+    {
+        ids.push(s.app.contact(&s.ws, p, json!({"first_name": name})).await);
+    }
+    let (a, b, d, gone) = (ids[0].clone(), ids[1].clone(), ids[2].clone(), ids[3].clone());
+    s.app.post(&format!("/v1/contacts/{d}/opt-out"), &s.ws.key, json!({"reason": "asked"})).await.expect(200);
+    let g1 = s.group(&[&a, &b, &gone]).await;
+    let g2 = s.group(&[&b, &d]).await;
+    s.app.delete(&format!("/v1/contacts/{gone}"), &s.ws.key).await.expect(200);
+    let campaign = s.create(json!({"kind": "groups", "group_ids": [g1, g2]})).await.expect(201).id("campaign_id");
+    let launched = s.app.post(&format!("/v1/campaigns/{campaign}/launch"), &s.ws.key, json!({})).await.expect(200);
+    assert_eq!(launched.body["queued"], 2, "{}", launched.body);
+    assert_eq!(launched.body["skipped"], json!({"opted_out": 1, "duplicate": 1, "unknown": 1, "missing_variable": 0}));
+
+    // Joining a group after the launch does not add to it.
+    let late = s.app.contact(&s.ws, "+6281100000005", json!({"first_name": "Fajar"})).await;
+    s.app.post(&format!("/v1/groups/{g1}/members"), &s.ws.key, json!({"contact_ids": [late]})).await.expect(200);
+    assert_eq!(s.messages_of(&campaign).await.len(), 2);
+    let again = s.app.post(&format!("/v1/campaigns/{campaign}/launch"), &s.ws.key, json!({})).await;
+    assert_eq!((again.status.as_u16(), again.code()), (409, "invalid_state"));
+
+    let row = s
+        .app
+        .get(&format!("/v1/campaigns/{campaign}?min_position={}", launched.body["position"]), &s.ws.key)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!((row["status"].as_str(), row["queued"].as_i64()), (Some("running"), Some(2)), "{row}");
+    // The rendered message carries the contact's attribute through the mapping.
+    let history = s.app.history(&s.ws).await;
+    let previews: Vec<&str> = history
+        .iter()
+        .filter(|e| e["event_type"] == "message.queued")
+        .map(|e| e["payload"]["content"]["rendered"]["body_preview"].as_str().unwrap())
+        .collect();
+    assert!(previews.contains(&"Halo Ani, diskon 10%") && previews.contains(&"Halo Budi, diskon 10%"), "{previews:?}");
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn pause_and_cancel_hold_dispatch_and_resume_releases_it(pool: PgPool) {
+    let s = setup(pool, plain()).await;
+    for i in 0..3 {
+        s.app.contact(&s.ws, &format!("+628120000000{i}"), json!({"first_name": "X"})).await;
+    }
+    let campaign = s.create(json!({"kind": "all"})).await.expect(201).id("campaign_id");
+    s.app.post(&format!("/v1/campaigns/{campaign}/launch"), &s.ws.key, json!({})).await.expect(200);
+    let paused = s
+        .app
+        .post(&format!("/v1/campaigns/{campaign}/pause"), &s.ws.key, json!({"reason": "check copy"}))
+        .await
+        .expect(200);
+    assert_eq!(paused.body["status"], "paused");
+    let d = s.dispatcher();
+    let messages = s.messages_of(&campaign).await;
+    assert_eq!(messages.len(), 3);
+    for (ws, m) in &messages {
+        assert_eq!(d.dispatch(*ws, MessageId::from_uuid(*m)).await.unwrap(), Dispatched::Held);
+    }
+    s.app.post(&format!("/v1/campaigns/{campaign}/resume"), &s.ws.key, json!({})).await.expect(200);
+    let (ws, first) = messages[0];
+    assert!(matches!(d.dispatch(ws, MessageId::from_uuid(first)).await.unwrap(), Dispatched::Sent { .. }));
+    let cancelled = s.app.post(&format!("/v1/campaigns/{campaign}/cancel"), &s.ws.key, json!({})).await.expect(200);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    let (ws, second) = messages[1];
+    assert_eq!(d.dispatch(ws, MessageId::from_uuid(second)).await.unwrap(), Dispatched::Held);
+    let resumed = s.app.post(&format!("/v1/campaigns/{campaign}/resume"), &s.ws.key, json!({})).await;
+    assert_eq!((resumed.status.as_u16(), resumed.code()), (409, "invalid_state"));
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_scheduled_campaign_starts_on_time_and_its_progress_is_counted(pool: PgPool) {
+    let mut settings = plain();
+    settings.edge.dispatch = true;
+    settings.edge.sandbox = SandboxScript {
+        sent_after: Duration::from_millis(10),
+        delivered_after: Duration::from_millis(20),
+        read_after: Some(Duration::from_millis(30)),
+        fail_with: None,
+        reply: None,
+    };
+    let s = setup(pool, settings).await;
+    for i in 0..3 {
+        s.app.contact(&s.ws, &format!("+628130000000{i}"), json!({"first_name": "Y"})).await;
+    }
+    // The workspace is in Asia/Jakarta (UTC+7): a local time two seconds ahead.
+    let local = (chrono::Utc::now() + chrono::Duration::seconds(2))
+        .with_timezone(&chrono_tz_offset())
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let body = json!({"name": "Later", "channel_id": s.channel, "template_id": s.template, "audience": {"kind": "all"}, "schedule_at": local});
+    let campaign = s.app.post("/v1/campaigns", &s.ws.key, body).await.expect(201).id("campaign_id");
+    let row = s.app.eventually(&s.ws, &format!("/v1/campaigns/{campaign}"), |c| c["status"] == "scheduled").await;
+    let at = chrono::DateTime::parse_from_rfc3339(row["scheduled_at"].as_str().unwrap()).unwrap();
+    let expected =
+        chrono::NaiveDateTime::parse_from_str(&local, "%Y-%m-%dT%H:%M:%S").unwrap() - chrono::Duration::hours(7);
+    assert_eq!(at.naive_utc(), expected, "local time of the workspace, stored as UTC");
+    let done = s.app.eventually(&s.ws, &format!("/v1/campaigns/{campaign}"), |c| c["read"] == 3).await;
+    assert_eq!((done["queued"].as_i64(), done["failed"].as_i64()), (Some(0), Some(0)), "{done}");
+    let launched = chrono::DateTime::parse_from_rfc3339(done["launched_at"].as_str().unwrap()).unwrap();
+    assert!(launched >= at, "not before its time: {launched} < {at}");
+}
+
+/// Jakarta's fixed offset (no daylight saving).
+fn chrono_tz_offset() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(7 * 3600).unwrap()
+}
