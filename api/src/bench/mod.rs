@@ -6,6 +6,7 @@
 //!   concurrency, for a fixed time.
 //! - `replay` ([`replay`]): rebuild throughput of a projection over a large log.
 //! - `webhooks` ([`webhooks`]): signed Meta webhook POSTs of 100 statuses each, at a fixed concurrency.
+//! - `fanout` ([`fanout`]): time to launch a campaign to N imported contacts.
 //! - `live` ([`live`]): commands at a fixed rate, measuring command-accepted → WebSocket-delta latency
 //!   and the projections' lag meanwhile.
 //!
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+mod fanout;
 mod live;
 mod replay;
 mod webhooks;
@@ -64,6 +66,11 @@ pub enum Which {
         /// Messages queued up front; each gets three statuses.
         #[arg(long, default_value_t = 50_000)]
         messages: usize,
+    },
+    /// Launch a campaign to N recipients (imported first) and time the fan-out.
+    Fanout {
+        #[arg(long, default_value_t = 100_000)]
+        recipients: usize,
     },
     /// POST /v1/messages over HTTP.
     Send {
@@ -164,6 +171,7 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
             Which::Webhooks { without_projectors, concurrency, messages } => {
                 webhooks::run(pool, config.append_writers, concurrency, messages, !without_projectors).await
             }
+            Which::Fanout { recipients } => fanout::run(pool, config.append_writers, recipients).await,
             Which::Live { rate, seconds } => live::run(pool, config.append_writers, rate, seconds).await,
             Which::Replay { events } => replay::run(pool, config.append_writers, events).await,
         }
