@@ -14,6 +14,8 @@ CREATE TABLE rm_campaigns (
     skipped       JSONB       NOT NULL DEFAULT '{}',
     queued        BIGINT      NOT NULL DEFAULT 0,
     dispatched    BIGINT      NOT NULL DEFAULT 0,
+    -- Attempts whose outcome never came back (crash policy: never resent automatically).
+    unknown       BIGINT      NOT NULL DEFAULT 0,
     sent          BIGINT      NOT NULL DEFAULT 0,
     delivered     BIGINT      NOT NULL DEFAULT 0,
     read          BIGINT      NOT NULL DEFAULT 0,
@@ -33,8 +35,23 @@ CREATE TABLE rm_campaign_messages (
     status      TEXT NOT NULL
 );
 
--- Projection `outbox`: the campaign of each queued message, and campaigns whose messages are held.
+-- Projection `outbox`: the campaign of each queued message, and the paused or cancelled campaigns and
+-- halted channels whose messages are held back.
 ALTER TABLE dispatch_queue ADD COLUMN campaign_id UUID;
-CREATE TABLE dispatch_held_campaigns (
-    campaign_id UUID PRIMARY KEY
+CREATE TABLE dispatch_held (
+    -- A campaign id or a channel id.
+    held_id UUID PRIMARY KEY
 );
+
+-- Projection `channels`: why a channel stopped sending, until resumed.
+ALTER TABLE rm_channels ADD COLUMN halted TEXT;
+
+-- Send rate per channel, shared by every dispatcher: the next free send slot. A dispatcher reserves n
+-- slots by moving it n intervals ahead (not a projection: operational state, like claims).
+CREATE TABLE dispatch_rate (
+    channel_id UUID        PRIMARY KEY,
+    next_at    TIMESTAMPTZ NOT NULL
+);
+
+-- Attempts still waiting for an outcome, for the crash policy (marked unknown after a time limit).
+CREATE INDEX rm_messages_dispatched ON rm_messages (updated_at) WHERE status = 'dispatched';

@@ -35,6 +35,10 @@ pub struct Config {
     pub sandbox_reply: Option<String>,
     /// `BLAZZ_SANDBOX_FAIL_CODE`: the sandbox fails every message with this Meta error code.
     pub sandbox_fail_code: Option<i64>,
+    /// `BLAZZ_MAX_ATTEMPTS`: attempts per message for retry-later errors (default 5).
+    pub max_attempts: u32,
+    /// `BLAZZ_UNKNOWN_AFTER_SECS`: an attempt without outcome is marked unknown after this (default 600).
+    pub unknown_after_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,8 @@ impl Config {
                     })
                 })
                 .transpose()?,
+            max_attempts: parsed("BLAZZ_MAX_ATTEMPTS", 5)?,
+            unknown_after_secs: parsed("BLAZZ_UNKNOWN_AFTER_SECS", 600)?,
         })
     }
 }
@@ -144,6 +150,8 @@ mod tests {
             sandbox_delay_ms: 1,
             sandbox_reply: None,
             sandbox_fail_code: None,
+            max_attempts: 5,
+            unknown_after_secs: 600,
         };
         let shown = format!("{c:?}");
         assert!(!shown.contains("sekret") && !shown.contains("pw@") && !shown.contains("c2VrcmV0"));

@@ -14,10 +14,10 @@ use uuid::Uuid;
 
 /// How often an idle dispatcher looks for work.
 const IDLE_POLL: Duration = Duration::from_millis(50);
-/// Messages taken per poll.
-const BATCH: i64 = 256;
-/// Provider calls in flight at once.
-const CONCURRENCY: usize = 32;
+/// Messages taken per poll (a second's worth of the fastest channel).
+const BATCH: i64 = 1000;
+/// Provider calls in flight at once (each waits for its send slot first).
+const CONCURRENCY: usize = 128;
 /// A message handled here is not looked at again for this long (the queue projection lags a little).
 const REMEMBER: Duration = Duration::from_secs(30);
 
@@ -26,8 +26,9 @@ const SCHEDULE_POLL: Duration = Duration::from_secs(1);
 /// A launch still `launching` after this long was interrupted (a crash) and is launched again.
 const LAUNCH_STALLED: &str = "2 minutes";
 
-/// Launches scheduled campaigns when due, and relaunches interrupted launches (a launch is idempotent:
-/// message ids derive from campaign and contact). Runs until `shutdown` turns true.
+/// Launches scheduled campaigns when due, relaunches interrupted launches (a launch is idempotent:
+/// message ids derive from campaign and contact), and applies the crash policy to attempts left without
+/// an outcome. Runs until `shutdown` turns true.
 pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {
         let due: Vec<(Uuid, Uuid)> = sqlx::query_as(&format!(
@@ -48,6 +49,22 @@ pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch:
                 Err(e) => tracing::warn!(%campaign, error = %e, "scheduled campaign not launched"),
             }
         }
+        // The crash policy: attempts whose outcome never came back are marked unknown, not resent.
+        let stale: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT workspace_id, message_id FROM rm_messages
+             WHERE status = 'dispatched' AND updated_at < now() - make_interval(secs => $1) LIMIT 1000",
+        )
+        .bind(dispatcher.policy().unknown_after.as_secs_f64())
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+        for (workspace, message) in stale {
+            match dispatcher.give_up_waiting(workspace, MessageId::from_uuid(message)).await {
+                Ok(true) => tracing::warn!(%message, "no outcome for an attempt: marked unknown (not resent)"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(%message, error = %e, "could not mark an attempt unknown"),
+            }
+        }
         tokio::select! {
             _ = tokio::time::sleep(SCHEDULE_POLL) => {}
             _ = shutdown.changed() => {}
@@ -55,14 +72,33 @@ pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch:
     }
 }
 
-/// Runs until `shutdown` turns true; finishes the sends in flight first.
+/// Reserves `n` send slots of `channel` at `per_second`, shared with every other dispatcher through
+/// `dispatch_rate`; returns how long from now the first slot is.
+async fn reserve(pool: &PgPool, channel: Uuid, n: usize, per_second: f64) -> Result<Duration, sqlx::Error> {
+    let span = n as f64 / per_second;
+    let (start_in,): (f64,) = sqlx::query_as(
+        "INSERT INTO dispatch_rate (channel_id, next_at) VALUES ($1, now() + make_interval(secs => $2))
+         ON CONFLICT (channel_id) DO UPDATE SET next_at = greatest(dispatch_rate.next_at, now()) + make_interval(secs => $2)
+         RETURNING extract(epoch FROM (next_at - make_interval(secs => $2)) - now())::float8",
+    )
+    .bind(channel)
+    .bind(span)
+    .fetch_one(pool)
+    .await?;
+    Ok(Duration::from_secs_f64(start_in.max(0.0)))
+}
+
+/// Runs until `shutdown` turns true; finishes the sends in flight first. Each channel's messages go out
+/// at its rate (one second's worth of slots reserved at a time, spaced evenly).
 pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
     let mut handled: HashMap<Uuid, Instant> = HashMap::new();
     while !*shutdown.borrow() {
-        let due: Vec<(Uuid, Uuid)> = match sqlx::query_as(
-            "SELECT q.workspace_id, q.message_id FROM dispatch_queue q
+        let due: Vec<(Uuid, Uuid, Uuid, i32)> = match sqlx::query_as(
+            "SELECT q.workspace_id, q.message_id, q.channel_id, coalesce(c.rate_limit_per_second, 80)
+             FROM dispatch_queue q
+             LEFT JOIN rm_channels c ON c.workspace_id = q.workspace_id AND c.channel_id = q.channel_id
              WHERE q.due_at <= now()
-               AND NOT EXISTS (SELECT 1 FROM dispatch_held_campaigns h WHERE h.campaign_id = q.campaign_id)
+               AND NOT EXISTS (SELECT 1 FROM dispatch_held h WHERE h.held_id IN (q.campaign_id, q.channel_id))
              ORDER BY q.due_at LIMIT $1",
         )
         .bind(BATCH)
@@ -76,21 +112,46 @@ pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Rece
             }
         };
         handled.retain(|_, at| at.elapsed() < REMEMBER);
-        let fresh: Vec<(Uuid, Uuid)> = due.into_iter().filter(|(_, m)| !handled.contains_key(m)).collect();
-        if fresh.is_empty() {
+        // At most one second's worth per channel per round, in queue order.
+        let mut per_channel: HashMap<Uuid, (f64, Vec<(Uuid, Uuid)>)> = HashMap::new();
+        for (w, m, c, rate) in due.into_iter().filter(|(_, m, _, _)| !handled.contains_key(m)) {
+            let entry = per_channel.entry(c).or_insert_with(|| (f64::from(rate.max(1)), vec![]));
+            if entry.1.len() < rate.max(1) as usize {
+                entry.1.push((w, m));
+            }
+        }
+        if per_channel.is_empty() {
             tokio::select! {
                 _ = tokio::time::sleep(IDLE_POLL) => {}
                 _ = shutdown.changed() => {}
             }
             continue;
         }
-        let done: Vec<Uuid> = futures::stream::iter(fresh)
-            .map(|(workspace, message)| {
+        let mut slotted = vec![];
+        for (channel, (rate, rows)) in per_channel {
+            let first = match reserve(&pool, channel, rows.len(), rate).await {
+                Ok(d) => Instant::now() + d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "send slots unavailable; retrying");
+                    continue;
+                }
+            };
+            for (i, (w, m)) in rows.into_iter().enumerate() {
+                slotted.push((first + Duration::from_secs_f64(i as f64 / rate), w, m));
+            }
+        }
+        slotted.sort_by_key(|(at, _, _)| *at);
+        let done: Vec<Uuid> = futures::stream::iter(slotted)
+            .map(|(at, workspace, message)| {
                 let dispatcher = &dispatcher;
                 async move {
+                    tokio::time::sleep_until(at.into()).await;
                     match dispatcher.dispatch(workspace, MessageId::from_uuid(message)).await {
                         Ok(Dispatched::Failed(e)) => tracing::info!(%message, code = e.code, "send failed"),
-                        Ok(Dispatched::Held) => return (message, true),
+                        // Looked at again as soon as it is due or released.
+                        Ok(Dispatched::Held | Dispatched::Retrying { .. } | Dispatched::NotYet(_)) => {
+                            return (message, true)
+                        }
                         Ok(_) => {}
                         Err(e) => tracing::warn!(%message, error = %e, "dispatch failed"),
                     }
@@ -98,11 +159,11 @@ pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Rece
                 }
             })
             .buffer_unordered(CONCURRENCY)
-            .filter_map(|(m, held)| async move { (!held).then_some(m) })
+            .filter_map(|(m, again)| async move { (!again).then_some(m) })
             .collect()
             .await;
-        // Messages handled here are not looked at again until the queue projection drops them;
-        // a held campaign's messages are, as soon as it resumes.
+        // Messages handled here are not looked at again until the queue projection has caught up;
+        // a held campaign's or channel's messages are, as soon as it resumes.
         for m in done {
             handled.insert(m, Instant::now());
         }

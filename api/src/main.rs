@@ -181,6 +181,11 @@ fn edge_settings(config: &Config, dispatch: bool) -> Result<server::EdgeSettings
         },
         dispatch,
         public_url: config.public_url.clone(),
+        retry: blazz_commands::dispatch::RetryPolicy {
+            max_attempts: config.max_attempts,
+            unknown_after: std::time::Duration::from_secs(config.unknown_after_secs),
+            ..blazz_commands::dispatch::RetryPolicy::default()
+        },
     })
 }
 

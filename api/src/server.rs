@@ -8,7 +8,7 @@ use axum::http::{HeaderName, Request};
 use axum::Router;
 use blazz_commands::codec::Codec;
 use blazz_commands::credentials::{CredentialStore, Keyring};
-use blazz_commands::dispatch::{Dispatcher, Providers};
+use blazz_commands::dispatch::{Dispatcher, Providers, RetryPolicy};
 use blazz_commands::provider::meta::{MetaConfig, MetaProvider};
 use blazz_commands::provider::sandbox::{SandboxProvider, SandboxScript};
 use blazz_commands::store::postgres::{self, BatchConfig, PgEventStore};
@@ -50,6 +50,7 @@ pub struct EdgeSettings {
     pub dispatch: bool,
     /// Where the sandbox posts its webhooks; `None`: this server's own address.
     pub public_url: Option<String>,
+    pub retry: RetryPolicy,
 }
 
 impl Default for EdgeSettings {
@@ -61,6 +62,7 @@ impl Default for EdgeSettings {
             sandbox: SandboxScript::default(),
             dispatch: false,
             public_url: None,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -123,7 +125,7 @@ pub fn dispatcher(commands: Commands, credentials: CredentialStore, edge: &EdgeS
         meta: Arc::new(MetaProvider::new(edge.meta.clone())),
         sandbox: Arc::new(SandboxProvider::new(ingest, edge.sandbox.clone())),
     };
-    Dispatcher::new(commands, credentials, providers)
+    Dispatcher::new(commands, credentials, providers).with_policy(edge.retry)
 }
 
 /// The full router with request ids and request spans that record the matched route, not the raw URI.

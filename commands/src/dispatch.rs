@@ -14,12 +14,12 @@ use crate::provider::{Outbound, Provider, SendError, Sender};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::Claim;
 use blazz_domain::aggregate::{stream_id, Aggregate};
-use blazz_domain::campaign::{Campaign, CampaignStatus};
+use blazz_domain::campaign::{Campaign, CampaignCommand, CampaignStatus};
 use blazz_domain::channel::{Channel, ProviderKind};
 use blazz_domain::contact::ConsentSource;
 use blazz_domain::ids::MessageId;
 use blazz_domain::message::{Message, MessageCommand, MessageStatus, ProviderError, StatusUpdate};
-use blazz_domain::provider::MARKETING_STOPPED;
+use blazz_domain::provider::{Backoff, ErrorClass, MARKETING_STOPPED};
 use blazz_domain::role::Role;
 use serde_json::json;
 use std::sync::Arc;
@@ -48,12 +48,16 @@ pub enum Dispatched {
     Sent { provider_message_id: String },
     /// The provider refused it; the error is recorded on the message.
     Failed(ProviderError),
+    /// A retry-later error: the next attempt is scheduled.
+    Retrying { error: ProviderError, not_before: chrono::DateTime<chrono::Utc> },
     /// The provider was called but its answer is unknown; left `dispatched` for webhooks to resolve.
     Unknown(String),
     /// Not ours to send: already dispatched (by another dispatcher, or earlier), or not queued.
     Skipped,
-    /// Its campaign is paused or cancelled: it waits.
+    /// Its campaign is paused or cancelled, or its channel halted: it waits.
     Held,
+    /// Its next attempt is scheduled for later.
+    NotYet(chrono::DateTime<chrono::Utc>),
 }
 
 #[derive(Debug, Clone)]
@@ -61,18 +65,79 @@ pub struct Dispatcher {
     commands: Commands,
     credentials: CredentialStore,
     providers: Providers,
+    policy: RetryPolicy,
+}
+
+/// How retry-later errors are retried: exponential backoff with jitter, at most `max_attempts`
+/// attempts in all; the pair limit (131056) backs off by powers of 4.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    /// The first retry's delay (doubled per attempt, ×4 for the pair limit), before jitter.
+    pub base: std::time::Duration,
+    pub max_delay: std::time::Duration,
+    /// An attempt with no outcome (no answer recorded, no webhook) after this long is marked unknown.
+    pub unknown_after: std::time::Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base: std::time::Duration::from_secs(2),
+            max_delay: std::time::Duration::from_secs(600),
+            unknown_after: std::time::Duration::from_secs(600),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before the attempt after `attempt` (1-based), with ±50 % jitter.
+    pub fn delay(&self, attempt: u32, backoff: Option<Backoff>) -> std::time::Duration {
+        use rand::Rng;
+        let factor: u32 = if backoff == Some(Backoff::Recipient) { 4 } else { 2 };
+        let exp = factor.saturating_pow(attempt.saturating_sub(1).min(10));
+        let raw = self.base.saturating_mul(exp).min(self.max_delay);
+        raw.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+    }
 }
 
 /// A channel without stored credentials cannot send.
 const NO_CREDENTIALS: i64 = -2;
+/// The provider could not be reached (our code, not Meta's).
+const UNREACHABLE: i64 = -3;
 
 impl Dispatcher {
     pub fn new(commands: Commands, credentials: CredentialStore, providers: Providers) -> Self {
-        Self { commands, credentials, providers }
+        Self { commands, credentials, providers, policy: RetryPolicy::default() }
+    }
+
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     pub fn commands(&self) -> &Commands {
         &self.commands
+    }
+
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// The crash policy: an attempt older than `unknown_after` whose outcome never came is marked
+    /// unknown (not resent). Returns whether it was.
+    pub async fn give_up_waiting(&self, workspace: Uuid, message: MessageId) -> Result<bool, CommandError> {
+        let ctx = Self::context(workspace);
+        let older_than =
+            ctx.now - chrono::Duration::from_std(self.policy.unknown_after).unwrap_or(chrono::Duration::MAX);
+        let r = self
+            .commands
+            .execute::<Message>(&ctx, message.as_uuid(), |m| {
+                Ok(Plan::new(m.decide(MessageCommand::MarkOutcomeUnknown { older_than, at: ctx.now })?, json!({})))
+            })
+            .await?;
+        Ok(r.position.is_some())
     }
 
     /// The context of the dispatcher's own commands in `workspace`.
@@ -95,11 +160,16 @@ impl Dispatcher {
         let c = &self.commands;
         let loaded = c.load::<Message>(workspace, message.as_uuid()).await?;
         let m = loaded.state;
-        let (Some(channel_id), Some(to), Some(content), MessageStatus::Queued) =
-            (m.channel_id, m.to.clone(), m.content.clone(), m.status)
-        else {
+        let (Some(channel_id), Some(to), Some(content)) = (m.channel_id, m.to.clone(), m.content.clone()) else {
             return Ok(Dispatched::Skipped);
         };
+        // Queued, or a scheduled retry that is due.
+        match (m.status, m.retry_at) {
+            (MessageStatus::Queued, _) => {}
+            (MessageStatus::Dispatched, Some(at)) if at <= ctx.now => {}
+            (MessageStatus::Dispatched, Some(at)) => return Ok(Dispatched::NotYet(at)),
+            _ => return Ok(Dispatched::Skipped),
+        }
         // A paused or cancelled campaign's messages wait (the queue projection may not show it yet).
         if let Some(campaign) = m.campaign_id {
             let status = c.load::<Campaign>(workspace, campaign.as_uuid()).await?.state.status;
@@ -108,6 +178,9 @@ impl Dispatcher {
             }
         }
         let channel = c.load::<Channel>(workspace, channel_id.as_uuid()).await?.state;
+        if channel.halted.is_some() {
+            return Ok(Dispatched::Held);
+        }
 
         // The attempt is on record before anything leaves; losing this race means someone else sends.
         let attempt = m.attempts + 1;
@@ -156,21 +229,105 @@ impl Dispatcher {
                 .await?;
                 Ok(Dispatched::Sent { provider_message_id: accepted.provider_message_id })
             }
-            Err(SendError::Rejected(error)) => {
-                self.record_failure(&ctx, message, &error).await?;
-                if error.code == MARKETING_STOPPED {
-                    if let Some(contact) = m.contact_id {
-                        let reason = Some(format!("provider error {MARKETING_STOPPED}"));
-                        c.set_contact_consent(&ctx, contact, true, reason, ConsentSource::Provider).await?;
-                    }
-                }
-                Ok(Dispatched::Failed(error))
+            Err(SendError::Rejected(error)) => self.rejected(&ctx, &m, message, attempt, error).await,
+            Err(SendError::Unreachable(why)) => {
+                // Nothing left: safe to try again, like a transient error.
+                let error = ProviderError::new(UNREACHABLE, "provider unreachable", Some(why));
+                self.retry_or_fail(&ctx, message, attempt, error, None).await
             }
-            Err(e @ (SendError::Unreachable(_) | SendError::Unknown(_))) => {
+            Err(e @ SendError::Unknown(_)) => {
                 tracing::warn!(error = %e, "provider outcome unknown; left dispatched for webhooks to resolve");
                 Ok(Dispatched::Unknown(e.to_string()))
             }
         }
+    }
+
+    /// What a refusal means, by class: retry later, give up, stop the campaign, or halt the channel.
+    async fn rejected(
+        &self,
+        ctx: &CommandContext,
+        m: &Message,
+        message: MessageId,
+        attempt: u32,
+        error: ProviderError,
+    ) -> Result<Dispatched, CommandError> {
+        let c = &self.commands;
+        match error.class() {
+            ErrorClass::RetryLater => {
+                let backoff = blazz_domain::provider::backoff(error.code);
+                self.retry_or_fail(ctx, message, attempt, error, backoff).await
+            }
+            ErrorClass::Final => {
+                self.record_failure(ctx, message, &error).await?;
+                if let (MARKETING_STOPPED, Some(contact)) = (error.code, m.contact_id) {
+                    let reason = Some(format!("provider error {MARKETING_STOPPED}"));
+                    c.set_contact_consent(ctx, contact, true, reason, ConsentSource::Provider).await?;
+                }
+                Ok(Dispatched::Failed(error))
+            }
+            // The message waits (held) until the campaign resumes or the channel is fixed.
+            ErrorClass::StopCampaign => {
+                if let Some(campaign) = m.campaign_id {
+                    let reason = format!("template paused or disabled (provider error {})", error.code);
+                    match c
+                        .change_campaign(ctx, campaign, |at| CampaignCommand::Pause { reason: reason.clone(), at })
+                        .await
+                    {
+                        // Cancelled meanwhile: it stays held all the same.
+                        Ok(_) | Err(CommandError::Domain(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                    self.schedule_retry(ctx, message, error.clone(), ctx.now).await?;
+                    Ok(Dispatched::Held)
+                } else {
+                    self.record_failure(ctx, message, &error).await?;
+                    Ok(Dispatched::Failed(error))
+                }
+            }
+            ErrorClass::HaltChannel => {
+                if let Some(channel) = m.channel_id {
+                    let why = (error.title.clone(), error.code);
+                    c.set_channel_halted(ctx, channel, Some(why)).await?;
+                }
+                self.schedule_retry(ctx, message, error, ctx.now).await?;
+                Ok(Dispatched::Held)
+            }
+        }
+    }
+
+    /// Schedules the next attempt with backoff, or records the failure once attempts run out.
+    async fn retry_or_fail(
+        &self,
+        ctx: &CommandContext,
+        message: MessageId,
+        attempt: u32,
+        error: ProviderError,
+        backoff: Option<Backoff>,
+    ) -> Result<Dispatched, CommandError> {
+        if attempt >= self.policy.max_attempts {
+            self.record_failure(ctx, message, &error).await?;
+            return Ok(Dispatched::Failed(error));
+        }
+        let delay = self.policy.delay(attempt, backoff);
+        let not_before = ctx.now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        self.schedule_retry(ctx, message, error.clone(), not_before).await?;
+        Ok(Dispatched::Retrying { error, not_before })
+    }
+
+    async fn schedule_retry(
+        &self,
+        ctx: &CommandContext,
+        message: MessageId,
+        error: ProviderError,
+        not_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), CommandError> {
+        self.commands
+            .execute::<Message>(ctx, message.as_uuid(), |m| {
+                let retry = MessageCommand::ScheduleRetry { error: error.clone(), not_before, at: ctx.now };
+                Ok(Plan::new(m.decide(retry)?, json!({})))
+            })
+            .await?;
+        Ok(())
     }
 
     async fn record_failure(

@@ -39,6 +39,8 @@ pub struct Channel {
     pub phone_number_id: String,
     pub display_phone_number: Option<PhoneNumber>,
     pub rate_limit_per_second: u32,
+    /// Why the channel stopped sending (an authentication or policy error), until resumed.
+    pub halted: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +54,12 @@ pub enum ChannelCommand {
     SetRateLimit {
         per_second: u32,
     },
+    /// Stop sending: the provider refused the channel (authentication or policy).
+    Halt {
+        reason: String,
+        code: i64,
+    },
+    Resume,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +74,10 @@ pub enum ChannelEvent {
     },
     #[serde(rename = "channel.rate_limit_changed")]
     RateLimitChanged { per_second: u32 },
+    #[serde(rename = "channel.halted")]
+    Halted { reason: String, code: i64 },
+    #[serde(rename = "channel.resumed")]
+    Resumed,
 }
 
 fn rate(per_second: u32) -> Result<u32, DomainError> {
@@ -114,6 +126,15 @@ impl Aggregate for Channel {
                 }
                 Ok(vec![ChannelEvent::RateLimitChanged { per_second }])
             }
+            ChannelCommand::Halt { .. } | ChannelCommand::Resume if !self.connected => {
+                Err(DomainError::NotFound("channel"))
+            }
+            ChannelCommand::Halt { reason, code } => Ok(if self.halted.is_some() {
+                vec![]
+            } else {
+                vec![ChannelEvent::Halted { reason: bounded_text("reason", &reason, 500)?, code }]
+            }),
+            ChannelCommand::Resume => Ok(if self.halted.is_some() { vec![ChannelEvent::Resumed] } else { vec![] }),
         }
     }
 
@@ -127,6 +148,8 @@ impl Aggregate for Channel {
                 self.rate_limit_per_second = *rate_limit_per_second;
             }
             ChannelEvent::RateLimitChanged { per_second } => self.rate_limit_per_second = *per_second,
+            ChannelEvent::Halted { reason, code } => self.halted = Some(format!("{reason} ({code})")),
+            ChannelEvent::Resumed => self.halted = None,
         }
         self
     }
@@ -161,6 +184,18 @@ mod tests {
             ch.decide(ChannelCommand::SetRateLimit { per_second: 20 }).unwrap(),
             vec![ChannelEvent::RateLimitChanged { per_second: 20 }]
         );
+    }
+
+    #[test]
+    fn a_halted_channel_stays_halted_until_resumed() {
+        let ch = Channel::replay(&Channel::default().decide(connect(None)).unwrap());
+        let halt = || ChannelCommand::Halt { reason: "token expired".into(), code: 190 };
+        let halted = ch.decide(halt()).unwrap();
+        let ch = halted.iter().fold(ch, Channel::evolve);
+        assert_eq!(ch.halted.as_deref(), Some("token expired (190)"));
+        assert!(ch.decide(halt()).unwrap().is_empty());
+        let ch = ch.decide(ChannelCommand::Resume).unwrap().iter().fold(ch, Channel::evolve);
+        assert!(ch.halted.is_none());
     }
 
     #[test]

@@ -38,6 +38,8 @@ impl DomainEvent {
             Self::Channel(e) => match e {
                 ChannelEvent::Connected { .. } => "channel.connected",
                 ChannelEvent::RateLimitChanged { .. } => "channel.rate_limit_changed",
+                ChannelEvent::Halted { .. } => "channel.halted",
+                ChannelEvent::Resumed => "channel.resumed",
             },
             Self::Contact(e) => match e {
                 ContactEvent::Created { .. } => "contact.created",
@@ -66,6 +68,8 @@ impl DomainEvent {
                 MessageEvent::Read { .. } => "message.read",
                 MessageEvent::Failed { .. } => "message.failed",
                 MessageEvent::Billed { .. } => "message.billed",
+                MessageEvent::RetryScheduled { .. } => "message.retry_scheduled",
+                MessageEvent::OutcomeUnknown { .. } => "message.outcome_unknown",
             },
             Self::Conversation(e) => match e {
                 ConversationEvent::Started { .. } => "conversation.started",

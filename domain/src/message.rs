@@ -19,6 +19,9 @@ pub enum MessageStatus {
     #[default]
     Queued,
     Dispatched,
+    /// The attempt's outcome never came back (a crash, a lost answer) and no webhook resolved it:
+    /// final unless a later webhook reports what happened. Never resent automatically.
+    Unknown,
     Sent,
     Failed,
     Delivered,
@@ -30,6 +33,7 @@ impl MessageStatus {
         match self {
             Self::Queued => "queued",
             Self::Dispatched => "dispatched",
+            Self::Unknown => "unknown",
             Self::Sent => "sent",
             Self::Failed => "failed",
             Self::Delivered => "delivered",
@@ -241,6 +245,10 @@ pub struct Message {
     pub channel_id: Option<ChannelId>,
     pub contact_id: Option<ContactId>,
     pub attempts: u32,
+    /// A retry is scheduled (after a retry-later error): the next attempt may be made from this time.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// When the last attempt was recorded.
+    pub attempted_at: Option<DateTime<Utc>>,
     pub provider_message_id: Option<String>,
     pub error: Option<ProviderError>,
     pub billed: bool,
@@ -280,6 +288,17 @@ pub enum MessageCommand {
         update: StatusUpdate,
         at: DateTime<Utc>,
     },
+    /// Gives up waiting for the outcome of an attempt made before `older_than` (policy after a crash).
+    MarkOutcomeUnknown {
+        older_than: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// The attempt failed with a retry-later error (or never reached the provider): try again later.
+    ScheduleRetry {
+        error: ProviderError,
+        not_before: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
     /// Keeps the first billing report of a message; later (duplicate) reports change nothing.
     RecordPricing {
         pricing: Pricing,
@@ -313,6 +332,10 @@ pub enum MessageEvent {
     Read { at: DateTime<Utc> },
     #[serde(rename = "message.failed")]
     Failed { error: ProviderError, at: DateTime<Utc> },
+    #[serde(rename = "message.outcome_unknown")]
+    OutcomeUnknown { attempt: u32, at: DateTime<Utc> },
+    #[serde(rename = "message.retry_scheduled")]
+    RetryScheduled { attempt: u32, error: ProviderError, not_before: DateTime<Utc>, at: DateTime<Utc> },
     #[serde(rename = "message.billed")]
     Billed { channel_id: ChannelId, pricing: Pricing, at: DateTime<Utc> },
 }
@@ -340,9 +363,25 @@ impl Aggregate for Message {
                 Ok(vec![MessageEvent::Queued { channel_id, contact_id, to, content, reply_to, campaign_id, at }])
             }
             _ if !self.queued => Err(DomainError::NotFound("message")),
+            // The first attempt of a queued message, or the next one of a scheduled retry; anything else
+            // (a second dispatcher acting on a stale view) decides to nothing, so nothing is sent twice.
             MessageCommand::MarkDispatched { attempt, at } => {
-                let next = self.status <= MessageStatus::Dispatched && attempt == self.attempts + 1;
+                let first = self.status == MessageStatus::Queued && self.attempts == 0;
+                let retry = self.status == MessageStatus::Dispatched && self.retry_at.is_some();
+                let next = (first || retry) && attempt == self.attempts + 1;
                 Ok(if next { vec![MessageEvent::Dispatched { attempt, at }] } else { vec![] })
+            }
+            MessageCommand::MarkOutcomeUnknown { older_than, at } => {
+                let stale = self.status == MessageStatus::Dispatched
+                    && self.retry_at.is_none()
+                    && self.attempted_at.is_some_and(|t| t < older_than);
+                Ok(if stale { vec![MessageEvent::OutcomeUnknown { attempt: self.attempts, at }] } else { vec![] })
+            }
+            MessageCommand::ScheduleRetry { error, not_before, at } => {
+                if self.status != MessageStatus::Dispatched || self.retry_at.is_some() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![MessageEvent::RetryScheduled { attempt: self.attempts, error, not_before, at }])
             }
             MessageCommand::RecordStatus { update, at } => {
                 let target = match &update {
@@ -380,8 +419,10 @@ impl Aggregate for Message {
                 self.content = Some(content.clone());
                 self.reply_to = reply_to.clone();
             }
-            MessageEvent::Dispatched { attempt, .. } => {
+            MessageEvent::Dispatched { attempt, at } => {
                 self.attempts = *attempt;
+                self.retry_at = None;
+                self.attempted_at = Some(*at);
                 self.status = self.status.max(MessageStatus::Dispatched);
             }
             MessageEvent::Sent { provider_message_id, .. } => {
@@ -395,6 +436,11 @@ impl Aggregate for Message {
                 self.status = self.status.max(MessageStatus::Failed);
             }
             MessageEvent::Billed { .. } => self.billed = true,
+            MessageEvent::OutcomeUnknown { .. } => self.status = self.status.max(MessageStatus::Unknown),
+            MessageEvent::RetryScheduled { error, not_before, .. } => {
+                self.error = Some(error.clone());
+                self.retry_at = Some(*not_before);
+            }
         }
         self
     }
@@ -552,6 +598,48 @@ mod tests {
         events.extend(billed);
         let again = Message::replay(&events).decide(MessageCommand::RecordPricing { pricing, at: at(3) }).unwrap();
         assert!(again.is_empty());
+    }
+
+    #[test]
+    fn a_retry_allows_exactly_one_more_attempt() {
+        let mut events = queued();
+        events
+            .extend(Message::replay(&events).decide(MessageCommand::MarkDispatched { attempt: 1, at: at(1) }).unwrap());
+        let m = Message::replay(&events);
+        assert!(
+            m.decide(MessageCommand::MarkDispatched { attempt: 2, at: at(2) }).unwrap().is_empty(),
+            "no retry scheduled"
+        );
+        let error = ProviderError::new(130429, "throughput", None);
+        let retry = m.decide(MessageCommand::ScheduleRetry { error, not_before: at(10), at: at(2) }).unwrap();
+        assert_eq!(retry.len(), 1);
+        events.extend(retry);
+        let m = Message::replay(&events);
+        assert_eq!(m.retry_at, Some(at(10)));
+        let again = m.decide(MessageCommand::MarkDispatched { attempt: 2, at: at(11) }).unwrap();
+        assert_eq!(again.len(), 1);
+        events.extend(again);
+        let m = Message::replay(&events);
+        assert!(m.decide(MessageCommand::MarkDispatched { attempt: 3, at: at(12) }).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_attempt_without_outcome_becomes_unknown_and_a_late_webhook_still_applies() {
+        let mut events = queued();
+        events
+            .extend(Message::replay(&events).decide(MessageCommand::MarkDispatched { attempt: 1, at: at(1) }).unwrap());
+        let m = Message::replay(&events);
+        assert!(
+            m.decide(MessageCommand::MarkOutcomeUnknown { older_than: at(1), at: at(5) }).unwrap().is_empty(),
+            "too recent"
+        );
+        let unknown = m.decide(MessageCommand::MarkOutcomeUnknown { older_than: at(2), at: at(5) }).unwrap();
+        assert_eq!(unknown, vec![MessageEvent::OutcomeUnknown { attempt: 1, at: at(5) }]);
+        events.extend(unknown);
+        let m = Message::replay(&events);
+        assert_eq!(m.status, MessageStatus::Unknown);
+        assert!(m.decide(MessageCommand::MarkDispatched { attempt: 2, at: at(6) }).unwrap().is_empty(), "never resent");
+        assert_eq!(status(&events, StatusUpdate::Delivered).len(), 1);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub struct Call {
     pub authorization: String,
     pub content_type: String,
     pub body: Value,
+    pub at: std::time::Instant,
 }
 
 /// How to answer a recipient: an HTTP status and a raw body.
@@ -40,7 +41,10 @@ impl Reply {
 #[derive(Debug, Default)]
 struct Inner {
     calls: Vec<Call>,
-    replies: HashMap<String, Reply>,
+    /// Per recipient: the answer, and how many more times to give it (`None`: always).
+    replies: HashMap<String, (Reply, Option<usize>)>,
+    /// Time taken before answering.
+    delay: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -58,22 +62,36 @@ async fn messages(
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let to = parsed["to"].as_str().unwrap_or("").to_owned();
+    let (delay, n) = {
+        let mut inner = inner.lock().expect("lock");
+        inner.calls.push(Call {
+            path: uri.path().to_owned(),
+            authorization: header("authorization"),
+            content_type: header("content-type"),
+            body: parsed.clone(),
+            at: std::time::Instant::now(),
+        });
+        (inner.delay, inner.calls.len())
+    };
+    tokio::time::sleep(delay).await;
     let mut inner = inner.lock().expect("lock");
-    inner.calls.push(Call {
-        path: uri.path().to_owned(),
-        authorization: header("authorization"),
-        content_type: header("content-type"),
-        body: parsed.clone(),
-    });
     // The documented shape: a bad request gets Meta's error 100 like the real API would.
     let well_formed = parsed["messaging_product"] == "whatsapp" && !to.is_empty() && parsed["type"].is_string();
     if !well_formed {
         return (StatusCode::BAD_REQUEST, Reply::error(100).body);
     }
-    let reply = inner.replies.get(&to).cloned().unwrap_or_else(|| Reply {
+    let scripted = match inner.replies.get_mut(&to) {
+        Some((reply, None)) => Some(reply.clone()),
+        Some((reply, Some(n))) if *n > 0 => {
+            *n -= 1;
+            Some(reply.clone())
+        }
+        _ => None,
+    };
+    let reply = scripted.unwrap_or_else(|| Reply {
         status: 200,
         body: json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
-                     "messages": [{"id": format!("wamid.FAKE.{}", inner.calls.len())}]})
+                     "messages": [{"id": format!("wamid.FAKE.{n}")}]})
         .to_string(),
     });
     (StatusCode::from_u16(reply.status).expect("status"), reply.body)
@@ -97,7 +115,17 @@ impl FakeGraph {
 
     /// Answer sends to `to` (without `+`) with `reply`.
     pub fn reply_to(&self, to: &str, reply: Reply) {
-        self.inner.lock().expect("lock").replies.insert(to.to_owned(), reply);
+        self.inner.lock().expect("lock").replies.insert(to.to_owned(), (reply, None));
+    }
+
+    /// Answer the next `times` sends to `to` with `reply`, then accept.
+    pub fn reply_times(&self, to: &str, reply: Reply, times: usize) {
+        self.inner.lock().expect("lock").replies.insert(to.to_owned(), (reply, Some(times)));
+    }
+
+    /// Wait this long before answering each call.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.inner.lock().expect("lock").delay = delay;
     }
 
     pub fn calls(&self) -> Vec<Call> {

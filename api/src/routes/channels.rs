@@ -109,3 +109,9 @@ pub async fn set_credentials(
     Ok(Json(json!({ "channel_id": id, "credentials_updated_at": updated, "webhook_path": format!("/v1/webhooks/meta/{id}") }))
         .into_response())
 }
+
+/// `POST /v1/channels/{id}/resume`: sends again after the channel was halted (fix its credentials first).
+pub async fn resume(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+    let result = s.commands.set_channel_halted(&caller.context(None), ChannelId::from_uuid(id), None).await?;
+    Ok(command_response(StatusCode::OK, result))
+}

@@ -40,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/channels", post(channels::connect).get(q::channels))
         .route("/v1/channels/{id}", patch(channels::update).get(q::channel))
         .route("/v1/channels/{id}/credentials", put(channels::set_credentials))
+        .route("/v1/channels/{id}/resume", post(channels::resume))
         .route("/v1/contacts", post(contacts::create).get(q::contacts))
         .route("/v1/contacts/{id}", patch(contacts::update).delete(contacts::delete).get(q::contact))
         .route("/v1/contacts/{id}/opt-out", post(contacts::opt_out))

@@ -65,4 +65,24 @@ impl Commands {
         })
         .await
     }
+
+    /// Halts (`halt` with a reason and the provider's code) or resumes a channel.
+    pub async fn set_channel_halted(
+        &self,
+        ctx: &CommandContext,
+        id: ChannelId,
+        halt: Option<(String, i64)>,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageChannels)?;
+        self.execute::<Channel>(ctx, id.as_uuid(), |c| {
+            let command = match halt.clone() {
+                Some((reason, code)) => ChannelCommand::Halt { reason, code },
+                None => ChannelCommand::Resume,
+            };
+            let events = c.decide(command)?;
+            let halted = events.iter().fold(c.clone(), Channel::evolve).halted;
+            Ok(Plan::new(events, json!({ "channel_id": id, "halted": halted })))
+        })
+        .await
+    }
 }

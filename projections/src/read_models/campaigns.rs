@@ -23,7 +23,7 @@ fn is_campaign_queued(a: &Applied) -> bool {
 /// The counts of a campaign, as a delta for live clients.
 async fn counts(conn: &mut PgConnection, ws: Uuid, campaign: Uuid) -> Result<Vec<Change>, sqlx::Error> {
     let row: Option<serde_json::Value> = sqlx::query_scalar(
-        "SELECT jsonb_build_object('status', status, 'queued', queued, 'dispatched', dispatched, 'sent', sent,
+        "SELECT jsonb_build_object('status', status, 'queued', queued, 'dispatched', dispatched, 'unknown', unknown, 'sent', sent,
                 'delivered', delivered, 'read', read, 'failed', failed, 'failed_by_class', failed_by_class, 'skipped', skipped)
          FROM rm_campaigns WHERE workspace_id = $1 AND campaign_id = $2",
     )
@@ -136,11 +136,14 @@ impl Projector for Campaigns {
             DomainEvent::Message(e) => {
                 let (status, class) = match e {
                     MessageEvent::Dispatched { .. } => (MessageStatus::Dispatched, None),
+                    MessageEvent::OutcomeUnknown { .. } => (MessageStatus::Unknown, None),
                     MessageEvent::Sent { .. } => (MessageStatus::Sent, None),
                     MessageEvent::Delivered { .. } => (MessageStatus::Delivered, None),
                     MessageEvent::Read { .. } => (MessageStatus::Read, None),
                     MessageEvent::Failed { error, .. } => (MessageStatus::Failed, Some(error.class().as_str())),
-                    MessageEvent::Queued { .. } | MessageEvent::Billed { .. } => return Ok(vec![]),
+                    MessageEvent::Queued { .. } | MessageEvent::Billed { .. } | MessageEvent::RetryScheduled { .. } => {
+                        return Ok(vec![])
+                    }
                 };
                 let old: Option<(Uuid, String)> = sqlx::query_as(
                     "SELECT campaign_id, status FROM rm_campaign_messages WHERE message_id = $1 FOR UPDATE",
@@ -151,8 +154,9 @@ impl Projector for Campaigns {
                 let Some((campaign, old)) = old else {
                     return Ok(vec![]);
                 };
-                // Only statuses this projector wrote name columns.
-                if !["queued", "dispatched", "sent", "failed", "delivered", "read"].contains(&old.as_str()) {
+                // Only statuses this projector wrote name columns; a repeated attempt changes no count.
+                let known = ["queued", "dispatched", "unknown", "sent", "failed", "delivered", "read"];
+                if !known.contains(&old.as_str()) || old == status.as_str() {
                     return Ok(vec![]);
                 }
                 sqlx::query("UPDATE rm_campaign_messages SET status = $2 WHERE message_id = $1")

@@ -114,6 +114,22 @@ impl Projector for Channels {
                     .await?;
                 Ok(vec![Change::upsert("channel", id, json!({ "rate_limit_per_second": per_second }))])
             }
+            ChannelEvent::Halted { .. } | ChannelEvent::Resumed => {
+                let halted = match e {
+                    ChannelEvent::Halted { reason, code } => Some(format!("{reason} ({code})")),
+                    _ => None,
+                };
+                sqlx::query(
+                    "UPDATE rm_channels SET halted = $4, updated_at = $3 WHERE workspace_id = $1 AND channel_id = $2",
+                )
+                .bind(ws)
+                .bind(id)
+                .bind(at)
+                .bind(&halted)
+                .execute(conn)
+                .await?;
+                Ok(vec![Change::upsert("channel", id, json!({ "halted": halted }))])
+            }
         }
     }
 }

@@ -181,7 +181,9 @@ impl Projector for Messages {
 
     async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {
         let e = match &a.event {
-            DomainEvent::Message(MessageEvent::Billed { .. }) => return Ok(vec![]),
+            DomainEvent::Message(MessageEvent::Billed { .. } | MessageEvent::RetryScheduled { .. }) => {
+                return Ok(vec![])
+            }
             DomainEvent::Message(e) => e,
             DomainEvent::Conversation(ConversationEvent::InboundReceived { message: Some(m), at, .. }) => {
                 return insert_inbound(conn, a, m, *at).await;
@@ -194,8 +196,11 @@ impl Projector for Messages {
             return Ok(insert_queued(conn, &[a]).await?.pop().unwrap_or_default());
         }
         let (status, column, value, extra): (MessageStatus, &str, Option<&String>, serde_json::Value) = match e {
-            MessageEvent::Queued { .. } | MessageEvent::Billed { .. } => unreachable!("handled above"),
+            MessageEvent::Queued { .. } | MessageEvent::Billed { .. } | MessageEvent::RetryScheduled { .. } => {
+                unreachable!("handled above")
+            }
             MessageEvent::Dispatched { .. } => (MessageStatus::Dispatched, "updated_at", None, json!({})),
+            MessageEvent::OutcomeUnknown { .. } => (MessageStatus::Unknown, "updated_at", None, json!({})),
             MessageEvent::Sent { provider_message_id, .. } => (
                 MessageStatus::Sent,
                 "sent_at",
@@ -208,11 +213,14 @@ impl Projector for Messages {
         };
         let event_at = match e {
             MessageEvent::Dispatched { at, .. }
+            | MessageEvent::OutcomeUnknown { at, .. }
             | MessageEvent::Sent { at, .. }
             | MessageEvent::Delivered { at }
             | MessageEvent::Read { at }
             | MessageEvent::Failed { at, .. } => *at,
-            MessageEvent::Queued { at, .. } | MessageEvent::Billed { at, .. } => *at,
+            MessageEvent::Queued { at, .. }
+            | MessageEvent::Billed { at, .. }
+            | MessageEvent::RetryScheduled { at, .. } => *at,
         };
         let old: Option<(String, String, NaiveDate)> = sqlx::query_as(
             "SELECT status, kind, (queued_at AT TIME ZONE 'UTC')::date FROM rm_messages WHERE workspace_id = $1 AND message_id = $2 FOR UPDATE",

@@ -1,11 +1,13 @@
-//! `dispatch_queue`: messages queued and not yet dispatched, the work list of dispatchers. A message
-//! enters it when queued and leaves it at its first attempt or any later status. Messages of a paused
-//! or cancelled campaign stay in it but are held (`dispatch_held_campaigns`) until it resumes.
+//! `dispatch_queue`: messages waiting to be sent, the work list of dispatchers. A message enters it when
+//! queued, is not due while an attempt is under way, is due again when a retry is scheduled, and
+//! leaves it when it reaches an outcome (sent, failed, delivered, read). Messages of a paused or
+//! cancelled campaign, or of a halted channel, stay but are held (`dispatch_held`) until resumed.
 
 use crate::delta::Change;
 use crate::projector::{Applied, Projector};
 use async_trait::async_trait;
 use blazz_domain::campaign::CampaignEvent;
+use blazz_domain::channel::ChannelEvent;
 use blazz_domain::message::MessageEvent;
 use blazz_domain::DomainEvent;
 use chrono::{DateTime, Utc};
@@ -16,15 +18,21 @@ use uuid::Uuid;
 #[derive(Debug)]
 pub struct Outbox;
 
-/// Where a message stands after a run: waiting (channel, due time, campaign), or gone from the queue.
-type Membership = Option<(Uuid, DateTime<Utc>, Option<Uuid>)>;
+/// What a message's queue row becomes: inserted (channel, due time, campaign), given a new due time,
+/// or deleted (the message reached an outcome). A due time of `None` is never: an attempt is under way.
+enum Row {
+    Insert(Uuid, Option<DateTime<Utc>>, Option<Uuid>),
+    Due(Option<DateTime<Utc>>),
+    Delete,
+}
 
-/// Holds (paused, cancelled) or releases (resumed) a campaign's queued messages.
+/// Holds (paused, cancelled, halted) or releases (resumed) the queued messages of a campaign or a
+/// channel (`dispatch_held` holds both kinds of id: they are UUIDs that never collide).
 async fn hold(conn: &mut PgConnection, campaign: Uuid, held: bool) -> Result<(), sqlx::Error> {
     let sql = if held {
-        "INSERT INTO dispatch_held_campaigns (campaign_id) VALUES ($1) ON CONFLICT DO NOTHING"
+        "INSERT INTO dispatch_held (held_id) VALUES ($1) ON CONFLICT DO NOTHING"
     } else {
-        "DELETE FROM dispatch_held_campaigns WHERE campaign_id = $1"
+        "DELETE FROM dispatch_held WHERE held_id = $1"
     };
     sqlx::query(sql).bind(campaign).execute(conn).await?;
     Ok(())
@@ -37,7 +45,7 @@ impl Projector for Outbox {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["dispatch_queue", "dispatch_held_campaigns"]
+        &["dispatch_queue", "dispatch_held"]
     }
 
     fn batchable(&self, event: &Applied) -> bool {
@@ -50,6 +58,8 @@ impl Projector for Outbox {
                 hold(conn, a.aggregate_id(), true).await?
             }
             DomainEvent::Campaign(CampaignEvent::Resumed { .. }) => hold(conn, a.aggregate_id(), false).await?,
+            DomainEvent::Channel(ChannelEvent::Halted { .. }) => hold(conn, a.aggregate_id(), true).await?,
+            DomainEvent::Channel(ChannelEvent::Resumed) => hold(conn, a.aggregate_id(), false).await?,
             DomainEvent::Message(_) => {
                 return self.apply_run(conn, &[a]).await.map(|mut v| v.pop().unwrap_or_default())
             }
@@ -59,32 +69,50 @@ impl Projector for Outbox {
     }
 
     async fn apply_run(&self, conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
-        let mut last: BTreeMap<(Uuid, Uuid), Membership> = BTreeMap::new();
+        // What each message's row becomes after the run, composed in log order.
+        let mut last: BTreeMap<(Uuid, Uuid), Row> = BTreeMap::new();
         for a in run {
             let key = (a.record.workspace_id, a.aggregate_id());
-            match &a.event {
-                DomainEvent::Message(MessageEvent::Queued { channel_id, at, campaign_id, .. }) => {
-                    last.insert(key, Some((channel_id.as_uuid(), *at, campaign_id.map(|c| c.as_uuid()))));
+            let DomainEvent::Message(e) = &a.event else { continue };
+            let due = match e {
+                MessageEvent::Queued { channel_id, at, campaign_id, .. } => {
+                    last.insert(key, Row::Insert(channel_id.as_uuid(), Some(*at), campaign_id.map(|c| c.as_uuid())));
+                    continue;
                 }
-                DomainEvent::Message(MessageEvent::Billed { .. }) => {}
-                DomainEvent::Message(_) => {
-                    last.insert(key, None);
+                MessageEvent::Billed { .. } => continue,
+                // An attempt is under way: not due until a retry is scheduled.
+                MessageEvent::Dispatched { .. } => None,
+                MessageEvent::RetryScheduled { not_before, .. } => Some(*not_before),
+                _ => {
+                    last.insert(key, Row::Delete);
+                    continue;
                 }
-                _ => {}
-            }
+            };
+            let row = match last.remove(&key) {
+                Some(Row::Insert(c, _, campaign)) => Row::Insert(c, due, campaign),
+                Some(Row::Delete) => Row::Delete,
+                _ => Row::Due(due),
+            };
+            last.insert(key, row);
         }
         let (mut iw, mut im, mut ic, mut id, mut icampaign) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut uw, mut um, mut ud) = (vec![], vec![], vec![]);
         let (mut dw, mut dm) = (vec![], vec![]);
-        for ((w, m), membership) in last {
-            match membership {
-                Some((c, due, campaign)) => {
+        for ((w, m), row) in last {
+            match row {
+                Row::Insert(c, due, campaign) => {
                     iw.push(w);
                     im.push(m);
                     ic.push(c);
                     id.push(due);
                     icampaign.push(campaign);
                 }
-                None => {
+                Row::Due(due) => {
+                    uw.push(w);
+                    um.push(m);
+                    ud.push(due);
+                }
+                Row::Delete => {
                     dw.push(w);
                     dm.push(m);
                 }
@@ -93,7 +121,8 @@ impl Projector for Outbox {
         if !iw.is_empty() {
             sqlx::query(
                 "INSERT INTO dispatch_queue (workspace_id, message_id, channel_id, due_at, campaign_id)
-                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::uuid[])
+                 SELECT w, m, c, coalesce(d, 'infinity'), k
+                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::uuid[]) AS t(w, m, c, d, k)
                  ON CONFLICT (workspace_id, message_id) DO UPDATE SET due_at = excluded.due_at",
             )
             .bind(&iw)
@@ -101,6 +130,18 @@ impl Projector for Outbox {
             .bind(&ic)
             .bind(&id)
             .bind(&icampaign)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !uw.is_empty() {
+            sqlx::query(
+                "UPDATE dispatch_queue q SET due_at = coalesce(u.d, 'infinity')
+                 FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS u(w, m, d)
+                 WHERE q.workspace_id = u.w AND q.message_id = u.m",
+            )
+            .bind(&uw)
+            .bind(&um)
+            .bind(&ud)
             .execute(&mut *conn)
             .await?;
         }

@@ -60,6 +60,9 @@ impl Commands {
         if !channel.connected {
             return Err(DomainError::NotFound("channel").into());
         }
+        if let Some(why) = channel.halted {
+            return Err(DomainError::ChannelUnavailable(format!("halted: {why}")).into());
+        }
         let template = self.load::<Template>(ws, input.template_id.as_uuid()).await?.state;
         if !template.created {
             return Err(DomainError::NotFound("template").into());

@@ -1,0 +1,163 @@
+//! The dispatcher against a fake Graph API that counts every call: the channel's rate held, retries
+//! with backoff by error class, a campaign paused on a paused template, a channel halted on error 190,
+//! and two dispatchers sharing one campaign without a duplicate call.
+
+use blazz_api::server::{dispatcher, EdgeSettings};
+use blazz_commands::dispatch::RetryPolicy;
+use blazz_tests::fake_graph::{FakeGraph, Reply};
+use blazz_tests::{Settings, TestApp, Ws, OPERATOR_TOKEN};
+use serde_json::json;
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::time::Duration;
+
+struct Setup {
+    app: TestApp,
+    graph: FakeGraph,
+    ws: Ws,
+    channel: String,
+    template: String,
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy { max_attempts: 3, base: Duration::from_millis(100), ..RetryPolicy::default() }
+}
+
+async fn setup(pool: PgPool, rate: u32) -> Setup {
+    let graph = FakeGraph::start().await;
+    let mut settings = Settings::new(4, Some(OPERATOR_TOKEN.into()));
+    settings.edge.dispatch = true;
+    settings.edge.meta.base_url = graph.url();
+    settings.edge.retry = policy();
+    let app = TestApp::spawn_with(pool, settings).await;
+    let ws = app.workspace().await;
+    let (channel, _) = app.channel_of(&ws, "meta").await;
+    app.patch(&format!("/v1/channels/{channel}"), &ws.key, json!({"rate_limit_per_second": rate})).await.expect(200);
+    app.credentials(&ws, &channel).await;
+    let template = app.template(&ws, "promo", "MARKETING", "APPROVED").await;
+    Setup { app, graph, ws, channel, template }
+}
+
+impl Setup {
+    /// Imports `n` contacts (+6285…), launches a campaign to all of them; returns its id.
+    async fn campaign(&self, n: usize) -> String {
+        let rows: Vec<_> =
+            (0..n).map(|i| json!({"phone": format!("+6285{:09}", i), "attributes": {"first_name": "Z"}})).collect();
+        self.app.post("/v1/contacts/import", &self.ws.key, json!(rows)).await.expect(200);
+        let id = self
+            .app
+            .post(
+                "/v1/campaigns",
+                &self.ws.key,
+                json!({"name": "c", "channel_id": self.channel, "template_id": self.template, "audience": {"kind": "all"}}),
+            )
+            .await
+            .expect(201)
+            .id("campaign_id");
+        let launched = self.app.post(&format!("/v1/campaigns/{id}/launch"), &self.ws.key, json!({})).await.expect(200);
+        assert_eq!(launched.body["queued"], n, "{}", launched.body);
+        id
+    }
+
+    /// Provider calls per message id (our callback data).
+    fn calls_per_message(&self) -> HashMap<String, usize> {
+        let mut per = HashMap::new();
+        for c in self.graph.calls() {
+            *per.entry(c.body["biz_opaque_callback_data"].as_str().unwrap_or("").to_owned()).or_default() += 1;
+        }
+        per
+    }
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn the_channel_rate_is_held_over_the_run(pool: PgPool) {
+    let s = setup(pool, 50).await;
+    let campaign = s.campaign(150).await;
+    s.app.eventually(&s.ws, &format!("/v1/campaigns/{campaign}"), |c| c["sent"] == 150).await;
+    let mut at: Vec<_> = s.graph.calls().iter().map(|c| c.at).collect();
+    at.sort();
+    let span = at.last().unwrap().duration_since(at[0]).as_secs_f64();
+    let rate = (at.len() - 1) as f64 / span;
+    assert!((rate - 50.0).abs() <= 2.5, "measured {rate:.1}/s over {span:.2} s, configured 50/s");
+    assert!(s.calls_per_message().values().all(|n| *n == 1), "one call per message");
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn retry_later_errors_back_off_and_final_ones_do_not_retry(pool: PgPool) {
+    let s = setup(pool, 1000).await;
+    s.graph.reply_times("6285000000000", Reply::error(130429), 2);
+    s.graph.reply_to("6285000000001", Reply::error(131026));
+    s.graph.reply_to("6285000000002", Reply::error(131000));
+    let campaign = s.campaign(3).await;
+    let done =
+        s.app.eventually(&s.ws, &format!("/v1/campaigns/{campaign}"), |c| c["sent"] == 1 && c["failed"] == 2).await;
+    assert_eq!(done["failed_by_class"], json!({"final": 1, "retry_later": 1}), "{done}");
+    let calls = s.graph.calls();
+    let to = |n: &str| calls.iter().filter(|c| c.body["to"] == n).map(|c| c.at).collect::<Vec<_>>();
+    let throttled = to("6285000000000");
+    assert_eq!(throttled.len(), 3, "two throttled attempts, then sent");
+    // Backoff of 100 ms, then 200 ms, each with ±50 % jitter.
+    assert!(throttled[1].duration_since(throttled[0]) >= Duration::from_millis(50));
+    assert!(throttled[2].duration_since(throttled[1]) >= Duration::from_millis(100));
+    assert_eq!(to("6285000000001").len(), 1, "undeliverable is final at once");
+    assert_eq!(to("6285000000002").len(), 3, "a transient error is retried up to max_attempts");
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_paused_template_pauses_the_campaign(pool: PgPool) {
+    let s = setup(pool, 1000).await;
+    s.graph.reply_to("6285000000000", Reply::error(132015));
+    let campaign = s.campaign(1).await;
+    let c = s.app.eventually(&s.ws, &format!("/v1/campaigns/{campaign}"), |c| c["status"] == "paused").await;
+    assert_eq!(c["failed"], 0, "the message waits for the campaign, it did not fail: {c}");
+    let history = s.app.history(&s.ws).await;
+    let paused = history.iter().find(|e| e["event_type"] == "campaign.paused").expect("paused");
+    assert!(paused["payload"]["reason"].as_str().unwrap().contains("132015"));
+    assert!(history.iter().any(|e| e["event_type"] == "message.retry_scheduled"));
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn error_190_halts_the_channel_until_it_is_resumed(pool: PgPool) {
+    let s = setup(pool, 1000).await;
+    s.graph.reply_times("6285000000000", Reply::error(190), 1);
+    let campaign = s.campaign(1).await;
+    let ch = s.app.eventually(&s.ws, &format!("/v1/channels/{}", s.channel), |c| c["halted"].is_string()).await;
+    assert!(ch["halted"].as_str().unwrap().contains("190"), "{ch}");
+    // A new campaign on a halted channel is refused.
+    let refused = s
+        .app
+        .post(
+            "/v1/campaigns",
+            &s.ws.key,
+            json!({"name": "d", "channel_id": s.channel, "template_id": s.template, "audience": {"kind": "all"}}),
+        )
+        .await;
+    assert_eq!((refused.status.as_u16(), refused.code()), (409, "channel_unavailable"));
+    assert_eq!(s.graph.calls().len(), 1);
+    s.app.post(&format!("/v1/channels/{}/resume", s.channel), &s.ws.key, json!({})).await.expect(200);
+    s.app.eventually(&s.ws, &format!("/v1/campaigns/{campaign}"), |c| c["sent"] == 1).await;
+    assert_eq!(s.graph.calls().len(), 2, "sent once more after the resume");
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn two_dispatchers_share_one_campaign_without_a_duplicate_call(pool: PgPool) {
+    let s = setup(pool, 1000).await;
+    s.graph.set_delay(Duration::from_millis(5));
+    // A second dispatcher on the same database, as on another machine.
+    let state = &s.app.server.state;
+    let edge = EdgeSettings {
+        retry: policy(),
+        meta: blazz_commands::provider::meta::MetaConfig { base_url: s.graph.url(), ..Default::default() },
+        ..EdgeSettings::default()
+    };
+    let second = dispatcher(state.commands.clone(), state.credentials.clone(), &edge, &s.app.server.url(""));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(blazz_api::dispatch::run(s.app.pool.clone(), second, stopped));
+    let campaign = s.campaign(300).await;
+    s.app.eventually(&s.ws, &format!("/v1/campaigns/{campaign}"), |c| c["sent"] == 300).await;
+    let _ = stop.send(true);
+    task.await.unwrap();
+    let per = s.calls_per_message();
+    assert_eq!(per.len(), 300);
+    assert!(per.values().all(|n| *n == 1), "a message was sent twice: {:?}", per.values().max());
+}
