@@ -6,6 +6,7 @@
 //!   concurrency, for a fixed time.
 //! - `replay` ([`replay`]): rebuild throughput of a projection over a large log.
 //! - `webhooks` ([`webhooks`]): signed Meta webhook POSTs of 100 statuses each, at a fixed concurrency.
+//! - `dispatch` ([`dispatch`]): achieved send rate against the configured one, and CPU per message.
 //! - `fanout` ([`fanout`]): time to launch a campaign to N imported contacts.
 //! - `live` ([`live`]): commands at a fixed rate, measuring command-accepted → WebSocket-delta latency
 //!   and the projections' lag meanwhile.
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+mod dispatch;
 mod fanout;
 mod live;
 mod replay;
@@ -65,6 +67,13 @@ pub enum Which {
         concurrency: usize,
         /// Messages queued up front; each gets three statuses.
         #[arg(long, default_value_t = 50_000)]
+        messages: usize,
+    },
+    /// A campaign through the Meta provider to a local fake Graph API at a configured channel rate.
+    Dispatch {
+        #[arg(long, default_value_t = 80)]
+        rate: u32,
+        #[arg(long, default_value_t = 800)]
         messages: usize,
     },
     /// Launch a campaign to N recipients (imported first) and time the fan-out.
@@ -171,6 +180,7 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
             Which::Webhooks { without_projectors, concurrency, messages } => {
                 webhooks::run(pool, config.append_writers, concurrency, messages, !without_projectors).await
             }
+            Which::Dispatch { rate, messages } => dispatch::run(pool, config.append_writers, rate, messages).await,
             Which::Fanout { recipients } => fanout::run(pool, config.append_writers, recipients).await,
             Which::Live { rate, seconds } => live::run(pool, config.append_writers, rate, seconds).await,
             Which::Replay { events } => replay::run(pool, config.append_writers, events).await,

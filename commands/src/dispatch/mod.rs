@@ -5,10 +5,16 @@
 //!
 //! An attempt whose outcome never got recorded (a crash during the call, or an answer that never came)
 //! stays `dispatched`: it is not resent automatically; a later status webhook (which carries our
-//! message id) moves it on.
+//! message id) moves it on, and after [`RetryPolicy::unknown_after`] it is marked unknown (final).
+//!
+//! - [`policy`]: backoff and attempts for retry-later errors.
+//! - [`recent`]: sending channels and running campaigns remembered for a second.
+
+mod policy;
+mod recent;
 
 use crate::context::CommandContext;
-use crate::credentials::{CredentialError, CredentialStore};
+use crate::credentials::{ChannelSecrets, CredentialError, CredentialStore};
 use crate::error::CommandError;
 use crate::provider::{Outbound, Provider, SendError, Sender};
 use crate::service::{scopes, Commands, Plan};
@@ -24,6 +30,9 @@ use blazz_domain::role::Role;
 use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;
+
+pub use policy::RetryPolicy;
+use recent::Recent;
 
 /// The provider of each kind.
 #[derive(Debug, Clone)]
@@ -66,40 +75,7 @@ pub struct Dispatcher {
     credentials: CredentialStore,
     providers: Providers,
     policy: RetryPolicy,
-}
-
-/// How retry-later errors are retried: exponential backoff with jitter, at most `max_attempts`
-/// attempts in all; the pair limit (131056) backs off by powers of 4.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    /// The first retry's delay (doubled per attempt, ×4 for the pair limit), before jitter.
-    pub base: std::time::Duration,
-    pub max_delay: std::time::Duration,
-    /// An attempt with no outcome (no answer recorded, no webhook) after this long is marked unknown.
-    pub unknown_after: std::time::Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            base: std::time::Duration::from_secs(2),
-            max_delay: std::time::Duration::from_secs(600),
-            unknown_after: std::time::Duration::from_secs(600),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The delay before the attempt after `attempt` (1-based), with ±50 % jitter.
-    pub fn delay(&self, attempt: u32, backoff: Option<Backoff>) -> std::time::Duration {
-        use rand::Rng;
-        let factor: u32 = if backoff == Some(Backoff::Recipient) { 4 } else { 2 };
-        let exp = factor.saturating_pow(attempt.saturating_sub(1).min(10));
-        let raw = self.base.saturating_mul(exp).min(self.max_delay);
-        raw.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
-    }
+    recent: Arc<Recent>,
 }
 
 /// A channel without stored credentials cannot send.
@@ -109,7 +85,7 @@ const UNREACHABLE: i64 = -3;
 
 impl Dispatcher {
     pub fn new(commands: Commands, credentials: CredentialStore, providers: Providers) -> Self {
-        Self { commands, credentials, providers, policy: RetryPolicy::default() }
+        Self { commands, credentials, providers, policy: RetryPolicy::default(), recent: Arc::default() }
     }
 
     pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
@@ -172,12 +148,24 @@ impl Dispatcher {
         }
         // A paused or cancelled campaign's messages wait (the queue projection may not show it yet).
         if let Some(campaign) = m.campaign_id {
-            let status = c.load::<Campaign>(workspace, campaign.as_uuid()).await?.state.status;
+            let status = match self.recent.campaign(campaign.as_uuid()) {
+                Some(s) => s,
+                None => {
+                    let s = c.load::<Campaign>(workspace, campaign.as_uuid()).await?.state.status;
+                    // Only a sending status is remembered: a resume is seen at once.
+                    if let (CampaignStatus::Launching | CampaignStatus::Running, Ok(mut g)) =
+                        (s, self.recent.campaigns.lock())
+                    {
+                        g.insert(campaign.as_uuid(), (std::time::Instant::now(), s));
+                    }
+                    s
+                }
+            };
             if !matches!(status, CampaignStatus::Launching | CampaignStatus::Running) {
                 return Ok(Dispatched::Held);
             }
         }
-        let channel = c.load::<Channel>(workspace, channel_id.as_uuid()).await?.state;
+        let (channel, secrets) = self.channel(workspace, channel_id.as_uuid()).await?;
         if channel.halted.is_some() {
             return Ok(Dispatched::Held);
         }
@@ -195,15 +183,10 @@ impl Dispatcher {
             other => other?,
         };
 
-        let secrets = match self.credentials.get(channel_id.as_uuid()).await {
-            Ok(Some(stored)) if stored.workspace_id == workspace => stored.secrets,
-            Ok(_) => {
-                let error = ProviderError::new(NO_CREDENTIALS, "the channel has no credentials", None);
-                self.record_failure(&ctx, message, &error).await?;
-                return Ok(Dispatched::Failed(error));
-            }
-            Err(CredentialError::Database(e)) => return Err(e.into()),
-            Err(e) => return Err(crate::store::StoreError::Corrupt(e.to_string()).into()),
+        let Some(secrets) = secrets else {
+            let error = ProviderError::new(NO_CREDENTIALS, "the channel has no credentials", None);
+            self.record_failure(&ctx, message, &error).await?;
+            return Ok(Dispatched::Failed(error));
         };
         let sender = Sender { channel_id, phone_number_id: channel.phone_number_id.clone() };
         let outbound = Outbound { message_id: message, to, content, reply_to: m.reply_to.clone() };
@@ -211,7 +194,7 @@ impl Dispatcher {
         match self.providers.of(provider).send(&sender, &secrets, &outbound).await {
             Ok(accepted) => {
                 let id = accepted.provider_message_id.clone();
-                c.execute::<Message>(&ctx, message.as_uuid(), |m| {
+                let sent = |m: &Message| -> Result<Plan<blazz_domain::message::MessageEvent>, CommandError> {
                     let update = StatusUpdate::Sent { provider_message_id: id.clone() };
                     let events = m.decide(MessageCommand::RecordStatus { update, at: ctx.now })?;
                     let mut plan = Plan::new(events, json!({}));
@@ -225,8 +208,19 @@ impl Dispatcher {
                         });
                     }
                     Ok(plan)
-                })
-                .await?;
+                };
+                // Usually nobody wrote in between: append after our attempt, else decide again.
+                let mut attempted = m.clone();
+                attempted.status = MessageStatus::Dispatched;
+                let after_attempt = crate::store::ExpectedVersion::Exact(loaded.version + 1);
+                match c.append(&ctx, stream.clone(), after_attempt, sent(&attempted)?).await {
+                    Err(CommandError::Conflict(_)) => {
+                        c.execute::<Message>(&ctx, message.as_uuid(), sent).await?;
+                    }
+                    other => {
+                        other?;
+                    }
+                }
                 Ok(Dispatched::Sent { provider_message_id: accepted.provider_message_id })
             }
             Err(SendError::Rejected(error)) => self.rejected(&ctx, &m, message, attempt, error).await,
@@ -240,6 +234,25 @@ impl Dispatcher {
                 Ok(Dispatched::Unknown(e.to_string()))
             }
         }
+    }
+
+    /// The channel's state and secrets, remembered for a second.
+    async fn channel(&self, workspace: Uuid, id: Uuid) -> Result<(Channel, Option<ChannelSecrets>), CommandError> {
+        if let Some(hit) = self.recent.channel(id) {
+            return Ok(hit);
+        }
+        let channel = self.commands.load::<Channel>(workspace, id).await?.state;
+        let secrets = match self.credentials.get(id).await {
+            Ok(Some(stored)) if stored.workspace_id == workspace => Some(stored.secrets),
+            Ok(_) => None,
+            Err(CredentialError::Database(e)) => return Err(e.into()),
+            Err(e) => return Err(crate::store::StoreError::Corrupt(e.to_string()).into()),
+        };
+        // A halted channel is not remembered: a resume is seen at once.
+        if let (None, Ok(mut g)) = (&channel.halted, self.recent.channels.lock()) {
+            g.insert(id, (std::time::Instant::now(), channel.clone(), secrets.clone()));
+        }
+        Ok((channel, secrets))
     }
 
     /// What a refusal means, by class: retry later, give up, stop the campaign, or halt the channel.
@@ -277,6 +290,7 @@ impl Dispatcher {
                         Ok(_) | Err(CommandError::Domain(_)) => {}
                         Err(e) => return Err(e),
                     }
+                    self.recent.forget(None, Some(campaign.as_uuid()));
                     self.schedule_retry(ctx, message, error.clone(), ctx.now).await?;
                     Ok(Dispatched::Held)
                 } else {
@@ -288,6 +302,7 @@ impl Dispatcher {
                 if let Some(channel) = m.channel_id {
                     let why = (error.title.clone(), error.code);
                     c.set_channel_halted(ctx, channel, Some(why)).await?;
+                    self.recent.forget(Some(channel.as_uuid()), None);
                 }
                 self.schedule_retry(ctx, message, error, ctx.now).await?;
                 Ok(Dispatched::Held)
