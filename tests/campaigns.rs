@@ -227,6 +227,8 @@ async fn a_scheduled_campaign_starts_on_time_and_its_progress_is_counted(pool: P
     assert_eq!(at.naive_utc(), expected, "local time of the workspace, stored as UTC");
     let done = s.app.eventually(&s.ws, &format!("/v1/campaigns/{campaign}"), |c| c["read"] == 3).await;
     assert_eq!((done["queued"].as_i64(), done["failed"].as_i64()), (Some(0), Some(0)), "{done}");
+    assert!(done["rate_per_second"].as_f64().unwrap() > 0.0, "{done}");
+    assert_eq!(done["eta_seconds"], 0, "{done}");
     let launched = chrono::DateTime::parse_from_rfc3339(done["launched_at"].as_str().unwrap()).unwrap();
     assert!(launched >= at, "not before its time: {launched} < {at}");
 }

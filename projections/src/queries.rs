@@ -51,7 +51,7 @@ impl List {
             Self::Channels => ("rm_channels", "channel_id"),
             Self::Conversations => ("rm_conversations", "conversation_id"),
             Self::Messages => ("rm_messages", "message_id"),
-            Self::Campaigns => ("rm_campaigns", "campaign_id"),
+            Self::Campaigns => (crate::read_models::campaigns::WITH_PROGRESS, "campaign_id"),
         }
     }
 }

@@ -20,12 +20,24 @@ fn is_campaign_queued(a: &Applied) -> bool {
     matches!(a.event, DomainEvent::Message(MessageEvent::Queued { campaign_id: Some(_), .. }))
 }
 
-/// The counts of a campaign, as a delta for live clients.
+/// `rm_campaigns` with progress: `rate_per_second` (messages that left the queue per second since the
+/// launch) and `eta_seconds` (the messages still queued at that rate; 0 when none are left).
+pub const WITH_PROGRESS: &str = "(SELECT c.*, p.rate AS rate_per_second,
+        CASE WHEN c.queued = 0 THEN 0 WHEN p.rate > 0 THEN round(c.queued / p.rate) END AS eta_seconds
+    FROM rm_campaigns c
+    CROSS JOIN LATERAL (SELECT CASE WHEN c.launched_at IS NULL THEN 0
+        ELSE round(((c.dispatched + c.unknown + c.sent + c.delivered + c.read + c.failed)
+                    / greatest(extract(epoch FROM now() - c.launched_at), 1))::numeric, 1) END AS rate) p)";
+
+/// The counts and progress of a campaign, as a delta for live clients.
 async fn counts(conn: &mut PgConnection, ws: Uuid, campaign: Uuid) -> Result<Vec<Change>, sqlx::Error> {
     let row: Option<serde_json::Value> = sqlx::query_scalar(
-        "SELECT jsonb_build_object('status', status, 'queued', queued, 'dispatched', dispatched, 'unknown', unknown, 'sent', sent,
-                'delivered', delivered, 'read', read, 'failed', failed, 'failed_by_class', failed_by_class, 'skipped', skipped)
-         FROM rm_campaigns WHERE workspace_id = $1 AND campaign_id = $2",
+        &format!(
+            "SELECT jsonb_build_object('status', status, 'queued', queued, 'dispatched', dispatched, 'unknown', unknown,
+                    'sent', sent, 'delivered', delivered, 'read', read, 'failed', failed, 'failed_by_class', failed_by_class,
+                    'skipped', skipped, 'rate_per_second', rate_per_second, 'eta_seconds', eta_seconds)
+             FROM {WITH_PROGRESS} t WHERE workspace_id = $1 AND campaign_id = $2"
+        ),
     )
     .bind(ws)
     .bind(campaign)
