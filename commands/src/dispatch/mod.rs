@@ -105,8 +105,10 @@ impl Dispatcher {
     /// unknown (not resent). Returns whether it was.
     pub async fn give_up_waiting(&self, workspace: Uuid, message: MessageId) -> Result<bool, CommandError> {
         let ctx = Self::context(workspace);
-        let older_than =
-            ctx.now - chrono::Duration::from_std(self.policy.unknown_after).unwrap_or(chrono::Duration::MAX);
+        let older_than = chrono::Duration::from_std(self.policy.unknown_after)
+            .ok()
+            .and_then(|d| ctx.now.checked_sub_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
         let r = self
             .commands
             .execute::<Message>(&ctx, message.as_uuid(), |m| {
@@ -324,7 +326,10 @@ impl Dispatcher {
             return Ok(Dispatched::Failed(error));
         }
         let delay = self.policy.delay(attempt, backoff);
-        let not_before = ctx.now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let not_before = chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|d| ctx.now.checked_add_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
         self.schedule_retry(ctx, message, error.clone(), not_before).await?;
         Ok(Dispatched::Retrying { error, not_before })
     }
