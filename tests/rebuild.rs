@@ -132,15 +132,7 @@ async fn a_rebuild_ahead_of_the_live_projection_is_not_applied_twice(pool: PgPoo
 
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
     let commands = Commands::new(store.clone(), Codec::new());
-    let ctx = CommandContext {
-        workspace_id: Uuid::now_v7(),
-        role: blazz_domain::role::Role::Owner,
-        actor: "system:test".into(),
-        request_id: None,
-        correlation_id: Uuid::now_v7(),
-        idempotency: None,
-        now: chrono::Utc::now(),
-    };
+    let ctx = CommandContext::system(Uuid::now_v7(), "test");
     let group = commands.create_group(&ctx, "VIP".into()).await.expect("group");
     let group = GroupId::from_uuid(Uuid::parse_str(group.body["group_id"].as_str().expect("id")).expect("uuid"));
     let mut members = vec![];

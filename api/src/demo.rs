@@ -6,7 +6,6 @@ use blazz_commands::credentials::{ChannelSecrets, Secret};
 use blazz_commands::handlers::channel::ConnectChannel;
 use blazz_commands::CommandContext;
 use blazz_domain::channel::ProviderKind;
-use blazz_domain::role::Role;
 use blazz_domain::values::PhoneNumber;
 use uuid::Uuid;
 
@@ -25,15 +24,7 @@ fn id_in(body: &serde_json::Value, pointer: &str) -> Result<Uuid, Box<dyn std::e
 }
 
 pub async fn create(state: &AppState) -> Result<Demo, Box<dyn std::error::Error + Send + Sync>> {
-    let ctx = |workspace_id| CommandContext {
-        workspace_id,
-        role: Role::Owner,
-        actor: "system:demo".into(),
-        request_id: None,
-        correlation_id: Uuid::now_v7(),
-        idempotency: None,
-        now: chrono::Utc::now(),
-    };
+    let ctx = |workspace_id| CommandContext::system(workspace_id, "demo");
     let created = state.commands.create_workspace(&ctx(Uuid::nil()), "Demo".into(), None).await?;
     let workspace_id = id_in(&created.body, "/workspace_id")?;
     let api_key = created.body.pointer("/api_key/key").and_then(|v| v.as_str()).unwrap_or_default().to_owned();

@@ -27,6 +27,19 @@ pub struct CommandContext {
 }
 
 impl CommandContext {
+    /// A context for the system's own commands (`system:<component>`) in a workspace, now.
+    pub fn system(workspace_id: Uuid, component: &str) -> Self {
+        Self {
+            workspace_id,
+            role: Role::Owner,
+            actor: format!("system:{component}"),
+            request_id: None,
+            correlation_id: Uuid::now_v7(),
+            idempotency: None,
+            now: Utc::now(),
+        }
+    }
+
     pub fn metadata(&self) -> EventMetadata {
         EventMetadata {
             correlation_id: self.correlation_id,

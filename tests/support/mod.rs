@@ -6,8 +6,6 @@ pub mod fake_graph;
 use blazz_api::server::Running;
 pub use blazz_api::server::Settings;
 use blazz_commands::{CommandContext, Commands};
-use blazz_domain::role::Role;
-use chrono::Utc;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -71,15 +69,7 @@ impl TestApp {
 
     /// A system context in a workspace, for what the API does not expose yet (e.g. inbound messages).
     pub fn system(&self, ws: &Ws) -> CommandContext {
-        CommandContext {
-            workspace_id: Uuid::parse_str(&ws.id).expect("uuid"),
-            role: Role::Owner,
-            actor: "system:test".into(),
-            request_id: None,
-            correlation_id: Uuid::now_v7(),
-            idempotency: None,
-            now: Utc::now(),
-        }
+        CommandContext::system(Uuid::parse_str(&ws.id).expect("uuid"), "test")
     }
 
     pub async fn call(

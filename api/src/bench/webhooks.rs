@@ -8,7 +8,6 @@ use blazz_commands::handlers::message::{SendContent, SendMessage};
 use blazz_commands::provider::signature;
 use blazz_commands::CommandContext;
 use blazz_domain::ids::{ChannelId, ContactId, TemplateId};
-use blazz_domain::role::Role;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -64,15 +63,7 @@ pub async fn run(
         async move {
             let mut ids = vec![];
             for _ in (w..messages).step_by(64) {
-                let ctx = CommandContext {
-                    workspace_id: workspace,
-                    role: Role::Owner,
-                    actor: "system:bench".into(),
-                    request_id: None,
-                    correlation_id: Uuid::now_v7(),
-                    idempotency: None,
-                    now: chrono::Utc::now(),
-                };
+                let ctx = CommandContext::system(workspace, "bench");
                 let r = commands.send_message(&ctx, send.clone()).await?;
                 ids.push(r.body["message_id"].as_str().unwrap_or_default().to_owned());
             }

@@ -26,7 +26,6 @@ use blazz_domain::contact::ConsentSource;
 use blazz_domain::ids::MessageId;
 use blazz_domain::message::{Message, MessageCommand, MessageStatus, ProviderError, StatusUpdate};
 use blazz_domain::provider::{Backoff, ErrorClass, MARKETING_STOPPED};
-use blazz_domain::role::Role;
 use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -120,15 +119,7 @@ impl Dispatcher {
 
     /// The context of the dispatcher's own commands in `workspace`.
     pub fn context(workspace: Uuid) -> CommandContext {
-        CommandContext {
-            workspace_id: workspace,
-            role: Role::Owner,
-            actor: "system:dispatcher".into(),
-            request_id: None,
-            correlation_id: Uuid::now_v7(),
-            idempotency: None,
-            now: chrono::Utc::now(),
-        }
+        CommandContext::system(workspace, "dispatcher")
     }
 
     /// Sends `message` if it is still queued.

@@ -17,7 +17,6 @@ use crate::error::CommandError;
 use crate::provider::meta::webhook::{MessagesValue, Notification, TemplateStatusUpdate};
 use crate::service::{scopes, Commands};
 use blazz_domain::ids::{ChannelId, TemplateId};
-use blazz_domain::role::Role;
 use blazz_domain::template::ReviewStatus;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -89,15 +88,7 @@ impl Commands {
         notification: Notification,
         request_id: Option<String>,
     ) -> Result<IngestReport, CommandError> {
-        let ctx = CommandContext {
-            workspace_id: target.workspace_id,
-            role: Role::Owner,
-            actor: "system:webhook".into(),
-            request_id,
-            correlation_id: Uuid::now_v7(),
-            idempotency: None,
-            now: chrono::Utc::now(),
-        };
+        let ctx = CommandContext { request_id, ..CommandContext::system(target.workspace_id, "webhook") };
         let mut report = IngestReport::default();
         let mut routes: HashMap<String, Option<ChannelId>> = HashMap::new();
         for entry in notification.entry {
