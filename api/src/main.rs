@@ -240,6 +240,8 @@ async fn run_server(config: Config, embedded_allowed: bool, demo: bool) -> Resul
     if !embedded_allowed && config.database_url.is_none() {
         return Err("`blazz serve` needs DATABASE_URL (use `blazz up` for the self-contained mode)".into());
     }
+    // Before anything starts: a SIGTERM during start-up must still stop the private cluster.
+    let shutdown = server::shutdown_signal();
     let (url, embedded) = database(&config).await?;
     let result = async {
         tracing::info!(database = %redact_url(&url), "connecting");
@@ -265,7 +267,7 @@ async fn run_server(config: Config, embedded_allowed: bool, demo: bool) -> Resul
         if let Some(f) = token_file {
             println!("Operator token (for POST /v1/workspaces) is in {}", f.display());
         }
-        server::serve(listener, server::app(state), server::shutdown_signal()).await?;
+        server::serve(listener, server::app(state), shutdown).await?;
         let _ = stop.send(true);
         tracing::info!("shut down");
         Ok::<_, Error>(())

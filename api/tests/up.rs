@@ -11,6 +11,21 @@ fn pg_running(pgdata: &std::path::Path) -> bool {
     pgdata.join("postmaster.pid").exists()
 }
 
+fn terminate(child: &std::process::Child) -> bool {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().is_ok_and(|s| s.success())
+}
+
+/// Stops `blazz up` (and with it its cluster) when the test fails half-way, so nothing is left running.
+struct StopOnFailure(std::process::Child);
+
+impl Drop for StopOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() && terminate(&self.0) {
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[tokio::test]
 async fn blazz_up_demo_serves_on_a_private_cluster_runs_the_sandbox_loop_and_stops_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("blazz-up-test-{}", uuid::Uuid::new_v4().simple()));
@@ -26,6 +41,7 @@ async fn blazz_up_demo_serves_on_a_private_cluster_runs_the_sandbox_loop_and_sto
         .spawn()
         .expect("blazz starts");
     let stdout = child.stdout.take().expect("stdout");
+    let mut child = StopOnFailure(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -111,9 +127,8 @@ async fn blazz_up_demo_serves_on_a_private_cluster_runs_the_sandbox_loop_and_sto
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(kill.success());
-    let status = child.wait().expect("blazz exits");
+    assert!(terminate(&child.0), "SIGTERM sent");
+    let status = child.0.wait().expect("blazz exits");
     assert!(status.success(), "clean shutdown: {status}");
     assert!(!pg_running(&pgdata), "the private cluster was stopped");
     let _ = std::fs::remove_dir_all(&dir);
