@@ -63,7 +63,8 @@ impl Commands {
         };
         let mut seen = HashSet::with_capacity(named.len());
         let unique: Vec<ContactId> = named.iter().copied().filter(|c| seen.insert(*c)).collect();
-        Ok((unique.clone(), (named.len() - unique.len()) as u64))
+        let duplicates = (named.len() - unique.len()) as u64;
+        Ok((unique, duplicates))
     }
 
     /// Renders one queued message per eligible recipient.
