@@ -20,15 +20,25 @@ struct Setup {
 }
 
 fn policy() -> RetryPolicy {
-    RetryPolicy { max_attempts: 3, base: Duration::from_millis(100), ..RetryPolicy::default() }
+    // No recipient pacing but where a test asks for it: retries to one recipient would wait for it.
+    RetryPolicy {
+        max_attempts: 3,
+        base: Duration::from_millis(100),
+        recipient_pace: Duration::ZERO,
+        ..RetryPolicy::default()
+    }
 }
 
 async fn setup(pool: PgPool, rate: u32) -> Setup {
+    setup_with(pool, rate, policy()).await
+}
+
+async fn setup_with(pool: PgPool, rate: u32, policy: RetryPolicy) -> Setup {
     let graph = FakeGraph::start().await;
     let mut settings = Settings::new(4, Some(OPERATOR_TOKEN.into()));
     settings.edge.dispatch = true;
     settings.edge.meta.base_url = graph.url();
-    settings.edge.retry = policy();
+    settings.edge.retry = policy;
     let app = TestApp::spawn_with(pool, settings).await;
     let ws = app.workspace().await;
     let (channel, _) = app.channel_of(&ws, "meta").await;
@@ -44,6 +54,11 @@ impl Setup {
         let rows: Vec<_> =
             (0..n).map(|i| json!({"phone": format!("+6285{:09}", i), "attributes": {"first_name": "Z"}})).collect();
         self.app.post("/v1/contacts/import", &self.ws.key, json!(rows)).await.expect(200);
+        self.launch(n).await
+    }
+
+    /// Launches a campaign to every contact (`n` of them); returns its id.
+    async fn launch(&self, n: usize) -> String {
         let id = self
             .app
             .post(
@@ -160,4 +175,29 @@ async fn two_dispatchers_share_one_campaign_without_a_duplicate_call(pool: PgPoo
     let per = s.calls_per_message();
     assert_eq!(per.len(), 300);
     assert!(per.values().all(|n| *n == 1), "a message was sent twice: {:?}", per.values().max());
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn campaign_messages_to_one_recipient_are_paced(pool: PgPool) {
+    let pace = Duration::from_secs(3);
+    let s = setup_with(pool, 100, RetryPolicy { recipient_pace: pace, ..policy() }).await;
+    // Two campaigns to the same 20 recipients at once: 40 messages, well under a second at 100/s
+    // without pacing.
+    let first = s.campaign(20).await;
+    let second = s.launch(20).await;
+    for c in [&first, &second] {
+        s.app.eventually(&s.ws, &format!("/v1/campaigns/{c}"), |c| c["sent"] == 20).await;
+    }
+    let mut per_recipient: HashMap<String, Vec<std::time::Instant>> = HashMap::new();
+    for c in s.graph.calls() {
+        per_recipient.entry(c.body["to"].as_str().unwrap_or("").to_owned()).or_default().push(c.at);
+    }
+    assert_eq!(per_recipient.len(), 20);
+    for (to, mut at) in per_recipient {
+        assert_eq!(at.len(), 2, "{to}");
+        at.sort();
+        // A pace slot is taken when the message is picked, and it goes out within its second of sends.
+        let gap = at[1].duration_since(at[0]);
+        assert!(gap >= pace - Duration::from_secs(1), "{to}: two messages {gap:?} apart");
+    }
 }

@@ -72,6 +72,44 @@ pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch:
     }
 }
 
+/// A due message: workspace, message, channel, the channel's rate, and the recipient to pace (campaign
+/// messages only).
+type Due = (Uuid, Uuid, Uuid, i32, Option<Uuid>);
+
+/// Keeps the due messages that may go now: campaign messages take their recipient's pace slot on the
+/// channel (one per recipient per round, and none while an earlier one's slot is still running, shared
+/// with every other dispatcher through `dispatch_pace`); other messages pass.
+async fn paced(pool: &PgPool, due: Vec<Due>, pace: Duration) -> Result<Vec<Due>, sqlx::Error> {
+    let mut seen = std::collections::HashSet::new();
+    let (mut channels, mut contacts) = (vec![], vec![]);
+    for (_, _, c, _, r) in &due {
+        if let Some(r) = r {
+            if seen.insert((*c, *r)) {
+                channels.push(*c);
+                contacts.push(*r);
+            }
+        }
+    }
+    if channels.is_empty() {
+        return Ok(due);
+    }
+    let granted: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "INSERT INTO dispatch_pace (channel_id, contact_id, next_at)
+         SELECT c, r, now() + make_interval(secs => $3) FROM unnest($1::uuid[], $2::uuid[]) AS u(c, r)
+         ON CONFLICT (channel_id, contact_id) DO UPDATE SET next_at = excluded.next_at
+           WHERE dispatch_pace.next_at <= now()
+         RETURNING channel_id, contact_id",
+    )
+    .bind(&channels)
+    .bind(&contacts)
+    .bind(pace.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    let mut granted: std::collections::HashSet<(Uuid, Uuid)> = granted.into_iter().collect();
+    // Each granted slot serves the first of that recipient's messages (in queue order) only.
+    Ok(due.into_iter().filter(|(_, _, c, _, r)| r.is_none_or(|r| granted.remove(&(*c, r)))).collect())
+}
+
 /// Reserves `n` send slots of `channel` at `per_second`, shared with every other dispatcher through
 /// `dispatch_rate`; returns how long from now the first slot is.
 async fn reserve(pool: &PgPool, channel: Uuid, n: usize, per_second: f64) -> Result<Duration, sqlx::Error> {
@@ -93,12 +131,15 @@ async fn reserve(pool: &PgPool, channel: Uuid, n: usize, per_second: f64) -> Res
 pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
     let mut handled: HashMap<Uuid, Instant> = HashMap::new();
     while !*shutdown.borrow() {
-        let due: Vec<(Uuid, Uuid, Uuid, i32)> = match sqlx::query_as(
-            "SELECT q.workspace_id, q.message_id, q.channel_id, coalesce(c.rate_limit_per_second, 80)
+        let due: Vec<Due> = match sqlx::query_as(
+            "SELECT q.workspace_id, q.message_id, q.channel_id, coalesce(c.rate_limit_per_second, 80),
+                    CASE WHEN q.campaign_id IS NOT NULL THEN q.contact_id END
              FROM dispatch_queue q
              LEFT JOIN rm_channels c ON c.workspace_id = q.workspace_id AND c.channel_id = q.channel_id
              WHERE q.due_at <= now()
                AND NOT EXISTS (SELECT 1 FROM dispatch_held h WHERE h.held_id IN (q.campaign_id, q.channel_id))
+               AND NOT (q.campaign_id IS NOT NULL AND EXISTS (SELECT 1 FROM dispatch_pace p
+                        WHERE p.channel_id = q.channel_id AND p.contact_id = q.contact_id AND p.next_at > now()))
              ORDER BY q.due_at LIMIT $1",
         )
         .bind(BATCH)
@@ -112,9 +153,16 @@ pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Rece
             }
         };
         handled.retain(|_, at| at.elapsed() < REMEMBER);
+        let due = match paced(&pool, due, dispatcher.policy().recipient_pace).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "recipient pacing unavailable; retrying");
+                Vec::new()
+            }
+        };
         // At most one second's worth per channel per round, in queue order.
         let mut per_channel: HashMap<Uuid, (f64, Vec<(Uuid, Uuid)>)> = HashMap::new();
-        for (w, m, c, rate) in due.into_iter().filter(|(_, m, _, _)| !handled.contains_key(m)) {
+        for (w, m, c, rate, _) in due.into_iter().filter(|d| !handled.contains_key(&d.1)) {
             let entry = per_channel.entry(c).or_insert_with(|| (f64::from(rate.max(1)), vec![]));
             if entry.1.len() < rate.max(1) as usize {
                 entry.1.push((w, m));

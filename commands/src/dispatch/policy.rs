@@ -1,4 +1,5 @@
-//! The retry policy: backoff for retry-later errors, attempts, and the crash policy's time limit.
+//! The dispatch policy: backoff for retry-later errors, attempts, the crash policy's time limit, and the
+//! pacing of each recipient.
 
 use blazz_domain::provider::Backoff;
 
@@ -12,6 +13,9 @@ pub struct RetryPolicy {
     pub max_delay: std::time::Duration,
     /// An attempt with no outcome (no answer recorded, no webhook) after this long is marked unknown.
     pub unknown_after: std::time::Duration,
+    /// Campaign messages to one recipient on one channel go out at least this far apart (Meta's pair
+    /// limit allows about one every 6 s).
+    pub recipient_pace: std::time::Duration,
 }
 
 impl Default for RetryPolicy {
@@ -21,6 +25,7 @@ impl Default for RetryPolicy {
             base: std::time::Duration::from_secs(2),
             max_delay: std::time::Duration::from_secs(600),
             unknown_after: std::time::Duration::from_secs(600),
+            recipient_pace: std::time::Duration::from_secs(6),
         }
     }
 }

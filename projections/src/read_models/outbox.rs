@@ -21,7 +21,8 @@ pub struct Outbox;
 /// What a message's queue row becomes: inserted (channel, due time, campaign), given a new due time,
 /// or deleted (the message reached an outcome). A due time of `None` is never: an attempt is under way.
 enum Row {
-    Insert(Uuid, Option<DateTime<Utc>>, Option<Uuid>),
+    /// Channel, due time, campaign, recipient.
+    Insert(Uuid, Option<DateTime<Utc>>, Option<Uuid>, Uuid),
     Due(Option<DateTime<Utc>>),
     Delete,
 }
@@ -75,8 +76,9 @@ impl Projector for Outbox {
             let key = (a.record.workspace_id, a.aggregate_id());
             let DomainEvent::Message(e) = &a.event else { continue };
             let due = match e {
-                MessageEvent::Queued { channel_id, at, campaign_id, .. } => {
-                    last.insert(key, Row::Insert(channel_id.as_uuid(), Some(*at), campaign_id.map(|c| c.as_uuid())));
+                MessageEvent::Queued { channel_id, contact_id, at, campaign_id, .. } => {
+                    let campaign = campaign_id.map(|c| c.as_uuid());
+                    last.insert(key, Row::Insert(channel_id.as_uuid(), Some(*at), campaign, contact_id.as_uuid()));
                     continue;
                 }
                 MessageEvent::Billed { .. } => continue,
@@ -89,23 +91,25 @@ impl Projector for Outbox {
                 }
             };
             let row = match last.remove(&key) {
-                Some(Row::Insert(c, _, campaign)) => Row::Insert(c, due, campaign),
+                Some(Row::Insert(c, _, campaign, contact)) => Row::Insert(c, due, campaign, contact),
                 Some(Row::Delete) => Row::Delete,
                 _ => Row::Due(due),
             };
             last.insert(key, row);
         }
-        let (mut iw, mut im, mut ic, mut id, mut icampaign) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut iw, mut im, mut ic, mut id, mut icampaign, mut icontact) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
         let (mut uw, mut um, mut ud) = (vec![], vec![], vec![]);
         let (mut dw, mut dm) = (vec![], vec![]);
         for ((w, m), row) in last {
             match row {
-                Row::Insert(c, due, campaign) => {
+                Row::Insert(c, due, campaign, contact) => {
                     iw.push(w);
                     im.push(m);
                     ic.push(c);
                     id.push(due);
                     icampaign.push(campaign);
+                    icontact.push(contact);
                 }
                 Row::Due(due) => {
                     uw.push(w);
@@ -120,9 +124,10 @@ impl Projector for Outbox {
         }
         if !iw.is_empty() {
             sqlx::query(
-                "INSERT INTO dispatch_queue (workspace_id, message_id, channel_id, due_at, campaign_id)
-                 SELECT w, m, c, coalesce(d, 'infinity'), k
-                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::uuid[]) AS t(w, m, c, d, k)
+                "INSERT INTO dispatch_queue (workspace_id, message_id, channel_id, due_at, campaign_id, contact_id)
+                 SELECT w, m, c, coalesce(d, 'infinity'), k, r
+                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::uuid[], $6::uuid[])
+                   AS t(w, m, c, d, k, r)
                  ON CONFLICT (workspace_id, message_id) DO UPDATE SET due_at = excluded.due_at",
             )
             .bind(&iw)
@@ -130,6 +135,7 @@ impl Projector for Outbox {
             .bind(&ic)
             .bind(&id)
             .bind(&icampaign)
+            .bind(&icontact)
             .execute(&mut *conn)
             .await?;
         }
