@@ -5,7 +5,7 @@ use blazz_api::server::{dispatcher, EdgeSettings};
 use blazz_commands::dispatch::{Dispatched, Dispatcher};
 use blazz_commands::provider::sandbox::SandboxScript;
 use blazz_domain::ids::MessageId;
-use blazz_tests::{Settings, TestApp, Ws, OPERATOR_TOKEN};
+use blazz_tests::{Live, Settings, TestApp, Ws, OPERATOR_TOKEN};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::time::Duration;
@@ -236,4 +236,39 @@ async fn a_scheduled_campaign_starts_on_time_and_its_progress_is_counted(pool: P
 /// Jakarta's fixed offset (no daylight saving).
 fn chrono_tz_offset() -> chrono::FixedOffset {
     chrono::FixedOffset::east_opt(7 * 3600).unwrap()
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_running_campaign_sends_its_progress_every_second_even_without_events(pool: PgPool) {
+    // No dispatcher: the campaign runs, stalled, and no event changes it.
+    let s = setup(pool, plain()).await;
+    for i in 0..3 {
+        s.app.contact(&s.ws, &format!("+628120000000{i}"), json!({})).await;
+    }
+    let other = s.app.workspace().await;
+    let mut live = Live::connect(&s.app, &s.ws.key, None).await;
+    let mut other_live = Live::connect(&s.app, &other.key, None).await;
+    let id = s.create(json!({"kind": "all"})).await.expect(201).id("campaign_id");
+    s.app.post(&format!("/v1/campaigns/{id}/launch"), &s.ws.key, json!({})).await.expect(200);
+    let p = s.app.post("/v1/contacts", &s.ws.key, json!({"phone": "+6281200000099"})).await.expect(201);
+    s.app.get(&format!("/v1/contacts?min_position={}", p.body["position"]), &s.ws.key).await.expect(200);
+    let events = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events").fetch_one(&s.app.pool).await.expect("count")
+    };
+    let before = events().await;
+    let mut ticks = 0;
+    while ticks < 3 {
+        let m = live.next().await;
+        if m["type"] == "progress" {
+            assert_eq!((m["kind"].as_str(), m["id"].as_str()), (Some("campaign"), Some(id.as_str())), "{m}");
+            assert_eq!(m["changed"]["queued"], 3, "{m}");
+            assert_eq!(m["changed"]["status"], "running", "{m}");
+            ticks += 1;
+        }
+    }
+    assert_eq!(events().await, before, "the ticks came without any event");
+    // Another workspace's client got none of them: its first message is its own delta.
+    let c = s.app.post("/v1/contacts", &other.key, json!({"phone": "+6281200000098"})).await.expect(201);
+    let m = other_live.next().await;
+    assert_eq!((m["type"].as_str(), &m["id"]), (Some("delta"), &c.body["contact_id"]), "{m}");
 }

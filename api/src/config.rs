@@ -1,5 +1,6 @@
 //! Configuration, all from environment variables (see the README for the list).
 
+use blazz_projections::kafka::KafkaConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -39,6 +40,10 @@ pub struct Config {
     pub max_attempts: u32,
     /// `BLAZZ_UNKNOWN_AFTER_SECS`: an attempt without outcome is marked unknown after this (default 600).
     pub unknown_after_secs: u64,
+    /// `BLAZZ_RECIPIENT_PACE_SECS`: campaign messages to one recipient at least this far apart (default 6).
+    pub recipient_pace_secs: f64,
+    /// `KAFKA_BROKERS` and `BLAZZ_KAFKA_*`: the scaled-out read side (unset: the log feed).
+    pub kafka: Option<KafkaConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +95,35 @@ impl Config {
                 .transpose()?,
             max_attempts: parsed("BLAZZ_MAX_ATTEMPTS", 5)?,
             unknown_after_secs: parsed("BLAZZ_UNKNOWN_AFTER_SECS", 600)?,
+            recipient_pace_secs: {
+                let pace: f64 = parsed("BLAZZ_RECIPIENT_PACE_SECS", 6.0)?;
+                if !(0.0..=86_400.0).contains(&pace) {
+                    return Err(ConfigError {
+                        name: "BLAZZ_RECIPIENT_PACE_SECS",
+                        message: "must be 0 to 86400".into(),
+                    });
+                }
+                pace
+            },
+            kafka: match var("KAFKA_BROKERS") {
+                None => None,
+                Some(brokers) => {
+                    let defaults = KafkaConfig::new(brokers);
+                    let partitions = parsed("BLAZZ_KAFKA_PARTITIONS", defaults.partitions)?;
+                    if !(1..=1024).contains(&partitions) {
+                        return Err(ConfigError {
+                            name: "BLAZZ_KAFKA_PARTITIONS",
+                            message: "must be between 1 and 1024".into(),
+                        });
+                    }
+                    Some(KafkaConfig {
+                        topic_prefix: var("BLAZZ_KAFKA_TOPIC_PREFIX").unwrap_or(defaults.topic_prefix.clone()),
+                        group: var("BLAZZ_KAFKA_GROUP").unwrap_or(defaults.group.clone()),
+                        partitions,
+                        ..defaults
+                    })
+                }
+            },
         })
     }
 }
@@ -123,6 +157,7 @@ impl std::fmt::Debug for Config {
             .field("meta_api_version", &self.meta_api_version)
             .field("public_url", &self.public_url)
             .field("sandbox_delay_ms", &self.sandbox_delay_ms)
+            .field("kafka", &self.kafka)
             .finish()
     }
 }
@@ -152,6 +187,8 @@ mod tests {
             sandbox_fail_code: None,
             max_attempts: 5,
             unknown_after_secs: 600,
+            recipient_pace_secs: 6.0,
+            kafka: None,
         };
         let shown = format!("{c:?}");
         assert!(!shown.contains("sekret") && !shown.contains("pw@") && !shown.contains("c2VrcmV0"));

@@ -10,6 +10,7 @@
 //! - [`server`]: wiring (store, commands, router, middleware) and serving with graceful shutdown.
 //! - [`demo`]: the demo workspace with a sandbox channel (`blazz up --demo`).
 //! - [`dispatch`]: the dispatcher role's loop over the dispatch queue.
+//! - [`ticker`]: once-a-second progress of running campaigns for live clients.
 //! - [`embedded`]: the private PostgreSQL cluster `blazz up` runs when no `DATABASE_URL` is given.
 //! - [`bench`]: the `blazz bench` load generators.
 
@@ -24,3 +25,4 @@ pub mod extract;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod ticker;

@@ -32,8 +32,10 @@ enum Cmd {
     },
     /// Serve the API against DATABASE_URL; the projectors run in `blazz project`.
     Serve,
-    /// Run the projectors (the log feed) against DATABASE_URL, without the API.
+    /// Run the projectors against DATABASE_URL, without the API (the Kafka feed with KAFKA_BROKERS).
     Project,
+    /// Publish the log to Kafka (DATABASE_URL, KAFKA_BROKERS).
+    Relay,
     /// Run a dispatcher (sends queued messages) against DATABASE_URL, without the API.
     Dispatch,
     /// Apply database migrations (DATABASE_URL, or the private cluster).
@@ -184,6 +186,7 @@ fn edge_settings(config: &Config, dispatch: bool) -> Result<server::EdgeSettings
         retry: blazz_commands::dispatch::RetryPolicy {
             max_attempts: config.max_attempts,
             unknown_after: std::time::Duration::from_secs(config.unknown_after_secs),
+            recipient_pace: std::time::Duration::from_secs_f64(config.recipient_pace_secs),
             ..blazz_commands::dispatch::RetryPolicy::default()
         },
     })
@@ -218,21 +221,47 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.write_all(contents.as_bytes())
 }
 
-/// `blazz project`: the projectors alone, until Ctrl-C or SIGTERM.
+/// `blazz project`: the projectors alone (the Kafka feed when KAFKA_BROKERS is set, else the log
+/// feed), until Ctrl-C or SIGTERM.
 async fn project(config: Config) -> Result<(), Error> {
     use blazz_commands::codec::Codec;
     use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
     use blazz_projections::{delta::Hub, read_models, runner::Runner};
     let url = config.database_url.clone().ok_or("`blazz project` needs DATABASE_URL")?;
     let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
-    let store = std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
-    let runner = Runner::new(pool, store, Codec::new(), read_models::all(), Hub::new(1));
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(runner.run(stopped));
-    println!("Blazz projectors running");
+    let task = match &config.kafka {
+        Some(kafka) => server::spawn_kafka_projectors(pool, kafka, stopped).await?,
+        None => {
+            let store = std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
+            let runner = Runner::new(pool, store, Codec::new(), read_models::all(), Hub::new(1));
+            tokio::spawn(async move {
+                if let Err(e) = runner.run(stopped).await {
+                    tracing::error!(error = %e, "projections stopped");
+                }
+            })
+        }
+    };
+    println!("Blazz projectors running ({})", if config.kafka.is_some() { "Kafka feed" } else { "log feed" });
     server::shutdown_signal().await;
     let _ = stop.send(true);
-    task.await??;
+    task.await?;
+    Ok(())
+}
+
+/// `blazz relay`: publishes the log to Kafka, until Ctrl-C or SIGTERM.
+async fn relay(config: Config) -> Result<(), Error> {
+    use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
+    let url = config.database_url.clone().ok_or("`blazz relay` needs DATABASE_URL")?;
+    let kafka = config.kafka.clone().ok_or("`blazz relay` needs KAFKA_BROKERS")?;
+    let pool = server::connect_and_migrate(&url, 4).await?;
+    let store = std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = server::spawn_relay(pool, store, &kafka, stopped).await?;
+    println!("Blazz relay running (topic {})", kafka.events_topic());
+    server::shutdown_signal().await;
+    let _ = stop.send(true);
+    task.await?;
     Ok(())
 }
 
@@ -255,9 +284,10 @@ async fn run_server(config: Config, embedded_allowed: bool, demo: bool) -> Resul
         let settings = server::Settings {
             projectors: embedded_allowed,
             edge: edge_settings(&config, embedded_allowed)?,
+            kafka: config.kafka.clone(),
             ..server::Settings::new(config.append_writers, Some(token))
         };
-        let state = server::state(pool, settings, stopped, &format!("http://{addr}"));
+        let state = server::state(pool, settings, stopped, &format!("http://{addr}")).await?;
         println!("Blazz API listening on http://{addr}");
         if demo {
             let d = blazz_api::demo::create(&state).await?;
@@ -291,6 +321,7 @@ async fn main() -> std::process::ExitCode {
             Cmd::Up { demo } => run_server(config, true, demo).await,
             Cmd::Serve => run_server(config, false, false).await,
             Cmd::Project => project(config).await,
+            Cmd::Relay => relay(config).await,
             Cmd::Dispatch => dispatch(config).await,
             Cmd::Migrate => {
                 let (url, embedded) = database(&config).await?;

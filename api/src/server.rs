@@ -14,9 +14,12 @@ use blazz_commands::provider::sandbox::{SandboxProvider, SandboxScript};
 use blazz_commands::store::postgres::{self, BatchConfig, PgEventStore};
 use blazz_commands::store::{EventStore, StoreError};
 use blazz_commands::Commands;
-use blazz_projections::delta::Hub;
+use blazz_projections::delta::{DeltaSink, Hub};
+use blazz_projections::kafka::deltas::{self, KafkaDeltaSink};
+use blazz_projections::kafka::{KafkaConfig, KafkaFeed, Relay};
+use blazz_projections::progress::Progress;
 use blazz_projections::read_models;
-use blazz_projections::runner::{Progress, Runner};
+use blazz_projections::runner::Runner;
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +41,9 @@ pub struct Settings {
     /// follow their stored checkpoints, and this gateway has no live deltas of its own.
     pub projectors: bool,
     pub edge: EdgeSettings,
+    /// The scaled-out read side: with projectors, this process also runs the relay and the Kafka feed;
+    /// either way, live deltas come from the deltas topic. `None`: the log feed.
+    pub kafka: Option<KafkaConfig>,
 }
 
 /// The WhatsApp edge: credential sealing, providers, and whether this process dispatches.
@@ -75,6 +81,7 @@ impl Settings {
             delta_buffer: DELTA_BUFFER,
             projectors: true,
             edge: EdgeSettings::default(),
+            kafka: None,
         }
     }
 }
@@ -86,36 +93,99 @@ pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<PgPo
     Ok(pool)
 }
 
+/// Why the system could not start.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The application state over a PostgreSQL pool, with the projectors (and the dispatcher, if enabled)
 /// running in this process. They stop when `shutdown` turns true. `own_url` is where this server is
 /// reached (the sandbox posts its webhooks there unless a public URL is configured).
-pub fn state(pool: PgPool, settings: Settings, shutdown: watch::Receiver<bool>, own_url: &str) -> AppState {
+pub async fn state(
+    pool: PgPool,
+    settings: Settings,
+    shutdown: watch::Receiver<bool>,
+    own_url: &str,
+) -> Result<AppState, StartError> {
     let config = BatchConfig { writers: settings.append_writers, ..BatchConfig::default() };
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone(), config));
     let hub = Hub::new(settings.delta_buffer);
-    let progress = if settings.projectors {
-        let runner = Runner::new(pool.clone(), store.clone(), Codec::new(), read_models::all(), hub.clone());
-        let progress = runner.progress();
-        let stopped = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = runner.run(stopped).await {
-                tracing::error!(error = %e, "projections stopped");
+    let names = projection_names();
+    let poll = std::time::Duration::from_millis(20);
+    let progress = match (&settings.kafka, settings.projectors) {
+        (None, true) => {
+            let runner = Runner::new(pool.clone(), store.clone(), Codec::new(), read_models::all(), hub.clone());
+            let progress = runner.progress();
+            let stopped = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(e) = runner.run(stopped).await {
+                    tracing::error!(error = %e, "projections stopped");
+                }
+            });
+            progress
+        }
+        (None, false) => Progress::polling(pool.clone(), names, None, poll, shutdown.clone()),
+        (Some(kafka), projectors) => {
+            if projectors {
+                spawn_relay(pool.clone(), store.clone(), kafka, shutdown.clone()).await?;
+                spawn_kafka_projectors(pool.clone(), kafka, shutdown.clone()).await?;
             }
-        });
-        progress
-    } else {
-        let names = read_models::all().iter().map(|p| p.name()).collect();
-        Progress::polling(pool.clone(), names, std::time::Duration::from_millis(20), shutdown.clone())
+            deltas::subscribe(kafka, pool.clone(), names.clone(), hub.clone(), shutdown.clone()).await?;
+            Progress::polling(pool.clone(), names, Some(kafka.partitions), poll, shutdown.clone())
+        }
     };
     let commands = Commands::new(store, Codec::new());
     let edge = settings.edge;
     let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
+    let ticks = crate::ticker::spawn(pool.clone(), shutdown.clone());
     if edge.dispatch {
         let dispatcher = dispatcher(commands.clone(), credentials.clone(), &edge, own_url);
         tokio::spawn(crate::dispatch::schedule(pool.clone(), dispatcher.clone(), shutdown.clone()));
         tokio::spawn(crate::dispatch::run(pool.clone(), dispatcher, shutdown));
     }
-    AppState { commands, operator_token: settings.operator_token.map(Arc::from), pool, progress, hub, credentials }
+    Ok(AppState {
+        commands,
+        operator_token: settings.operator_token.map(Arc::from),
+        pool,
+        progress,
+        hub,
+        credentials,
+        ticks,
+    })
+}
+
+/// The names of every live projection.
+pub fn projection_names() -> Vec<&'static str> {
+    read_models::all().iter().map(|p| p.name()).collect()
+}
+
+/// Starts the relay (`blazz relay`, or inside `blazz up` with Kafka) until `shutdown`.
+pub async fn spawn_relay(
+    pool: PgPool,
+    store: Arc<dyn EventStore>,
+    kafka: &KafkaConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, StartError> {
+    let relay = Relay::new(pool, store, kafka.clone(), projection_names()).await?;
+    Ok(tokio::spawn(async move {
+        if let Err(e) = relay.run(shutdown).await {
+            tracing::error!(error = %e, "relay stopped");
+        }
+    }))
+}
+
+/// Starts the projectors on the Kafka feed, publishing deltas to the deltas topic, until `shutdown`.
+pub async fn spawn_kafka_projectors(
+    pool: PgPool,
+    kafka: &KafkaConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, StartError> {
+    let feed = KafkaFeed::new(kafka).await?;
+    let sink: Arc<dyn DeltaSink> = Arc::new(KafkaDeltaSink::new(kafka)?);
+    let runner = Runner::with_feed(pool, feed, Codec::new(), read_models::all(), vec![sink]);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = runner.run(shutdown).await {
+            tracing::error!(error = %e, "projections stopped");
+        }
+    }))
 }
 
 /// A dispatcher with the Meta provider and the sandbox (posting to the public URL, else `own_url`).
@@ -173,7 +243,8 @@ impl Running {
         let (stop, mut stopped) = watch::channel(false);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let state = state(pool, settings, stopped.clone(), &format!("http://{addr}"));
+        let state =
+            state(pool, settings, stopped.clone(), &format!("http://{addr}")).await.map_err(std::io::Error::other)?;
         let task = tokio::spawn(serve(listener, app(state.clone()), async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));

@@ -3,7 +3,7 @@
 use blazz_commands::credentials::CredentialStore;
 use blazz_commands::Commands;
 use blazz_projections::delta::Hub;
-use blazz_projections::runner::Progress;
+use blazz_projections::progress::Progress;
 use sqlx::PgPool;
 use std::sync::Arc;
 
@@ -21,4 +21,6 @@ pub struct AppState {
     pub hub: Hub,
     /// Channel secrets (sealed).
     pub credentials: CredentialStore,
+    /// Once a second, the progress of every running campaign (see [`crate::ticker`]).
+    pub ticks: tokio::sync::broadcast::Sender<crate::ticker::Tick>,
 }

@@ -6,6 +6,7 @@
 //! something older than that is told to resync.
 
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -16,10 +17,10 @@ pub type DeltaKey = (u64, i64, u32);
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Delta {
-    /// What changed: `contact`, `group`, `template`, `channel`, `conversation`, `message`.
-    pub kind: &'static str,
+    /// What changed: `contact`, `group`, `template`, `channel`, `conversation`, `message`, `campaign`.
+    pub kind: Cow<'static, str>,
     /// `upsert` or `delete`.
-    pub op: &'static str,
+    pub op: Cow<'static, str>,
     pub id: Uuid,
     pub workspace_id: Uuid,
     /// Log position of the event that caused the change (what commands answer with).
@@ -59,6 +60,23 @@ impl Change {
     }
     pub fn delete(kind: &'static str, id: Uuid) -> Self {
         Self { kind, op: "delete", id, changed: serde_json::Value::Null }
+    }
+}
+
+/// Where a runner publishes the deltas of a committed batch.
+pub trait DeltaSink: Send + Sync + 'static {
+    /// Deltas of one batch, in log order.
+    fn publish(&self, deltas: Vec<Delta>);
+    /// The runner starts after `key`: earlier deltas were produced before this sink existed.
+    fn start_at(&self, _key: DeltaKey) {}
+}
+
+impl DeltaSink for Hub {
+    fn publish(&self, deltas: Vec<Delta>) {
+        Hub::publish(self, deltas)
+    }
+    fn start_at(&self, key: DeltaKey) {
+        self.set_floor(key)
     }
 }
 
@@ -115,7 +133,9 @@ impl Hub {
             let d = Arc::new(d);
             if b.deltas.len() == self.capacity {
                 if let Some(old) = b.deltas.pop_front() {
-                    b.floor = old.key();
+                    // Deltas of different workspaces may arrive out of log order (Kafka partitions):
+                    // the floor only rises.
+                    b.floor = b.floor.max(old.key());
                 }
             }
             b.deltas.push_back(d.clone());
@@ -142,8 +162,8 @@ mod tests {
 
     fn delta(pos: i64) -> Delta {
         Delta {
-            kind: "contact",
-            op: "upsert",
+            kind: "contact".into(),
+            op: "upsert".into(),
             id: Uuid::nil(),
             workspace_id: Uuid::nil(),
             position: pos,

@@ -6,14 +6,22 @@
 //! - [`delta`]: [`delta::Delta`] and the in-process [`delta::Hub`] (broadcast plus a bounded replay
 //!   buffer for clients that reconnect).
 //! - [`projector`]: the [`projector::Projector`] trait and checkpoints.
-//! - [`runner`]: the log feed: reads the log gap-free, woken by LISTEN/NOTIFY with polling as a
-//!   fallback, applies each batch to every projector in one transaction; read-your-writes waits.
+//! - [`feed`]: the [`feed::Feed`] trait and the log feed (reads the log gap-free, woken by
+//!   LISTEN/NOTIFY with polling as a fallback).
+//! - [`kafka`]: the scaled-out path: the relay (log → topic), the Kafka feed (consumer group) and
+//!   deltas through a topic to every gateway.
+//! - [`runner`]: applies each batch of a feed to every projector with their checkpoints in one
+//!   transaction, then publishes the deltas.
+//! - [`progress`]: how far the projectors are; read-your-writes waits on it.
 //! - [`read_models`]: one projector per file.
 //! - [`queries`]: reads of the read models with cursor pagination and filters.
 //! - [`rebuild`]: rebuilding one projection from the log into fresh tables, switched in when caught up.
 //! - [`status`]: each projection's position and lag, and the age of the log's read horizon.
 
 pub mod delta;
+pub mod feed;
+pub mod kafka;
+pub mod progress;
 pub mod projector;
 pub mod queries;
 pub mod read_models;

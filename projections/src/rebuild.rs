@@ -6,7 +6,9 @@
 //! one), reads the live checkpoint, applies the copy up to exactly that point, and swaps the copies in.
 //! A live batch that was waiting on the lock then fails once and is retried against the new tables.
 
+use crate::feed::CheckpointTable;
 use crate::projector::{advance, checkpoint, Applied, Projector};
+use crate::runner::read_checkpoints;
 use blazz_commands::codec::Codec;
 use blazz_commands::store::{EventStore, LogCursor};
 use sqlx::{PgConnection, PgPool};
@@ -61,7 +63,7 @@ impl From<blazz_commands::codec::CodecError> for RebuildError {
 /// switch-over applies the difference), or nothing is written after it.
 async fn caught_up(pool: &PgPool, projection: &str, cursor: LogCursor) -> Result<bool, sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    if checkpoint(&mut conn, projection).await? >= cursor {
+    if live_checkpoint(&mut conn, projection).await? >= cursor {
         return Ok(true);
     }
     let pending: bool = sqlx::query_scalar(
@@ -72,6 +74,14 @@ async fn caught_up(pool: &PgPool, projection: &str, cursor: LogCursor) -> Result
     .fetch_one(&mut *conn)
     .await?;
     Ok(!pending)
+}
+
+/// How far the live projection is: its log feed checkpoint, or with the Kafka feed the furthest of
+/// its partitions' (the switch-over brings the copy there and every partition up to the copy).
+async fn live_checkpoint(conn: &mut PgConnection, projection: &str) -> Result<LogCursor, sqlx::Error> {
+    let log = checkpoint(&mut *conn, projection).await?;
+    let partitions = read_checkpoints(&mut *conn, CheckpointTable::Partitions, &[projection], None, false).await?;
+    Ok(partitions.values().map(|c| c.cursor).fold(log, LogCursor::max))
 }
 
 /// Creates on the copies the indexes the live tables have besides their primary keys.
@@ -183,10 +193,11 @@ pub async fn rebuild(
         .bind(p.name())
         .execute(&mut *tx)
         .await?;
+    read_checkpoints(&mut *tx, CheckpointTable::Partitions, &[p.name()], None, true).await?;
     for t in p.tables() {
         sqlx::query(&format!("LOCK TABLE public.{t} IN ACCESS EXCLUSIVE MODE")).execute(&mut *tx).await?;
     }
-    let live = checkpoint(&mut tx, p.name()).await?;
+    let live = live_checkpoint(&mut tx, p.name()).await?;
     sqlx::query(&format!("SET LOCAL search_path = {shadow}, public")).execute(&mut *tx).await?;
     while cursor < live {
         let (next, n) = apply_range(&mut tx, &*store, codec, p, cursor, Some(live)).await?;
@@ -202,6 +213,16 @@ pub async fn rebuild(
     if cursor > live {
         advance(&mut tx, p.name(), cursor, 0).await?;
     }
+    // With the Kafka feed, every partition's events up to the copy's cursor are in the copy.
+    sqlx::query(
+        "UPDATE projection_partition_checkpoints SET transaction_id = $2::text::xid8, position = $3, updated_at = now()
+         WHERE projection = $1 AND (transaction_id, position) < ($2::text::xid8, $3)",
+    )
+    .bind(p.name())
+    .bind(cursor.transaction_id.to_string())
+    .bind(cursor.position)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("SET LOCAL search_path = public").execute(&mut *tx).await?;
     for t in p.tables() {
         sqlx::query(&format!("DROP TABLE public.{t}")).execute(&mut *tx).await?;

@@ -1,34 +1,22 @@
-//! The log feed: projectors catch up from the PostgreSQL log in gap-free order, woken by
-//! LISTEN/NOTIFY (appends notify on commit) and polling as a fallback. Each batch is applied to every
-//! projector and their checkpoints are stored in one transaction, so the read models are mutually
-//! consistent and deltas come out in log order.
+//! The projector runtime: takes batches from a [`Feed`], applies each to every projector and stores
+//! their checkpoints in one transaction, then publishes the deltas in log order.
 //!
-//! The checkpoints are the truth, not memory: every batch transaction locks and reads them first and
-//! gives each projector only the events after its own checkpoint. So a projection rebuilt past the
-//! others (see [`crate::rebuild`]) is never fed an event twice.
+//! The checkpoints are the truth, not memory and not the feed: every batch transaction locks and reads
+//! them first and gives each projector only the events after its own checkpoint of the event's lane.
+//! So a projection rebuilt past the others (see [`crate::rebuild`]), a redelivered Kafka batch or a
+//! topic republished from an older point is never applied twice.
 
-use crate::delta::{Delta, Hub};
-use crate::projector::{checkpoint, Applied, Projector};
+use crate::delta::{Change, Delta, DeltaKey, DeltaSink};
+use crate::feed::{CheckpointTable, Feed, FeedEvent, Lane, LogFeed, LOG_LANE};
+use crate::progress::{Progress, Reached};
+use crate::projector::{Applied, Projector};
 use blazz_commands::codec::Codec;
 use blazz_commands::store::{EventStore, LogCursor};
-use sqlx::postgres::PgListener;
-use sqlx::{PgConnection, PgPool};
-use std::collections::HashMap;
+use sqlx::{PgExecutor, PgPool};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
-
-/// Channel appends notify on (payload-free: a wake-up, never the data).
-pub const NOTIFY_CHANNEL: &str = "blazz_events";
-/// Events per transaction.
-const BATCH: usize = 500;
-/// Poll interval when no notification arrives.
-const POLL: Duration = Duration::from_millis(500);
-/// Fast re-reads after a wake-up that found nothing below the horizon yet.
-const QUICK: Duration = Duration::from_millis(5);
-const QUICK_TRIES: u32 = 40;
-/// Pause after a partial batch while busy (bounds the batch rate; adds at most this to delta latency).
-const LINGER: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -38,73 +26,77 @@ pub enum ProjectionError {
     Store(#[from] blazz_commands::store::StoreError),
     #[error(transparent)]
     Codec(#[from] blazz_commands::codec::CodecError),
+    #[error("kafka: {0}")]
+    Kafka(String),
 }
 
-/// Where the live projectors are; queries wait on it for read-your-writes.
-#[derive(Debug, Clone)]
-pub struct Progress {
-    rx: watch::Receiver<LogCursor>,
+/// Where one projector is in one lane: the last applied event, and the lane's epoch then.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub cursor: LogCursor,
+    pub epoch: i64,
 }
 
-impl Progress {
-    /// Progress of projectors running elsewhere (`blazz project`), read from their stored checkpoints
-    /// every `interval` until `shutdown` turns true.
-    pub fn polling(
-        pool: PgPool,
-        names: Vec<&'static str>,
-        interval: Duration,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> Self {
-        let (tx, rx) = watch::channel(LogCursor::START);
-        tokio::spawn(async move {
-            loop {
-                let row: Result<Option<(String, i64)>, sqlx::Error> = sqlx::query_as(
-                    "SELECT transaction_id::text, position FROM projection_checkpoints WHERE projection = ANY($1)
-                     ORDER BY transaction_id, position LIMIT 1",
-                )
-                .bind(&names)
-                .fetch_optional(&pool)
-                .await;
-                match row {
-                    Ok(Some((xid, position))) => {
-                        tx.send_replace(LogCursor { transaction_id: xid.parse().unwrap_or(0), position });
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "reading projection checkpoints"),
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
-                    _ = shutdown.changed() => return,
-                }
-            }
-        });
-        Self { rx }
-    }
+/// Checkpoints by projector and lane; a missing one is [`Checkpoint::default`] (before the first event).
+pub type Checkpoints = HashMap<(String, Lane), Checkpoint>;
 
-    pub fn current(&self) -> LogCursor {
-        *self.rx.borrow()
-    }
-
-    /// Waits until every projector has applied the event at `target`, or `timeout` passes.
-    pub async fn wait_for(&self, target: LogCursor, timeout: Duration) -> bool {
-        let mut rx = self.rx.clone();
-        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= target)).await.is_ok_and(|r| r.is_ok())
-    }
+/// Reads the checkpoints of `names` (in `lanes`, for the partition table; `None`: all), locking them
+/// when `lock` (in a fixed order, so concurrent lockers cannot deadlock).
+pub async fn read_checkpoints<'c>(
+    conn: impl PgExecutor<'c>,
+    table: CheckpointTable,
+    names: &[&str],
+    lanes: Option<&[Lane]>,
+    lock: bool,
+) -> Result<Checkpoints, sqlx::Error> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    let sql = match table {
+        CheckpointTable::Log => format!(
+            "SELECT projection, {LOG_LANE}::int4, transaction_id::text, position, 0::int8 FROM projection_checkpoints
+             WHERE projection = ANY($1) ORDER BY projection{lock}"
+        ),
+        CheckpointTable::Partitions => format!(
+            "SELECT projection, partition, transaction_id::text, position, epoch FROM projection_partition_checkpoints
+             WHERE projection = ANY($1) AND ($2::int4[] IS NULL OR partition = ANY($2))
+             ORDER BY projection, partition{lock}"
+        ),
+    };
+    let rows: Vec<(String, i32, String, i64, i64)> =
+        sqlx::query_as(&sql).bind(names).bind(lanes).fetch_all(conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(p, lane, x, position, epoch)| {
+            let cursor = LogCursor { transaction_id: x.parse().unwrap_or(0), position };
+            ((p, lane), Checkpoint { cursor, epoch })
+        })
+        .collect())
 }
 
-/// Runs projectors over the log.
-pub struct Runner {
+fn at(cps: &Checkpoints, name: &str, lane: Lane) -> Checkpoint {
+    cps.get(&(name.to_owned(), lane)).copied().unwrap_or_default()
+}
+
+/// One checkpoint move of a batch.
+struct Advance {
+    name: &'static str,
+    lane: Lane,
+    to: Checkpoint,
+    applied: i64,
+}
+
+/// Runs projectors over a feed.
+pub struct Runner<F: Feed = LogFeed> {
     pool: PgPool,
-    store: Arc<dyn EventStore>,
+    feed: F,
     codec: Codec,
     projectors: Vec<Arc<dyn Projector>>,
-    hub: Hub,
-    progress: watch::Sender<LogCursor>,
-    /// Whether the checkpoint rows are known to exist.
-    ensured: std::sync::atomic::AtomicBool,
+    sinks: Vec<Arc<dyn DeltaSink>>,
+    progress: watch::Sender<Reached>,
+    /// Whether the log feed's checkpoint rows are known to exist.
+    ensured: bool,
 }
 
-impl std::fmt::Debug for Runner {
+impl<F: Feed> std::fmt::Debug for Runner<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runner")
             .field("projectors", &self.projectors.iter().map(|p| p.name()).collect::<Vec<_>>())
@@ -112,124 +104,181 @@ impl std::fmt::Debug for Runner {
     }
 }
 
-/// Locks and reads the checkpoints of `names` (in a fixed order, so concurrent lockers cannot deadlock).
-async fn lock_checkpoints(conn: &mut PgConnection, names: &[&str]) -> Result<HashMap<String, LogCursor>, sqlx::Error> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT projection, transaction_id::text, position FROM projection_checkpoints
-         WHERE projection = ANY($1) ORDER BY projection FOR UPDATE",
-    )
-    .bind(names)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(p, x, pos)| (p, LogCursor { transaction_id: x.parse().unwrap_or(0), position: pos }))
-        .collect())
-}
-
-impl Runner {
+impl Runner<LogFeed> {
+    /// Projectors on the log feed, publishing their deltas to `sink` (an in-process hub).
     pub fn new(
         pool: PgPool,
         store: Arc<dyn EventStore>,
         codec: Codec,
         projectors: Vec<Arc<dyn Projector>>,
-        hub: Hub,
+        sink: impl DeltaSink,
     ) -> Self {
-        let (progress, _) = watch::channel(LogCursor::START);
-        Self { pool, store, codec, projectors, hub, progress, ensured: Default::default() }
+        Runner::with_feed(pool.clone(), LogFeed::new(pool, store), codec, projectors, vec![Arc::new(sink)])
+    }
+}
+
+impl<F: Feed> Runner<F> {
+    pub fn with_feed(
+        pool: PgPool,
+        feed: F,
+        codec: Codec,
+        projectors: Vec<Arc<dyn Projector>>,
+        sinks: Vec<Arc<dyn DeltaSink>>,
+    ) -> Self {
+        let (progress, _) = watch::channel(Reached::Log(LogCursor::START));
+        Self { pool, feed, codec, projectors, sinks, progress, ensured: false }
     }
 
+    /// How far these projectors are (log feed: the whole log; Kafka: use [`Progress::polling`]).
     pub fn progress(&self) -> Progress {
-        Progress { rx: self.progress.subscribe() }
+        Progress::new(self.progress.subscribe())
     }
 
     fn names(&self) -> Vec<&'static str> {
         self.projectors.iter().map(|p| p.name()).collect()
     }
 
-    /// Applies the next batch; returns how many events it read (0: caught up with the horizon).
-    pub async fn step(&self) -> Result<usize, ProjectionError> {
+    fn table(&self) -> CheckpointTable {
+        self.feed.checkpoint_table()
+    }
+
+    /// Creates missing checkpoint rows of `lanes` (the log table has one lane and needs this once).
+    async fn ensure_rows<'c>(&mut self, conn: impl PgExecutor<'c>, lanes: &[Lane]) -> Result<(), sqlx::Error> {
         let names = self.names();
-        if !self.ensured.load(std::sync::atomic::Ordering::Relaxed) {
-            sqlx::query(
-                "INSERT INTO projection_checkpoints (projection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
-            )
-            .bind(&names)
-            .execute(&self.pool)
-            .await?;
-            self.ensured.store(true, std::sync::atomic::Ordering::Relaxed);
+        match self.table() {
+            CheckpointTable::Log if !self.ensured => {
+                sqlx::query(
+                    "INSERT INTO projection_checkpoints (projection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+                )
+                .bind(&names)
+                .execute(conn)
+                .await?;
+                self.ensured = true;
+            }
+            CheckpointTable::Log => {}
+            CheckpointTable::Partitions if lanes.is_empty() => {}
+            CheckpointTable::Partitions => {
+                sqlx::query(
+                    "INSERT INTO projection_partition_checkpoints (projection, partition)
+                     SELECT n, l FROM unnest($1::text[]) AS n CROSS JOIN unnest($2::int4[]) AS l
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&names)
+                .bind(lanes)
+                .execute(conn)
+                .await?;
+            }
         }
+        Ok(())
+    }
+
+    /// Applies the next batch; returns how many events the feed delivered (0: nothing new now).
+    pub async fn step(&mut self) -> Result<usize, ProjectionError> {
+        let names = self.names();
+        self.ensure_rows(&self.pool.clone(), &[]).await?;
+        let before = read_checkpoints(&self.pool, self.table(), &names, None, false).await?;
+        let delivered = self.feed.next_batch(&before).await?;
+        if delivered.is_empty() {
+            self.report(&before);
+            return Ok(0);
+        }
+        let n = delivered.len();
+        let mut events = Vec::with_capacity(n);
+        for FeedEvent { lane, epoch, record } in delivered {
+            let event = self.codec.decode(&record)?;
+            events.push((lane, epoch, Applied { record, event }));
+        }
+        let lanes: Vec<Lane> = events.iter().map(|e| e.0).collect::<BTreeSet<_>>().into_iter().collect();
+
         let mut tx = self.pool.begin().await?;
         // Read models and their checkpoints commit together and can be rebuilt from the log: losing
         // the last few batches in a crash only means applying them again, so this transaction need not
         // wait for its WAL flush (the log's own appends still do).
         sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-        let cps = lock_checkpoints(&mut tx, &names).await?;
-        let at = |name: &str| cps.get(name).copied().unwrap_or(LogCursor::START);
-        let from = names.iter().map(|n| at(n)).min().unwrap_or(LogCursor::START);
-        let page = self.store.read_log(from, BATCH, None).await?;
-        if page.events.is_empty() {
-            self.progress.send_replace(from);
-            return Ok(0);
-        }
-        let mut applied = Vec::with_capacity(page.events.len());
-        for record in page.events {
-            let event = self.codec.decode(&record)?;
-            applied.push(Applied { record, event });
-        }
+        self.ensure_rows(&mut *tx, &lanes).await?;
+        let cps = read_checkpoints(&mut *tx, self.table(), &names, Some(&lanes), true).await?;
         let mut deltas = vec![];
-        let mut advanced: Vec<(&str, i64)> = vec![];
+        let mut advances = vec![];
+        // The newest epoch of each lane in this batch: stored with every projector's checkpoint, even
+        // one that had nothing to apply (a republished batch it had applied already).
+        let mut lane_epochs: HashMap<Lane, i64> = HashMap::new();
+        for (lane, epoch, _) in &events {
+            let e = lane_epochs.entry(*lane).or_insert(*epoch);
+            *e = (*e).max(*epoch);
+        }
         for p in &self.projectors {
-            let cp = at(p.name());
-            let mine: Vec<&Applied> = applied.iter().filter(|a| LogCursor::of(&a.record) > cp).collect();
-            if mine.is_empty() {
-                continue;
-            }
-            let changes = p.apply_batch(&mut tx, &mine).await?;
-            for (a, changes) in mine.iter().zip(changes) {
-                for c in changes {
-                    deltas.push((
-                        (a.record.transaction_id, a.record.position, deltas.len() as u32),
-                        a.record.workspace_id,
-                        c,
-                    ));
+            let mine: Vec<&(Lane, i64, Applied)> = events
+                .iter()
+                .filter(|(lane, _, a)| LogCursor::of(&a.record) > at(&cps, p.name(), *lane).cursor)
+                .collect();
+            let refs: Vec<&Applied> = mine.iter().map(|e| &e.2).collect();
+            if !refs.is_empty() {
+                let changes = p.apply_batch(&mut tx, &refs).await?;
+                for (a, changes) in refs.iter().zip(changes) {
+                    for c in changes {
+                        let key = (a.record.transaction_id, a.record.position, deltas.len() as u32);
+                        deltas.push((key, a.record.workspace_id, c));
+                    }
                 }
             }
-            advanced.push((p.name(), mine.len() as i64));
+            let mut moved: HashMap<Lane, Advance> = HashMap::new();
+            for (lane, _, a) in mine {
+                let adv = moved.entry(*lane).or_insert(Advance {
+                    name: p.name(),
+                    lane: *lane,
+                    to: at(&cps, p.name(), *lane),
+                    applied: 0,
+                });
+                adv.to.cursor = LogCursor::of(&a.record);
+                adv.applied += 1;
+            }
+            for (lane, epoch) in &lane_epochs {
+                let was = at(&cps, p.name(), *lane);
+                if *epoch > was.epoch || moved.contains_key(lane) {
+                    let adv =
+                        moved.entry(*lane).or_insert(Advance { name: p.name(), lane: *lane, to: was, applied: 0 });
+                    adv.to.epoch = adv.to.epoch.max(*epoch);
+                }
+            }
+            advances.extend(moved.into_values());
         }
-        let (names_done, counts): (Vec<&str>, Vec<i64>) = advanced.into_iter().unzip();
-        sqlx::query(
-            "UPDATE projection_checkpoints c
-             SET transaction_id = $1::text::xid8, position = $2, events_applied = c.events_applied + u.n, updated_at = now()
-             FROM unnest($3::text[], $4::int8[]) AS u(name, n) WHERE c.projection = u.name",
-        )
-        .bind(page.next.transaction_id.to_string())
-        .bind(page.next.position)
-        .bind(&names_done)
-        .bind(&counts)
-        .execute(&mut *tx)
-        .await?;
+        store_advances(&mut tx, self.table(), &advances).await?;
         tx.commit().await?;
+        self.feed.committed().await?;
         self.publish(deltas);
-        let reached = names.iter().map(|n| at(n).max(page.next)).min().unwrap_or(page.next);
-        self.progress.send_replace(reached);
-        Ok(applied.len())
+        let mut after = before;
+        for a in &advances {
+            after.insert((a.name.to_owned(), a.lane), a.to);
+        }
+        self.report(&after);
+        Ok(n)
+    }
+
+    /// Tells waiting queries how far the log feed's projectors are.
+    fn report(&self, cps: &Checkpoints) {
+        if self.table() == CheckpointTable::Log {
+            let reached = self.names().iter().map(|n| at(cps, n, LOG_LANE).cursor).min().unwrap_or_default();
+            self.progress.send_replace(Reached::Log(reached));
+        }
     }
 
     /// Stamps deltas with their place in the log (several projectors may answer one event) and
     /// publishes them in log order.
-    fn publish(&self, mut deltas: Vec<(crate::delta::DeltaKey, uuid::Uuid, crate::delta::Change)>) {
+    fn publish(&self, mut deltas: Vec<(DeltaKey, uuid::Uuid, Change)>) {
+        if deltas.is_empty() {
+            return;
+        }
         deltas.sort_by_key(|d| d.0);
         let mut last = (0, 0);
         let mut index = 0u32;
-        let out = deltas
+        let out: Vec<Delta> = deltas
             .into_iter()
             .map(|((xid, position, _), workspace_id, c)| {
                 index = if (xid, position) == last { index + 1 } else { 0 };
                 last = (xid, position);
                 Delta {
-                    kind: c.kind,
-                    op: c.op,
+                    kind: Cow::Borrowed(c.kind),
+                    op: Cow::Borrowed(c.op),
                     id: c.id,
                     workspace_id,
                     position,
@@ -239,61 +288,78 @@ impl Runner {
                 }
             })
             .collect();
-        self.hub.publish(out);
+        for s in &self.sinks {
+            s.publish(out.clone());
+        }
     }
 
-    /// Runs until `shutdown` turns true, finishing the batch in flight.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), ProjectionError> {
-        let start = {
-            let mut conn = self.pool.acquire().await?;
-            let mut min = None::<LogCursor>;
-            for p in &self.projectors {
-                let c = checkpoint(&mut conn, p.name()).await?;
-                min = Some(min.map_or(c, |m| m.min(c)));
-            }
-            min.unwrap_or(LogCursor::START)
-        };
-        self.hub.set_floor((start.transaction_id, start.position, u32::MAX));
-        self.progress.send_replace(start);
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(NOTIFY_CHANNEL).await?;
-        // After a wake-up the new events may still sit above the horizon (another transaction of the
-        // cluster is open for a moment): look again quickly a few times before waiting.
-        let mut quick = 0u32;
+    /// Runs until `shutdown` turns true, finishing the batch in flight. A failed batch is retried (a
+    /// Kafka feed delivers the same events again).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), ProjectionError> {
+        let names = self.names();
+        let start = read_checkpoints(&self.pool, self.table(), &names, None, false).await?;
+        let floor = start.values().map(|c| c.cursor).min().unwrap_or_default();
+        for s in &self.sinks {
+            s.start_at((floor.transaction_id, floor.position, u32::MAX));
+        }
+        self.report(&start);
         loop {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            match self.step().await {
-                Ok(n) if n > 0 => {
-                    // Stay attentive: appends notify at most every 10 ms (blazz_commands'
-                    // NOTIFY_INTERVAL), so more may land without a notification.
-                    quick = QUICK_TRIES;
-                    // A partial batch means the log is nearly caught up: let a few more commands land
-                    // so the next batch is larger (each batch has a fixed cost).
-                    if n < BATCH {
-                        tokio::time::sleep(LINGER).await;
+            let delivered = match self.step().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "projection batch failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                        _ = shutdown.changed() => {}
                     }
                     continue;
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "projection batch failed; retrying"),
-            }
-            if quick > 0 {
-                quick -= 1;
-                tokio::time::sleep(QUICK).await;
-                continue;
-            }
-            tokio::select! {
-                n = listener.recv() => {
-                    if let Err(e) = n {
-                        tracing::warn!(error = %e, "notification listener failed; polling");
-                    }
-                    quick = QUICK_TRIES;
-                }
-                _ = tokio::time::sleep(POLL) => {}
-                _ = shutdown.changed() => {}
-            }
+            };
+            self.feed.wait(delivered, &mut shutdown).await;
         }
     }
+}
+
+async fn store_advances(
+    conn: &mut sqlx::PgConnection,
+    table: CheckpointTable,
+    advances: &[Advance],
+) -> Result<(), sqlx::Error> {
+    if advances.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = advances.iter().map(|a| a.name).collect();
+    let lanes: Vec<i32> = advances.iter().map(|a| a.lane).collect();
+    let xids: Vec<String> = advances.iter().map(|a| a.to.cursor.transaction_id.to_string()).collect();
+    let positions: Vec<i64> = advances.iter().map(|a| a.to.cursor.position).collect();
+    let counts: Vec<i64> = advances.iter().map(|a| a.applied).collect();
+    let epochs: Vec<i64> = advances.iter().map(|a| a.to.epoch).collect();
+    let sql = match table {
+        CheckpointTable::Log => {
+            "UPDATE projection_checkpoints c
+             SET transaction_id = u.x::xid8, position = u.p, events_applied = c.events_applied + u.n, updated_at = now()
+             FROM unnest($1::text[], $2::int4[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) AS u(name, lane, x, p, n, e)
+             WHERE c.projection = u.name"
+        }
+        CheckpointTable::Partitions => {
+            "UPDATE projection_partition_checkpoints c
+             SET transaction_id = u.x::xid8, position = u.p, events_applied = c.events_applied + u.n,
+                 epoch = greatest(c.epoch, u.e), updated_at = now()
+             FROM unnest($1::text[], $2::int4[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) AS u(name, lane, x, p, n, e)
+             WHERE c.projection = u.name AND c.partition = u.lane"
+        }
+    };
+    sqlx::query(sql)
+        .bind(&names)
+        .bind(&lanes)
+        .bind(&xids)
+        .bind(&positions)
+        .bind(&counts)
+        .bind(&epochs)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

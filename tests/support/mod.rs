@@ -1,11 +1,13 @@
 //! Test harness: the API on an ephemeral port of 127.0.0.1 against a fresh database (one per test,
 //! from `#[sqlx::test]`), and a client that speaks to it over HTTP.
 
+pub mod broker;
 pub mod fake_graph;
 
 use blazz_api::server::Running;
 pub use blazz_api::server::Settings;
 use blazz_commands::{CommandContext, Commands};
+use blazz_domain::ids::{ChannelId, ContactId};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -131,7 +133,7 @@ impl TestApp {
         let id = self
             .post(
                 "/v1/channels",
-                &ws.key,
+                &&ws.key,
                 json!({"provider": provider, "phone_number_id": number_id, "display_phone_number": "+15550783881"}),
             )
             .await
@@ -141,7 +143,7 @@ impl TestApp {
     }
 
     pub async fn contact(&self, ws: &Ws, phone: &str, attributes: Value) -> String {
-        self.post("/v1/contacts", &ws.key, json!({"phone": phone, "name": "Budi", "attributes": attributes}))
+        self.post("/v1/contacts", &&ws.key, json!({"phone": phone, "name": "Budi", "attributes": attributes}))
             .await
             .expect(201)
             .id("contact_id")
@@ -152,7 +154,7 @@ impl TestApp {
         let id = self
             .post(
                 "/v1/templates",
-                &ws.key,
+                &&ws.key,
                 json!({"name": name, "language": "id", "category": category,
                        "components": [{"type": "BODY", "text": "Halo {{first_name}}, diskon {{discount}}"}],
                        "defaults": {"discount": "10%"}}),
@@ -293,11 +295,11 @@ impl Live {
         }
     }
 
-    /// The next delta of `kind`, skipping others.
+    /// The next delta of `kind`, skipping others (and progress ticks).
     pub async fn next_of(&mut self, kind: &str) -> Value {
         loop {
             let m = self.next().await;
-            if m["kind"] == kind || m["type"] == "resync" {
+            if (m["kind"] == kind && m["type"] != "progress") || m["type"] == "resync" {
                 return m;
             }
         }
@@ -317,4 +319,61 @@ pub fn notification(phone_number_id: &str, value: Value) -> Value {
 pub fn status(message_id: &str, wamid: &str, status: &str, ts: i64) -> Value {
     json!({"id": wamid, "status": status, "timestamp": ts.to_string(), "recipient_id": "6281234567890",
            "biz_opaque_callback_data": message_id})
+}
+
+/// Rows of `tables` (as sorted JSON) and their index definitions: equal dumps mean equal read models.
+pub async fn dump(pool: &PgPool, tables: &[&str]) -> Vec<Value> {
+    let mut out = vec![];
+    for t in tables {
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1 ORDER BY indexname",
+        )
+        .bind(t)
+        .fetch_all(pool)
+        .await
+        .expect("indexes");
+        out.push(json!(indexes));
+    }
+    for t in tables {
+        let rows: Value = sqlx::query_scalar(&format!(
+            "SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY to_jsonb(x)::text), '[]') FROM {t} x"
+        ))
+        .fetch_one(pool)
+        .await
+        .expect("dump");
+        out.push(rows);
+    }
+    out
+}
+
+/// A bit of everything in `ws` (contacts with attributes, a group with members, an opt-out, a
+/// deletion, an inbound message, a template message); returns the position of its last command.
+pub async fn mixed_workload(app: &TestApp, ws: &Ws) -> i64 {
+    let channel = app.channel(ws).await;
+    let template = app.template(ws, "promo", "MARKETING", "APPROVED").await;
+    let mut contacts = vec![];
+    for i in 0..6 {
+        contacts.push(
+            app.contact(ws, &format!("+628120000000{i}"), json!({"first_name": format!("C{i}"), "tier": i})).await,
+        );
+    }
+    let group = app.post("/v1/groups", &ws.key, json!({"name": "VIP"})).await.expect(201).id("group_id");
+    app.post(&format!("/v1/groups/{group}/members"), &ws.key, json!({"contact_ids": contacts[..4]})).await.expect(200);
+    app.post(&format!("/v1/contacts/{}/opt-out", contacts[1]), &ws.key, json!({"reason": "STOP"})).await.expect(200);
+    app.delete(&format!("/v1/contacts/{}", contacts[5]), &ws.key).await.expect(200);
+    let chan = ChannelId::from_uuid(Uuid::parse_str(&channel).expect("uuid"));
+    let cont = ContactId::from_uuid(Uuid::parse_str(&contacts[0]).expect("uuid"));
+    app.commands()
+        .record_inbound(&app.system(ws), chan, cont, "wamid.1".into(), chrono::Utc::now())
+        .await
+        .expect("inbound");
+    let sent = app
+        .post(
+            "/v1/messages",
+            &ws.key,
+            json!({"channel_id": channel, "contact_id": contacts[0], "type": "template", "template": {"id": template}}),
+        )
+        .await
+        .expect(202);
+    sent.body["position"].as_i64().expect("p")
 }

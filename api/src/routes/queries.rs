@@ -46,15 +46,16 @@ async fn consistent(s: &AppState, min_position: Option<i64>) -> Result<(), ApiEr
     let Some(position) = min_position else {
         return Ok(());
     };
-    let xid: Option<String> = sqlx::query_scalar("SELECT transaction_id::text FROM events WHERE position = $1")
-        .bind(position)
-        .fetch_optional(&s.pool)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let Some(transaction_id) = xid.and_then(|x| x.parse().ok()) else {
+    let row: Option<(String, uuid::Uuid)> =
+        sqlx::query_as("SELECT transaction_id::text, workspace_id FROM events WHERE position = $1")
+            .bind(position)
+            .fetch_optional(&s.pool)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+    let Some((transaction_id, workspace)) = row.and_then(|(x, w)| Some((x.parse().ok()?, w))) else {
         return Err(ApiError::bad_request("unknown_position", "min_position is not a position of the log"));
     };
-    if s.progress.wait_for(LogCursor { transaction_id, position }, CONSISTENCY_WAIT).await {
+    if s.progress.wait_for(workspace, LogCursor { transaction_id, position }, CONSISTENCY_WAIT).await {
         Ok(())
     } else {
         Err(ApiError::new(

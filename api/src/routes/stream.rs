@@ -5,11 +5,16 @@
 //! without gaps or duplicates. If that is older than what this gateway still holds, or the client reads
 //! too slowly to keep up, it gets `{"type": "resync"}` and the socket closes: reload from the queries,
 //! then reconnect without `after`.
+//!
+//! While a campaign of the workspace runs, `{"type": "progress", "kind": "campaign", "id": ..., "changed":
+//! {counts, rate_per_second, eta_seconds}}` comes once a second besides the deltas (not replayed on
+//! resume: the next tick brings the current state).
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::Query;
 use crate::state::AppState;
+use crate::ticker::Tick;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
@@ -18,7 +23,7 @@ use blazz_projections::delta::{Delta, DeltaKey, Hub, Resume};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
 
 #[derive(Debug, Deserialize)]
@@ -40,7 +45,8 @@ pub async fn stream(
         ),
     };
     let workspace = caller.workspace_id();
-    Ok(ws.on_upgrade(move |socket| serve(socket, s.hub, workspace, after)))
+    let ticks = s.ticks.subscribe();
+    Ok(ws.on_upgrade(move |socket| serve(socket, s.hub, ticks, workspace, after)))
 }
 
 async fn send(socket: &mut WebSocket, delta: &Delta) -> bool {
@@ -54,7 +60,13 @@ async fn resync(mut socket: WebSocket, reason: &str) {
     let _ = socket.send(Message::Close(None)).await;
 }
 
-async fn serve(mut socket: WebSocket, hub: Hub, workspace: Uuid, after: Option<DeltaKey>) {
+async fn serve(
+    mut socket: WebSocket,
+    hub: Hub,
+    mut ticks: broadcast::Receiver<Tick>,
+    workspace: Uuid,
+    after: Option<DeltaKey>,
+) {
     let (missed, mut live) = match hub.subscribe(after) {
         Resume::Resync => return resync(socket, "the requested position is no longer buffered").await,
         Resume::From(missed, live) => (missed, live),
@@ -78,6 +90,19 @@ async fn serve(mut socket: WebSocket, hub: Hub, workspace: Uuid, after: Option<D
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => return resync(socket, "the client fell behind").await,
+                Err(RecvError::Closed) => return,
+            },
+            tick = ticks.recv() => match tick {
+                Ok(tick) => {
+                    for (_, campaign, changed) in tick.iter().filter(|(w, _, _)| *w == workspace) {
+                        let m = json!({"type": "progress", "kind": "campaign", "id": campaign, "changed": changed});
+                        if socket.send(Message::Text(m.to_string().into())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                // A missed tick is replaced by the next one.
+                Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
             },
             incoming = socket.recv() => match incoming {

@@ -29,21 +29,32 @@ pub const WITH_PROGRESS: &str = "(SELECT c.*, p.rate AS rate_per_second,
         ELSE round(((c.dispatched + c.unknown + c.sent + c.delivered + c.read + c.failed)
                     / greatest(extract(epoch FROM now() - c.launched_at), 1))::numeric, 1) END AS rate) p)";
 
+/// A campaign's counts and progress as one JSON object (over [`WITH_PROGRESS`] as `t`).
+const PROGRESS_JSON: &str = "jsonb_build_object('status', status, 'queued', queued, 'dispatched', dispatched,
+    'unknown', unknown, 'sent', sent, 'delivered', delivered, 'read', read, 'failed', failed,
+    'failed_by_class', failed_by_class, 'skipped', skipped, 'rate_per_second', rate_per_second,
+    'eta_seconds', eta_seconds)";
+
 /// The counts and progress of a campaign, as a delta for live clients.
 async fn counts(conn: &mut PgConnection, ws: Uuid, campaign: Uuid) -> Result<Vec<Change>, sqlx::Error> {
-    let row: Option<serde_json::Value> = sqlx::query_scalar(
-        &format!(
-            "SELECT jsonb_build_object('status', status, 'queued', queued, 'dispatched', dispatched, 'unknown', unknown,
-                    'sent', sent, 'delivered', delivered, 'read', read, 'failed', failed, 'failed_by_class', failed_by_class,
-                    'skipped', skipped, 'rate_per_second', rate_per_second, 'eta_seconds', eta_seconds)
-             FROM {WITH_PROGRESS} t WHERE workspace_id = $1 AND campaign_id = $2"
-        ),
-    )
+    let row: Option<serde_json::Value> = sqlx::query_scalar(&format!(
+        "SELECT {PROGRESS_JSON} FROM {WITH_PROGRESS} t WHERE workspace_id = $1 AND campaign_id = $2"
+    ))
     .bind(ws)
     .bind(campaign)
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|r| vec![Change::upsert("campaign", campaign, r)]).unwrap_or_default())
+}
+
+/// Workspace, campaign and progress of every running campaign (for the once-a-second progress ticks:
+/// a stalled campaign's rate and ETA change with no event).
+pub async fn running(pool: &sqlx::PgPool) -> Result<Vec<(Uuid, Uuid, serde_json::Value)>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT workspace_id, campaign_id, {PROGRESS_JSON} FROM {WITH_PROGRESS} t WHERE status = 'running'"
+    ))
+    .fetch_all(pool)
+    .await
 }
 
 #[async_trait]

@@ -1,0 +1,140 @@
+//! Deltas through Kafka, so that every gateway instance can serve every workspace's live clients.
+//!
+//! Projectors publish each committed batch's deltas to the deltas topic, in the partition of their
+//! workspace (so a workspace's deltas stay in log order); every gateway reads all partitions from the
+//! end, outside any group, into its in-process [`Hub`], which buffers them for reconnecting clients.
+
+use super::wire::DeltaMessage;
+use super::{ensure_topics, kafka_error, partition_of, KafkaConfig};
+use crate::delta::{Delta, DeltaKey, DeltaSink, Hub};
+use crate::feed::CheckpointTable;
+use crate::runner::{read_checkpoints, ProjectionError};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Publishes deltas to the deltas topic.
+#[derive(Clone)]
+pub struct KafkaDeltaSink {
+    producer: FutureProducer,
+    topic: String,
+    partitions: i32,
+}
+
+impl std::fmt::Debug for KafkaDeltaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaDeltaSink").field("topic", &self.topic).finish()
+    }
+}
+
+impl KafkaDeltaSink {
+    pub fn new(config: &KafkaConfig) -> Result<Self, ProjectionError> {
+        let producer = config
+            .client()
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", "5000")
+            .create()
+            .map_err(|e| kafka_error("delta producer", e))?;
+        Ok(Self { producer, topic: config.deltas_topic(), partitions: config.partitions })
+    }
+}
+
+impl DeltaSink for KafkaDeltaSink {
+    fn publish(&self, deltas: Vec<Delta>) {
+        let mut pending = Vec::with_capacity(deltas.len());
+        for d in &deltas {
+            let body = serde_json::to_vec(&DeltaMessage::new(d)).unwrap_or_default();
+            let key = d.workspace_id.to_string();
+            let record = FutureRecord::to(&self.topic)
+                .partition(partition_of(d.workspace_id, self.partitions))
+                .key(&key)
+                .payload(&body);
+            match self.producer.send_result(record) {
+                Ok(f) => pending.push(f),
+                Err((e, _)) => tracing::warn!(error = %e, "delta not published; live clients will need to resync"),
+            }
+        }
+        if !pending.is_empty() {
+            tokio::spawn(async move {
+                for f in pending {
+                    if let Ok(Err((e, _))) = f.await {
+                        tracing::warn!(error = %e, "delta not delivered; live clients will need to resync");
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Reads every partition of the deltas topic from now on into `hub`, until `shutdown` turns true.
+/// Returns once the consumer is positioned, so deltas of events applied from then on all arrive.
+pub async fn subscribe(
+    config: &KafkaConfig,
+    pool: PgPool,
+    projections: Vec<&'static str>,
+    hub: Hub,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ProjectionError> {
+    ensure_topics(config).await?;
+    let consumer: StreamConsumer = config
+        .client()
+        .set("group.id", format!("blazz-gateway-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .map_err(|e| kafka_error("delta consumer", e))?;
+    let topic = config.deltas_topic();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..config.partitions {
+        tpl.add_partition_offset(&topic, p, Offset::End).map_err(|e| kafka_error("assign", e))?;
+    }
+    consumer.assign(&tpl).map_err(|e| kafka_error("assign", e))?;
+    // Wait until the end offsets are resolved: deltas published from then on are received.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let positioned = consumer
+            .position()
+            .map(|l| l.elements().iter().all(|e| matches!(e.offset(), Offset::Offset(_))))
+            .unwrap_or(false);
+        if positioned || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        // Resolving the end offsets needs the consumer to be polled.
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(20), consumer.recv()).await {
+            deliver(&hub, &m);
+        }
+    }
+    // Deltas of events the projectors applied before now may have been published before this
+    // consumer was positioned: a client resuming from before them is told to resync.
+    let cps = read_checkpoints(&pool, CheckpointTable::Partitions, &projections, None, false).await?;
+    let floor = cps.values().map(|c| c.cursor).max().unwrap_or_default();
+    hub.set_floor((floor.transaction_id, floor.position, u32::MAX) as DeltaKey);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                m = consumer.recv() => match m {
+                    Ok(m) => deliver(&hub, &m),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "delta consumer");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+    Ok(())
+}
+
+fn deliver(hub: &Hub, m: &rdkafka::message::BorrowedMessage<'_>) {
+    let delta =
+        m.payload().and_then(|p| serde_json::from_slice::<DeltaMessage>(p).ok()).and_then(DeltaMessage::into_delta);
+    match delta {
+        Some(d) => hub.publish(vec![d]),
+        None => tracing::warn!(offset = m.offset(), "undecodable delta skipped"),
+    }
+}

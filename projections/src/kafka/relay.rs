@@ -1,0 +1,336 @@
+//! The relay: publishes the log to the events topic in log order.
+//!
+//! It reads the log gap-free from its checkpoint (like the log feed), sends each event to its
+//! workspace's partition keyed by stream id through an idempotent producer, and once the broker has
+//! acknowledged the whole batch stores the new checkpoint and each partition's next offset. A crash
+//! between the two publishes the batch again: consumers skip what they applied.
+//!
+//! Kafka only carries the log. Every second (and after any error) the relay checks that the broker
+//! still has what it published: a missing topic, or a partition whose high watermark is below the
+//! offset the relay's next message would get, means the broker lost data (a memory-storage broker
+//! restarted, a topic deleted and recreated). The relay then recreates the topics, bumps the epoch and
+//! republishes from the slowest projector's checkpoint, so nothing is lost; consumers that meet the
+//! new epoch read the partition from its start, skipping what they applied, so nothing is applied twice.
+//!
+//! One relay per topic publishes at a time (a PostgreSQL advisory lock); others wait as standbys.
+
+use super::wire::EventMessage;
+use super::{ensure_topics, kafka_error, partition_of, Inspector, KafkaConfig};
+use crate::feed::{CheckpointTable, LogFeed};
+use crate::runner::{read_checkpoints, ProjectionError};
+use blazz_commands::store::{EventStore, LogCursor, RecordedEvent};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Events per published batch.
+const BATCH: usize = 1000;
+/// How often the relay checks that the broker still has what it published.
+const VERIFY_EVERY: Duration = Duration::from_secs(1);
+
+/// Where the relay is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayState {
+    pub cursor: LogCursor,
+    pub epoch: i64,
+}
+
+pub struct Relay {
+    pool: PgPool,
+    log: LogFeed,
+    config: KafkaConfig,
+    topic: String,
+    /// The projectors whose checkpoints bound a republication.
+    projections: Vec<&'static str>,
+    producer: FutureProducer,
+    inspector: Inspector,
+    state: RelayState,
+    /// Per partition, the offset the next message gets.
+    next_offsets: Vec<i64>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("topic", &self.topic).field("state", &self.state).finish()
+    }
+}
+
+fn producer(config: &KafkaConfig) -> Result<FutureProducer, ProjectionError> {
+    config
+        .client()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .map_err(|e| kafka_error("producer", e))
+}
+
+impl Relay {
+    pub async fn new(
+        pool: PgPool,
+        store: Arc<dyn EventStore>,
+        config: KafkaConfig,
+        projections: Vec<&'static str>,
+    ) -> Result<Self, ProjectionError> {
+        let topic = config.events_topic();
+        let producer = producer(&config)?;
+        let inspector = Inspector::new(&config)?;
+        let mut relay = Self {
+            log: LogFeed::new(pool.clone(), store),
+            pool,
+            topic,
+            projections,
+            producer,
+            inspector,
+            state: RelayState { cursor: LogCursor::START, epoch: 1 },
+            next_offsets: vec![0; config.partitions.max(1) as usize],
+            config,
+        };
+        relay.load().await?;
+        Ok(relay)
+    }
+
+    pub fn state(&self) -> RelayState {
+        self.state
+    }
+
+    /// Reads the stored checkpoint and next offsets.
+    async fn load(&mut self) -> Result<(), ProjectionError> {
+        sqlx::query("INSERT INTO kafka_relay (topic) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(&self.topic)
+            .execute(&self.pool)
+            .await?;
+        let (xid, position, epoch): (String, i64, i64) =
+            sqlx::query_as("SELECT transaction_id::text, position, epoch FROM kafka_relay WHERE topic = $1")
+                .bind(&self.topic)
+                .fetch_one(&self.pool)
+                .await?;
+        self.state = RelayState { cursor: LogCursor { transaction_id: xid.parse().unwrap_or(0), position }, epoch };
+        let rows: Vec<(i32, i64)> =
+            sqlx::query_as("SELECT partition, next_offset FROM kafka_relay_partitions WHERE topic = $1")
+                .bind(&self.topic)
+                .fetch_all(&self.pool)
+                .await?;
+        self.next_offsets.iter_mut().for_each(|o| *o = 0);
+        for (p, next) in rows {
+            if let Some(o) = self.next_offsets.get_mut(p as usize) {
+                *o = next;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the broker still has everything published; if it lost any of it, recreates the
+    /// topics, bumps the epoch and rewinds to the slowest projector's checkpoint. Returns whether it
+    /// rewound.
+    pub async fn verify(&mut self) -> Result<bool, ProjectionError> {
+        let lost = match self.inspector.partition_count(&self.topic).await? {
+            None => {
+                ensure_topics(&self.config).await?;
+                // A topic that never had anything published is simply new.
+                self.state.cursor > LogCursor::START || self.next_offsets.iter().any(|o| *o > 0)
+            }
+            Some(n) if n != self.config.partitions => {
+                return Err(ProjectionError::Kafka(format!(
+                    "topic {} has {n} partitions, BLAZZ_KAFKA_PARTITIONS is {}",
+                    self.topic, self.config.partitions
+                )));
+            }
+            Some(_) => {
+                let highs = self.inspector.high_watermarks(&self.topic, self.config.partitions).await?;
+                highs.iter().zip(&self.next_offsets).any(|(high, expected)| high < expected)
+            }
+        };
+        if lost {
+            self.rewind().await?;
+        }
+        Ok(lost)
+    }
+
+    /// The slowest projector's checkpoint over every partition (a partition it never consumed: the
+    /// start of the log).
+    async fn slowest_checkpoint(&self) -> Result<LogCursor, ProjectionError> {
+        let cps = read_checkpoints(&self.pool, CheckpointTable::Partitions, &self.projections, None, false).await?;
+        let mut slowest = self.state.cursor;
+        for name in &self.projections {
+            for lane in 0..self.config.partitions {
+                slowest = slowest.min(cps.get(&(name.to_string(), lane)).map_or(LogCursor::START, |c| c.cursor));
+            }
+        }
+        Ok(slowest)
+    }
+
+    async fn rewind(&mut self) -> Result<(), ProjectionError> {
+        ensure_topics(&self.config).await?;
+        let from = self.slowest_checkpoint().await?;
+        let highs = self.inspector.high_watermarks(&self.topic, self.config.partitions).await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE kafka_relay SET transaction_id = $2::text::xid8, position = $3, epoch = epoch + 1,
+                 republished = republished + 1, updated_at = now()
+             WHERE topic = $1",
+        )
+        .bind(&self.topic)
+        .bind(from.transaction_id.to_string())
+        .bind(from.position)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM kafka_relay_partitions WHERE topic = $1").bind(&self.topic).execute(&mut *tx).await?;
+        store_offsets(&mut tx, &self.topic, &highs).await?;
+        tx.commit().await?;
+        tracing::warn!(
+            topic = %self.topic,
+            from = %from.encode(),
+            epoch = self.state.epoch + 1,
+            "the broker lost published events: republishing from the slowest projector's checkpoint"
+        );
+        // The idempotent producer's sequence numbers belong to the lost topic.
+        self.producer = producer(&self.config)?;
+        self.load().await
+    }
+
+    /// Publishes the next batch of the log; returns how many events it published (0: caught up).
+    pub async fn step(&mut self) -> Result<usize, ProjectionError> {
+        let events = self.log.read(self.state.cursor, BATCH).await?;
+        let Some(last) = events.last().map(LogCursor::of) else {
+            return Ok(0);
+        };
+        let offsets = self.publish(&events).await?;
+        let mut next = self.next_offsets.clone();
+        for (p, offset) in offsets {
+            if let Some(n) = next.get_mut(p as usize) {
+                *n = (*n).max(offset + 1);
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE kafka_relay SET transaction_id = $2::text::xid8, position = $3,
+                 events_published = events_published + $4, updated_at = now()
+             WHERE topic = $1",
+        )
+        .bind(&self.topic)
+        .bind(last.transaction_id.to_string())
+        .bind(last.position)
+        .bind(events.len() as i64)
+        .execute(&mut *tx)
+        .await?;
+        store_offsets(&mut tx, &self.topic, &next).await?;
+        tx.commit().await?;
+        self.state.cursor = last;
+        self.next_offsets = next;
+        Ok(events.len())
+    }
+
+    /// Sends `events` in log order and waits for every acknowledgement; returns each one's partition
+    /// and offset.
+    async fn publish(&self, events: &[RecordedEvent]) -> Result<Vec<(i32, i64)>, ProjectionError> {
+        let messages: Vec<(i32, Vec<u8>)> = events
+            .iter()
+            .map(|e| {
+                let body = serde_json::to_vec(&EventMessage::new(self.state.epoch, e)).unwrap_or_default();
+                (partition_of(e.workspace_id, self.config.partitions), body)
+            })
+            .collect();
+        // Enqueued one after the other, so each partition receives them in log order (the idempotent
+        // producer keeps that order through retries).
+        let mut pending: std::collections::VecDeque<DeliveryFuture> = Default::default();
+        let mut delivered = Vec::with_capacity(events.len());
+        for (e, (partition, body)) in events.iter().zip(&messages) {
+            let mut record = FutureRecord::to(&self.topic).partition(*partition).key(&e.stream_id).payload(body);
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(f) => {
+                        pending.push_back(f);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        match pending.pop_front() {
+                            Some(f) => delivered.push(acknowledged(f).await?),
+                            None => tokio::time::sleep(Duration::from_millis(5)).await,
+                        }
+                    }
+                    Err((e, _)) => return Err(kafka_error("producing", e)),
+                }
+            }
+        }
+        for f in pending {
+            delivered.push(acknowledged(f).await?);
+        }
+        Ok(delivered)
+    }
+
+    /// Runs until `shutdown` turns true: waits to be the active relay, then publishes as the log grows.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), ProjectionError> {
+        // The lock lives as long as this connection: a crashed relay's standby takes over.
+        let mut lock = self.pool.acquire().await?.detach();
+        let key = format!("blazz-relay:{}", self.topic);
+        tokio::select! {
+            r = sqlx::query("SELECT pg_advisory_lock(hashtext($1))").bind(&key).execute(&mut lock) => { r?; }
+            _ = shutdown.changed() => return Ok(()),
+        }
+        self.load().await?;
+        let mut verified: Option<Instant> = None;
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            if verified.is_none_or(|t| t.elapsed() >= VERIFY_EVERY) {
+                match self.verify().await {
+                    Ok(_) => verified = Some(Instant::now()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "relay: cannot check the broker; retrying");
+                        pause(&mut shutdown, Duration::from_millis(500)).await;
+                        continue;
+                    }
+                }
+            }
+            match self.step().await {
+                Ok(n) => self.log.wait_for_appends(n, BATCH, &mut shutdown).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay: publishing failed; checking the broker and retrying");
+                    verified = None;
+                    match producer(&self.config) {
+                        Ok(p) => self.producer = p,
+                        Err(e) => tracing::warn!(error = %e, "relay: cannot recreate the producer"),
+                    }
+                    pause(&mut shutdown, Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+async fn acknowledged(f: DeliveryFuture) -> Result<(i32, i64), ProjectionError> {
+    match f.await {
+        Ok(Ok(d)) => Ok((d.partition, d.offset)),
+        Ok(Err((e, _))) => Err(kafka_error("delivery", e)),
+        Err(_) => Err(ProjectionError::Kafka("delivery: the producer was dropped".into())),
+    }
+}
+
+async fn store_offsets(conn: &mut sqlx::PgConnection, topic: &str, next: &[i64]) -> Result<(), sqlx::Error> {
+    let partitions: Vec<i32> = (0..next.len() as i32).collect();
+    sqlx::query(
+        "INSERT INTO kafka_relay_partitions (topic, partition, next_offset)
+         SELECT $1, p, o FROM unnest($2::int4[], $3::int8[]) AS u(p, o)
+         ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+    )
+    .bind(topic)
+    .bind(&partitions)
+    .bind(next)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

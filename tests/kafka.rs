@@ -1,0 +1,271 @@
+//! The scaled-out read side against a real Kafka-protocol broker (tansu): the relay publishes the log,
+//! projectors consume it in a consumer group, deltas reach every gateway through the deltas topic.
+//! Every test checks that each projector applied each event of the log exactly once.
+
+use blazz_api::server::{self, projection_names};
+use blazz_commands::codec::Codec;
+use blazz_projections::delta::DeltaSink;
+use blazz_projections::kafka::KafkaFeed;
+use blazz_projections::projector::{Applied, Projector};
+use blazz_projections::{delta::Change, read_models, rebuild, runner::Runner};
+use blazz_tests::broker::Broker;
+use blazz_tests::{dump, mixed_workload, Live, Settings, TestApp, Ws, OPERATOR_TOKEN};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+fn kafka_settings(broker: &Broker, projectors: bool) -> Settings {
+    Settings { projectors, kafka: Some(broker.config()), ..Settings::new(4, Some(OPERATOR_TOKEN.into())) }
+}
+
+/// Waits until every projector has applied as many events as the log holds, then asserts that none
+/// applied more: each event exactly once.
+async fn applied_exactly_once(pool: &PgPool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.expect("count");
+        let applied: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT projection, sum(events_applied)::int8 FROM projection_partition_checkpoints GROUP BY projection",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("applied");
+        let all_there = applied.len() == projection_names().len() && applied.iter().all(|(_, n)| *n >= total);
+        if all_there {
+            for (projection, n) in applied {
+                assert_eq!(n, total, "{projection} applied {n} events of a log of {total}");
+            }
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "projectors did not catch up: {applied:?} of {total}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (beyond one query's bounded wait) until the read models have applied `position`.
+async fn consistent(app: &TestApp, ws: &Ws, position: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = app.get(&format!("/v1/contacts?min_position={position}"), &ws.key).await;
+        if a.status.as_u16() == 200 {
+            return;
+        }
+        assert_eq!(a.code(), "not_yet_consistent", "{}", a.body);
+        assert!(tokio::time::Instant::now() < deadline, "position {position} was never reached");
+    }
+}
+
+async fn contacts_in(app: &TestApp, ws: &Ws) -> usize {
+    app.get("/v1/contacts?limit=500", &ws.key).await.expect(200).body["items"].as_array().map_or(0, Vec::len)
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn the_kafka_feed_builds_the_same_read_models_as_the_log(pool: PgPool) {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, true)).await;
+    let mut last = vec![];
+    for _ in 0..3 {
+        let ws = app.workspace().await;
+        let p = mixed_workload(&app, &ws).await;
+        // Read-your-writes through Kafka: the query waits until its workspace's partition has it.
+        let page = app.get(&format!("/v1/contacts?min_position={p}"), &ws.key).await.expect(200);
+        assert_eq!(page.body["items"].as_array().map(Vec::len), Some(5), "{}", page.body);
+        last.push(ws);
+    }
+    applied_exactly_once(&pool).await;
+    // The log feed (a rebuild reads the log) gives the very same tables.
+    let store = app.commands().store().clone();
+    for projector in read_models::all() {
+        let from_kafka = dump(&pool, projector.tables()).await;
+        rebuild::rebuild(&pool, store.clone(), &Codec::new(), projector.clone(), |_| {}).await.expect("rebuild");
+        assert_eq!(dump(&pool, projector.tables()).await, from_kafka, "{} differs between the feeds", projector.name());
+    }
+    // After the rebuild the Kafka feed goes on from the copy's checkpoint: nothing is applied twice.
+    let c = app.post("/v1/contacts", &last[0].key, json!({"phone": "+6281299999999"})).await.expect(201);
+    consistent(&app, &last[0], c.body["position"].as_i64().expect("p")).await;
+    assert_eq!(contacts_in(&app, &last[0]).await, 6);
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn deltas_reach_every_gateway_and_only_their_workspace(pool: PgPool) {
+    let broker = Broker::start().await;
+    let writer = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, true)).await;
+    // A second gateway without projectors: its deltas come only from the deltas topic.
+    let reader = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, false)).await;
+    let (a, b) = (writer.workspace().await, writer.workspace().await);
+    let mut live_a = Live::connect(&reader, &a.key, None).await;
+    let mut live_b = Live::connect(&reader, &b.key, None).await;
+    let created = writer.post("/v1/contacts", &a.key, json!({"phone": "+6281234567890"})).await.expect(201);
+    let first_a = live_a.next_of("contact").await;
+    assert_eq!(first_a["id"], created.body["contact_id"]);
+    assert_eq!(first_a["position"], created.body["position"]);
+    let b_contact = writer.post("/v1/contacts", &b.key, json!({"phone": "+6281234567891"})).await.expect(201);
+    let d = live_b.next_of("contact").await;
+    assert_eq!(d["id"], b_contact.body["contact_id"], "B's first contact delta is B's own: {d}");
+
+    // Resume on the reading gateway: what was missed, in order, then live ones.
+    drop(live_a);
+    let mut missed = vec![];
+    for i in 2..=4 {
+        missed.push(writer.contact(&a, &format!("+628120000000{i}"), json!({})).await);
+    }
+    let mut live_a = Live::connect(&reader, &a.key, first_a["delta_id"].as_str()).await;
+    let mut got = vec![];
+    for _ in 0..3 {
+        got.push(live_a.next_of("contact").await["id"].as_str().unwrap_or("").to_owned());
+    }
+    assert_eq!(got, missed);
+    applied_exactly_once(&pool).await;
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_restarted_relay_resumes_where_it_stopped(pool: PgPool) {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, false)).await;
+    let kafka = broker.config();
+    let (_stop_projectors, projecting) = watch::channel(false);
+    let _projectors = server::spawn_kafka_projectors(pool.clone(), &kafka, projecting).await.expect("projectors");
+    let store = app.commands().store().clone();
+    let (stop_relay, relaying) = watch::channel(false);
+    let relay = server::spawn_relay(pool.clone(), store.clone(), &kafka, relaying).await.expect("relay");
+    let ws = app.workspace().await;
+    let p = app.post("/v1/contacts", &ws.key, json!({"phone": "+6281200000001"})).await.expect(201);
+    consistent(&app, &ws, p.body["position"].as_i64().expect("p")).await;
+
+    stop_relay.send(true).expect("stop");
+    relay.await.expect("relay stops");
+    let mut last = 0;
+    for i in 2..=6 {
+        let c = app.post("/v1/contacts", &ws.key, json!({"phone": format!("+628120000000{i}")})).await.expect(201);
+        last = c.body["position"].as_i64().expect("p");
+    }
+    let not_yet = app.get(&format!("/v1/contacts?min_position={last}"), &ws.key).await.expect(503);
+    assert_eq!(not_yet.code(), "not_yet_consistent", "nothing is published while the relay is down");
+
+    let (_stop_again, relaying) = watch::channel(false);
+    let _relay = server::spawn_relay(pool.clone(), store, &kafka, relaying).await.expect("relay again");
+    consistent(&app, &ws, last).await;
+    assert_eq!(contacts_in(&app, &ws).await, 6);
+    applied_exactly_once(&pool).await;
+}
+
+/// Contacts, but the first batch hangs after writing (the process "dies" mid-batch).
+struct HangsMidBatch {
+    inner: Arc<dyn Projector>,
+    reached: Arc<Notify>,
+}
+
+#[async_trait::async_trait]
+impl Projector for HangsMidBatch {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        self.inner.tables()
+    }
+    async fn apply(&self, conn: &mut PgConnection, event: &Applied) -> Result<Vec<Change>, sqlx::Error> {
+        self.inner.apply(conn, event).await?;
+        self.reached.notify_one();
+        std::future::pending().await
+    }
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_projector_killed_mid_batch_applies_the_batch_once_after_restart(pool: PgPool) {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, false)).await;
+    let kafka = broker.config();
+    let (_stop_relay, relaying) = watch::channel(false);
+    let _relay =
+        server::spawn_relay(pool.clone(), app.commands().store().clone(), &kafka, relaying).await.expect("relay");
+    let ws = app.workspace().await;
+    for i in 1..=5 {
+        app.contact(&ws, &format!("+628120000000{i}"), json!({})).await;
+    }
+
+    // A runner whose contacts projector hangs inside its first batch, after writing to its tables.
+    let reached = Arc::new(Notify::new());
+    let projectors: Vec<Arc<dyn Projector>> = read_models::all()
+        .into_iter()
+        .map(|p| -> Arc<dyn Projector> {
+            if p.name() == "contacts" {
+                Arc::new(HangsMidBatch { inner: p, reached: reached.clone() })
+            } else {
+                p
+            }
+        })
+        .collect();
+    let feed = KafkaFeed::new(&kafka).await.expect("feed");
+    let runner = Runner::with_feed(pool.clone(), feed, Codec::new(), projectors, Vec::<Arc<dyn DeltaSink>>::new());
+    let (_stop, stopped) = watch::channel(false);
+    let doomed = tokio::spawn(runner.run(stopped));
+    tokio::time::timeout(Duration::from_secs(60), reached.notified()).await.expect("the batch started");
+    doomed.abort();
+    let _ = doomed.await;
+    let applied: i64 =
+        sqlx::query_scalar("SELECT coalesce(sum(events_applied), 0)::int8 FROM projection_partition_checkpoints")
+            .fetch_one(&pool)
+            .await
+            .expect("applied");
+    assert_eq!(applied, 0, "the killed batch committed nothing");
+
+    // The restarted projectors get the batch again (no offset was committed) and apply it once.
+    let (_stop_projectors, projecting) = watch::channel(false);
+    let _projectors = server::spawn_kafka_projectors(pool.clone(), &kafka, projecting).await.expect("projectors");
+    let c = app.post("/v1/contacts", &ws.key, json!({"phone": "+6281200000006"})).await.expect(201);
+    consistent(&app, &ws, c.body["position"].as_i64().expect("p")).await;
+    assert_eq!(contacts_in(&app, &ws).await, 6);
+    applied_exactly_once(&pool).await;
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn redelivered_events_are_not_applied_again(pool: PgPool) {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, true)).await;
+    let ws = app.workspace().await;
+    let p = mixed_workload(&app, &ws).await;
+    consistent(&app, &ws, p).await;
+    applied_exactly_once(&pool).await;
+    let tables: Vec<&str> = read_models::all().iter().flat_map(|p| p.tables().iter().copied()).collect();
+    let before = dump(&pool, &tables).await;
+
+    // A consumer in a new group is handed the whole topic again.
+    let kafka = blazz_projections::kafka::KafkaConfig { group: "another-group".into(), ..broker.config() };
+    let feed = KafkaFeed::new(&kafka).await.expect("feed");
+    let mut runner = Runner::with_feed(pool.clone(), feed, Codec::new(), read_models::all(), vec![]);
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
+    let mut delivered = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while delivered < total as usize {
+        assert!(tokio::time::Instant::now() < deadline, "redelivered only {delivered} of {total}");
+        delivered += runner.step().await.expect("step");
+    }
+    assert_eq!(dump(&pool, &tables).await, before, "a redelivery changed the read models");
+    applied_exactly_once(&pool).await;
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_broker_that_comes_back_empty_is_refilled_from_the_log(pool: PgPool) {
+    let mut broker = Broker::start().await;
+    let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, true)).await;
+    let ws = app.workspace().await;
+    let p = mixed_workload(&app, &ws).await;
+    consistent(&app, &ws, p).await;
+
+    broker.restart_empty().await;
+    let mut last = 0;
+    for i in 1..=4 {
+        last = app.post("/v1/contacts", &ws.key, json!({"phone": format!("+628130000000{i}")})).await.expect(201).body
+            ["position"]
+            .as_i64()
+            .expect("p");
+    }
+    consistent(&app, &ws, last).await;
+    assert_eq!(contacts_in(&app, &ws).await, 9);
+    let republished: i32 =
+        sqlx::query_scalar("SELECT republished FROM kafka_relay").fetch_one(&pool).await.expect("relay row");
+    assert!(republished >= 1, "the relay noticed the empty broker");
+    applied_exactly_once(&pool).await;
+}
