@@ -182,7 +182,9 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
             }
             Which::Dispatch { rate, messages } => dispatch::run(pool, config.append_writers, rate, messages).await,
             Which::Fanout { recipients } => fanout::run(pool, config.append_writers, recipients).await,
-            Which::Live { rate, seconds } => live::run(pool, config.append_writers, rate, seconds).await,
+            Which::Live { rate, seconds } => {
+                live::run(pool, config.append_writers, rate, seconds, config.kafka.clone()).await
+            }
             Which::Replay { events } => replay::run(pool, config.append_writers, events).await,
         }
     }
@@ -269,8 +271,20 @@ pub(crate) async fn scenario(
     contacts: usize,
     projectors: bool,
 ) -> Result<Scenario, Error> {
+    scenario_with(pool, append_writers, contacts, projectors, None).await
+}
+
+/// [`scenario`] with the read side on Kafka when `kafka` is given.
+pub(crate) async fn scenario_with(
+    pool: sqlx::PgPool,
+    append_writers: usize,
+    contacts: usize,
+    projectors: bool,
+    kafka: Option<blazz_projections::kafka::KafkaConfig>,
+) -> Result<Scenario, Error> {
     let operator = format!("bench-{}", Uuid::new_v4());
-    let settings = server::Settings { projectors, ..server::Settings::new(append_writers, Some(operator.clone())) };
+    let settings =
+        server::Settings { projectors, kafka, ..server::Settings::new(append_writers, Some(operator.clone())) };
     let running = server::Running::start(pool, settings).await?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(contacts.max(64)).build()?;
     let ws = post(&client, running.url("/v1/workspaces"), &operator, json!({"name": "bench"})).await?;

@@ -84,6 +84,8 @@ pub async fn subscribe(
         .client()
         .set("group.id", format!("blazz-gateway-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
+        // A recreated topic (the broker lost it) starts below our position: read it from its start.
+        .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "10")
         .create()
         .map_err(|e| kafka_error("delta consumer", e))?;

@@ -314,7 +314,7 @@ async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) {
 
 async fn acknowledged(f: DeliveryFuture) -> Result<(i32, i64), ProjectionError> {
     match f.await {
-        Ok(Ok(d)) => Ok((d.partition, d.offset)),
+        Ok(Ok((partition, offset))) => Ok((partition, offset)),
         Ok(Err((e, _))) => Err(kafka_error("delivery", e)),
         Err(_) => Err(ProjectionError::Kafka("delivery: the producer was dropped".into())),
     }
