@@ -33,6 +33,9 @@ pub const NOTIFY_CHANNEL: &str = "blazz_events";
 pub struct FeedEvent {
     pub lane: Lane,
     pub epoch: i64,
+    /// The lane's event before this one, when the feed knows it (Kafka: the relay's chain). A projector
+    /// whose checkpoint is below it would skip an event: it does not apply this one (see the runner).
+    pub prev: Option<LogCursor>,
     pub record: RecordedEvent,
 }
 
@@ -108,7 +111,7 @@ impl Feed for LogFeed {
     async fn next_batch(&mut self, at: &Checkpoints) -> Result<Vec<FeedEvent>, ProjectionError> {
         let from = at.values().map(|c| c.cursor).min().unwrap_or(LogCursor::START);
         let events = self.read(from, BATCH).await?;
-        Ok(events.into_iter().map(|record| FeedEvent { lane: LOG_LANE, epoch: 0, record }).collect())
+        Ok(events.into_iter().map(|record| FeedEvent { lane: LOG_LANE, epoch: 0, prev: None, record }).collect())
     }
 
     async fn committed(&mut self) -> Result<(), ProjectionError> {

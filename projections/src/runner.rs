@@ -184,9 +184,9 @@ impl<F: Feed> Runner<F> {
         }
         let n = delivered.len();
         let mut events = Vec::with_capacity(n);
-        for FeedEvent { lane, epoch, record } in delivered {
+        for FeedEvent { lane, epoch, prev, record } in delivered {
             let event = self.codec.decode(&record)?;
-            events.push((lane, epoch, Applied { record, event }));
+            events.push((lane, epoch, prev, Applied { record, event }));
         }
         let lanes: Vec<Lane> = events.iter().map(|e| e.0).collect::<BTreeSet<_>>().into_iter().collect();
 
@@ -202,16 +202,13 @@ impl<F: Feed> Runner<F> {
         // The newest epoch of each lane in this batch: stored with every projector's checkpoint, even
         // one that had nothing to apply (a republished batch it had applied already).
         let mut lane_epochs: HashMap<Lane, i64> = HashMap::new();
-        for (lane, epoch, _) in &events {
+        for (lane, epoch, _, _) in &events {
             let e = lane_epochs.entry(*lane).or_insert(*epoch);
             *e = (*e).max(*epoch);
         }
         for p in &self.projectors {
-            let mine: Vec<&(Lane, i64, Applied)> = events
-                .iter()
-                .filter(|(lane, _, a)| LogCursor::of(&a.record) > at(&cps, p.name(), *lane).cursor)
-                .collect();
-            let refs: Vec<&Applied> = mine.iter().map(|e| &e.2).collect();
+            let mine = due(&events, |e| (e.0, e.2, LogCursor::of(&e.3.record)), |lane| at(&cps, p.name(), lane).cursor);
+            let refs: Vec<&Applied> = mine.iter().map(|e| &e.3).collect();
             if !refs.is_empty() {
                 let changes = p.apply_batch(&mut tx, &refs).await?;
                 for (a, changes) in refs.iter().zip(changes) {
@@ -222,7 +219,7 @@ impl<F: Feed> Runner<F> {
                 }
             }
             let mut moved: HashMap<Lane, Advance> = HashMap::new();
-            for (lane, _, a) in mine {
+            for (lane, _, _, a) in mine {
                 let adv = moved.entry(*lane).or_insert(Advance {
                     name: p.name(),
                     lane: *lane,
@@ -323,6 +320,41 @@ impl<F: Feed> Runner<F> {
     }
 }
 
+/// The events of a batch a projector applies: in each lane, those after its checkpoint (`at`) whose
+/// predecessor it has applied. An event whose predecessor is beyond the checkpoint follows a gap (the
+/// broker lost messages): it is left for the relay's republication, which fills the gap in order.
+/// `key` gives an event's lane, predecessor and cursor.
+fn due<T>(
+    events: &[T],
+    key: impl Fn(&T) -> (Lane, Option<LogCursor>, LogCursor),
+    at: impl Fn(Lane) -> LogCursor,
+) -> Vec<&T> {
+    let mut reached: HashMap<Lane, LogCursor> = HashMap::new();
+    let mut warned = BTreeSet::new();
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        let (lane, prev, cursor) = key(e);
+        let done = reached.entry(lane).or_insert_with(|| at(lane));
+        if cursor <= *done {
+            continue;
+        }
+        if prev.is_some_and(|p| p > *done) {
+            if warned.insert(lane) {
+                tracing::warn!(
+                    partition = lane,
+                    at = %done.encode(),
+                    missing_before = %cursor.encode(),
+                    "a message is missing before this one: waiting for the relay to republish"
+                );
+            }
+            continue;
+        }
+        *done = cursor;
+        out.push(e);
+    }
+    out
+}
+
 async fn store_advances(
     conn: &mut sqlx::PgConnection,
     table: CheckpointTable,
@@ -362,4 +394,44 @@ async fn store_advances(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(position: i64) -> LogCursor {
+        LogCursor { transaction_id: 1, position }
+    }
+
+    /// (lane, predecessor, cursor)
+    type E = (Lane, Option<LogCursor>, LogCursor);
+
+    fn applied(events: &[E], at: i64) -> Vec<i64> {
+        due(events, |e| *e, |_| c(at)).iter().map(|e| e.2.position).collect()
+    }
+
+    #[test]
+    fn events_after_a_hole_in_the_chain_wait_for_the_republication() {
+        // The broker lost 3 and 4; 5 and 6 arrived in the emptied topic, then the republication.
+        let batch = [
+            (0, Some(c(4)), c(5)),
+            (0, Some(c(5)), c(6)),
+            (0, None, c(1)),
+            (0, Some(c(1)), c(3)),
+            (0, Some(c(3)), c(4)),
+            (0, Some(c(4)), c(5)),
+            (0, Some(c(5)), c(6)),
+        ];
+        assert_eq!(applied(&batch, 2), vec![3, 4, 5, 6], "5 and 6 only once 3 and 4 are in, each once");
+        assert_eq!(applied(&batch[..2], 2), Vec::<i64>::new(), "nothing applied across the hole");
+        assert_eq!(applied(&batch[..2], 4), vec![5, 6], "no hole for a projector that had 4");
+    }
+
+    #[test]
+    fn lanes_are_chained_separately() {
+        let batch = [(0, Some(c(1)), c(2)), (1, Some(c(9)), c(10)), (1, Some(c(2)), c(3))];
+        let lanes = due(&batch, |e| *e, |lane| if lane == 0 { c(1) } else { c(2) });
+        assert_eq!(lanes.iter().map(|e| e.2.position).collect::<Vec<_>>(), vec![2, 3]);
+    }
 }

@@ -133,7 +133,7 @@ impl TestApp {
         let id = self
             .post(
                 "/v1/channels",
-                &&ws.key,
+                &ws.key,
                 json!({"provider": provider, "phone_number_id": number_id, "display_phone_number": "+15550783881"}),
             )
             .await
@@ -143,7 +143,7 @@ impl TestApp {
     }
 
     pub async fn contact(&self, ws: &Ws, phone: &str, attributes: Value) -> String {
-        self.post("/v1/contacts", &&ws.key, json!({"phone": phone, "name": "Budi", "attributes": attributes}))
+        self.post("/v1/contacts", &ws.key, json!({"phone": phone, "name": "Budi", "attributes": attributes}))
             .await
             .expect(201)
             .id("contact_id")
@@ -154,7 +154,7 @@ impl TestApp {
         let id = self
             .post(
                 "/v1/templates",
-                &&ws.key,
+                &ws.key,
                 json!({"name": name, "language": "id", "category": category,
                        "components": [{"type": "BODY", "text": "Halo {{first_name}}, diskon {{discount}}"}],
                        "defaults": {"discount": "10%"}}),

@@ -5,7 +5,7 @@
 //! end, outside any group, into its in-process [`Hub`], which buffers them for reconnecting clients.
 
 use super::wire::DeltaMessage;
-use super::{ensure_topics, kafka_error, partition_of, KafkaConfig};
+use super::{ensure_topics, kafka_error, partition_of, GroupMember, KafkaConfig};
 use crate::delta::{Delta, DeltaKey, DeltaSink, Hub};
 use crate::feed::CheckpointTable;
 use crate::runner::{read_checkpoints, ProjectionError};
@@ -80,6 +80,8 @@ pub async fn subscribe(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProjectionError> {
     ensure_topics(config).await?;
+    // Its own group (librdkafka assigns partitions only within one): it reads every partition and
+    // commits nothing.
     let consumer: StreamConsumer = config
         .client()
         .set("group.id", format!("blazz-gateway-{}", uuid::Uuid::new_v4()))
@@ -94,6 +96,7 @@ pub async fn subscribe(
     for p in 0..config.partitions {
         tpl.add_partition_offset(&topic, p, Offset::End).map_err(|e| kafka_error("assign", e))?;
     }
+    let consumer = GroupMember::new(consumer);
     consumer.assign(&tpl).map_err(|e| kafka_error("assign", e))?;
     // Wait until the end offsets are resolved: deltas published from then on are received.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

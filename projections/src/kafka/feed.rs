@@ -10,7 +10,7 @@
 //! again from the beginning (what it applied already is skipped).
 
 use super::wire::EventMessage;
-use super::{ensure_topics, kafka_error, KafkaConfig};
+use super::{ensure_topics, kafka_error, GroupMember, KafkaConfig};
 use crate::feed::{CheckpointTable, Feed, FeedEvent, Lane, BATCH};
 use crate::runner::{Checkpoints, ProjectionError};
 use async_trait::async_trait;
@@ -27,7 +27,7 @@ const FIRST_WAIT: Duration = Duration::from_millis(200);
 const MORE_WAIT: Duration = Duration::from_millis(2);
 
 pub struct KafkaFeed {
-    consumer: StreamConsumer,
+    consumer: GroupMember,
     topic: String,
     /// The batch handed out last, kept until it is committed (a failed batch is handed out again).
     batch: Vec<FeedEvent>,
@@ -63,7 +63,7 @@ impl KafkaFeed {
         let topic = config.events_topic();
         consumer.subscribe(&[&topic]).map_err(|e| kafka_error("subscribe", e))?;
         Ok(Self {
-            consumer,
+            consumer: GroupMember::new(consumer),
             topic,
             batch: vec![],
             offsets: HashMap::new(),
@@ -113,9 +113,9 @@ impl KafkaFeed {
                 return;
             }
         }
-        let (epoch, record) = message.into_record();
+        let (epoch, prev, record) = message.into_record();
         self.offsets.insert(lane, offset + 1);
-        self.batch.push(FeedEvent { lane, epoch, record });
+        self.batch.push(FeedEvent { lane, epoch, prev, record });
     }
 }
 

@@ -24,7 +24,7 @@ pub use relay::Relay;
 use crate::runner::ProjectionError;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::sync::Arc;
@@ -115,6 +115,36 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), ProjectionError> 
     Ok(())
 }
 
+/// A consumer in a consumer group. Dropping one leaves the group, which waits for the group
+/// coordinator (long, when the broker is away): the drop runs on a thread of its own, so it never
+/// stalls an async thread or a runtime shutting down.
+pub(crate) struct GroupMember(Option<StreamConsumer>);
+
+impl GroupMember {
+    pub(crate) fn new(consumer: StreamConsumer) -> Self {
+        Self(Some(consumer))
+    }
+}
+
+impl std::ops::Deref for GroupMember {
+    type Target = StreamConsumer;
+
+    fn deref(&self) -> &StreamConsumer {
+        self.0.as_ref().expect("the consumer is only taken by drop")
+    }
+}
+
+impl Drop for GroupMember {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            let closing = std::thread::Builder::new().name("kafka-leave".into()).spawn(move || drop(consumer));
+            if let Err(e) = closing {
+                tracing::warn!(error = %e, "cannot leave the consumer group on a thread of its own");
+            }
+        }
+    }
+}
+
 /// Metadata and watermark look-ups. librdkafka answers them synchronously, so they run on the
 /// blocking pool and never stall the async threads (a broker that is down takes the whole timeout).
 #[derive(Clone)]
@@ -128,12 +158,8 @@ impl std::fmt::Debug for Inspector {
 
 impl Inspector {
     pub(crate) fn new(config: &KafkaConfig) -> Result<Self, ProjectionError> {
-        let consumer: BaseConsumer = config
-            .client()
-            .set("group.id", "blazz-inspector")
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| kafka_error("metadata client", e))?;
+        // No group: it only asks, and dropping it has no group to leave.
+        let consumer: BaseConsumer = config.client().create().map_err(|e| kafka_error("metadata client", e))?;
         Ok(Self(Arc::new(consumer)))
     }
 

@@ -8,9 +8,14 @@
 //! Kafka only carries the log. Every second (and after any error) the relay checks that the broker
 //! still has what it published: a missing topic, or a partition whose high watermark is below the
 //! offset the relay's next message would get, means the broker lost data (a memory-storage broker
-//! restarted, a topic deleted and recreated). The relay then recreates the topics, bumps the epoch and
-//! republishes from the slowest projector's checkpoint, so nothing is lost; consumers that meet the
-//! new epoch read the partition from its start, skipping what they applied, so nothing is applied twice.
+//! restarted, a topic deleted and recreated); so does an acknowledgement at an offset below that one.
+//! The relay then recreates the topics, bumps the epoch and republishes from the slowest projector's
+//! checkpoint, so nothing is lost; consumers that meet the new epoch read the partition from its start,
+//! skipping what they applied, so nothing is applied twice.
+//!
+//! Each message names the one published before it to its partition in its epoch (a chain). Messages
+//! published into an emptied topic before the relay noticed follow a hole: a projector that had not
+//! applied their predecessor leaves them to the republication (see [`crate::runner`]).
 //!
 //! One relay per topic publishes at a time (a PostgreSQL advisory lock); others wait as standbys.
 
@@ -50,6 +55,8 @@ pub struct Relay {
     state: RelayState,
     /// Per partition, the offset the next message gets.
     next_offsets: Vec<i64>,
+    /// Per partition, the last event published to it in this epoch.
+    last: Vec<Option<LogCursor>>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -88,6 +95,7 @@ impl Relay {
             inspector,
             state: RelayState { cursor: LogCursor::START, epoch: 1 },
             next_offsets: vec![0; config.partitions.max(1) as usize],
+            last: vec![None; config.partitions.max(1) as usize],
             config,
         };
         relay.load().await?;
@@ -110,15 +118,21 @@ impl Relay {
                 .fetch_one(&self.pool)
                 .await?;
         self.state = RelayState { cursor: LogCursor { transaction_id: xid.parse().unwrap_or(0), position }, epoch };
-        let rows: Vec<(i32, i64)> =
-            sqlx::query_as("SELECT partition, next_offset FROM kafka_relay_partitions WHERE topic = $1")
-                .bind(&self.topic)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(i32, i64, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT partition, next_offset, last_transaction_id::text, last_position
+             FROM kafka_relay_partitions WHERE topic = $1",
+        )
+        .bind(&self.topic)
+        .fetch_all(&self.pool)
+        .await?;
         self.next_offsets.iter_mut().for_each(|o| *o = 0);
-        for (p, next) in rows {
-            if let Some(o) = self.next_offsets.get_mut(p as usize) {
+        self.last.iter_mut().for_each(|l| *l = None);
+        for (p, next, xid, position) in rows {
+            if let (Some(o), Some(l)) = (self.next_offsets.get_mut(p as usize), self.last.get_mut(p as usize)) {
                 *o = next;
+                *l = xid
+                    .zip(position)
+                    .map(|(x, position)| LogCursor { transaction_id: x.parse().unwrap_or(0), position });
             }
         }
         Ok(())
@@ -180,7 +194,7 @@ impl Relay {
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM kafka_relay_partitions WHERE topic = $1").bind(&self.topic).execute(&mut *tx).await?;
-        store_offsets(&mut tx, &self.topic, &highs).await?;
+        store_partitions(&mut tx, &self.topic, &highs, &vec![None; highs.len()]).await?;
         tx.commit().await?;
         tracing::warn!(
             topic = %self.topic,
@@ -193,18 +207,35 @@ impl Relay {
         self.load().await
     }
 
-    /// Publishes the next batch of the log; returns how many events it published (0: caught up).
+    /// Publishes the next batch of the log; returns how many events it handled (0: caught up).
     pub async fn step(&mut self) -> Result<usize, ProjectionError> {
         let events = self.log.read(self.state.cursor, BATCH).await?;
         let Some(last) = events.last().map(LogCursor::of) else {
             return Ok(0);
         };
-        let offsets = self.publish(&events).await?;
+        let mut chain = self.last.clone();
+        let offsets = match self.publish(&events, &mut chain).await {
+            Ok(offsets) => offsets,
+            Err(e) => {
+                // A fresh producer for the next try: this one may be stuck with a producer id or
+                // sequence numbers the broker no longer knows (a broker that came back empty).
+                self.producer = producer(&self.config)?;
+                return Err(e);
+            }
+        };
         let mut next = self.next_offsets.clone();
+        let mut lost = false;
         for (p, offset) in offsets {
             if let Some(n) = next.get_mut(p as usize) {
+                // Below what the partition had: the broker lost it since (the batch went into a new,
+                // empty topic).
+                lost |= offset < *n;
                 *n = (*n).max(offset + 1);
             }
+        }
+        if lost {
+            self.rewind().await?;
+            return Ok(events.len());
         }
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -218,21 +249,29 @@ impl Relay {
         .bind(events.len() as i64)
         .execute(&mut *tx)
         .await?;
-        store_offsets(&mut tx, &self.topic, &next).await?;
+        store_partitions(&mut tx, &self.topic, &next, &chain).await?;
         tx.commit().await?;
         self.state.cursor = last;
         self.next_offsets = next;
+        self.last = chain;
         Ok(events.len())
     }
 
-    /// Sends `events` in log order and waits for every acknowledgement; returns each one's partition
-    /// and offset.
-    async fn publish(&self, events: &[RecordedEvent]) -> Result<Vec<(i32, i64)>, ProjectionError> {
+    /// Sends `events` in log order, chained after `chain` (each partition's last event, updated), and
+    /// waits for every acknowledgement; returns each one's partition and offset.
+    async fn publish(
+        &self,
+        events: &[RecordedEvent],
+        chain: &mut [Option<LogCursor>],
+    ) -> Result<Vec<(i32, i64)>, ProjectionError> {
         let messages: Vec<(i32, Vec<u8>)> = events
             .iter()
             .map(|e| {
-                let body = serde_json::to_vec(&EventMessage::new(self.state.epoch, e)).unwrap_or_default();
-                (partition_of(e.workspace_id, self.config.partitions), body)
+                let partition = partition_of(e.workspace_id, self.config.partitions);
+                let last = &mut chain[partition as usize];
+                let message = EventMessage::new(self.state.epoch, *last, e);
+                *last = Some(LogCursor::of(e));
+                (partition, serde_json::to_vec(&message).unwrap_or_default())
             })
             .collect();
         // Enqueued one after the other, so each partition receives them in log order (the idempotent
@@ -294,10 +333,6 @@ impl Relay {
                 Err(e) => {
                     tracing::warn!(error = %e, "relay: publishing failed; checking the broker and retrying");
                     verified = None;
-                    match producer(&self.config) {
-                        Ok(p) => self.producer = p,
-                        Err(e) => tracing::warn!(error = %e, "relay: cannot recreate the producer"),
-                    }
                     pause(&mut shutdown, Duration::from_millis(200)).await;
                 }
             }
@@ -320,16 +355,27 @@ async fn acknowledged(f: DeliveryFuture) -> Result<(i32, i64), ProjectionError> 
     }
 }
 
-async fn store_offsets(conn: &mut sqlx::PgConnection, topic: &str, next: &[i64]) -> Result<(), sqlx::Error> {
+/// Stores each partition's next offset and last published event.
+async fn store_partitions(
+    conn: &mut sqlx::PgConnection,
+    topic: &str,
+    next: &[i64],
+    last: &[Option<LogCursor>],
+) -> Result<(), sqlx::Error> {
     let partitions: Vec<i32> = (0..next.len() as i32).collect();
+    let xids: Vec<Option<String>> = last.iter().map(|l| l.map(|c| c.transaction_id.to_string())).collect();
+    let positions: Vec<Option<i64>> = last.iter().map(|l| l.map(|c| c.position)).collect();
     sqlx::query(
-        "INSERT INTO kafka_relay_partitions (topic, partition, next_offset)
-         SELECT $1, p, o FROM unnest($2::int4[], $3::int8[]) AS u(p, o)
-         ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        "INSERT INTO kafka_relay_partitions (topic, partition, next_offset, last_transaction_id, last_position)
+         SELECT $1, p, o, x::xid8, l FROM unnest($2::int4[], $3::int8[], $4::text[], $5::int8[]) AS u(p, o, x, l)
+         ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset,
+             last_transaction_id = excluded.last_transaction_id, last_position = excluded.last_position",
     )
     .bind(topic)
     .bind(&partitions)
     .bind(next)
+    .bind(&xids)
+    .bind(&positions)
     .execute(conn)
     .await?;
     Ok(())

@@ -2,15 +2,19 @@
 //! tables nor the domain freeze around it.
 
 use crate::delta::Delta;
-use blazz_commands::store::{EventMetadata, RecordedEvent};
+use blazz_commands::store::{EventMetadata, LogCursor, RecordedEvent};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A message of the events topic: one event of the log, with the relay epoch it was published in.
+/// A message of the events topic: one event of the log, with the relay epoch it was published in and
+/// the log cursor of the event the relay published before it to the same partition in that epoch
+/// (`None`: the epoch's first). The chain lets a consumer see that a message is missing before it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventMessage {
     pub epoch: i64,
+    #[serde(default)]
+    pub prev: Option<LogCursor>,
     pub position: i64,
     pub transaction_id: u64,
     pub stream_id: String,
@@ -25,9 +29,10 @@ pub struct EventMessage {
 }
 
 impl EventMessage {
-    pub fn new(epoch: i64, e: &RecordedEvent) -> Self {
+    pub fn new(epoch: i64, prev: Option<LogCursor>, e: &RecordedEvent) -> Self {
         Self {
             epoch,
+            prev,
             position: e.position,
             transaction_id: e.transaction_id,
             stream_id: e.stream_id.clone(),
@@ -42,7 +47,8 @@ impl EventMessage {
         }
     }
 
-    pub fn into_record(self) -> (i64, RecordedEvent) {
+    /// The epoch, the predecessor and the event.
+    pub fn into_record(self) -> (i64, Option<LogCursor>, RecordedEvent) {
         let record = RecordedEvent {
             position: self.position,
             transaction_id: self.transaction_id,
@@ -56,7 +62,7 @@ impl EventMessage {
             metadata: self.metadata,
             recorded_at: self.recorded_at,
         };
-        (self.epoch, record)
+        (self.epoch, self.prev, record)
     }
 }
 
@@ -125,8 +131,9 @@ mod tests {
             },
             recorded_at: Utc::now(),
         };
-        let bytes = serde_json::to_vec(&EventMessage::new(7, &e)).expect("encode");
+        let prev = Some(LogCursor { transaction_id: 9, position: 41 });
+        let bytes = serde_json::to_vec(&EventMessage::new(7, prev, &e)).expect("encode");
         let back: EventMessage = serde_json::from_slice(&bytes).expect("decode");
-        assert_eq!(back.into_record(), (7, e));
+        assert_eq!(back.into_record(), (7, prev, e));
     }
 }
