@@ -7,7 +7,7 @@ use blazz_commands::codec::Codec;
 use blazz_projections::delta::DeltaSink;
 use blazz_projections::kafka::{ensure_topics, KafkaFeed, Relay};
 use blazz_projections::projector::{Applied, Projector};
-use blazz_projections::{delta::Change, read_models, rebuild, runner::Runner};
+use blazz_projections::{delta::Change, read_models, rebuild, runner::Runner, status};
 use blazz_tests::broker::Broker;
 use blazz_tests::{dump, mixed_workload, Live, Settings, TestApp, Ws, OPERATOR_TOKEN};
 use serde_json::json;
@@ -143,12 +143,26 @@ async fn a_restarted_relay_resumes_where_it_stopped(pool: PgPool) {
     }
     let not_yet = app.get(&format!("/v1/contacts?min_position={last}"), &ws.key).await.expect(503);
     assert_eq!(not_yet.code(), "not_yet_consistent", "nothing is published while the relay is down");
+    // `blazz projections status` counts them as the projections' lag.
+    let unpublished: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE position > $1")
+        .bind(p.body["position"].as_i64())
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    let lagging = status::status(&pool, Some(kafka.partitions)).await.expect("status");
+    assert_eq!(lagging.projections.len(), projection_names().len());
+    for s in &lagging.projections {
+        assert_eq!(s.lag_events, unpublished, "{s:?}");
+        assert!(s.lag_seconds > 0.0, "{s:?}");
+    }
 
     let (_stop_again, relaying) = watch::channel(false);
     let _relay = server::spawn_relay(pool.clone(), store, &kafka, relaying).await.expect("relay again");
     consistent(&app, &ws, last).await;
     assert_eq!(contacts_in(&app, &ws).await, 6);
     applied_exactly_once(&pool).await;
+    let caught_up = status::status(&pool, Some(kafka.partitions)).await.expect("status");
+    assert!(caught_up.projections.iter().all(|s| s.lag_events == 0 && s.position >= last), "{caught_up:?}");
 }
 
 /// Contacts, but the first batch hangs after writing (the process "dies" mid-batch).

@@ -61,7 +61,7 @@ async fn writes_during_a_rebuild_are_all_in_the_switched_in_table(pool: PgPool) 
         Some(50),
         "no contact lost or doubled across the switch-over"
     );
-    let s = status::status(&pool).await.expect("status");
+    let s = status::status(&pool, None).await.expect("status");
     let contacts = s.projections.iter().find(|p| p.projection == "contacts").expect("contacts status");
     assert_eq!(contacts.lag_events, 0, "caught up: {s:?}");
 }

@@ -78,7 +78,7 @@ async fn projections(config: Config, which: Projections) -> Result<(), Error> {
     let pool = server::connect_and_migrate(&existing_database(&config)?, 4).await?;
     match which {
         Projections::Status => {
-            let s = status::status(&pool).await?;
+            let s = status::status(&pool, config.kafka.as_ref().map(|k| k.partitions)).await?;
             println!("{:<16} {:>12} {:>12} {:>10} {:>10}", "projection", "position", "applied", "lag", "lag s");
             for p in s.projections {
                 println!(

@@ -1,8 +1,8 @@
 //! `blazz bench live`: template sends at a fixed rate while a WebSocket client of the same workspace
 //! listens. For each message: the time from the command's answer (accepted) to its `message` delta.
 //! Meanwhile the projections' lag (events behind the log) is sampled every 100 ms. With `KAFKA_BROKERS`
-//! set, the read side runs on Kafka (relay, Kafka feed, deltas topic) and the lag is not sampled (the
-//! log feed's checkpoints do not move).
+//! set, the read side runs on Kafka (relay, Kafka feed, deltas topic) and the lag is that of the Kafka
+//! feed's partition checkpoints.
 
 use super::{ms, scenario_with, summarise, Error, Scenario};
 use blazz_projections::status;
@@ -49,7 +49,7 @@ pub async fn run(
     seconds: u64,
     kafka: Option<blazz_projections::kafka::KafkaConfig>,
 ) -> Result<(), Error> {
-    let on_kafka = kafka.is_some();
+    let partitions = kafka.as_ref().map(|k| k.partitions);
     let Scenario { running, client, key, bodies, .. } =
         scenario_with(pool.clone(), append_writers, 256, true, kafka).await?;
     let mut req = format!("ws://{}/v1/stream", running.addr).into_client_request()?;
@@ -78,9 +78,9 @@ pub async fn run(
         let (pool, stop) = (pool.clone(), stop.clone());
         tokio::spawn(async move {
             let (mut max_events, mut max_seconds, mut sum, mut samples) = (0i64, 0f64, 0i64, 0i64);
-            while !on_kafka && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                if let Ok(s) = status::status(&pool).await {
+                if let Ok(s) = status::status(&pool, partitions).await {
                     let lag = s.projections.iter().map(|p| p.lag_events).max().unwrap_or(0);
                     max_events = max_events.max(lag);
                     max_seconds = s.projections.iter().map(|p| p.lag_seconds).fold(max_seconds, f64::max);
@@ -138,7 +138,7 @@ pub async fn run(
         ms(s.p50),
         ms(s.p99)
     );
-    if let Some((max_events, max_seconds, mean)) = lag.filter(|_| !on_kafka) {
+    if let Some((max_events, max_seconds, mean)) = lag {
         println!("projection lag while sending: max {max_events} events / {max_seconds:.2} s, mean {mean:.1} events (sampled every 100 ms)");
     }
     running.stop().await?;
