@@ -97,10 +97,13 @@ async fn deltas_reach_every_gateway_and_only_their_workspace(pool: PgPool) {
     let (a, b) = (writer.workspace().await, writer.workspace().await);
     let mut live_a = Live::connect(&reader, &a.key, None).await;
     let mut live_b = Live::connect(&reader, &b.key, None).await;
+    // The writing gateway's clients get its projectors' deltas straight from them.
+    let mut local_a = Live::connect(&writer, &a.key, None).await;
     let created = writer.post("/v1/contacts", &a.key, json!({"phone": "+6281234567890"})).await.expect(201);
     let first_a = live_a.next_of("contact").await;
     assert_eq!(first_a["id"], created.body["contact_id"]);
     assert_eq!(first_a["position"], created.body["position"]);
+    assert_eq!(local_a.next_of("contact").await["delta_id"], first_a["delta_id"]);
     let b_contact = writer.post("/v1/contacts", &b.key, json!({"phone": "+6281234567891"})).await.expect(201);
     let d = live_b.next_of("contact").await;
     assert_eq!(d["id"], b_contact.body["contact_id"], "B's first contact delta is B's own: {d}");
@@ -126,7 +129,7 @@ async fn a_restarted_relay_resumes_where_it_stopped(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, false)).await;
     let kafka = broker.config();
     let (_stop_projectors, projecting) = watch::channel(false);
-    let _projectors = server::spawn_kafka_projectors(pool.clone(), &kafka, projecting).await.expect("projectors");
+    let _projectors = server::spawn_kafka_projectors(pool.clone(), &kafka, None, projecting).await.expect("projectors");
     let store = app.commands().store().clone();
     let (stop_relay, relaying) = watch::channel(false);
     let relay = server::spawn_relay(pool.clone(), store.clone(), &kafka, relaying).await.expect("relay");
@@ -227,7 +230,7 @@ async fn a_projector_killed_mid_batch_applies_the_batch_once_after_restart(pool:
 
     // The restarted projectors get the batch again (no offset was committed) and apply it once.
     let (_stop_projectors, projecting) = watch::channel(false);
-    let _projectors = server::spawn_kafka_projectors(pool.clone(), &kafka, projecting).await.expect("projectors");
+    let _projectors = server::spawn_kafka_projectors(pool.clone(), &kafka, None, projecting).await.expect("projectors");
     let c = app.post("/v1/contacts", &ws.key, json!({"phone": "+6281200000006"})).await.expect(201);
     consistent(&app, &ws, c.body["position"].as_i64().expect("p")).await;
     assert_eq!(contacts_in(&app, &ws).await, 6);

@@ -231,7 +231,7 @@ async fn project(config: Config) -> Result<(), Error> {
     let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = match &config.kafka {
-        Some(kafka) => server::spawn_kafka_projectors(pool, kafka, stopped).await?,
+        Some(kafka) => server::spawn_kafka_projectors(pool, kafka, None, stopped).await?.0,
         None => {
             let store = std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
             let runner = Runner::new(pool, store, Codec::new(), read_models::all(), Hub::new(1));

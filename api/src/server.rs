@@ -124,11 +124,12 @@ pub async fn state(
         }
         (None, false) => Progress::polling(pool.clone(), names, None, poll, shutdown.clone()),
         (Some(kafka), projectors) => {
+            let mut own = None;
             if projectors {
                 spawn_relay(pool.clone(), store.clone(), kafka, shutdown.clone()).await?;
-                spawn_kafka_projectors(pool.clone(), kafka, shutdown.clone()).await?;
+                own = Some(spawn_kafka_projectors(pool.clone(), kafka, Some(hub.clone()), shutdown.clone()).await?.1);
             }
-            deltas::subscribe(kafka, pool.clone(), names.clone(), hub.clone(), shutdown.clone()).await?;
+            deltas::subscribe(kafka, pool.clone(), names.clone(), hub.clone(), own, shutdown.clone()).await?;
             Progress::polling(pool.clone(), names, Some(kafka.partitions), poll, shutdown.clone())
         }
     };
@@ -172,20 +173,29 @@ pub async fn spawn_relay(
     }))
 }
 
-/// Starts the projectors on the Kafka feed, publishing deltas to the deltas topic, until `shutdown`.
+/// Starts the projectors on the Kafka feed until `shutdown`. Their deltas go to the deltas topic for
+/// every gateway and, with `local`, straight into this process's hub too. Returns the task and the
+/// origin tag of the deltas they publish (this process's delta consumer skips those).
 pub async fn spawn_kafka_projectors(
     pool: PgPool,
     kafka: &KafkaConfig,
+    local: Option<Hub>,
     shutdown: watch::Receiver<bool>,
-) -> Result<tokio::task::JoinHandle<()>, StartError> {
+) -> Result<(tokio::task::JoinHandle<()>, uuid::Uuid), StartError> {
     let feed = KafkaFeed::new(kafka).await?;
-    let sink: Arc<dyn DeltaSink> = Arc::new(KafkaDeltaSink::new(kafka)?);
-    let runner = Runner::with_feed(pool, feed, Codec::new(), read_models::all(), vec![sink]);
-    Ok(tokio::spawn(async move {
+    let topic = KafkaDeltaSink::new(kafka)?;
+    let origin = topic.origin();
+    let mut sinks: Vec<Arc<dyn DeltaSink>> = vec![Arc::new(topic)];
+    if let Some(hub) = local {
+        sinks.push(Arc::new(hub));
+    }
+    let runner = Runner::with_feed(pool, feed, Codec::new(), read_models::all(), sinks);
+    let task = tokio::spawn(async move {
         if let Err(e) = runner.run(shutdown).await {
             tracing::error!(error = %e, "projections stopped");
         }
-    }))
+    });
+    Ok((task, origin))
 }
 
 /// A dispatcher with the Meta provider and the sandbox (posting to the public URL, else `own_url`).

@@ -2,7 +2,9 @@
 //!
 //! Projectors publish each committed batch's deltas to the deltas topic, in the partition of their
 //! workspace (so a workspace's deltas stay in log order); every gateway reads all partitions from the
-//! end, outside any group, into its in-process [`Hub`], which buffers them for reconnecting clients.
+//! end into its in-process [`Hub`], which buffers them for reconnecting clients. A process that runs
+//! projectors and a gateway also hands its deltas straight to its hub (no broker round trip) and
+//! skips them when they come back through the topic: each message names its origin process.
 
 use super::wire::DeltaMessage;
 use super::{ensure_topics, kafka_error, partition_of, GroupMember, KafkaConfig};
@@ -16,6 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 /// Publishes deltas to the deltas topic.
 #[derive(Clone)]
@@ -23,6 +26,7 @@ pub struct KafkaDeltaSink {
     producer: FutureProducer,
     topic: String,
     partitions: i32,
+    origin: Uuid,
 }
 
 impl std::fmt::Debug for KafkaDeltaSink {
@@ -39,7 +43,12 @@ impl KafkaDeltaSink {
             .set("message.timeout.ms", "5000")
             .create()
             .map_err(|e| kafka_error("delta producer", e))?;
-        Ok(Self { producer, topic: config.deltas_topic(), partitions: config.partitions })
+        Ok(Self { producer, topic: config.deltas_topic(), partitions: config.partitions, origin: Uuid::new_v4() })
+    }
+
+    /// The tag of this sink's messages.
+    pub fn origin(&self) -> Uuid {
+        self.origin
     }
 }
 
@@ -47,7 +56,7 @@ impl DeltaSink for KafkaDeltaSink {
     fn publish(&self, deltas: Vec<Delta>) {
         let mut pending = Vec::with_capacity(deltas.len());
         for d in &deltas {
-            let body = serde_json::to_vec(&DeltaMessage::new(d)).unwrap_or_default();
+            let body = serde_json::to_vec(&DeltaMessage::new(d, self.origin)).unwrap_or_default();
             let key = d.workspace_id.to_string();
             let record = FutureRecord::to(&self.topic)
                 .partition(partition_of(d.workspace_id, self.partitions))
@@ -70,13 +79,15 @@ impl DeltaSink for KafkaDeltaSink {
     }
 }
 
-/// Reads every partition of the deltas topic from now on into `hub`, until `shutdown` turns true.
-/// Returns once the consumer is positioned, so deltas of events applied from then on all arrive.
+/// Reads every partition of the deltas topic from now on into `hub` (but for the deltas of `own`, a
+/// sink that delivers to `hub` itself), until `shutdown` turns true. Returns once the consumer is
+/// positioned, so deltas of events applied from then on all arrive.
 pub async fn subscribe(
     config: &KafkaConfig,
     pool: PgPool,
     projections: Vec<&'static str>,
     hub: Hub,
+    own: Option<Uuid>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProjectionError> {
     ensure_topics(config).await?;
@@ -88,7 +99,7 @@ pub async fn subscribe(
         .set("enable.auto.commit", "false")
         // A recreated topic (the broker lost it) starts below our position: read it from its start.
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
+        .set("fetch.wait.max.ms", "5")
         .create()
         .map_err(|e| kafka_error("delta consumer", e))?;
     let topic = config.deltas_topic();
@@ -110,7 +121,7 @@ pub async fn subscribe(
         }
         // Resolving the end offsets needs the consumer to be polled.
         if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(20), consumer.recv()).await {
-            deliver(&hub, &m);
+            deliver(&hub, &m, own);
         }
     }
     // Deltas of events the projectors applied before now may have been published before this
@@ -122,7 +133,7 @@ pub async fn subscribe(
         loop {
             tokio::select! {
                 m = consumer.recv() => match m {
-                    Ok(m) => deliver(&hub, &m),
+                    Ok(m) => deliver(&hub, &m, own),
                     Err(e) => {
                         tracing::warn!(error = %e, "delta consumer");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -135,11 +146,57 @@ pub async fn subscribe(
     Ok(())
 }
 
-fn deliver(hub: &Hub, m: &rdkafka::message::BorrowedMessage<'_>) {
-    let delta =
-        m.payload().and_then(|p| serde_json::from_slice::<DeltaMessage>(p).ok()).and_then(DeltaMessage::into_delta);
-    match delta {
-        Some(d) => hub.publish(vec![d]),
-        None => tracing::warn!(offset = m.offset(), "undecodable delta skipped"),
+fn deliver(hub: &Hub, m: &rdkafka::message::BorrowedMessage<'_>, own: Option<Uuid>) {
+    if !hand_over(hub, m.payload(), own) {
+        tracing::warn!(offset = m.offset(), "undecodable delta skipped");
+    }
+}
+
+/// Publishes a delta message's delta to `hub` unless `own` published it (and delivered it itself).
+/// Returns false if the message is not a delta.
+fn hand_over(hub: &Hub, payload: Option<&[u8]>, own: Option<Uuid>) -> bool {
+    let Some(message) = payload.and_then(|p| serde_json::from_slice::<DeltaMessage>(p).ok()) else {
+        return false;
+    };
+    if own.is_some() && message.origin == own {
+        return true;
+    }
+    match message.into_delta() {
+        Some(d) => {
+            hub.publish(vec![d]);
+            true
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delta::Resume;
+
+    fn message(position: i64, origin: Uuid) -> Vec<u8> {
+        let d = Delta {
+            kind: "contact".into(),
+            op: "upsert".into(),
+            id: Uuid::new_v4(),
+            workspace_id: Uuid::new_v4(),
+            position,
+            delta_id: format!("7.{position}.0"),
+            changed: serde_json::Value::Null,
+            key: (7, position, 0),
+        };
+        serde_json::to_vec(&DeltaMessage::new(&d, origin)).expect("encode")
+    }
+
+    #[test]
+    fn a_gateway_skips_the_deltas_its_own_projectors_delivered() {
+        let (hub, mine, theirs) = (Hub::new(10), Uuid::new_v4(), Uuid::new_v4());
+        assert!(hand_over(&hub, Some(&message(1, mine)), Some(mine)));
+        assert!(hand_over(&hub, Some(&message(2, theirs)), Some(mine)));
+        assert!(hand_over(&hub, Some(&message(3, mine)), None), "a gateway without projectors takes all");
+        assert!(!hand_over(&hub, Some(b"not a delta"), Some(mine)));
+        let Resume::From(buffered, _) = hub.subscribe(Some((0, 0, 0))) else { panic!("resync") };
+        assert_eq!(buffered.iter().map(|d| d.position).collect::<Vec<_>>(), vec![2, 3]);
     }
 }

@@ -56,7 +56,7 @@ impl KafkaFeed {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "500")
-            .set("fetch.wait.max.ms", "20")
+            .set("fetch.wait.max.ms", "5")
             .set("topic.metadata.refresh.interval.ms", "2000")
             .create()
             .map_err(|e| kafka_error("consumer", e))?;

@@ -2,13 +2,16 @@
 //!
 //! It reads the log gap-free from its checkpoint (like the log feed), sends each event to its
 //! workspace's partition keyed by stream id through an idempotent producer, and once the broker has
-//! acknowledged the whole batch stores the new checkpoint and each partition's next offset. A crash
+//! acknowledged the whole batch stores the new checkpoint and each partition's floor. A crash
 //! between the two publishes the batch again: consumers skip what they applied.
 //!
 //! Kafka only carries the log. Every second (and after any error) the relay checks that the broker
-//! still has what it published: a missing topic, or a partition whose high watermark is below the
-//! offset the relay's next message would get, means the broker lost data (a memory-storage broker
-//! restarted, a topic deleted and recreated); so does an acknowledgement at an offset below that one.
+//! still has what it published: a missing topic, or a partition whose high watermark is below its
+//! *floor* means the broker lost data (a memory-storage broker restarted, a topic deleted and
+//! recreated); so does an acknowledgement at an offset below the floor. The floor is the offset of the
+//! first message of the relay's last batch to the partition, plus one: a broker that has that batch
+//! reports at least that much, even one (tansu 0.6) whose high watermark lags behind a multi-message
+//! produce request.
 //! The relay then recreates the topics, bumps the epoch and republishes from the slowest projector's
 //! checkpoint, so nothing is lost; consumers that meet the new epoch read the partition from its start,
 //! skipping what they applied, so nothing is applied twice.
@@ -53,8 +56,9 @@ pub struct Relay {
     producer: FutureProducer,
     inspector: Inspector,
     state: RelayState,
-    /// Per partition, the offset the next message gets.
-    next_offsets: Vec<i64>,
+    /// Per partition, the high watermark the broker reports at least while it has what the relay
+    /// published (see the module docs).
+    floors: Vec<i64>,
     /// Per partition, the last event published to it in this epoch.
     last: Vec<Option<LogCursor>>,
 }
@@ -70,7 +74,7 @@ fn producer(config: &KafkaConfig) -> Result<FutureProducer, ProjectionError> {
         .client()
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "2")
+        .set("linger.ms", "0")
         .set("message.timeout.ms", "10000")
         .create()
         .map_err(|e| kafka_error("producer", e))
@@ -94,7 +98,7 @@ impl Relay {
             producer,
             inspector,
             state: RelayState { cursor: LogCursor::START, epoch: 1 },
-            next_offsets: vec![0; config.partitions.max(1) as usize],
+            floors: vec![0; config.partitions.max(1) as usize],
             last: vec![None; config.partitions.max(1) as usize],
             config,
         };
@@ -106,7 +110,7 @@ impl Relay {
         self.state
     }
 
-    /// Reads the stored checkpoint and next offsets.
+    /// Reads the stored checkpoint, floors and chain.
     async fn load(&mut self) -> Result<(), ProjectionError> {
         sqlx::query("INSERT INTO kafka_relay (topic) VALUES ($1) ON CONFLICT DO NOTHING")
             .bind(&self.topic)
@@ -125,10 +129,10 @@ impl Relay {
         .bind(&self.topic)
         .fetch_all(&self.pool)
         .await?;
-        self.next_offsets.iter_mut().for_each(|o| *o = 0);
+        self.floors.iter_mut().for_each(|o| *o = 0);
         self.last.iter_mut().for_each(|l| *l = None);
         for (p, next, xid, position) in rows {
-            if let (Some(o), Some(l)) = (self.next_offsets.get_mut(p as usize), self.last.get_mut(p as usize)) {
+            if let (Some(o), Some(l)) = (self.floors.get_mut(p as usize), self.last.get_mut(p as usize)) {
                 *o = next;
                 *l = xid
                     .zip(position)
@@ -138,31 +142,48 @@ impl Relay {
         Ok(())
     }
 
-    /// Checks that the broker still has everything published; if it lost any of it, recreates the
-    /// topics, bumps the epoch and rewinds to the slowest projector's checkpoint. Returns whether it
-    /// rewound.
-    pub async fn verify(&mut self) -> Result<bool, ProjectionError> {
-        let lost = match self.inspector.partition_count(&self.topic).await? {
-            None => {
+    /// Asks the broker whether it still has everything published so far. The answer is computed apart
+    /// from the relay (a `'static` future), so publishing goes on while the broker answers.
+    fn probe(&self) -> impl std::future::Future<Output = Result<Probe, ProjectionError>> + Send + 'static {
+        let (inspector, topic, partitions, floors) =
+            (self.inspector.clone(), self.topic.clone(), self.config.partitions, self.floors.clone());
+        async move {
+            match inspector.partition_count(&topic).await? {
+                None => Ok(Probe::Missing),
+                Some(n) if n != partitions => Err(ProjectionError::Kafka(format!(
+                    "topic {topic} has {n} partitions, BLAZZ_KAFKA_PARTITIONS is {partitions}"
+                ))),
+                Some(_) => {
+                    let highs = inspector.high_watermarks(&topic, partitions).await?;
+                    let lost = highs.iter().zip(&floors).any(|(high, floor)| high < floor);
+                    Ok(if lost { Probe::Lost } else { Probe::Intact })
+                }
+            }
+        }
+    }
+
+    /// Acts on a probe: recreates a missing topic; if the broker lost anything published, bumps the
+    /// epoch and rewinds to the slowest projector's checkpoint. Returns whether it rewound.
+    async fn act(&mut self, probe: Probe) -> Result<bool, ProjectionError> {
+        let lost = match probe {
+            Probe::Intact => false,
+            Probe::Lost => true,
+            Probe::Missing => {
                 ensure_topics(&self.config).await?;
                 // A topic that never had anything published is simply new.
-                self.state.cursor > LogCursor::START || self.next_offsets.iter().any(|o| *o > 0)
-            }
-            Some(n) if n != self.config.partitions => {
-                return Err(ProjectionError::Kafka(format!(
-                    "topic {} has {n} partitions, BLAZZ_KAFKA_PARTITIONS is {}",
-                    self.topic, self.config.partitions
-                )));
-            }
-            Some(_) => {
-                let highs = self.inspector.high_watermarks(&self.topic, self.config.partitions).await?;
-                highs.iter().zip(&self.next_offsets).any(|(high, expected)| high < expected)
+                self.state.cursor > LogCursor::START || self.floors.iter().any(|o| *o > 0)
             }
         };
         if lost {
             self.rewind().await?;
         }
         Ok(lost)
+    }
+
+    /// Checks the broker and acts on the answer (see [`Self::act`]).
+    pub async fn verify(&mut self) -> Result<bool, ProjectionError> {
+        let probe = self.probe().await?;
+        self.act(probe).await
     }
 
     /// The slowest projector's checkpoint over every partition (a partition it never consumed: the
@@ -223,14 +244,13 @@ impl Relay {
                 return Err(e);
             }
         };
-        let mut next = self.next_offsets.clone();
-        let mut lost = false;
-        for (p, offset) in offsets {
-            if let Some(n) = next.get_mut(p as usize) {
-                // Below what the partition had: the broker lost it since (the batch went into a new,
-                // empty topic).
-                lost |= offset < *n;
-                *n = (*n).max(offset + 1);
+        // Below what the partition had: the broker lost it since (the batch went into a new, empty
+        // topic).
+        let lost = offsets.iter().any(|(p, offset)| self.floors.get(*p as usize).is_some_and(|f| offset < f));
+        let mut floors = self.floors.clone();
+        for (p, offset) in offsets.iter().rev() {
+            if let Some(f) = floors.get_mut(*p as usize) {
+                *f = offset + 1;
             }
         }
         if lost {
@@ -238,6 +258,9 @@ impl Relay {
             return Ok(events.len());
         }
         let mut tx = self.pool.begin().await?;
+        // Losing this checkpoint in a crash only publishes the batch again (consumers skip it), so
+        // the commit need not wait for its WAL flush.
+        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
         sqlx::query(
             "UPDATE kafka_relay SET transaction_id = $2::text::xid8, position = $3,
                  events_published = events_published + $4, updated_at = now()
@@ -249,10 +272,10 @@ impl Relay {
         .bind(events.len() as i64)
         .execute(&mut *tx)
         .await?;
-        store_partitions(&mut tx, &self.topic, &next, &chain).await?;
+        store_partitions(&mut tx, &self.topic, &floors, &chain).await?;
         tx.commit().await?;
         self.state.cursor = last;
-        self.next_offsets = next;
+        self.floors = floors;
         self.last = chain;
         Ok(events.len())
     }
@@ -313,31 +336,65 @@ impl Relay {
             _ = shutdown.changed() => return Ok(()),
         }
         self.load().await?;
-        let mut verified: Option<Instant> = None;
+        // Until the broker is known to be sound (at start, after an error) the relay checks before it
+        // publishes; then every VERIFY_EVERY in the background, tagged with the epoch it checked.
+        let mut sound = false;
+        let mut probing: Option<(i64, tokio::task::JoinHandle<Result<Probe, ProjectionError>>)> = None;
+        let mut probed_at = Instant::now();
         loop {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            if verified.is_none_or(|t| t.elapsed() >= VERIFY_EVERY) {
-                match self.verify().await {
-                    Ok(_) => verified = Some(Instant::now()),
-                    Err(e) => {
+            if !sound {
+                if let Err(e) = self.verify().await {
+                    tracing::warn!(error = %e, "relay: cannot check the broker; retrying");
+                    pause(&mut shutdown, Duration::from_millis(500)).await;
+                    continue;
+                }
+                (sound, probing, probed_at) = (true, None, Instant::now());
+            }
+            if probing.as_ref().is_some_and(|(_, task)| task.is_finished()) {
+                if let Some((epoch, task)) = probing.take() {
+                    let answer = task.await.map_err(|e| ProjectionError::Kafka(format!("broker check: {e}")));
+                    // A rewind since the probe started made its answer stale.
+                    let acted = match answer {
+                        Ok(Ok(probe)) if epoch == self.state.epoch => self.act(probe).await.map(|_| ()),
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) | Err(e) => Err(e),
+                    };
+                    if let Err(e) = acted {
                         tracing::warn!(error = %e, "relay: cannot check the broker; retrying");
-                        pause(&mut shutdown, Duration::from_millis(500)).await;
+                        sound = false;
                         continue;
                     }
                 }
             }
+            if probing.is_none() && probed_at.elapsed() >= VERIFY_EVERY {
+                probing = Some((self.state.epoch, tokio::spawn(self.probe())));
+                probed_at = Instant::now();
+            }
             match self.step().await {
-                Ok(n) => self.log.wait_for_appends(n, BATCH, &mut shutdown).await,
+                // Publishing has no fixed cost per batch worth waiting for more events: batch size 1
+                // (no linger after a partial batch).
+                Ok(n) => self.log.wait_for_appends(n, 1, &mut shutdown).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "relay: publishing failed; checking the broker and retrying");
-                    verified = None;
+                    sound = false;
                     pause(&mut shutdown, Duration::from_millis(200)).await;
                 }
             }
         }
     }
+}
+
+/// What the broker has of the events topic, compared with what the relay published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Intact,
+    /// The topic does not exist.
+    Missing,
+    /// A partition's high watermark is below its floor.
+    Lost,
 }
 
 async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) {
@@ -355,14 +412,14 @@ async fn acknowledged(f: DeliveryFuture) -> Result<(i32, i64), ProjectionError> 
     }
 }
 
-/// Stores each partition's next offset and last published event.
+/// Stores each partition's floor and last published event.
 async fn store_partitions(
     conn: &mut sqlx::PgConnection,
     topic: &str,
-    next: &[i64],
+    floors: &[i64],
     last: &[Option<LogCursor>],
 ) -> Result<(), sqlx::Error> {
-    let partitions: Vec<i32> = (0..next.len() as i32).collect();
+    let partitions: Vec<i32> = (0..floors.len() as i32).collect();
     let xids: Vec<Option<String>> = last.iter().map(|l| l.map(|c| c.transaction_id.to_string())).collect();
     let positions: Vec<Option<i64>> = last.iter().map(|l| l.map(|c| c.position)).collect();
     sqlx::query(
@@ -373,7 +430,7 @@ async fn store_partitions(
     )
     .bind(topic)
     .bind(&partitions)
-    .bind(next)
+    .bind(floors)
     .bind(&xids)
     .bind(&positions)
     .execute(conn)

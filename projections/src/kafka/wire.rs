@@ -76,11 +76,15 @@ pub struct DeltaMessage {
     pub position: i64,
     pub delta_id: String,
     pub changed: serde_json::Value,
+    /// The publishing process (its own gateway delivered the delta already and skips it here).
+    #[serde(default)]
+    pub origin: Option<Uuid>,
 }
 
 impl DeltaMessage {
-    pub fn new(d: &Delta) -> Self {
+    pub fn new(d: &Delta, origin: Uuid) -> Self {
         Self {
+            origin: Some(origin),
             kind: d.kind.to_string(),
             op: d.op.to_string(),
             id: d.id,
