@@ -372,3 +372,24 @@ async fn messages_published_into_an_emptied_topic_wait_for_the_ones_it_lost(pool
         .expect("contacts");
     assert_eq!(contacts, 6);
 }
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_busy_topic_is_not_mistaken_for_a_lost_one(pool: PgPool) {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, false)).await;
+    let mut relay = Relay::new(pool.clone(), app.commands().store().clone(), broker.config(), projection_names())
+        .await
+        .expect("relay");
+    let ws = app.workspace().await;
+    // Many events of one workspace in one step: one partition, multi-message produce requests (tansu
+    // reports a high watermark behind such a request).
+    let rows: Vec<serde_json::Value> = (0..300).map(|i| json!({"phone": format!("+62813{i:08}")})).collect();
+    app.post("/v1/contacts/import", &ws.key, json!(rows)).await.expect(200);
+    publish_all(&mut relay).await;
+    for _ in 0..3 {
+        assert!(!relay.verify().await.expect("verify"), "the relay took a busy topic for a lost one");
+    }
+    let republished: i32 =
+        sqlx::query_scalar("SELECT republished FROM kafka_relay").fetch_one(&pool).await.expect("relay row");
+    assert_eq!(republished, 0);
+}
