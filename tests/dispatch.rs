@@ -86,7 +86,9 @@ impl Setup {
 
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn the_channel_rate_is_held_over_the_run(pool: PgPool) {
-    let s = setup(pool, 50).await;
+    // With the default recipient pacing: distinct recipients are not held back by it.
+    let s =
+        setup_with(pool, 50, RetryPolicy { recipient_pace: RetryPolicy::default().recipient_pace, ..policy() }).await;
     let campaign = s.campaign(150).await;
     s.app.eventually(&s.ws, &format!("/v1/campaigns/{campaign}"), |c| c["sent"] == 150).await;
     let mut at: Vec<_> = s.graph.calls().iter().map(|c| c.at).collect();

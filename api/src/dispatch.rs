@@ -153,6 +153,18 @@ pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Rece
             }
         };
         handled.retain(|_, at| at.elapsed() < REMEMBER);
+        // At most one second's worth per channel per round, in queue order; only those take their
+        // recipient's pace slot (a slot taken by a message left for a later round would hold it back).
+        let mut picked: HashMap<Uuid, usize> = HashMap::new();
+        let due: Vec<Due> = due
+            .into_iter()
+            .filter(|d| !handled.contains_key(&d.1))
+            .filter(|d| {
+                let n = picked.entry(d.2).or_insert(0);
+                *n += 1;
+                *n <= d.3.max(1) as usize
+            })
+            .collect();
         let due = match paced(&pool, due, dispatcher.policy().recipient_pace).await {
             Ok(due) => due,
             Err(e) => {
@@ -160,13 +172,9 @@ pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Rece
                 Vec::new()
             }
         };
-        // At most one second's worth per channel per round, in queue order.
         let mut per_channel: HashMap<Uuid, (f64, Vec<(Uuid, Uuid)>)> = HashMap::new();
-        for (w, m, c, rate, _) in due.into_iter().filter(|d| !handled.contains_key(&d.1)) {
-            let entry = per_channel.entry(c).or_insert_with(|| (f64::from(rate.max(1)), vec![]));
-            if entry.1.len() < rate.max(1) as usize {
-                entry.1.push((w, m));
-            }
+        for (w, m, c, rate, _) in due {
+            per_channel.entry(c).or_insert_with(|| (f64::from(rate.max(1)), vec![])).1.push((w, m));
         }
         if per_channel.is_empty() {
             tokio::select! {
