@@ -131,18 +131,23 @@ async fn reserve(pool: &PgPool, channel: Uuid, n: usize, per_second: f64) -> Res
 pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
     let mut handled: HashMap<Uuid, Instant> = HashMap::new();
     while !*shutdown.borrow() {
+        handled.retain(|_, at| at.elapsed() < REMEMBER);
+        // Sent here but still queued until the queue projection catches up: not fetched again, so they
+        // do not crowd the batch out.
+        let recent: Vec<Uuid> = handled.keys().copied().collect();
         let due: Vec<Due> = match sqlx::query_as(
             "SELECT q.workspace_id, q.message_id, q.channel_id, coalesce(c.rate_limit_per_second, 80),
                     CASE WHEN q.campaign_id IS NOT NULL THEN q.contact_id END
              FROM dispatch_queue q
              LEFT JOIN rm_channels c ON c.workspace_id = q.workspace_id AND c.channel_id = q.channel_id
-             WHERE q.due_at <= now()
+             WHERE q.due_at <= now() AND q.message_id <> ALL($2)
                AND NOT EXISTS (SELECT 1 FROM dispatch_held h WHERE h.held_id IN (q.campaign_id, q.channel_id))
                AND NOT (q.campaign_id IS NOT NULL AND EXISTS (SELECT 1 FROM dispatch_pace p
                         WHERE p.channel_id = q.channel_id AND p.contact_id = q.contact_id AND p.next_at > now()))
              ORDER BY q.due_at LIMIT $1",
         )
         .bind(BATCH)
+        .bind(&recent)
         .fetch_all(&pool)
         .await
         {
@@ -152,13 +157,11 @@ pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Rece
                 Vec::new()
             }
         };
-        handled.retain(|_, at| at.elapsed() < REMEMBER);
         // At most one second's worth per channel per round, in queue order; only those take their
         // recipient's pace slot (a slot taken by a message left for a later round would hold it back).
         let mut picked: HashMap<Uuid, usize> = HashMap::new();
         let due: Vec<Due> = due
             .into_iter()
-            .filter(|d| !handled.contains_key(&d.1))
             .filter(|d| {
                 let n = picked.entry(d.2).or_insert(0);
                 *n += 1;
