@@ -22,11 +22,14 @@
 //!
 //! One relay per topic publishes at a time (a PostgreSQL advisory lock); others wait as standbys.
 
+mod check;
+
 use super::wire::EventMessage;
-use super::{ensure_topics, kafka_error, partition_of, Inspector, KafkaConfig};
-use crate::feed::{CheckpointTable, LogFeed};
-use crate::runner::{read_checkpoints, ProjectionError};
+use super::{kafka_error, partition_of, Inspector, KafkaConfig};
+use crate::feed::LogFeed;
+use crate::runner::ProjectionError;
 use blazz_commands::store::{EventStore, LogCursor, RecordedEvent};
+use check::Probe;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use sqlx::PgPool;
@@ -140,92 +143,6 @@ impl Relay {
             }
         }
         Ok(())
-    }
-
-    /// Asks the broker whether it still has everything published so far. The answer is computed apart
-    /// from the relay (a `'static` future), so publishing goes on while the broker answers.
-    fn probe(&self) -> impl std::future::Future<Output = Result<Probe, ProjectionError>> + Send + 'static {
-        let (inspector, topic, partitions, floors) =
-            (self.inspector.clone(), self.topic.clone(), self.config.partitions, self.floors.clone());
-        async move {
-            match inspector.partition_count(&topic).await? {
-                None => Ok(Probe::Missing),
-                Some(n) if n != partitions => Err(ProjectionError::Kafka(format!(
-                    "topic {topic} has {n} partitions, BLAZZ_KAFKA_PARTITIONS is {partitions}"
-                ))),
-                Some(_) => {
-                    let highs = inspector.high_watermarks(&topic, partitions).await?;
-                    let lost = highs.iter().zip(&floors).any(|(high, floor)| high < floor);
-                    Ok(if lost { Probe::Lost } else { Probe::Intact })
-                }
-            }
-        }
-    }
-
-    /// Acts on a probe: recreates a missing topic; if the broker lost anything published, bumps the
-    /// epoch and rewinds to the slowest projector's checkpoint. Returns whether it rewound.
-    async fn act(&mut self, probe: Probe) -> Result<bool, ProjectionError> {
-        let lost = match probe {
-            Probe::Intact => false,
-            Probe::Lost => true,
-            Probe::Missing => {
-                ensure_topics(&self.config).await?;
-                // A topic that never had anything published is simply new.
-                self.state.cursor > LogCursor::START || self.floors.iter().any(|o| *o > 0)
-            }
-        };
-        if lost {
-            self.rewind().await?;
-        }
-        Ok(lost)
-    }
-
-    /// Checks the broker and acts on the answer (see [`Self::act`]).
-    pub async fn verify(&mut self) -> Result<bool, ProjectionError> {
-        let probe = self.probe().await?;
-        self.act(probe).await
-    }
-
-    /// The slowest projector's checkpoint over every partition (a partition it never consumed: the
-    /// start of the log).
-    async fn slowest_checkpoint(&self) -> Result<LogCursor, ProjectionError> {
-        let cps = read_checkpoints(&self.pool, CheckpointTable::Partitions, &self.projections, None, false).await?;
-        let mut slowest = self.state.cursor;
-        for name in &self.projections {
-            for lane in 0..self.config.partitions {
-                slowest = slowest.min(cps.get(&(name.to_string(), lane)).map_or(LogCursor::START, |c| c.cursor));
-            }
-        }
-        Ok(slowest)
-    }
-
-    async fn rewind(&mut self) -> Result<(), ProjectionError> {
-        ensure_topics(&self.config).await?;
-        let from = self.slowest_checkpoint().await?;
-        let highs = self.inspector.high_watermarks(&self.topic, self.config.partitions).await?;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE kafka_relay SET transaction_id = $2::text::xid8, position = $3, epoch = epoch + 1,
-                 republished = republished + 1, updated_at = now()
-             WHERE topic = $1",
-        )
-        .bind(&self.topic)
-        .bind(from.transaction_id.to_string())
-        .bind(from.position)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM kafka_relay_partitions WHERE topic = $1").bind(&self.topic).execute(&mut *tx).await?;
-        store_partitions(&mut tx, &self.topic, &highs, &vec![None; highs.len()]).await?;
-        tx.commit().await?;
-        tracing::warn!(
-            topic = %self.topic,
-            from = %from.encode(),
-            epoch = self.state.epoch + 1,
-            "the broker lost published events: republishing from the slowest projector's checkpoint"
-        );
-        // The idempotent producer's sequence numbers belong to the lost topic.
-        self.producer = producer(&self.config)?;
-        self.load().await
     }
 
     /// Publishes the next batch of the log; returns how many events it handled (0: caught up).
@@ -385,16 +302,6 @@ impl Relay {
             }
         }
     }
-}
-
-/// What the broker has of the events topic, compared with what the relay published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Probe {
-    Intact,
-    /// The topic does not exist.
-    Missing,
-    /// A partition's high watermark is below its floor.
-    Lost,
 }
 
 async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) {
