@@ -55,6 +55,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
         ("idle_in_transaction_session_timeout", "10s"),
         ("max_parallel_workers_per_gather", "0"),
         ("jit", "off"),
+        // Plan every execution for the tables as they are now. A cached generic plan made while the
+        // log was small (a fresh system) scanned the whole log on every append for the connection's
+        // lifetime: the table outgrows its statistics far faster than autovacuum re-analyses it.
+        ("plan_cache_mode", "force_custom_plan"),
         ("application_name", "blazz"),
     ]);
     Ok(PgPoolOptions::new()
