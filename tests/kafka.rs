@@ -97,7 +97,8 @@ async fn deltas_reach_every_gateway_and_only_their_workspace(pool: PgPool) {
     let (a, b) = (writer.workspace().await, writer.workspace().await);
     let mut live_a = Live::connect(&reader, &a.key, None).await;
     let mut live_b = Live::connect(&reader, &b.key, None).await;
-    // The writing gateway's clients get its projectors' deltas straight from them.
+    // The writing gateway's clients get its projectors' deltas (straight from them: it skips its own on
+    // the topic).
     let mut local_a = Live::connect(&writer, &a.key, None).await;
     let created = writer.post("/v1/contacts", &a.key, json!({"phone": "+6281234567890"})).await.expect(201);
     let first_a = live_a.next_of("contact").await;

@@ -3,10 +3,10 @@
 
 use crate::feed::{CheckpointTable, Lane};
 use crate::kafka::partition_of;
-use crate::runner::read_checkpoints;
+use crate::runner::{read_checkpoints, slowest_per_lane};
 use blazz_commands::store::LogCursor;
 use sqlx::PgPool;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -64,17 +64,9 @@ impl Progress {
                 let table = if kafka_partitions.is_some() { CheckpointTable::Partitions } else { CheckpointTable::Log };
                 match read_checkpoints(&pool, table, &names, None, false).await {
                     Ok(cps) => {
-                        // Per lane, the slowest projector; a projector without a row has applied nothing.
-                        let mut lanes: HashMap<Lane, LogCursor> = HashMap::new();
-                        for ((_, lane), c) in &cps {
-                            let entry = lanes.entry(*lane).or_insert(c.cursor);
-                            *entry = (*entry).min(c.cursor);
-                        }
-                        for (lane, cursor) in lanes.iter_mut() {
-                            if names.iter().any(|n| !cps.contains_key(&(n.to_string(), *lane))) {
-                                *cursor = LogCursor::START;
-                            }
-                        }
+                        // The lanes with checkpoints; one without any has nothing applied (not covered).
+                        let present: BTreeSet<Lane> = cps.keys().map(|(_, lane)| *lane).collect();
+                        let lanes = slowest_per_lane(&cps, &names, present);
                         let reached = match kafka_partitions {
                             None => Reached::Log(lanes.values().copied().min().unwrap_or_default()),
                             Some(partitions) => Reached::Partitions { partitions, at: Arc::new(lanes) },

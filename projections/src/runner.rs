@@ -76,6 +76,19 @@ fn at(cps: &Checkpoints, name: &str, lane: Lane) -> Checkpoint {
     cps.get(&(name.to_owned(), lane)).copied().unwrap_or_default()
 }
 
+/// Per lane of `lanes`, the slowest of `names`' checkpoints; a projector without a checkpoint in a lane
+/// has applied nothing there.
+pub fn slowest_per_lane(
+    cps: &Checkpoints,
+    names: &[&str],
+    lanes: impl IntoIterator<Item = Lane>,
+) -> HashMap<Lane, LogCursor> {
+    lanes
+        .into_iter()
+        .map(|lane| (lane, names.iter().map(|n| at(cps, n, lane).cursor).min().unwrap_or_default()))
+        .collect()
+}
+
 /// One checkpoint move of a batch.
 struct Advance {
     name: &'static str,

@@ -4,8 +4,9 @@
 //! On the log feed a projection has one checkpoint; on the Kafka feed one per partition, and an event
 //! is behind when it is after the checkpoint of its workspace's partition.
 
+use crate::feed::CheckpointTable;
 use crate::kafka::partition_of;
-use blazz_commands::store::LogCursor;
+use crate::runner::{read_checkpoints, slowest_per_lane};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -73,27 +74,11 @@ async fn log_feed(pool: &PgPool) -> Result<Vec<Row>, sqlx::Error> {
 async fn kafka_feed(pool: &PgPool, partitions: i32) -> Result<Vec<Row>, sqlx::Error> {
     // The workspaces with events after the slowest checkpoint (a partition without a row: the start
     // of the log), and their partitions, computed here as the relay computes them.
-    let rows: Vec<(String, i32, String, i64)> = sqlx::query_as(
-        "SELECT projection, partition, transaction_id::text, position FROM projection_partition_checkpoints",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut per_projection: std::collections::HashMap<&str, Vec<LogCursor>> = Default::default();
-    for (projection, _, xid, position) in &rows {
-        let cursor = LogCursor { transaction_id: xid.parse().unwrap_or(0), position: *position };
-        per_projection.entry(projection.as_str()).or_default().push(cursor);
-    }
-    let slowest = per_projection
-        .values()
-        .map(|cs| {
-            if cs.len() < partitions as usize {
-                LogCursor::START
-            } else {
-                cs.iter().copied().min().unwrap_or_default()
-            }
-        })
-        .min()
-        .unwrap_or_default();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT projection FROM projection_partition_checkpoints").fetch_all(pool).await?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let cps = read_checkpoints(pool, CheckpointTable::Partitions, &names, None, false).await?;
+    let slowest = slowest_per_lane(&cps, &names, 0..partitions).into_values().min().unwrap_or_default();
     let workspaces: Vec<Uuid> = sqlx::query_scalar(
         "SELECT DISTINCT workspace_id FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2)",
     )

@@ -92,14 +92,10 @@ pub async fn subscribe(
 ) -> Result<(), ProjectionError> {
     ensure_topics(config).await?;
     // Its own group (librdkafka assigns partitions only within one): it reads every partition and
-    // commits nothing.
+    // commits nothing. A recreated topic (the broker lost it) starts below our position: it is read
+    // from its start.
     let consumer: StreamConsumer = config
-        .client()
-        .set("group.id", format!("blazz-gateway-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        // A recreated topic (the broker lost it) starts below our position: read it from its start.
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "5")
+        .consumer(&format!("blazz-gateway-{}", uuid::Uuid::new_v4()))
         .create()
         .map_err(|e| kafka_error("delta consumer", e))?;
     let topic = config.deltas_topic();

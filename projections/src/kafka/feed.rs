@@ -50,13 +50,9 @@ impl KafkaFeed {
     pub async fn new(config: &KafkaConfig) -> Result<Self, ProjectionError> {
         ensure_topics(config).await?;
         let consumer: StreamConsumer = config
-            .client()
-            .set("group.id", &config.group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
+            .consumer(&config.group)
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "500")
-            .set("fetch.wait.max.ms", "5")
             .set("topic.metadata.refresh.interval.ms", "2000")
             .create()
             .map_err(|e| kafka_error("consumer", e))?;

@@ -70,6 +70,17 @@ impl KafkaConfig {
             .set("log_level", "3");
         c
     }
+
+    /// A consumer configuration in `group`: offsets committed only explicitly, a partition read from
+    /// its start when there is no committed offset or the broker lost the topic, short fetch waits.
+    pub(crate) fn consumer(&self, group: &str) -> ClientConfig {
+        let mut c = self.client();
+        c.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "5");
+        c
+    }
 }
 
 /// The partition of a workspace's events and deltas.

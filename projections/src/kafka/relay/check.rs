@@ -4,7 +4,7 @@
 use super::{producer, store_partitions, Relay};
 use crate::feed::CheckpointTable;
 use crate::kafka::ensure_topics;
-use crate::runner::{read_checkpoints, ProjectionError};
+use crate::runner::{read_checkpoints, slowest_per_lane, ProjectionError};
 use blazz_commands::store::LogCursor;
 
 /// What the broker has of the events topic, compared with what the relay published.
@@ -44,11 +44,12 @@ impl Relay {
         let lost = match probe {
             Probe::Intact => false,
             Probe::Lost => true,
-            Probe::Missing => {
+            // A topic that never had anything published is simply new (the rewind creates it too).
+            Probe::Missing if self.state.cursor == LogCursor::START && self.floors.iter().all(|o| *o == 0) => {
                 ensure_topics(&self.config).await?;
-                // A topic that never had anything published is simply new.
-                self.state.cursor > LogCursor::START || self.floors.iter().any(|o| *o > 0)
+                false
             }
+            Probe::Missing => true,
         };
         if lost {
             self.rewind().await?;
@@ -66,13 +67,8 @@ impl Relay {
     /// start of the log).
     async fn slowest_checkpoint(&self) -> Result<LogCursor, ProjectionError> {
         let cps = read_checkpoints(&self.pool, CheckpointTable::Partitions, &self.projections, None, false).await?;
-        let mut slowest = self.state.cursor;
-        for name in &self.projections {
-            for lane in 0..self.config.partitions {
-                slowest = slowest.min(cps.get(&(name.to_string(), lane)).map_or(LogCursor::START, |c| c.cursor));
-            }
-        }
-        Ok(slowest)
+        let lanes = slowest_per_lane(&cps, &self.projections, 0..self.config.partitions);
+        Ok(lanes.into_values().fold(self.state.cursor, LogCursor::min))
     }
 
     pub(super) async fn rewind(&mut self) -> Result<(), ProjectionError> {
