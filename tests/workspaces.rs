@@ -113,3 +113,24 @@ async fn a_key_of_one_workspace_cannot_see_or_change_another(pool: PgPool) {
     // A's data is untouched.
     assert_eq!(app.stream_types(&a, &format!("contact-{contact}")).await, ["contact.created"]);
 }
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_gateway_remembers_verified_keys_briefly_so_a_revocation_elsewhere_takes_effect_within_seconds(pool: PgPool) {
+    // Two gateways on one database, as behind a load balancer.
+    let (here, there) = (TestApp::spawn(pool.clone()).await, TestApp::spawn(pool).await);
+    let ws = here.workspace().await;
+    let agent = here.post("/v1/api-keys", &ws.key, json!({"name": "inbox", "role": "agent"})).await.expect(201);
+    let (key, id) = (agent.body["key"].as_str().expect("secret").to_owned(), agent.id("id"));
+
+    there.get("/v1/workspace", &key).await.expect(200);
+    here.delete(&format!("/v1/api-keys/{id}"), &ws.key).await.expect(200);
+    // The revoking gateway forgets the key at once; the other one still has it verified (no database
+    // round trip per request) until the cache's time to live (2 s) runs out.
+    here.get("/v1/workspace", &key).await.expect(401);
+    there.get("/v1/workspace", &key).await.expect(200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while there.get("/v1/workspace", &key).await.status.as_u16() != 401 {
+        assert!(std::time::Instant::now() < deadline, "the revoked key still works on the other gateway");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -2,7 +2,7 @@
 
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
-use crate::keys;
+use crate::keys::{self, StoredKey};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::{Claim, ClaimRelease, ExpectedVersion};
 use blazz_domain::aggregate::{stream_id, Aggregate};
@@ -131,21 +131,29 @@ impl Commands {
         .await
     }
 
-    /// Finds the key by its id and checks the presented secret against the stored hash in constant
-    /// time. Revoked keys have no claim and are unknown.
+    /// Finds the key by its id (in the key cache, else its claim) and checks the presented secret
+    /// against the stored hash in constant time. Revoked keys have no claim and are unknown.
     pub async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, CommandError> {
         let Some(key_id) = keys::key_id(presented) else {
             return Ok(None);
         };
-        let Some(claim) = self.store().claim(scopes::API_KEY, &key_id.to_string()).await? else {
-            return Ok(None);
+        let stored = match self.key_cache().get(key_id) {
+            Some(stored) => stored,
+            None => {
+                let Some(claim) = self.store().claim(scopes::API_KEY, &key_id.to_string()).await? else {
+                    return Ok(None);
+                };
+                let Ok(data) = serde_json::from_value::<KeyClaimData>(claim.data) else {
+                    return Ok(None);
+                };
+                let stored = StoredKey { workspace_id: claim.workspace_id, hash: data.hash, role: data.role };
+                self.key_cache().put(key_id, stored.clone());
+                stored
+            }
         };
-        let Ok(data) = serde_json::from_value::<KeyClaimData>(claim.data) else {
-            return Ok(None);
-        };
-        if !keys::verify(presented, &data.hash) {
+        if !keys::verify(presented, &stored.hash) {
             return Ok(None);
         }
-        Ok(Some(Principal { workspace_id: WorkspaceId::from_uuid(claim.workspace_id), key_id, role: data.role }))
+        Ok(Some(Principal { workspace_id: WorkspaceId::from_uuid(stored.workspace_id), key_id, role: stored.role }))
     }
 }
