@@ -61,6 +61,10 @@ impl TestApp {
     }
 
     pub async fn spawn_with(pool: PgPool, settings: Settings) -> Self {
+        // BLAZZ_TEST_LOG=<filter> (e.g. `blazz_projections=debug`) shows the server's logs in a test's output.
+        if let Ok(filter) = std::env::var("BLAZZ_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let server = Running::start(pool.clone(), settings).await.expect("server starts");
         Self { server, client: reqwest::Client::new(), pool }
     }
