@@ -8,9 +8,15 @@
 //! consumer whose position is left over from the lost topic could otherwise resume in the middle of the
 //! new one and skip its start; on meeting a higher epoch than its checkpoint has, it reads the partition
 //! again from the beginning (what it applied already is skipped).
+//!
+//! A member left without partitions: after a broker came back empty, librdkafka (2.3, against tansu
+//! 0.6) could settle the group with an assignment made while the topic was missing and never revisit
+//! it, so the projectors stopped for good. A member that holds no partition for [`UNASSIGNED_LIMIT`]
+//! while its group has no more members than the topic has partitions (so every member should hold
+//! one) joins the group afresh.
 
 use super::wire::EventMessage;
-use super::{ensure_topics, kafka_error, GroupMember, KafkaConfig};
+use super::{ensure_topics, kafka_error, GroupMember, Inspector, KafkaConfig};
 use crate::feed::{CheckpointTable, Feed, FeedEvent, Lane, BATCH};
 use crate::runner::{Checkpoints, ProjectionError};
 use async_trait::async_trait;
@@ -18,17 +24,24 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// How long a batch waits for its first message.
 const FIRST_WAIT: Duration = Duration::from_millis(200);
 /// How long it waits for more once it has one.
 const MORE_WAIT: Duration = Duration::from_millis(2);
+/// How long a member may hold no partition before it checks whether it should (far longer than a
+/// rebalance takes).
+pub const UNASSIGNED_LIMIT: Duration = Duration::from_secs(15);
 
 pub struct KafkaFeed {
+    config: KafkaConfig,
     consumer: GroupMember,
+    inspector: Inspector,
     topic: String,
+    /// Since when the member holds no partition.
+    unassigned_since: Option<Instant>,
     /// The batch handed out last, kept until it is committed (a failed batch is handed out again).
     batch: Vec<FeedEvent>,
     /// Per partition, the offset after the last message of `batch`.
@@ -49,23 +62,47 @@ impl KafkaFeed {
     /// Joins the consumer group `config.group` on the events topic (created if missing).
     pub async fn new(config: &KafkaConfig) -> Result<Self, ProjectionError> {
         ensure_topics(config).await?;
-        let consumer: StreamConsumer = config
-            .consumer(&config.group)
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "500")
-            .set("topic.metadata.refresh.interval.ms", "2000")
-            .create()
-            .map_err(|e| kafka_error("consumer", e))?;
         let topic = config.events_topic();
-        consumer.subscribe(&[&topic]).map_err(|e| kafka_error("subscribe", e))?;
         Ok(Self {
-            consumer: GroupMember::new(consumer),
+            consumer: join(config, &topic)?,
+            inspector: Inspector::new(config)?,
+            config: config.clone(),
             topic,
+            unassigned_since: None,
             batch: vec![],
             offsets: HashMap::new(),
             epochs: HashMap::new(),
             rewind: BTreeSet::new(),
         })
+    }
+
+    /// Joins the group afresh if this member has held no partition for [`UNASSIGNED_LIMIT`] although
+    /// it should (see the module docs).
+    async fn check_assignment(&mut self) -> Result<(), ProjectionError> {
+        let holds = self.consumer.assignment().map(|a| a.count() > 0).unwrap_or(true);
+        if holds {
+            self.unassigned_since = None;
+            return Ok(());
+        }
+        let since = *self.unassigned_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < UNASSIGNED_LIMIT {
+            return Ok(());
+        }
+        self.unassigned_since = Some(Instant::now());
+        let partitions = self.inspector.partition_count(&self.topic).await?;
+        let members = self.inspector.group_members(&self.config.group).await?;
+        if let Some(partitions) = partitions.filter(|p| members <= *p as usize) {
+            tracing::warn!(
+                topic = %self.topic,
+                partitions,
+                members,
+                "this consumer holds no partition although every member should: joining the group afresh"
+            );
+            self.consumer = join(&self.config, &self.topic)?;
+            // Offsets of skipped messages belong to the old membership's partitions.
+            self.offsets.clear();
+        }
+        Ok(())
     }
 
     /// Seeks the partitions waiting for it to their start; those that cannot yet stay waiting.
@@ -129,6 +166,7 @@ impl Feed for KafkaFeed {
             let known = self.epochs.entry(*lane).or_insert(0);
             *known = (*known).max(c.epoch);
         }
+        self.check_assignment().await?;
         self.seek_rewinds();
         let mut wait = FIRST_WAIT;
         while self.batch.len() < BATCH {
@@ -180,4 +218,17 @@ impl Feed for KafkaFeed {
     async fn wait(&mut self, _delivered: usize, _shutdown: &mut watch::Receiver<bool>) {
         // `next_batch` already waits for messages, briefly enough to notice a shutdown.
     }
+}
+
+/// A member of `config.group` subscribed to `topic`.
+fn join(config: &KafkaConfig, topic: &str) -> Result<GroupMember, ProjectionError> {
+    let consumer: StreamConsumer = config
+        .consumer(&config.group)
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .set("topic.metadata.refresh.interval.ms", "2000")
+        .create()
+        .map_err(|e| kafka_error("consumer", e))?;
+    consumer.subscribe(&[topic]).map_err(|e| kafka_error("subscribe", e))?;
+    Ok(GroupMember::new(consumer))
 }

@@ -68,6 +68,10 @@ impl KafkaConfig {
             .set("reconnect.backoff.ms", "50")
             .set("reconnect.backoff.max.ms", "1000")
             .set("log_level", "3");
+        // BLAZZ_KAFKA_DEBUG: librdkafka's debug contexts (e.g. `cgrp,topic,fetch`), for diagnosis.
+        if let Ok(contexts) = std::env::var("BLAZZ_KAFKA_DEBUG") {
+            c.set("debug", contexts).set("log_level", "7");
+        }
         c
     }
 
@@ -192,6 +196,16 @@ impl Inspector {
                 .iter()
                 .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
                 .map(|t| t.partitions().len() as i32))
+        })
+        .await
+    }
+
+    /// How many members the consumer group `group` has (0: none, or the broker does not know it).
+    pub(crate) async fn group_members(&self, group: &str) -> Result<usize, ProjectionError> {
+        let group = group.to_owned();
+        self.blocking(move |c| {
+            let list = c.fetch_group_list(Some(&group), REQUEST_TIMEOUT).map_err(|e| kafka_error("groups", e))?;
+            Ok(list.groups().iter().filter(|g| g.name() == group).map(|g| g.members().len()).sum())
         })
         .await
     }
