@@ -4,17 +4,19 @@
 
 use blazz_api::server::{self, projection_names};
 use blazz_commands::codec::Codec;
-use blazz_projections::delta::DeltaSink;
-use blazz_projections::kafka::{ensure_topics, KafkaFeed, Relay};
+use blazz_projections::delta::{Delta, DeltaSink, Hub, Resume};
+use blazz_projections::kafka::{ensure_topics, partition_of, KafkaFeed, Relay};
 use blazz_projections::projector::{Applied, Projector};
 use blazz_projections::{delta::Change, read_models, rebuild, runner::Runner, status};
 use blazz_tests::broker::Broker;
 use blazz_tests::{dump, mixed_workload, Live, Settings, TestApp, Ws, OPERATOR_TOKEN};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
+use uuid::Uuid;
 
 fn kafka_settings(broker: &Broker, projectors: bool) -> Settings {
     Settings { projectors, kafka: Some(broker.config()), ..Settings::new(4, Some(OPERATOR_TOKEN.into())) }
@@ -393,4 +395,87 @@ async fn a_busy_topic_is_not_mistaken_for_a_lost_one(pool: PgPool) {
     let republished: i32 =
         sqlx::query_scalar("SELECT republished FROM kafka_relay").fetch_one(&pool).await.expect("relay row");
     assert_eq!(republished, 0);
+}
+
+/// The workspaces whose deltas a hub delivered, from a subscription taken before its projectors started.
+struct Delivered(tokio::sync::broadcast::Receiver<Arc<Delta>>, BTreeSet<Uuid>);
+
+impl Delivered {
+    fn from(hub: &Hub) -> Self {
+        match hub.subscribe(None) {
+            Resume::From(_, rx) => Self(rx, BTreeSet::new()),
+            Resume::Resync => unreachable!("a live-only subscription is never told to resync"),
+        }
+    }
+
+    fn workspaces(&mut self) -> &BTreeSet<Uuid> {
+        while let Ok(d) = self.0.try_recv() {
+            self.1.insert(d.workspace_id);
+        }
+        &self.1
+    }
+}
+
+/// One contact per workspace; waits until the read models have each of them.
+async fn a_contact_each(app: &TestApp, workspaces: &[Ws], round: usize) {
+    for (i, ws) in workspaces.iter().enumerate() {
+        let phone = format!("+62813{round:04}{i:04}");
+        let p = app.post("/v1/contacts", &ws.key, json!({ "phone": phone })).await.expect(201).body["position"]
+            .as_i64()
+            .expect("position");
+        consistent(app, ws, p).await;
+    }
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn projector_processes_share_the_partitions_and_one_takes_over_when_the_other_stops(pool: PgPool) {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, false)).await;
+    let kafka = broker.config();
+    let (_stop_relay, relaying) = watch::channel(false);
+    let _relay =
+        server::spawn_relay(pool.clone(), app.commands().store().clone(), &kafka, relaying).await.expect("relay");
+    // Two `blazz project` processes in one consumer group; each hands its deltas to a hub of its own, so
+    // the test sees which one applied what.
+    let (hub_a, hub_b) = (Hub::new(100_000), Hub::new(100_000));
+    let (mut from_a, mut from_b) = (Delivered::from(&hub_a), Delivered::from(&hub_b));
+    let (stop_a, a_running) = watch::channel(false);
+    let (a, _) = server::spawn_kafka_projectors(pool.clone(), &kafka, Some(hub_a.clone()), a_running).await.expect("a");
+    let (_stop_b, b_running) = watch::channel(false);
+    let _b = server::spawn_kafka_projectors(pool.clone(), &kafka, Some(hub_b.clone()), b_running).await.expect("b");
+
+    // A workspace on every partition.
+    let mut workspaces = vec![];
+    let mut partitions = BTreeSet::new();
+    while partitions.len() < kafka.partitions as usize {
+        let ws = app.workspace().await;
+        partitions.insert(partition_of(ws.id.parse().expect("workspace id"), kafka.partitions));
+        workspaces.push(ws);
+    }
+    // Until the group has settled with both members holding partitions, one may have applied all.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut round = 0;
+    loop {
+        round += 1;
+        a_contact_each(&app, &workspaces, round).await;
+        if !from_a.workspaces().is_empty() && !from_b.workspaces().is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "one projector process never got a partition");
+    }
+    applied_exactly_once(&pool).await;
+
+    // One process stops: the other takes over its partitions and applies what comes next.
+    stop_a.send(true).expect("stop a");
+    a.await.expect("a stops");
+    let mut from_b_now = Delivered::from(&hub_b);
+    round += 1;
+    a_contact_each(&app, &workspaces, round).await;
+    // (Deltas go out just after the batch commits: give the last one a moment.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while from_b_now.workspaces().len() < workspaces.len() {
+        assert!(tokio::time::Instant::now() < deadline, "b applies every workspace now, a's too");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    applied_exactly_once(&pool).await;
 }
