@@ -166,7 +166,10 @@ impl Feed for KafkaFeed {
             let known = self.epochs.entry(*lane).or_insert(0);
             *known = (*known).max(c.epoch);
         }
-        self.check_assignment().await?;
+        if let Err(e) = self.check_assignment().await {
+            // The broker is away: nothing to read anyway; checked again later.
+            tracing::warn!(error = %e, "kafka feed: cannot check the consumer group");
+        }
         self.seek_rewinds();
         let mut wait = FIRST_WAIT;
         while self.batch.len() < BATCH {
