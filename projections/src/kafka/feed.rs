@@ -166,10 +166,6 @@ impl Feed for KafkaFeed {
             let known = self.epochs.entry(*lane).or_insert(0);
             *known = (*known).max(c.epoch);
         }
-        if let Err(e) = self.check_assignment().await {
-            // The broker is away: nothing to read anyway; checked again later.
-            tracing::warn!(error = %e, "kafka feed: cannot check the consumer group");
-        }
         self.seek_rewinds();
         let mut wait = FIRST_WAIT;
         while self.batch.len() < BATCH {
@@ -193,6 +189,15 @@ impl Feed for KafkaFeed {
             if !self.rewind.is_empty() {
                 self.seek_rewinds();
             }
+        }
+        if self.batch.is_empty() && self.offsets.is_empty() {
+            // Nothing came (a busy member plainly holds partitions, so only an idle one checks).
+            if let Err(e) = self.check_assignment().await {
+                // The broker is away: nothing to read anyway; checked again later.
+                tracing::warn!(error = %e, "kafka feed: cannot check the consumer group");
+            }
+        } else {
+            self.unassigned_since = None;
         }
         if self.batch.is_empty() && !self.offsets.is_empty() {
             // Only skipped messages: nothing to apply, but their offsets can be committed.
