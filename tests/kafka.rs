@@ -192,14 +192,20 @@ impl Projector for HangsMidBatch {
     }
 }
 
-#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
-async fn a_projector_killed_mid_batch_applies_the_batch_once_after_restart(pool: PgPool) {
+/// A broker, a gateway without projectors (the test runs its own) and a relay that publishes as long
+/// as the returned sender lives.
+async fn gateway_and_relay(pool: &PgPool) -> (Broker, TestApp, watch::Sender<bool>) {
     let broker = Broker::start().await;
     let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, false)).await;
+    let (stop, relaying) = watch::channel(false);
+    server::spawn_relay(pool.clone(), app.commands().store().clone(), &broker.config(), relaying).await.expect("relay");
+    (broker, app, stop)
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_projector_killed_mid_batch_applies_the_batch_once_after_restart(pool: PgPool) {
+    let (broker, app, _relay) = gateway_and_relay(&pool).await;
     let kafka = broker.config();
-    let (_stop_relay, relaying) = watch::channel(false);
-    let _relay =
-        server::spawn_relay(pool.clone(), app.commands().store().clone(), &kafka, relaying).await.expect("relay");
     let ws = app.workspace().await;
     for i in 1..=5 {
         app.contact(&ws, &format!("+628120000000{i}"), json!({})).await;
@@ -429,12 +435,8 @@ async fn a_contact_each(app: &TestApp, workspaces: &[Ws], round: usize) {
 
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn projector_processes_share_the_partitions_and_one_takes_over_when_the_other_stops(pool: PgPool) {
-    let broker = Broker::start().await;
-    let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, false)).await;
+    let (broker, app, _relay) = gateway_and_relay(&pool).await;
     let kafka = broker.config();
-    let (_stop_relay, relaying) = watch::channel(false);
-    let _relay =
-        server::spawn_relay(pool.clone(), app.commands().store().clone(), &kafka, relaying).await.expect("relay");
     // Two `blazz project` processes in one consumer group; each hands its deltas to a hub of its own, so
     // the test sees which one applied what.
     let (hub_a, hub_b) = (Hub::new(100_000), Hub::new(100_000));
