@@ -466,6 +466,20 @@ async fn projector_processes_share_the_partitions_and_one_takes_over_when_the_ot
         assert!(tokio::time::Instant::now() < deadline, "one projector process never got a partition");
     }
     applied_exactly_once(&pool).await;
+    // Settled: each workspace's partition belongs to exactly one of them, so all of a workspace's
+    // events go to the same one (processes that each read everything would split them).
+    let (mut round_a, mut round_b) = (Delivered::from(&hub_a), Delivered::from(&hub_b));
+    for _ in 0..5 {
+        round += 1;
+        a_contact_each(&app, &workspaces, round).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while round_a.workspaces().len() + round_b.workspaces().len() < workspaces.len() {
+        assert!(tokio::time::Instant::now() < deadline, "every workspace's contact reached a hub");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let both: Vec<_> = round_a.workspaces().intersection(round_b.workspaces()).copied().collect();
+    assert!(both.is_empty(), "workspaces applied by both processes: {both:?}");
 
     // One process stops: the other takes over its partitions and applies what comes next.
     stop_a.send(true).expect("stop a");
