@@ -15,11 +15,18 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// Seconds after which a retry may succeed (`Retry-After`), for 429 and 503.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: None }
+        Self { status, code, message: message.into(), details: None, retry_after: None }
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -59,7 +66,11 @@ impl IntoResponse for ApiError {
         if let Some(d) = self.details {
             error["details"] = d;
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -84,7 +95,7 @@ impl From<DomainError> for ApiError {
             DomainError::MissingVariable(v) => Some(json!({ "variable": v })),
             _ => None,
         };
-        Self { status, code: e.code(), message: e.to_string(), details }
+        Self { status, code: e.code(), message: e.to_string(), details, retry_after: None }
     }
 }
 
@@ -103,9 +114,15 @@ impl From<CommandError> for ApiError {
             CommandError::IdempotencyKeyReused => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", e.to_string())
             }
+            CommandError::Rejected(reason) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unstorable_data",
+                format!("the request holds data that cannot be stored: {reason}"),
+            ),
             CommandError::Store(StoreError::Closed | StoreError::Unavailable(_)) => {
                 tracing::error!(error = %e, "store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the event store is unavailable; retry later")
+                    .retry_after(1)
             }
             CommandError::Store(_) | CommandError::Codec(_) => Self::internal(&e),
         }

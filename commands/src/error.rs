@@ -18,6 +18,10 @@ pub enum CommandError {
     /// The same idempotency key was sent with a different request.
     #[error("the idempotency key was already used for a different request")]
     IdempotencyKeyReused,
+    /// The database refused to store what this command wrote (a value it cannot hold); the command's
+    /// batch-mates were written.
+    #[error("the database refused this command's data: {0}")]
+    Rejected(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -203,18 +203,21 @@ impl Commands {
 
     /// The store request of a plan (with the context's metadata and idempotency record), and the
     /// answer to give once it is written.
+    ///
+    /// Whatever the handler and the domain checked, nothing the database cannot store leaves here:
+    /// a value it refuses would fail the write it travels in (see [`storable_request`]).
     fn request<E>(
         &self,
         ctx: &CommandContext,
         stream: String,
         expected: ExpectedVersion,
         plan: Plan<E>,
-    ) -> (AppendRequest, Answer)
+    ) -> Result<(AppendRequest, Answer), CommandError>
     where
         E: Into<DomainEvent>,
     {
         let Plan { events, claims, releases, result, secret_fields, workspace } = plan;
-        let events = events.into_iter().map(|e| self.codec.encode(&e.into())).collect();
+        let events: Vec<_> = events.into_iter().map(|e| self.codec.encode(&e.into())).collect();
         let mut request =
             AppendRequest::new(stream, workspace.unwrap_or(ctx.workspace_id), expected, events, ctx.metadata());
         request.claims = claims;
@@ -225,7 +228,8 @@ impl Commands {
             fingerprint: i.fingerprint.clone(),
             result: result.clone(),
         });
-        (request, Answer { result, secret_fields })
+        storable_request(&request)?;
+        Ok((request, Answer { result, secret_fields }))
     }
 
     /// Appends a plan to a stream with the context's metadata and idempotency record.
@@ -239,7 +243,7 @@ impl Commands {
     where
         E: Into<DomainEvent>,
     {
-        let (request, answer) = self.request(ctx, stream, expected, plan);
+        let (request, answer) = self.request(ctx, stream, expected, plan)?;
         match self.store.append(request).await {
             Ok(out) => Ok(answer.written(out.position)),
             // A concurrent request with the same key committed first: answer with its result.
@@ -262,17 +266,27 @@ impl Commands {
         E: Into<DomainEvent>,
     {
         debug_assert!(ctx.idempotency.is_none(), "one idempotency key cannot cover several appends");
-        let (requests, answers): (Vec<_>, Vec<_>) =
-            plans.into_iter().map(|(stream, expected, plan)| self.request(ctx, stream, expected, plan)).unzip();
+        // A plan that cannot be stored fails alone; the others are appended together.
+        let mut out: Vec<Option<Result<CommandResult, CommandError>>> = Vec::with_capacity(plans.len());
+        let (mut requests, mut answers) = (vec![], vec![]);
+        for (stream, expected, plan) in plans {
+            match self.request(ctx, stream, expected, plan) {
+                Ok((request, answer)) => {
+                    requests.push(request);
+                    answers.push((out.len(), answer));
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
         let outcomes = self.store.append_all(requests).await;
-        answers
-            .into_iter()
-            .zip(outcomes)
-            .map(|(answer, outcome)| match outcome {
-                Ok(out) => Ok(answer.written(out.position)),
+        for ((i, answer), outcome) in answers.into_iter().zip(outcomes) {
+            out[i] = Some(match outcome {
+                Ok(o) => Ok(answer.written(o.position)),
                 Err(e) => Err(Self::append_error(e)),
-            })
-            .collect()
+            });
+        }
+        out.into_iter().map(|o| o.unwrap_or_else(|| Err(CommandError::Conflict("unanswered append".into())))).collect()
     }
 
     pub(crate) fn append_error(e: AppendError) -> CommandError {
@@ -284,7 +298,27 @@ impl Commands {
                 existing_id: owner.and_then(|o| o.split_once('-').map(|(_, id)| id.to_owned())),
             },
             AppendError::IdempotencyKeyUsed { key } => CommandError::Conflict(format!("idempotency key {key}")),
+            AppendError::Rejected(reason) => CommandError::Rejected(reason),
             AppendError::Store(e) => CommandError::Store(e),
         }
     }
+}
+
+/// Checks everything an append writes for values the database cannot store (see
+/// [`blazz_domain::values::unstorable`]): event payloads (the error names the field inside the event,
+/// which is the command's field of the same name), claims and the stored answer. Metadata was checked
+/// where it was made ([`CommandContext`]).
+fn storable_request(r: &AppendRequest) -> Result<(), CommandError> {
+    use blazz_domain::values::{storable, storable_json};
+    for e in &r.events {
+        storable_json("", &e.payload)?;
+    }
+    for c in &r.claims {
+        storable(&c.scope, &c.value)?;
+        storable_json(&c.scope, &c.data)?;
+    }
+    if let Some(i) = &r.idempotency {
+        storable_json("", &i.result)?;
+    }
+    Ok(())
 }

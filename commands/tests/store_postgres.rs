@@ -155,3 +155,57 @@ async fn log_order_is_numeric_across_transaction_id_digit_boundaries(pool: PgPoo
     let page = store.read_log(page.next, 10, None).await.unwrap();
     assert_eq!(page.events.iter().map(|e| e.transaction_id).collect::<Vec<_>>(), [10]);
 }
+
+/// Group commit shares round trips, never fate: an append the database refuses (a NUL in its payload,
+/// reaching the store because the test bypasses every check above it) fails alone with its own error;
+/// the good appends of other workspaces sent at the same time all commit.
+#[sqlx::test(migrator = "blazz_commands::store::postgres::MIGRATOR")]
+async fn a_refused_append_fails_alone_and_its_batch_mates_commit(pool: PgPool) {
+    use blazz_commands::store::AppendError;
+    let store = store(pool.clone());
+    let (poisoner, neighbour) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut requests = vec![];
+    for i in 0..200 {
+        let mut r = one_event(&format!("test-good{i}"), neighbour);
+        if i % 50 == 7 {
+            r = one_event(&format!("test-poison{i}"), poisoner);
+            r.events[0].payload = serde_json::json!({ "name": "nul \u{0} inside" });
+        }
+        requests.push(r);
+    }
+    // One group: all of it reaches one writer, so it would share one transaction.
+    let outcomes = store.append_all(requests).await;
+    let mut refused = 0;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if i % 50 == 7 {
+            assert!(matches!(outcome, Err(AppendError::Rejected(_))), "{i}: {outcome:?}");
+            refused += 1;
+        } else {
+            assert!(outcome.is_ok(), "{i}: {outcome:?}");
+        }
+    }
+    assert_eq!(refused, 4);
+    let stored: Vec<(Uuid, i64)> = sqlx::query_as("SELECT workspace_id, count(*) FROM events GROUP BY workspace_id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, [(neighbour, 196)], "every good append committed, nothing of the refused ones");
+
+    // Concurrent single appends too (several writers, batches formed by timing).
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut r = one_event(&format!("test-c{i}"), if i % 3 == 0 { poisoner } else { neighbour });
+                if i % 3 == 0 {
+                    r.events[0].payload = serde_json::json!({ "note": "\u{0}" });
+                }
+                (i, store.append(r).await)
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (i, outcome) = t.await.unwrap();
+        assert_eq!(outcome.is_ok(), i % 3 != 0, "{i}: {outcome:?}");
+    }
+}

@@ -20,10 +20,16 @@ pub struct Conversation {
     pub assignee: Option<String>,
 }
 
+/// When the service window opened by an inbound message at `at` closes. Saturates instead of
+/// overflowing: `at` comes from the provider.
+pub fn window_end(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.checked_add_signed(SERVICE_WINDOW).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 impl Conversation {
     /// When the service window closes (or closed); `None` if the contact never wrote.
     pub fn window_expires_at(&self) -> Option<DateTime<Utc>> {
-        self.last_inbound_at.map(|t| t + SERVICE_WINDOW)
+        self.last_inbound_at.map(window_end)
     }
 
     /// Whether free-form messages may be sent at `now`.
@@ -144,6 +150,12 @@ mod tests {
             at: at(h),
         })
         .unwrap()
+    }
+
+    #[test]
+    fn the_window_end_saturates_at_the_end_of_time() {
+        assert_eq!(window_end(DateTime::<Utc>::MAX_UTC), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(window_end(at(0)), at(24));
     }
 
     #[test]

@@ -2,7 +2,29 @@
 //! or halt the channel. The table is Meta's (see `meta-cloud-api.md`); classification looks at the
 //! code only, never at the HTTP status or the title.
 
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+
+/// How old a provider's timestamp may be: Meta redelivers a webhook for up to 7 days, so a month
+/// leaves room for a backlog replayed by an operator.
+pub const TIMESTAMP_MAX_AGE: Duration = Duration::days(30);
+/// How far ahead of our clock a provider's timestamp may be (clock skew).
+pub const TIMESTAMP_MAX_AHEAD: Duration = Duration::minutes(10);
+
+/// Accepts a provider's timestamp only inside the window around `now` ([`TIMESTAMP_MAX_AGE`] before,
+/// [`TIMESTAMP_MAX_AHEAD`] after); outside it, says why. A timestamp far outside would otherwise
+/// travel into the log and into arithmetic (service windows) and read models.
+pub fn check_timestamp(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let oldest = now.checked_sub_signed(TIMESTAMP_MAX_AGE).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let newest = now.checked_add_signed(TIMESTAMP_MAX_AHEAD).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    if at < oldest {
+        Err(format!("timestamp {at} is more than {} days old", TIMESTAMP_MAX_AGE.num_days()))
+    } else if at > newest {
+        Err(format!("timestamp {at} is more than {} minutes ahead of our clock", TIMESTAMP_MAX_AHEAD.num_minutes()))
+    } else {
+        Ok(at)
+    }
+}
 
 /// The four consequences of a provider error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,6 +104,18 @@ pub fn backoff(code: i64) -> Option<Backoff> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_timestamps_are_accepted_only_near_now() {
+        let now = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        assert!(check_timestamp(now, now).is_ok());
+        assert!(check_timestamp(now - Duration::days(29), now).is_ok());
+        assert!(check_timestamp(now - Duration::days(31), now).is_err());
+        assert!(check_timestamp(now + Duration::minutes(9), now).is_ok());
+        assert!(check_timestamp(now + Duration::minutes(11), now).is_err());
+        assert!(check_timestamp(DateTime::<Utc>::MAX_UTC, now).is_err());
+        assert!(check_timestamp(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MIN_UTC).is_ok());
+    }
 
     #[test]
     fn every_code_of_the_table_has_its_class() {

@@ -70,8 +70,71 @@ impl From<PhoneNumber> for String {
     }
 }
 
-/// Trims `input` and checks it is non-empty and at most `max` characters.
+/// Why `text` cannot be stored, if it cannot: PostgreSQL's `text` and `jsonb` refuse the NUL character
+/// (JSON's `\u0000`), and a refused value would fail the write it travels in. Every other Unicode scalar
+/// value is storable (JSON's lone surrogates never reach a Rust string).
+pub fn unstorable(text: &str) -> Option<&'static str> {
+    text.contains('\0').then_some("must not contain the NUL character (\\u0000)")
+}
+
+/// Checks that `text` can be stored (see [`unstorable`]), naming `field` if not.
+pub fn storable(field: &str, text: &str) -> Result<(), DomainError> {
+    match unstorable(text) {
+        Some(why) => Err(DomainError::invalid(field, why)),
+        None => Ok(()),
+    }
+}
+
+/// The path (`a.b[2].c`, below `path`) of the first string or object key in `value` that cannot be
+/// stored, if any. Used on whole request bodies, webhook parts and encoded event payloads.
+pub fn first_unstorable(path: &str, value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => unstorable(s).map(|_| path.to_owned()),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| first_unstorable(&format!("{path}[{i}]"), v)),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let shown = scrubbed(k);
+            let here = if path.is_empty() { shown } else { format!("{path}.{shown}") };
+            if unstorable(k).is_some() {
+                return Some(here);
+            }
+            first_unstorable(&here, v)
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => None,
+    }
+}
+
+/// `text` with every NUL replaced by U+FFFD, for keeping hostile input where it is only shown
+/// (exception records, logs), never decided on.
+pub fn scrubbed(text: &str) -> String {
+    text.replace('\0', "\u{fffd}")
+}
+
+/// [`scrubbed`] for every string and key of a JSON value.
+pub fn scrub_json(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(scrubbed(s)),
+        Value::Array(items) => Value::Array(items.iter().map(scrub_json).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (scrubbed(k), scrub_json(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Checks a whole JSON value (see [`first_unstorable`]); the error names the offending field.
+pub fn storable_json(path: &str, value: &serde_json::Value) -> Result<(), DomainError> {
+    match first_unstorable(path, value) {
+        Some(field) => {
+            let field = if field.is_empty() { "body".to_owned() } else { field };
+            Err(DomainError::invalid(field, "must not contain the NUL character (\\u0000)"))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Trims `input` and checks it is non-empty, at most `max` characters and storable.
 pub fn bounded_text(field: &str, input: &str, max: usize) -> Result<String, DomainError> {
+    storable(field, input)?;
     let t = input.trim();
     if t.is_empty() {
         return Err(DomainError::invalid(field, "must not be empty"));
@@ -104,6 +167,7 @@ pub fn validate_attribute_key(key: &str) -> Result<(), DomainError> {
 pub fn validate_attribute_value(key: &str, value: &serde_json::Value) -> Result<(), DomainError> {
     use serde_json::Value;
     match value {
+        Value::String(s) if unstorable(s).is_some() => storable(&format!("attributes.{key}"), s),
         Value::String(s) if s.chars().count() <= 1024 => Ok(()),
         Value::String(_) => Err(DomainError::invalid(format!("attributes.{key}"), "at most 1024 characters")),
         Value::Number(_) | Value::Bool(_) => Ok(()),
@@ -196,6 +260,22 @@ mod tests {
         assert_eq!(bounded_text("name", "  Budi ", 10).unwrap(), "Budi");
         assert!(bounded_text("name", "   ", 10).is_err());
         assert!(bounded_text("name", "abcdefghijk", 10).is_err());
+    }
+
+    #[test]
+    fn text_with_nul_is_refused_naming_the_field() {
+        assert!(bounded_text("name", "Bu\0di", 10)
+            .is_err_and(|e| e == DomainError::invalid("name", "must not contain the NUL character (\\u0000)")));
+        assert!(storable("x", "tab\tand newline\n and emoji 🙂 are fine").is_ok());
+        let body = serde_json::json!({"a": [1, {"b": "ok"}, {"c": "x\u{0}"}], "z": "fine"});
+        assert_eq!(first_unstorable("", &body).as_deref(), Some("a[2].c"));
+        let key = serde_json::json!({"attributes": {"k\u{0}": 1}});
+        assert_eq!(first_unstorable("", &key).as_deref(), Some("attributes.k\u{fffd}"));
+        assert_eq!(first_unstorable("", &serde_json::json!({"fine": ["yes", 2, null]})), None);
+        assert!(storable_json("", &serde_json::json!("\u{0}")).is_err());
+        let scrubbed = scrub_json(&serde_json::json!({"k\u{0}": ["a\u{0}b"]}));
+        assert_eq!(scrubbed, serde_json::json!({"k\u{fffd}": ["a\u{fffd}b"]}));
+        assert_eq!(first_unstorable("", &scrubbed), None);
     }
 
     #[test]

@@ -235,6 +235,14 @@ pub async fn claims_are_exclusive_until_released(store: Arc<dyn EventStore>) {
         .await
         .expect("owners")
         .is_empty());
+    // Another workspace learns that the value is taken, not by whom.
+    let other = Uuid::now_v7();
+    let mut c = request("test-cc", other, ExpectedVersion::NoStream, 1);
+    c.claims.push(claim("test-cc", other, "+62811"));
+    match store.append(c).await {
+        Err(AppendError::ClaimTaken { owner, .. }) => assert_eq!(owner, None, "the holder of another workspace"),
+        other => panic!("expected ClaimTaken, got {other:?}"),
+    }
     let mut release = request("test-ca", ws, ExpectedVersion::Exact(1), 1);
     release.releases.push(ClaimRelease { scope: "test_phone".into(), value: "+62811".into(), owner: "test-ca".into() });
     store.append(release).await.expect("release");

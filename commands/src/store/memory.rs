@@ -58,7 +58,8 @@ impl EventStore for MemoryEventStore {
                 return Err(AppendError::ClaimTaken {
                     scope: c.scope.clone(),
                     value: c.value.clone(),
-                    owner: Some(holder.owner.clone()),
+                    // Named only within its own workspace.
+                    owner: (holder.workspace_id == r.workspace_id).then(|| holder.owner.clone()),
                 });
             }
             if !claimed.insert(key) {

@@ -153,6 +153,10 @@ pub enum AppendError {
     /// The idempotency key was used by a command that committed first.
     #[error("idempotency key {key:?} already used")]
     IdempotencyKeyUsed { key: String },
+    /// The database refused this request's data (e.g. a value of the wrong form). Only this request
+    /// failed: group commit writes its batch-mates without it.
+    #[error("the database refused the data: {0}")]
+    Rejected(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

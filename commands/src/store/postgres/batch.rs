@@ -65,7 +65,7 @@ pub(super) async fn writer(
         };
         let (requests, replies): (Vec<AppendRequest>, Vec<Reply>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
-        match write_with_retry(&pool, &requests, &notify).await {
+        match write_isolating(&pool, &requests, &notify).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
@@ -79,6 +79,47 @@ pub(super) async fn writer(
                 }
             }
         }
+    }
+}
+
+/// Whether the database refused a statement because of the data it carried (SQLSTATE classes 22, data
+/// exception, e.g. a NUL in text or jsonb; 23, integrity, other than the conflicts the statements
+/// absorb; 54, a limit such as an index row too large), rather than because it is unavailable.
+fn refused_data(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54"))
+        }
+        _ => false,
+    }
+}
+
+/// Writes a batch; when the database refuses the data of one of its requests, only that request fails
+/// (`AppendError::Rejected`): the batch is split in halves, each written on its own, until the refused
+/// request stands alone. Group commit shares round trips, never fate. A batch without a refused
+/// request (the normal case) costs nothing extra; one with a refused request costs about
+/// 2·log2(batch size) more transactions.
+async fn write_isolating(
+    pool: &PgPool,
+    requests: &[AppendRequest],
+    notify: &Throttle,
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    match write_with_retry(pool, requests, notify).await {
+        Err(e) if refused_data(&e) => {
+            if let [only] = requests {
+                tracing::warn!(stream = %only.stream_id, workspace = %only.workspace_id, error = %e, "append refused by the database");
+                let reason = match &e {
+                    sqlx::Error::Database(d) => d.message().to_owned(),
+                    other => other.to_string(),
+                };
+                return Ok(vec![Err(AppendError::Rejected(reason))]);
+            }
+            let (left, right) = requests.split_at(requests.len() / 2);
+            let mut out = Box::pin(write_isolating(pool, left, notify)).await?;
+            out.extend(Box::pin(write_isolating(pool, right, notify)).await?);
+            Ok(out)
+        }
+        other => other,
     }
 }
 
@@ -287,10 +328,11 @@ async fn insert_claims(
         for c in &r.claims {
             if let Some(&j) = first_claimant.get(&(c.scope.as_str(), c.value.as_str())) {
                 if j != i {
+                    let same_workspace = requests[j].workspace_id == r.workspace_id;
                     outcomes[i] = Some(Err(AppendError::ClaimTaken {
                         scope: c.scope.clone(),
                         value: c.value.clone(),
-                        owner: Some(requests[j].stream_id.clone()),
+                        owner: same_workspace.then(|| requests[j].stream_id.clone()),
                     }));
                 }
                 continue;
@@ -331,6 +373,8 @@ async fn insert_claims(
     .into_iter()
     .collect();
 
+    // The holder is named only to a claimant of the same workspace: another workspace's ids stay
+    // unknown to it.
     let missing: Vec<(usize, &str, &str)> = requests
         .iter()
         .enumerate()
@@ -340,8 +384,8 @@ async fn insert_claims(
         .collect();
     if !missing.is_empty() {
         let (ms, mv): (Vec<&str>, Vec<&str>) = missing.iter().map(|(_, s, v)| (*s, *v)).unzip();
-        let holders: HashMap<(String, String), String> = sqlx::query_as::<_, (String, String, String)>(
-            "SELECT u.scope, u.value, u.owner FROM unique_claims u
+        let holders: HashMap<(String, String), (String, Uuid)> = sqlx::query_as::<_, (String, String, String, Uuid)>(
+            "SELECT u.scope, u.value, u.owner, u.workspace_id FROM unique_claims u
              JOIN unnest($1::text[], $2::text[]) AS r(scope, value) ON u.scope = r.scope AND u.value = r.value",
         )
         .bind(&ms)
@@ -349,15 +393,15 @@ async fn insert_claims(
         .fetch_all(&mut **tx)
         .await?
         .into_iter()
-        .map(|(s, v, o)| ((s, v), o))
+        .map(|(s, v, o, w)| ((s, v), (o, w)))
         .collect();
         for (i, s, v) in missing {
             if outcomes[i].is_none() {
-                outcomes[i] = Some(Err(AppendError::ClaimTaken {
-                    scope: s.into(),
-                    value: v.into(),
-                    owner: holders.get(&(s.to_string(), v.to_string())).cloned(),
-                }));
+                let owner = holders
+                    .get(&(s.to_string(), v.to_string()))
+                    .filter(|(_, w)| *w == requests[i].workspace_id)
+                    .map(|(o, _)| o.clone());
+                outcomes[i] = Some(Err(AppendError::ClaimTaken { scope: s.into(), value: v.into(), owner }));
             }
         }
     }
