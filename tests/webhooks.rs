@@ -1,7 +1,7 @@
 //! Meta's webhook over real HTTP: the verification handshake, signatures, body limits, and every kind
 //! of notification turned into events and read models.
 
-use blazz_tests::{notification, status, TestApp, Ws, OPERATOR_TOKEN};
+use blazz_tests::{notification, provider_time, status, TestApp, Ws, OPERATOR_TOKEN};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -163,7 +163,7 @@ async fn pricing_is_kept_once_per_message_for_usage_metering(pool: PgPool) {
     let s = Setup::new(pool).await;
     let (a, b) = (s.queued_message().await, s.queued_message().await);
     let priced = |id: &str, wamid: &str, st: &str| {
-        let mut v = status(id, wamid, st, 1_750_857_384);
+        let mut v = status(id, wamid, st, 0);
         v["conversation"] =
             json!({"id": "conv-1", "expiration_timestamp": "1750943820", "origin": {"type": "marketing"}});
         v["pricing"] = json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "marketing"});
@@ -177,18 +177,23 @@ async fn pricing_is_kept_once_per_message_for_usage_metering(pool: PgPool) {
     assert_eq!(types.iter().filter(|t| *t == "message.billed").count(), 1, "{types:?}");
     let usage = s
         .app
-        .get(&format!("/v1/usage?from=2025-06-25&to=2025-06-25&min_position={}", r["position"]), &s.ws.key)
+        .get(&format!("/v1/usage?from={day}&to={day}&min_position={}", r["position"], day = provider_day()), &s.ws.key)
         .await
         .expect(200)
         .body;
     assert_eq!(
         usage["items"],
-        json!([{"channel_id": s.channel, "day": "2025-06-25", "category": "marketing", "billable": 2, "free": 0}])
+        json!([{"channel_id": s.channel, "day": provider_day(), "category": "marketing", "billable": 2, "free": 0}])
     );
 }
 
+/// The UTC day of `provider_time(0)`.
+fn provider_day() -> String {
+    chrono::DateTime::from_timestamp(provider_time(0), 0).expect("a time").date_naive().to_string()
+}
+
 fn inbound(id: &str, from: &str, kind: &str, extra: Value) -> Value {
-    let mut m = json!({"from": from, "id": id, "timestamp": "1750857384", "type": kind});
+    let mut m = json!({"from": from, "id": id, "timestamp": provider_time(0).to_string(), "type": kind});
     for (k, v) in extra.as_object().unwrap() {
         m[k] = v.clone();
     }

@@ -319,9 +319,16 @@ pub fn notification(phone_number_id: &str, value: Value) -> Value {
            "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": value}]}]})
 }
 
-/// A status of our message `message_id` (callback data) with wamid `wamid`.
+/// A provider timestamp (Unix seconds) `offset` seconds after noon UTC yesterday: inside the window
+/// Blazz accepts provider times in (30 days back, 10 minutes ahead), on a known day.
+pub fn provider_time(offset: i64) -> i64 {
+    let noon_yesterday = (chrono::Utc::now().timestamp() / 86_400 - 1) * 86_400 + 43_200;
+    noon_yesterday + offset
+}
+
+/// A status of our message `message_id` (callback data) with wamid `wamid`, at `provider_time(ts)`.
 pub fn status(message_id: &str, wamid: &str, status: &str, ts: i64) -> Value {
-    json!({"id": wamid, "status": status, "timestamp": ts.to_string(), "recipient_id": "6281234567890",
+    json!({"id": wamid, "status": status, "timestamp": provider_time(ts).to_string(), "recipient_id": "6281234567890",
            "biz_opaque_callback_data": message_id})
 }
 

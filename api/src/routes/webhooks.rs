@@ -100,12 +100,14 @@ async fn record_exceptions(s: &AppState, target: &WebhookTarget, exceptions: &[E
         return Ok(());
     }
     for e in exceptions {
-        tracing::warn!(kind = e.kind, phone_number_id = e.phone_number_id.as_deref(), detail = %e.detail, "webhook exception");
+        tracing::warn!(kind = e.kind, phone_number_id = e.phone_number_id.as_deref(), detail = %e.detail.escape_debug(), "webhook exception");
     }
+    // Kept as received, except for NULs (which PostgreSQL cannot store): those become U+FFFD.
+    use blazz_domain::values::{scrub_json, scrubbed};
     let kinds: Vec<&str> = exceptions.iter().map(|e| e.kind).collect();
-    let numbers: Vec<Option<&str>> = exceptions.iter().map(|e| e.phone_number_id.as_deref()).collect();
-    let details: Vec<&str> = exceptions.iter().map(|e| e.detail.as_str()).collect();
-    let payloads: Vec<&serde_json::Value> = exceptions.iter().map(|e| &e.payload).collect();
+    let numbers: Vec<Option<String>> = exceptions.iter().map(|e| e.phone_number_id.as_deref().map(scrubbed)).collect();
+    let details: Vec<String> = exceptions.iter().map(|e| scrubbed(&e.detail)).collect();
+    let payloads: Vec<serde_json::Value> = exceptions.iter().map(|e| scrub_json(&e.payload)).collect();
     sqlx::query(
         "INSERT INTO webhook_exceptions (channel_id, workspace_id, kind, phone_number_id, detail, payload)
          SELECT $1, $2, k, n, d, p FROM unnest($3::text[], $4::text[], $5::text[], $6::jsonb[]) AS t(k, n, d, p)",

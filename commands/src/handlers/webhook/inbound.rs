@@ -3,11 +3,11 @@
 //! keywords change the contact's consent. The conversation's append claims `<channel>:<wamid>`, so a
 //! redelivered message is absorbed even when two deliveries race.
 
-use super::{owner_id, IngestReport};
+use super::{owner_id, part_failed, part_problem, IngestReport};
 use crate::context::CommandContext;
 use crate::error::CommandError;
 use crate::handlers::contact::{creation_plan, NewContact};
-use crate::provider::meta::webhook::{InboundParts, WaContact};
+use crate::provider::meta::webhook::{InboundParts, WaContact, MAX_PROVIDER_ID};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::Claim;
 use blazz_domain::aggregate::{stream_id, Aggregate};
@@ -40,6 +40,15 @@ impl Commands {
                 );
                 continue;
             };
+            let problem = if parts.id.is_empty() || parts.id.len() > MAX_PROVIDER_ID {
+                Some(format!("id must be 1-{MAX_PROVIDER_ID} bytes"))
+            } else {
+                part_problem(&raw, Some(parts.timestamp), ctx.now)
+            };
+            if let Some(problem) = problem {
+                report.exception("invalid", Some(phone_number_id), problem, raw);
+                continue;
+            }
             let Ok(phone) = PhoneNumber::parse(&format!("+{}", parts.from)) else {
                 report.exception(
                     "invalid",
@@ -49,72 +58,94 @@ impl Commands {
                 );
                 continue;
             };
-            let dedupe_key = format!("{channel}:{}", parts.id);
-            if self.store().claim(scopes::INBOUND_MESSAGE, &dedupe_key).await?.is_some() {
-                report.absorbed += 1;
-                continue;
-            }
-            let name = contacts
-                .iter()
-                .find(|c| c.wa_id == parts.from)
-                .and_then(|c| c.profile.as_ref()?.name.clone())
-                .filter(|n| !n.trim().is_empty());
-            let contact = self.contact_for(ctx, &phone, name).await?;
-
-            if let Some(text) = &parts.text {
-                if workspace.is_none() {
-                    workspace = Some(self.load::<Workspace>(ctx.workspace_id, ctx.workspace_id).await?.state);
-                }
-                let ws = workspace.as_ref().expect("loaded above");
-                let consent =
-                    if ws.is_opt_out_keyword(text) { Some(true) } else { ws.is_opt_in_keyword(text).then_some(false) };
-                if let Some(opt_out) = consent {
-                    let reason = Some(format!("inbound keyword {:?}", text.trim()));
-                    let r = self.set_contact_consent(ctx, contact, opt_out, reason, ConsentSource::Keyword).await?;
-                    report.wrote(r.position);
-                }
-            }
-
-            let message = InboundMessage {
-                message_id: MessageId::for_inbound(channel, &parts.id),
-                channel_id: channel,
-                contact_id: contact,
-                kind: parts.kind.clone(),
-                text: parts.text.clone(),
-                context_id: parts.context_id.clone(),
-                raw,
-            };
-            let conversation = ConversationId::for_pair(channel, contact);
-            let owner = stream_id::<Conversation>(conversation.as_uuid());
-            let recorded = self
-                .execute::<Conversation>(ctx, conversation.as_uuid(), |c| {
-                    let events = c.decide(ConversationCommand::RecordInbound {
-                        channel_id: channel,
-                        contact_id: contact,
-                        provider_message_id: parts.id.clone(),
-                        message: Some(message.clone()),
-                        at: parts.timestamp,
-                    })?;
-                    let mut plan = Plan::new(events, json!({ "conversation_id": conversation }));
-                    plan.claims.push(Claim {
-                        scope: scopes::INBOUND_MESSAGE.into(),
-                        value: dedupe_key.clone(),
-                        owner: owner.clone(),
-                        workspace_id: ctx.workspace_id,
-                        data: json!({}),
-                    });
-                    Ok(plan)
-                })
-                .await;
-            match recorded {
-                Ok(r) => {
-                    report.inbound += 1;
-                    report.wrote(r.position);
-                }
-                // The same message, delivered twice at once: the other delivery recorded it.
-                Err(CommandError::Taken { .. }) => report.absorbed += 1,
+            let kept = raw.clone();
+            match self.inbound_one(ctx, channel, contacts, parts, phone, raw, &mut workspace, report).await {
+                Ok(()) => {}
+                Err(e) if part_failed(&e) => report.exception("invalid", Some(phone_number_id), e.to_string(), kept),
                 Err(e) => return Err(e),
             }
+        }
+        Ok(())
+    }
+
+    /// One validated inbound message: the contact (created if new), consent keywords, the conversation.
+    #[allow(clippy::too_many_arguments)]
+    async fn inbound_one(
+        &self,
+        ctx: &CommandContext,
+        channel: ChannelId,
+        contacts: &[WaContact],
+        parts: InboundParts,
+        phone: PhoneNumber,
+        raw: Value,
+        workspace: &mut Option<Workspace>,
+        report: &mut IngestReport,
+    ) -> Result<(), CommandError> {
+        let dedupe_key = format!("{channel}:{}", parts.id);
+        if self.store().claim(scopes::INBOUND_MESSAGE, &dedupe_key).await?.is_some() {
+            report.absorbed += 1;
+            return Ok(());
+        }
+        let name = contacts
+            .iter()
+            .find(|c| c.wa_id == parts.from)
+            .and_then(|c| c.profile.as_ref()?.name.clone())
+            .filter(|n| !n.trim().is_empty());
+        let contact = self.contact_for(ctx, &phone, name).await?;
+
+        if let Some(text) = &parts.text {
+            let ws = match workspace {
+                Some(ws) => ws,
+                None => workspace.insert(self.load::<Workspace>(ctx.workspace_id, ctx.workspace_id).await?.state),
+            };
+            let consent =
+                if ws.is_opt_out_keyword(text) { Some(true) } else { ws.is_opt_in_keyword(text).then_some(false) };
+            if let Some(opt_out) = consent {
+                let reason = Some(format!("inbound keyword {:?}", text.trim()));
+                let r = self.set_contact_consent(ctx, contact, opt_out, reason, ConsentSource::Keyword).await?;
+                report.wrote(r.position);
+            }
+        }
+
+        let message = InboundMessage {
+            message_id: MessageId::for_inbound(channel, &parts.id),
+            channel_id: channel,
+            contact_id: contact,
+            kind: parts.kind.clone(),
+            text: parts.text.clone(),
+            context_id: parts.context_id.clone(),
+            raw,
+        };
+        let conversation = ConversationId::for_pair(channel, contact);
+        let owner = stream_id::<Conversation>(conversation.as_uuid());
+        let recorded = self
+            .execute::<Conversation>(ctx, conversation.as_uuid(), |c| {
+                let events = c.decide(ConversationCommand::RecordInbound {
+                    channel_id: channel,
+                    contact_id: contact,
+                    provider_message_id: parts.id.clone(),
+                    message: Some(message.clone()),
+                    at: parts.timestamp,
+                })?;
+                let mut plan = Plan::new(events, json!({ "conversation_id": conversation }));
+                plan.claims.push(Claim {
+                    scope: scopes::INBOUND_MESSAGE.into(),
+                    value: dedupe_key.clone(),
+                    owner: owner.clone(),
+                    workspace_id: ctx.workspace_id,
+                    data: json!({}),
+                });
+                Ok(plan)
+            })
+            .await;
+        match recorded {
+            Ok(r) => {
+                report.inbound += 1;
+                report.wrote(r.position);
+            }
+            // The same message, delivered twice at once: the other delivery recorded it.
+            Err(CommandError::Taken { .. }) => report.absorbed += 1,
+            Err(e) => return Err(e),
         }
         Ok(())
     }

@@ -14,9 +14,10 @@ mod statuses;
 
 use crate::context::CommandContext;
 use crate::error::CommandError;
-use crate::provider::meta::webhook::{MessagesValue, Notification, TemplateStatusUpdate};
+use crate::provider::meta::webhook::{Change, MessagesValue, Notification, TemplateStatusUpdate};
 use crate::service::{scopes, Commands};
 use blazz_domain::ids::{ChannelId, TemplateId};
+use blazz_domain::provider::check_timestamp;
 use blazz_domain::template::ReviewStatus;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -79,8 +80,31 @@ pub(crate) fn owner_id(owner: &str) -> Option<Uuid> {
     owner.split_once('-').and_then(|(_, id)| Uuid::try_parse(id).ok())
 }
 
+/// Whether a failure belongs to the part being applied (the part becomes an exception and the rest
+/// of the notification is applied) rather than to storage (the POST fails, so Meta retries it).
+pub(crate) fn part_failed(e: &CommandError) -> bool {
+    matches!(e, CommandError::Domain(_) | CommandError::Rejected(_) | CommandError::Taken { .. })
+}
+
+/// The problem with a part's values that storage would refuse or the rules bound (a NUL anywhere, a
+/// timestamp outside the window around now), if any.
+pub(crate) fn part_problem(
+    raw: &Value,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    if let Some(field) = blazz_domain::values::first_unstorable("", raw) {
+        return Some(format!("{field} holds a NUL character (\\u0000)"));
+    }
+    at.and_then(|at| check_timestamp(at, now).err())
+}
+
 impl Commands {
-    /// Applies a verified notification addressed to `target`'s webhook path.
+    /// Applies a verified notification addressed to `target`'s webhook path, part by part: each
+    /// change, status, inbound message and template update is read and validated on its own; one that
+    /// is malformed, out of bounds or refused becomes an [`Exception`] and the others are applied. Only a
+    /// storage failure fails the whole notification (the caller answers 5xx and Meta redelivers it;
+    /// every part is idempotent).
     #[tracing::instrument(skip_all, fields(channel = %target.channel_id), err)]
     pub async fn ingest_meta_webhook(
         &self,
@@ -92,39 +116,25 @@ impl Commands {
         let mut report = IngestReport::default();
         let mut routes: HashMap<String, Option<ChannelId>> = HashMap::new();
         for entry in notification.entry {
-            for change in entry.changes {
+            let changes = match entry.get("changes") {
+                None | Some(Value::Null) => vec![],
+                Some(Value::Array(changes)) => changes.clone(),
+                Some(_) => {
+                    report.exception("invalid", None, "entry.changes must be an array", entry);
+                    continue;
+                }
+            };
+            for raw in changes {
+                let change: Change = match serde_json::from_value(raw.clone()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        report.exception("invalid", None, format!("unreadable change: {e}"), raw);
+                        continue;
+                    }
+                };
                 match change.field.as_str() {
                     "messages" => {
-                        let value: MessagesValue = match serde_json::from_value(change.value.clone()) {
-                            Ok(v) => v,
-                            Err(e) => {
-                                report.exception("invalid", None, e.to_string(), change.value);
-                                continue;
-                            }
-                        };
-                        let pnid = value.metadata.phone_number_id.clone();
-                        let channel = match routes.get(&pnid) {
-                            Some(c) => *c,
-                            None => {
-                                let c = self.route(&target, &pnid).await?;
-                                routes.insert(pnid.clone(), c);
-                                c
-                            }
-                        };
-                        let Some(channel) = channel else {
-                            report.exception("unroutable", Some(&pnid), "unknown phone number id", change.value);
-                            continue;
-                        };
-                        for error in &value.errors {
-                            report.exception(
-                                "provider_error",
-                                Some(&pnid),
-                                "error not tied to a message",
-                                error.clone(),
-                            );
-                        }
-                        self.apply_statuses(&ctx, channel, &pnid, value.statuses, &mut report).await?;
-                        self.apply_inbound(&ctx, channel, &pnid, &value.contacts, value.messages, &mut report).await?;
+                        self.apply_messages_change(&ctx, &target, change.value, &mut routes, &mut report).await?
                     }
                     "message_template_status_update" => {
                         self.apply_template_update(&ctx, change.value, &mut report).await?;
@@ -136,6 +146,45 @@ impl Commands {
             }
         }
         Ok(report)
+    }
+
+    async fn apply_messages_change(
+        &self,
+        ctx: &CommandContext,
+        target: &WebhookTarget,
+        raw: Value,
+        routes: &mut HashMap<String, Option<ChannelId>>,
+        report: &mut IngestReport,
+    ) -> Result<(), CommandError> {
+        let value: MessagesValue = match serde_json::from_value(raw.clone()) {
+            Ok(v) => v,
+            Err(e) => {
+                report.exception("invalid", None, e.to_string(), raw);
+                return Ok(());
+            }
+        };
+        let pnid = value.metadata.phone_number_id.clone();
+        if blazz_domain::values::unstorable(&pnid).is_some() || pnid.len() > 64 {
+            report.exception("invalid", None, "metadata.phone_number_id is not a phone number id", raw);
+            return Ok(());
+        }
+        let channel = match routes.get(&pnid) {
+            Some(c) => *c,
+            None => {
+                let c = self.route(target, &pnid).await?;
+                routes.insert(pnid.clone(), c);
+                c
+            }
+        };
+        let Some(channel) = channel else {
+            report.exception("unroutable", Some(&pnid), "unknown phone number id", raw);
+            return Ok(());
+        };
+        for error in &value.errors {
+            report.exception("provider_error", Some(&pnid), "error not tied to a message", error.clone());
+        }
+        self.apply_statuses(ctx, channel, &pnid, value.statuses, report).await?;
+        self.apply_inbound(ctx, channel, &pnid, &value.contacts, value.messages, report).await
     }
 
     /// The channel of the target's workspace that owns `phone_number_id`.
@@ -160,6 +209,10 @@ impl Commands {
                 return Ok(());
             }
         };
+        if let Some(problem) = part_problem(&value, None, ctx.now) {
+            report.exception("invalid", None, problem, value);
+            return Ok(());
+        }
         let key = format!("{}:{}:{}", ctx.workspace_id, update.message_template_name, update.message_template_language);
         let Some(template) = self.store().claim(scopes::TEMPLATE_NAME, &key).await?.and_then(|c| owner_id(&c.owner))
         else {
@@ -168,7 +221,14 @@ impl Commands {
             return Ok(());
         };
         let status = ReviewStatus::parse(&update.event);
-        let r = self.record_template_review(ctx, TemplateId::from_uuid(template), status, update.reason).await?;
+        let r = match self.record_template_review(ctx, TemplateId::from_uuid(template), status, update.reason).await {
+            Ok(r) => r,
+            Err(e) if part_failed(&e) => {
+                report.exception("invalid", None, e.to_string(), value);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         report.template_updates += 1;
         if r.position.is_none() {
             report.absorbed += 1;

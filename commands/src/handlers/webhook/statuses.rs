@@ -3,7 +3,7 @@
 //! reports), and the appends go out concurrently so that group commit writes them in few transactions.
 //! A message changed concurrently (another notification about it) is re-decided on fresh state.
 
-use super::{owner_id, IngestReport};
+use super::{owner_id, part_failed, part_problem, IngestReport};
 use crate::context::CommandContext;
 use crate::error::CommandError;
 use crate::provider::meta::webhook::Status;
@@ -102,11 +102,22 @@ impl Commands {
         ctx: &CommandContext,
         channel: ChannelId,
         phone_number_id: &str,
-        statuses: Vec<Status>,
+        statuses: Vec<serde_json::Value>,
         report: &mut IngestReport,
     ) -> Result<(), CommandError> {
         let mut by_message: BTreeMap<String, Vec<Status>> = BTreeMap::new();
-        for s in statuses {
+        for raw in statuses {
+            let s = match Status::of(&raw) {
+                Ok(s) => s,
+                Err(why) => {
+                    report.exception("invalid", Some(phone_number_id), format!("unreadable status: {why}"), raw);
+                    continue;
+                }
+            };
+            if let Some(problem) = part_problem(&raw, Some(s.timestamp), ctx.now) {
+                report.exception("invalid", Some(phone_number_id), problem, raw);
+                continue;
+            }
             let payload = || serde_json::json!({ "id": s.id, "status": s.status });
             if update_of(&s).is_none() && s.pricing.is_none() {
                 report.exception("unknown_status", Some(phone_number_id), format!("status {:?}", s.status), payload());
@@ -143,8 +154,16 @@ impl Commands {
                     continue;
                 }
             };
+            let plan = match decide(stream, ctx.workspace_id, &loaded.state, statuses) {
+                Ok(plan) => plan,
+                Err(e) if part_failed(&e) => {
+                    let ids: Vec<&str> = statuses.iter().map(|s| s.id.as_str()).collect();
+                    report.exception("invalid", Some(phone_number_id), e.to_string(), json!({ "ids": ids }));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             report.statuses += statuses.len();
-            let plan = decide(stream, ctx.workspace_id, &loaded.state, statuses)?;
             if plan.events.is_empty() {
                 report.absorbed += statuses.len();
                 continue;
@@ -159,9 +178,19 @@ impl Commands {
                 // Another notification about this message won the race: decide again on fresh state.
                 Err(CommandError::Conflict(_)) => {
                     let id = owner_id(stream).unwrap_or_default();
-                    self.execute::<Message>(ctx, id, |m| decide(stream, ctx.workspace_id, m, statuses)).await?
+                    self.execute::<Message>(ctx, id, |m| decide(stream, ctx.workspace_id, m, statuses)).await
                 }
-                other => other?,
+                other => other,
+            };
+            let result = match result {
+                Ok(r) => r,
+                Err(e) if part_failed(&e) => {
+                    report.statuses -= statuses.len();
+                    let ids: Vec<&str> = statuses.iter().map(|s| s.id.as_str()).collect();
+                    report.exception("invalid", Some(phone_number_id), e.to_string(), json!({ "ids": ids }));
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             report.wrote(result.position);
             if let (true, Some(contact)) = (stops, contact) {

@@ -5,21 +5,18 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+/// A whole notification. Entries and their changes are kept raw and read one by one, so that one
+/// malformed part cannot make the others unreadable.
 #[derive(Debug, Deserialize)]
 pub struct Notification {
     #[serde(default)]
     pub object: String,
     #[serde(default)]
-    pub entry: Vec<Entry>,
+    pub entry: Vec<Value>,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Entry {
-    #[serde(default)]
-    pub id: Value,
-    #[serde(default)]
-    pub changes: Vec<Change>,
-}
+/// Longest provider message id (wamid) accepted; Meta's are about 60 characters.
+pub const MAX_PROVIDER_ID: usize = 256;
 
 #[derive(Debug, Deserialize)]
 pub struct Change {
@@ -38,8 +35,9 @@ pub struct MessagesValue {
     /// Kept raw: every type is stored, known or not.
     #[serde(default)]
     pub messages: Vec<Value>,
+    /// Kept raw and read one by one (see [`Status`]).
     #[serde(default)]
-    pub statuses: Vec<Status>,
+    pub statuses: Vec<Value>,
     /// Errors not tied to a message.
     #[serde(default)]
     pub errors: Vec<Value>,
@@ -175,6 +173,17 @@ impl InboundParts {
     }
 }
 
+impl Status {
+    /// Reads one status object of a notification; the error says what is wrong with it.
+    pub fn of(raw: &Value) -> Result<Self, String> {
+        let status: Self = serde_json::from_value(raw.clone()).map_err(|e| e.to_string())?;
+        if status.id.is_empty() || status.id.len() > MAX_PROVIDER_ID {
+            return Err(format!("status id must be 1-{MAX_PROVIDER_ID} bytes"));
+        }
+        Ok(status)
+    }
+}
+
 fn parse_unix(v: &Value) -> Option<DateTime<Utc>> {
     let secs = match v {
         Value::String(s) => s.trim().parse::<i64>().ok()?,
@@ -213,7 +222,7 @@ mod tests {
 
     #[test]
     fn statuses_parse_with_and_without_pricing() {
-        let v: MessagesValue = serde_json::from_value(json!({
+        let raw: MessagesValue = serde_json::from_value(json!({
             "messaging_product":"whatsapp","metadata":{"display_phone_number":"1","phone_number_id":"106"},
             "statuses":[{"id":"wamid.1","status":"failed","timestamp":"1750857384","recipient_id":"62",
                          "errors":[{"code":131026,"title":"Message undeliverable","error_data":{"details":"x"}}]},
@@ -221,8 +230,18 @@ mod tests {
                          "conversation":{"id":"c","origin":{"type":"marketing"}},
                          "pricing":{"billable":true,"pricing_model":"PMP","type":"regular","category":"marketing"}}]}))
         .unwrap();
-        assert_eq!(v.statuses[0].errors[0].code, 131026);
-        assert_eq!(v.statuses[1].pricing.as_ref().unwrap().category.as_deref(), Some("marketing"));
-        assert!(v.messages.is_empty());
+        let statuses: Vec<Status> = raw.statuses.iter().map(|s| Status::of(s).unwrap()).collect();
+        assert_eq!(statuses[0].errors[0].code, 131026);
+        assert_eq!(statuses[1].pricing.as_ref().unwrap().category.as_deref(), Some("marketing"));
+        assert!(raw.messages.is_empty());
+    }
+
+    #[test]
+    fn a_status_with_an_oversized_id_or_a_bad_time_is_refused_alone() {
+        let long = "w".repeat(MAX_PROVIDER_ID + 1);
+        assert!(Status::of(&json!({"id": long, "status": "sent", "timestamp": "1"})).is_err());
+        assert!(Status::of(&json!({"id": "w", "status": "sent", "timestamp": "soon"})).is_err());
+        assert!(Status::of(&json!({"id": "w", "status": "sent", "timestamp": "8210266873199999999"})).is_err());
+        assert!(Status::of(&json!({"id": "w", "status": "sent", "timestamp": 1})).is_ok());
     }
 }
