@@ -61,6 +61,23 @@ enum Projections {
         /// contacts, groups, templates, channels, conversations or messages
         name: String,
     },
+    /// Events a projector could not apply (parked so the others go on).
+    Parked {
+        /// Also those already applied by a retry or skipped.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Apply a parked event again (and the events of its stream parked behind it), in order.
+    Retry {
+        /// The parked event's id (see `parked`).
+        #[arg(required_unless_present = "every")]
+        id: Option<i64>,
+        /// Every parked event, stream by stream.
+        #[arg(long = "all", conflicts_with = "id")]
+        every: bool,
+    },
+    /// Drop a parked event for good, then retry the events of its stream parked behind it.
+    Skip { id: i64 },
 }
 
 /// DATABASE_URL, or the private cluster of a `blazz up` running on the same data directory.
@@ -79,14 +96,52 @@ async fn projections(config: Config, which: Projections) -> Result<(), Error> {
     match which {
         Projections::Status => {
             let s = status::status(&pool, config.kafka.as_ref().map(|k| k.partitions)).await?;
-            println!("{:<16} {:>12} {:>12} {:>10} {:>10}", "projection", "position", "applied", "lag", "lag s");
-            for p in s.projections {
+            println!(
+                "{:<16} {:>12} {:>12} {:>10} {:>10} {:>8}",
+                "projection", "position", "applied", "lag", "lag s", "parked"
+            );
+            for p in &s.projections {
                 println!(
-                    "{:<16} {:>12} {:>12} {:>10} {:>10.1}",
-                    p.projection, p.position, p.events_applied, p.lag_events, p.lag_seconds
+                    "{:<16} {:>12} {:>12} {:>10} {:>10.1} {:>8}",
+                    p.projection, p.position, p.events_applied, p.lag_events, p.lag_seconds, p.parked
                 );
             }
             println!("log read horizon age: {:.1} s", s.horizon_age_seconds);
+            let parked: i64 = s.projections.iter().map(|p| p.parked).sum();
+            println!("parked events: {parked}{}", if parked > 0 { " (see `blazz projections parked`)" } else { "" });
+        }
+        Projections::Parked { all } => {
+            use blazz_projections::parked;
+            println!(
+                "{:>8} {:<14} {:>10} {:<48} {:<8} {:>8}  error",
+                "id", "projection", "position", "stream", "status", "attempts"
+            );
+            let mut after = 0;
+            loop {
+                let page = parked::list(&pool, all, after, 500).await?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                for p in &page {
+                    println!(
+                        "{:>8} {:<14} {:>10} {:<48} {:<8} {:>8}  {}",
+                        p.id, p.projection, p.position, p.stream_id, p.status, p.attempts, p.error
+                    );
+                }
+            }
+        }
+        Projections::Retry { id, every } => {
+            use blazz_projections::parked;
+            let store = PgEventStore::new(pool.clone(), BatchConfig::default());
+            let r = match (id, every) {
+                (Some(id), _) => parked::retry(&pool, &store, &Codec::new(), id).await?,
+                (None, _) => parked::retry_all(&pool, &store, &Codec::new()).await?,
+            };
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        Projections::Skip { id } => {
+            let store = PgEventStore::new(pool.clone(), BatchConfig::default());
+            let r = blazz_projections::parked::skip(&pool, &store, &Codec::new(), id).await?;
+            println!("{}", serde_json::to_string(&r)?);
         }
         Projections::Rebuild { name } => {
             let projector = read_models::by_name(&name).ok_or_else(|| format!("unknown projection {name:?}"))?;
@@ -205,8 +260,7 @@ async fn dispatch(config: Config) -> Result<(), Error> {
     let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
     let dispatcher = server::dispatcher(commands, credentials, &edge, &format!("http://{}", config.addr));
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(blazz_api::dispatch::schedule(pool.clone(), dispatcher.clone(), stopped.clone()));
-    let task = tokio::spawn(blazz_api::dispatch::run(pool, dispatcher, stopped));
+    let task = server::spawn_dispatcher(pool, dispatcher, stopped);
     println!("Blazz dispatcher running");
     server::shutdown_signal().await;
     let _ = stop.send(true);
@@ -224,9 +278,8 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 /// `blazz project`: the projectors alone (the Kafka feed when KAFKA_BROKERS is set, else the log
 /// feed), until Ctrl-C or SIGTERM.
 async fn project(config: Config) -> Result<(), Error> {
-    use blazz_commands::codec::Codec;
     use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
-    use blazz_projections::{delta::Hub, read_models, runner::Runner};
+    use blazz_projections::delta::Hub;
     let url = config.database_url.clone().ok_or("`blazz project` needs DATABASE_URL")?;
     let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -234,12 +287,7 @@ async fn project(config: Config) -> Result<(), Error> {
         Some(kafka) => server::spawn_kafka_projectors(pool, kafka, None, stopped).await?.0,
         None => {
             let store = std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
-            let runner = Runner::new(pool, store, Codec::new(), read_models::all(), Hub::new(1));
-            tokio::spawn(async move {
-                if let Err(e) = runner.run(stopped).await {
-                    tracing::error!(error = %e, "projections stopped");
-                }
-            })
+            server::spawn_log_projectors(pool, store, Hub::new(1), stopped).1
         }
     };
     println!("Blazz projectors running ({})", if config.kafka.is_some() { "Kafka feed" } else { "log feed" });
@@ -285,6 +333,7 @@ async fn run_server(config: Config, embedded_allowed: bool, demo: bool) -> Resul
             projectors: embedded_allowed,
             edge: edge_settings(&config, embedded_allowed)?,
             kafka: config.kafka.clone(),
+            limits: config.limits,
             ..server::Settings::new(config.append_writers, Some(token))
         };
         let state = server::state(pool, settings, stopped, &format!("http://{addr}")).await?;

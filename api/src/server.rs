@@ -1,6 +1,7 @@
 //! Wiring: connect the store, start the projectors, build the router with its middleware, serve until
 //! shutdown.
 
+use crate::limits::{KeyRates, LimitSettings};
 use crate::routes;
 use crate::state::AppState;
 use axum::extract::MatchedPath;
@@ -20,6 +21,7 @@ use blazz_projections::kafka::{KafkaConfig, KafkaFeed, Relay};
 use blazz_projections::progress::Progress;
 use blazz_projections::read_models;
 use blazz_projections::runner::Runner;
+use blazz_projections::supervise::supervise;
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +46,8 @@ pub struct Settings {
     /// The scaled-out read side: with projectors, this process also runs the relay and the Kafka feed;
     /// either way, live deltas come from the deltas topic. `None`: the log feed.
     pub kafka: Option<KafkaConfig>,
+    /// Request timeout, concurrency limit, per-key rates.
+    pub limits: LimitSettings,
 }
 
 /// The WhatsApp edge: credential sealing, providers, and whether this process dispatches.
@@ -82,6 +86,7 @@ impl Settings {
             projectors: true,
             edge: EdgeSettings::default(),
             kafka: None,
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -111,17 +116,7 @@ pub async fn state(
     let names = projection_names();
     let poll = std::time::Duration::from_millis(20);
     let progress = match (&settings.kafka, settings.projectors) {
-        (None, true) => {
-            let runner = Runner::new(pool.clone(), store.clone(), Codec::new(), read_models::all(), hub.clone());
-            let progress = runner.progress();
-            let stopped = shutdown.clone();
-            tokio::spawn(async move {
-                if let Err(e) = runner.run(stopped).await {
-                    tracing::error!(error = %e, "projections stopped");
-                }
-            });
-            progress
-        }
+        (None, true) => spawn_log_projectors(pool.clone(), store.clone(), hub.clone(), shutdown.clone()).0,
         (None, false) => Progress::polling(pool.clone(), names, None, poll, shutdown.clone()),
         (Some(kafka), projectors) => {
             let mut own = None;
@@ -138,12 +133,12 @@ pub async fn state(
     let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
     let ticks = crate::ticker::spawn(pool.clone(), shutdown.clone());
     if edge.dispatch {
-        let dispatcher = dispatcher(commands.clone(), credentials.clone(), &edge, own_url);
-        tokio::spawn(crate::dispatch::schedule(pool.clone(), dispatcher.clone(), shutdown.clone()));
-        tokio::spawn(crate::dispatch::run(pool.clone(), dispatcher, shutdown));
+        spawn_dispatcher(pool.clone(), dispatcher(commands.clone(), credentials.clone(), &edge, own_url), shutdown);
     }
     Ok(AppState {
         commands,
+        limits: settings.limits,
+        rates: Arc::new(KeyRates::new(settings.limits.key_rate)),
         operator_token: settings.operator_token.map(Arc::from),
         pool,
         progress,
@@ -151,6 +146,49 @@ pub async fn state(
         credentials,
         ticks,
     })
+}
+
+/// Starts the projectors on the log feed, supervised (restarted after a crash, reporting to the same
+/// progress), until `shutdown`; returns their progress and the supervisor's task.
+pub fn spawn_log_projectors(
+    pool: PgPool,
+    store: Arc<dyn EventStore>,
+    hub: Hub,
+    shutdown: watch::Receiver<bool>,
+) -> (Progress, tokio::task::JoinHandle<()>) {
+    let make = move || Runner::new(pool.clone(), store.clone(), Codec::new(), read_models::all(), hub.clone());
+    let first = make();
+    let (progress, sender) = (first.progress(), first.progress_sender());
+    let stopped = shutdown.clone();
+    let task = tokio::spawn(supervise("projections", shutdown, move || {
+        make().reporting_to(sender.clone()).run(stopped.clone())
+    }));
+    (progress, task)
+}
+
+/// Starts a dispatcher's two loops (sending, and launching scheduled campaigns), each supervised;
+/// returns the sending loop's task (it finishes the sends in flight on shutdown).
+pub fn spawn_dispatcher(
+    pool: PgPool,
+    dispatcher: Dispatcher,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let (p, d, s) = (pool.clone(), dispatcher.clone(), shutdown.clone());
+    tokio::spawn(supervise("campaign schedule", shutdown.clone(), move || {
+        let (p, d, s) = (p.clone(), d.clone(), s.clone());
+        async move {
+            crate::dispatch::schedule(p, d, s).await;
+            Ok::<_, std::convert::Infallible>(())
+        }
+    }));
+    let s = shutdown.clone();
+    tokio::spawn(supervise("dispatcher", shutdown, move || {
+        let (p, d, s) = (pool.clone(), dispatcher.clone(), s.clone());
+        async move {
+            crate::dispatch::run(p, d, s).await;
+            Ok::<_, std::convert::Infallible>(())
+        }
+    }))
 }
 
 /// The names of every live projection.
@@ -208,11 +246,40 @@ pub fn dispatcher(commands: Commands, credentials: CredentialStore, edge: &EdgeS
     Dispatcher::new(commands, credentials, providers).with_policy(edge.retry)
 }
 
+/// Longest `X-Request-Id` kept from a client.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Drops a client's `X-Request-Id` unless it is 1 to [`MAX_REQUEST_ID`] visible ASCII characters, so
+/// the request-id layer replaces it with a fresh one: the id is copied into the metadata of every event
+/// the request writes, and the log is immutable.
+async fn bounded_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
+    let ok = |v: &axum::http::HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(u8::is_ascii_graphic)
+    };
+    let values = req.headers().get_all("x-request-id");
+    let mut iter = values.iter();
+    let keep = matches!((iter.next(), iter.next()), (Some(v), None) if ok(v));
+    if !keep {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
+}
+
 /// The full router with request ids and request spans that record the matched route, not the raw URI.
 pub fn app(state: AppState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
+    let limits = state.limits;
     routes::router()
         .with_state(state)
+        // Inside the concurrency limit: a request counts until it ends or times out.
+        .layer(axum::middleware::from_fn_with_state(limits, crate::limits::timeout))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(crate::limits::overloaded))
+                .load_shed()
+                .concurrency_limit(limits.max_concurrent),
+        )
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
             let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -220,6 +287,7 @@ pub fn app(state: AppState) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(axum::middleware::map_request(bounded_request_id))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.

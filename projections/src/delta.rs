@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -89,69 +89,92 @@ pub enum Resume {
     Resync,
 }
 
+/// One workspace's share of the hub: its own broadcast channel and replay buffer, so another
+/// workspace's burst can neither evict its deltas nor make its subscribers lag.
 #[derive(Debug)]
-struct Buffer {
+struct WorkspaceBuffer {
+    tx: broadcast::Sender<Arc<Delta>>,
     deltas: VecDeque<Arc<Delta>>,
     /// Everything at or below this key may be missing from the buffer.
     floor: DeltaKey,
 }
 
-/// In-process fan-out of deltas.
+#[derive(Debug, Default)]
+struct Lanes {
+    by_workspace: HashMap<Uuid, WorkspaceBuffer>,
+    /// Where the runner started: a workspace seen for the first time may miss deltas before it.
+    floor: DeltaKey,
+}
+
+/// In-process fan-out of deltas, kept per workspace.
 #[derive(Debug, Clone)]
 pub struct Hub {
-    tx: broadcast::Sender<Arc<Delta>>,
-    buffer: Arc<Mutex<Buffer>>,
+    lanes: Arc<Mutex<Lanes>>,
     capacity: usize,
+    /// Every workspace's deltas, for operators' tools and tests (never a client's subscription).
+    all: broadcast::Sender<Arc<Delta>>,
 }
 
 impl Hub {
-    /// `capacity`: deltas kept for resuming, and the live queue length per subscriber.
+    /// `capacity`: deltas kept for resuming, and the live queue length per subscriber, per workspace.
     pub fn new(capacity: usize) -> Self {
-        let (tx, _) = broadcast::channel(capacity.max(1));
-        Self {
-            tx,
-            buffer: Arc::new(Mutex::new(Buffer { deltas: VecDeque::new(), floor: (0, 0, 0) })),
-            capacity: capacity.max(1),
-        }
+        Self { lanes: Arc::default(), capacity: capacity.max(1), all: broadcast::channel(capacity.max(1)).0 }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Buffer> {
-        self.buffer.lock().unwrap_or_else(|e| e.into_inner())
+    /// Live deltas of every workspace (not for clients: they get their workspace's, see [`Hub::subscribe`]).
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Delta>> {
+        self.all.subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Deltas before `key` were produced before this hub existed (the runner started there).
     pub fn set_floor(&self, key: DeltaKey) {
-        let mut b = self.lock();
-        if b.deltas.is_empty() && key > b.floor {
-            b.floor = key;
+        let mut l = self.lock();
+        if l.by_workspace.is_empty() && key > l.floor {
+            l.floor = key;
         }
+    }
+
+    fn lane<'a>(lanes: &'a mut Lanes, workspace: Uuid, capacity: usize) -> &'a mut WorkspaceBuffer {
+        let floor = lanes.floor;
+        lanes.by_workspace.entry(workspace).or_insert_with(|| WorkspaceBuffer {
+            tx: broadcast::channel(capacity).0,
+            deltas: VecDeque::new(),
+            floor,
+        })
     }
 
     pub fn publish(&self, deltas: Vec<Delta>) {
-        let mut b = self.lock();
+        let mut lanes = self.lock();
         for d in deltas {
             let d = Arc::new(d);
-            if b.deltas.len() == self.capacity {
-                if let Some(old) = b.deltas.pop_front() {
-                    // Deltas of different workspaces may arrive out of log order (Kafka partitions):
-                    // the floor only rises.
-                    b.floor = b.floor.max(old.key());
+            let lane = Self::lane(&mut lanes, d.workspace_id, self.capacity);
+            if lane.deltas.len() == self.capacity {
+                if let Some(old) = lane.deltas.pop_front() {
+                    lane.floor = lane.floor.max(old.key());
                 }
             }
-            b.deltas.push_back(d.clone());
+            lane.deltas.push_back(d.clone());
+            if self.all.receiver_count() > 0 {
+                let _ = self.all.send(d.clone());
+            }
             // No subscribers is fine.
-            let _ = self.tx.send(d);
+            let _ = lane.tx.send(d);
         }
     }
 
-    /// Subscribes for deltas after `after` (`None`: live ones only).
-    pub fn subscribe(&self, after: Option<DeltaKey>) -> Resume {
-        let b = self.lock();
-        let rx = self.tx.subscribe();
+    /// Subscribes for `workspace`'s deltas after `after` (`None`: live ones only).
+    pub fn subscribe(&self, workspace: Uuid, after: Option<DeltaKey>) -> Resume {
+        let mut lanes = self.lock();
+        let lane = Self::lane(&mut lanes, workspace, self.capacity);
+        let rx = lane.tx.subscribe();
         match after {
             None => Resume::From(vec![], rx),
-            Some(k) if k < b.floor => Resume::Resync,
-            Some(k) => Resume::From(b.deltas.iter().filter(|d| d.key() > k).cloned().collect(), rx),
+            Some(k) if k < lane.floor => Resume::Resync,
+            Some(k) => Resume::From(lane.deltas.iter().filter(|d| d.key() > k).cloned().collect(), rx),
         }
     }
 }
@@ -161,11 +184,15 @@ mod tests {
     use super::*;
 
     fn delta(pos: i64) -> Delta {
+        delta_of(Uuid::nil(), pos)
+    }
+
+    fn delta_of(workspace_id: Uuid, pos: i64) -> Delta {
         Delta {
             kind: "contact".into(),
             op: "upsert".into(),
             id: Uuid::nil(),
-            workspace_id: Uuid::nil(),
+            workspace_id,
             position: pos,
             delta_id: format!("{pos}.{pos}.0"),
             changed: serde_json::Value::Null,
@@ -177,12 +204,28 @@ mod tests {
     fn resuming_replays_what_was_missed_and_too_old_means_resync() {
         let hub = Hub::new(3);
         hub.publish((1..=5).map(delta).collect());
-        match hub.subscribe(Some((3, 3, 0))) {
+        match hub.subscribe(Uuid::nil(), Some((3, 3, 0))) {
             Resume::From(missed, _) => assert_eq!(missed.iter().map(|d| d.position).collect::<Vec<_>>(), [4, 5]),
             Resume::Resync => panic!("3 is still buffered"),
         }
-        assert!(matches!(hub.subscribe(Some((1, 1, 0))), Resume::Resync), "1 was evicted");
+        assert!(matches!(hub.subscribe(Uuid::nil(), Some((1, 1, 0))), Resume::Resync), "1 was evicted");
         assert_eq!(Delta::parse_id("7.8.1"), Some((7, 8, 1)));
         assert_eq!(Delta::parse_id("7.8"), None);
+    }
+
+    #[test]
+    fn one_workspaces_burst_neither_evicts_nor_lags_another_workspaces_deltas() {
+        let (quiet, noisy) = (Uuid::now_v7(), Uuid::now_v7());
+        let hub = Hub::new(3);
+        hub.publish(vec![delta_of(quiet, 1)]);
+        let Resume::From(_, mut live) = hub.subscribe(quiet, None) else { panic!("live") };
+        hub.publish((2..=100).map(|p| delta_of(noisy, p)).collect());
+        hub.publish(vec![delta_of(quiet, 101)]);
+        match hub.subscribe(quiet, Some((0, 0, 0))) {
+            Resume::From(missed, _) => assert_eq!(missed.iter().map(|d| d.position).collect::<Vec<_>>(), [1, 101]),
+            Resume::Resync => panic!("the quiet workspace's deltas were evicted by the noisy one"),
+        }
+        assert_eq!(live.try_recv().map(|d| d.position).ok(), Some(101), "not lagged, nothing foreign");
+        assert!(matches!(hub.subscribe(noisy, Some((2, 2, 0))), Resume::Resync), "the noisy one evicted its own");
     }
 }

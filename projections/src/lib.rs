@@ -12,6 +12,8 @@
 //!   deltas through a topic to every gateway.
 //! - [`runner`]: applies each batch of a feed to every projector with their checkpoints in one
 //!   transaction, then publishes the deltas.
+//! - [`parked`]: events a projector could not apply, parked so the others go on; list, retry, skip.
+//! - [`supervise`]: restarts a long-running task that died, with backoff.
 //! - [`progress`]: how far the projectors are; read-your-writes waits on it.
 //! - [`read_models`]: one projector per file.
 //! - [`queries`]: reads of the read models with cursor pagination and filters.
@@ -21,6 +23,7 @@
 pub mod delta;
 pub mod feed;
 pub mod kafka;
+pub mod parked;
 pub mod progress;
 pub mod projector;
 pub mod queries;
@@ -28,3 +31,4 @@ pub mod read_models;
 pub mod rebuild;
 pub mod runner;
 pub mod status;
+pub mod supervise;

@@ -8,13 +8,16 @@
 
 use crate::delta::{Change, Delta, DeltaKey, DeltaSink};
 use crate::feed::{CheckpointTable, Feed, FeedEvent, Lane, LogFeed, LOG_LANE};
+use crate::parked;
 use crate::progress::{Progress, Reached};
 use crate::projector::{Applied, Projector};
 use blazz_commands::codec::Codec;
-use blazz_commands::store::{EventStore, LogCursor};
+use blazz_commands::store::{EventStore, LogCursor, RecordedEvent};
+use futures::FutureExt;
 use sqlx::{PgExecutor, PgPool};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -28,6 +31,12 @@ pub enum ProjectionError {
     Codec(#[from] blazz_commands::codec::CodecError),
     #[error("kafka: {0}")]
     Kafka(String),
+    #[error("a batch panicked outside the projectors: {0}")]
+    Panicked(String),
+    /// A projector could not apply an event of the batch (its data, or a panic): the batch is applied
+    /// again carefully, parking what fails (see [`crate::parked`]).
+    #[error("projection {projection} could not apply the batch: {error}")]
+    Poisoned { projection: &'static str, error: String },
 }
 
 /// Where one projector is in one lane: the last applied event, and the lane's epoch then.
@@ -104,9 +113,22 @@ pub struct Runner<F: Feed = LogFeed> {
     codec: Codec,
     projectors: Vec<Arc<dyn Projector>>,
     sinks: Vec<Arc<dyn DeltaSink>>,
-    progress: watch::Sender<Reached>,
+    progress: Arc<watch::Sender<Reached>>,
     /// Whether the log feed's checkpoint rows are known to exist.
     ensured: bool,
+    /// The next batch is applied one projector and, on failure, one event at a time under savepoints,
+    /// parking what fails; set after a batch failed on an event (see [`ProjectionError::Poisoned`]).
+    careful: bool,
+}
+
+/// An event of a batch: decoded, or kept with why it could not be (it is parked for every projector).
+type Decoded = Result<Applied, (RecordedEvent, String)>;
+
+fn record_of(d: &Decoded) -> &RecordedEvent {
+    match d {
+        Ok(a) => &a.record,
+        Err((r, _)) => r,
+    }
 }
 
 impl<F: Feed> std::fmt::Debug for Runner<F> {
@@ -139,12 +161,23 @@ impl<F: Feed> Runner<F> {
         sinks: Vec<Arc<dyn DeltaSink>>,
     ) -> Self {
         let (progress, _) = watch::channel(Reached::Log(LogCursor::START));
-        Self { pool, feed, codec, projectors, sinks, progress, ensured: false }
+        Self { pool, feed, codec, projectors, sinks, progress: Arc::new(progress), ensured: false, careful: false }
     }
 
     /// How far these projectors are (log feed: the whole log; Kafka: use [`Progress::polling`]).
     pub fn progress(&self) -> Progress {
         Progress::new(self.progress.subscribe())
+    }
+
+    /// Where this runner reports its progress, to hand to a replacement ([`Runner::reporting_to`]).
+    pub fn progress_sender(&self) -> Arc<watch::Sender<Reached>> {
+        self.progress.clone()
+    }
+
+    /// Reports progress through `sender`: a runner restarted by a supervisor keeps its waiters.
+    pub fn reporting_to(mut self, sender: Arc<watch::Sender<Reached>>) -> Self {
+        self.progress = sender;
+        self
     }
 
     fn names(&self) -> Vec<&'static str> {
@@ -198,10 +231,16 @@ impl<F: Feed> Runner<F> {
         let n = delivered.len();
         let mut events = Vec::with_capacity(n);
         for FeedEvent { lane, epoch, prev, record } in delivered {
-            let event = self.codec.decode(&record)?;
-            events.push((lane, epoch, prev, Applied { record, event }));
+            let decoded: Decoded = match self.codec.decode(&record) {
+                Ok(event) => Ok(Applied { record, event }),
+                Err(e) => Err((record, format!("undecodable: {e}"))),
+            };
+            events.push((lane, epoch, prev, decoded));
         }
         let lanes: Vec<Lane> = events.iter().map(|e| e.0).collect::<BTreeSet<_>>().into_iter().collect();
+        let lane_at: HashMap<i64, Lane> = events.iter().map(|e| (record_of(&e.3).position, e.0)).collect();
+        let streams: Vec<&str> =
+            events.iter().map(|e| record_of(&e.3).stream_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
 
         let mut tx = self.pool.begin().await?;
         // Read models and their checkpoints commit together and can be rebuilt from the log: losing
@@ -210,6 +249,9 @@ impl<F: Feed> Runner<F> {
         sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
         self.ensure_rows(&mut *tx, &lanes).await?;
         let cps = read_checkpoints(&mut *tx, self.table(), &names, Some(&lanes), true).await?;
+        // Streams with a parked event wait behind it, per projector.
+        let mut held = parked::held(&mut tx, &streams).await?;
+        let careful = std::mem::take(&mut self.careful);
         let mut deltas = vec![];
         let mut advances = vec![];
         // The newest epoch of each lane in this batch: stored with every projector's checkpoint, even
@@ -220,27 +262,54 @@ impl<F: Feed> Runner<F> {
             *e = (*e).max(*epoch);
         }
         for p in &self.projectors {
-            let mine = due(&events, |e| (e.0, e.2, LogCursor::of(&e.3.record)), |lane| at(&cps, p.name(), lane).cursor);
-            let refs: Vec<&Applied> = mine.iter().map(|e| &e.3).collect();
-            if !refs.is_empty() {
-                let changes = p.apply_batch(&mut tx, &refs).await?;
-                for (a, changes) in refs.iter().zip(changes) {
-                    for c in changes {
-                        let key = (a.record.transaction_id, a.record.position, deltas.len() as u32);
-                        deltas.push((key, a.record.workspace_id, c));
+            let mine =
+                due(&events, |e| (e.0, e.2, LogCursor::of(record_of(&e.3))), |lane| at(&cps, p.name(), lane).cursor);
+            // Park what cannot be applied (undecodable, or behind a parked event of its stream).
+            let mut refs: Vec<&Applied> = Vec::with_capacity(mine.len());
+            for (lane, _, _, d) in &mine {
+                let record = record_of(d);
+                let key = (p.name().to_owned(), record.stream_id.clone());
+                match (d, held.get(&key).copied()) {
+                    (Ok(a), None) => refs.push(a),
+                    (Ok(_), Some(first)) => {
+                        let why = format!("waits behind parked event {first} of its stream");
+                        parked::park(&mut tx, p.name(), *lane, record, &why, Some(first)).await?;
+                    }
+                    (Err((_, why)), first) => {
+                        let id = parked::park(&mut tx, p.name(), *lane, record, why, first).await?;
+                        held.entry(key).or_insert(id);
                     }
                 }
             }
+            let applied = if careful {
+                self.apply_carefully(&mut tx, p.as_ref(), &lane_at, refs, &mut held).await?
+            } else {
+                match parked::apply_guarded(p.as_ref(), &mut tx, &refs).await {
+                    Ok(changes) => refs.into_iter().zip(changes).collect(),
+                    Err(parked::Failure::Poison(error)) => {
+                        self.careful = true;
+                        return Err(ProjectionError::Poisoned { projection: p.name(), error });
+                    }
+                    Err(parked::Failure::Transient(e)) => return Err(e),
+                }
+            };
+            let mut counts: HashMap<Lane, i64> = HashMap::new();
+            for (a, changes) in applied {
+                *counts.entry(lane_at.get(&a.record.position).copied().unwrap_or(LOG_LANE)).or_default() += 1;
+                for c in changes {
+                    let key = (a.record.transaction_id, a.record.position, deltas.len() as u32);
+                    deltas.push((key, a.record.workspace_id, c));
+                }
+            }
             let mut moved: HashMap<Lane, Advance> = HashMap::new();
-            for (lane, _, _, a) in mine {
+            for (lane, _, _, d) in &mine {
                 let adv = moved.entry(*lane).or_insert(Advance {
                     name: p.name(),
                     lane: *lane,
                     to: at(&cps, p.name(), *lane),
-                    applied: 0,
+                    applied: counts.get(lane).copied().unwrap_or(0),
                 });
-                adv.to.cursor = LogCursor::of(&a.record);
-                adv.applied += 1;
+                adv.to.cursor = LogCursor::of(record_of(d));
             }
             for (lane, epoch) in &lane_epochs {
                 let was = at(&cps, p.name(), *lane);
@@ -262,6 +331,54 @@ impl<F: Feed> Runner<F> {
         }
         self.report(&after);
         Ok(n)
+    }
+
+    /// The careful pass over one projector's share of a poisoned batch: all of it under a savepoint,
+    /// and if that fails, each event under its own, parking the ones that fail (and the events of
+    /// their streams after them). Returns the applied events with their changes.
+    async fn apply_carefully<'a>(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        p: &dyn Projector,
+        lane_at: &HashMap<i64, Lane>,
+        refs: Vec<&'a Applied>,
+        held: &mut HashMap<(String, String), i64>,
+    ) -> Result<Vec<(&'a Applied, Vec<Change>)>, ProjectionError> {
+        sqlx::query("SAVEPOINT projector").execute(&mut *tx).await?;
+        match parked::apply_guarded(p, tx, &refs).await {
+            Ok(changes) => {
+                sqlx::query("RELEASE SAVEPOINT projector").execute(&mut *tx).await?;
+                return Ok(refs.into_iter().zip(changes).collect());
+            }
+            Err(parked::Failure::Transient(e)) => return Err(e),
+            Err(parked::Failure::Poison(_)) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT projector").execute(&mut *tx).await?;
+            }
+        }
+        let mut out = Vec::with_capacity(refs.len());
+        for a in refs {
+            let key = (p.name().to_owned(), a.record.stream_id.clone());
+            let lane = lane_at.get(&a.record.position).copied().unwrap_or(LOG_LANE);
+            if let Some(&first) = held.get(&key) {
+                let why = format!("waits behind parked event {first} of its stream");
+                parked::park(tx, p.name(), lane, &a.record, &why, Some(first)).await?;
+                continue;
+            }
+            sqlx::query("SAVEPOINT event").execute(&mut *tx).await?;
+            match parked::apply_guarded(p, tx, &[a]).await {
+                Ok(mut changes) => {
+                    sqlx::query("RELEASE SAVEPOINT event").execute(&mut *tx).await?;
+                    out.push((a, changes.pop().unwrap_or_default()));
+                }
+                Err(parked::Failure::Poison(error)) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT event").execute(&mut *tx).await?;
+                    let id = parked::park(tx, p.name(), lane, &a.record, &error, None).await?;
+                    held.insert(key, id);
+                }
+                Err(parked::Failure::Transient(e)) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// Tells waiting queries how far the log feed's projectors are.
@@ -317,8 +434,22 @@ impl<F: Feed> Runner<F> {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            let delivered = match self.step().await {
+            // A panic outside a projector's apply (those are parked) must not end the runner either:
+            // the batch's transaction rolled back; it is tried again, carefully.
+            let stepped = match AssertUnwindSafe(self.step()).catch_unwind().await {
+                Ok(stepped) => stepped,
+                Err(panic) => {
+                    self.careful = true;
+                    Err(ProjectionError::Panicked(parked::panic_message(panic.as_ref())))
+                }
+            };
+            let delivered = match stepped {
                 Ok(n) => n,
+                // Applied again at once, carefully: what fails is parked.
+                Err(e @ ProjectionError::Poisoned { .. }) => {
+                    tracing::warn!(error = %e, "a batch failed on an event; applying it again event by event");
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "projection batch failed; retrying");
                     tokio::select! {

@@ -21,6 +21,8 @@ pub struct ProjectionStatus {
     pub lag_events: i64,
     /// Age of the oldest event not applied yet (0 when caught up).
     pub lag_seconds: f64,
+    /// Events parked because they could not be applied (see [`crate::parked`]).
+    pub parked: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,10 +44,12 @@ pub async fn status(pool: &PgPool, kafka_partitions: Option<i32>) -> Result<Stat
     )
     .fetch_one(pool)
     .await?;
+    let parked = crate::parked::counts(pool).await?;
     Ok(Status {
         projections: rows
             .into_iter()
             .map(|(projection, position, events_applied, lag_events, lag_seconds)| ProjectionStatus {
+                parked: parked.get(&projection).copied().unwrap_or(0),
                 projection,
                 position,
                 events_applied,

@@ -4,7 +4,7 @@
 use crate::delta::Change;
 use crate::projector::{Applied, Projector};
 use async_trait::async_trait;
-use blazz_domain::conversation::{ConversationEvent, SERVICE_WINDOW};
+use blazz_domain::conversation::{window_end, ConversationEvent};
 use blazz_domain::ids::ConversationId;
 use blazz_domain::message::MessageEvent;
 use blazz_domain::DomainEvent;
@@ -119,7 +119,7 @@ impl Projector for Conversations {
                         )])
                     }
                     ConversationEvent::InboundReceived { at: received, .. } => {
-                        let expires = *received + SERVICE_WINDOW;
+                        let expires = window_end(*received);
                         let row: Option<(i64,)> = sqlx::query_as(
                             "UPDATE rm_conversations SET
                                  last_message_at = greatest(last_message_at, $3), last_direction = 'in',
