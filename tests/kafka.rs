@@ -4,7 +4,7 @@
 
 use blazz_api::server::{self, projection_names};
 use blazz_commands::codec::Codec;
-use blazz_projections::delta::{Delta, DeltaSink, Hub, Resume};
+use blazz_projections::delta::{Delta, DeltaSink, Hub};
 use blazz_projections::kafka::{ensure_topics, partition_of, KafkaFeed, Relay};
 use blazz_projections::projector::{Applied, Projector};
 use blazz_projections::{delta::Change, read_models, rebuild, runner::Runner, status};
@@ -408,10 +408,7 @@ struct Delivered(tokio::sync::broadcast::Receiver<Arc<Delta>>, BTreeSet<Uuid>);
 
 impl Delivered {
     fn from(hub: &Hub) -> Self {
-        match hub.subscribe(None) {
-            Resume::From(_, rx) => Self(rx, BTreeSet::new()),
-            Resume::Resync => unreachable!("a live-only subscription is never told to resync"),
-        }
+        Self(hub.subscribe_all(), BTreeSet::new())
     }
 
     fn workspaces(&mut self) -> &BTreeSet<Uuid> {

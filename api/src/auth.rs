@@ -15,8 +15,9 @@ use chrono::Utc;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+/// The bearer token of a request's `Authorization` header.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -75,8 +76,9 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        let secret = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let principal = state.commands.authenticate(secret).await?.ok_or_else(ApiError::unauthorized)?;
+        state.rates.check(&state.pool, principal.workspace_id.as_uuid(), principal.key_id.as_uuid()).await?;
         let meta = RequestMeta::from_request_parts(parts, state).await?;
         Ok(Self { principal, meta })
     }
@@ -105,7 +107,7 @@ impl FromRequestParts<AppState> for Operator {
                 "no operator token is configured (BLAZZ_OPERATOR_TOKEN)",
             ));
         };
-        let presented = bearer(parts)
+        let presented = bearer(&parts.headers)
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the operator token is required"))?;
         if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the operator token is required"));

@@ -44,6 +44,9 @@ pub struct Config {
     pub recipient_pace_secs: f64,
     /// `KAFKA_BROKERS` and `BLAZZ_KAFKA_*`: the scaled-out read side (unset: the log feed).
     pub kafka: Option<KafkaConfig>,
+    /// `BLAZZ_REQUEST_TIMEOUT_SECS` (30), `BLAZZ_MAX_CONCURRENT_REQUESTS` (1024),
+    /// `BLAZZ_KEY_RATE_LIMIT` (requests per second per API key, 1000; 0: unlimited).
+    pub limits: crate::limits::LimitSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +107,24 @@ impl Config {
                     });
                 }
                 pace
+            },
+            limits: {
+                let d = crate::limits::LimitSettings::default();
+                let timeout: u64 = parsed("BLAZZ_REQUEST_TIMEOUT_SECS", d.request_timeout.as_secs())?;
+                let max_concurrent: usize = parsed("BLAZZ_MAX_CONCURRENT_REQUESTS", d.max_concurrent)?;
+                if timeout == 0 || max_concurrent == 0 {
+                    return Err(ConfigError {
+                        name: "BLAZZ_REQUEST_TIMEOUT_SECS/BLAZZ_MAX_CONCURRENT_REQUESTS",
+                        message: "must be positive".into(),
+                    });
+                }
+                let rate: u32 = parsed("BLAZZ_KEY_RATE_LIMIT", d.key_rate.map_or(0, |r| r.get()))?;
+                crate::limits::LimitSettings {
+                    request_timeout: std::time::Duration::from_secs(timeout),
+                    max_concurrent,
+                    key_rate: std::num::NonZeroU32::new(rate),
+                    ..d
+                }
             },
             kafka: match var("KAFKA_BROKERS") {
                 None => None,
@@ -189,6 +210,7 @@ mod tests {
             unknown_after_secs: 600,
             recipient_pace_secs: 6.0,
             kafka: None,
+            limits: Default::default(),
         };
         let shown = format!("{c:?}");
         assert!(!shown.contains("sekret") && !shown.contains("pw@") && !shown.contains("c2VrcmV0"));

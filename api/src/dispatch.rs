@@ -135,16 +135,26 @@ pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Rece
         // Sent here but still queued until the queue projection catches up: not fetched again, so they
         // do not crowd the batch out.
         let recent: Vec<Uuid> = handled.keys().copied().collect();
+        // Fair: every channel's due messages are looked up on their own (a second's worth at most), and
+        // the round takes them round-robin (every channel's first, then every channel's second, …), so
+        // a backlog on one channel or workspace never delays another channel's next message by more
+        // than a round.
         let due: Vec<Due> = match sqlx::query_as(
-            "SELECT q.workspace_id, q.message_id, q.channel_id, coalesce(c.rate_limit_per_second, 80),
-                    CASE WHEN q.campaign_id IS NOT NULL THEN q.contact_id END
-             FROM dispatch_queue q
-             LEFT JOIN rm_channels c ON c.workspace_id = q.workspace_id AND c.channel_id = q.channel_id
-             WHERE q.due_at <= now() AND q.message_id <> ALL($2)
-               AND NOT EXISTS (SELECT 1 FROM dispatch_held h WHERE h.held_id IN (q.campaign_id, q.channel_id))
-               AND NOT (q.campaign_id IS NOT NULL AND EXISTS (SELECT 1 FROM dispatch_pace p
-                        WHERE p.channel_id = q.channel_id AND p.contact_id = q.contact_id AND p.next_at > now()))
-             ORDER BY q.due_at LIMIT $1",
+            "SELECT workspace_id, message_id, channel_id, rate, pace_contact FROM (
+                 SELECT q.*, row_number() OVER (PARTITION BY q.channel_id ORDER BY q.due_at) AS turn
+                 FROM rm_channels c
+                 CROSS JOIN LATERAL (
+                     SELECT q.workspace_id, q.message_id, q.channel_id, c.rate_limit_per_second AS rate,
+                            CASE WHEN q.campaign_id IS NOT NULL THEN q.contact_id END AS pace_contact, q.due_at
+                     FROM dispatch_queue q
+                     WHERE q.channel_id = c.channel_id AND q.workspace_id = c.workspace_id
+                       AND q.due_at <= now() AND q.message_id <> ALL($2)
+                       AND NOT EXISTS (SELECT 1 FROM dispatch_held h WHERE h.held_id IN (q.campaign_id, q.channel_id))
+                       AND NOT (q.campaign_id IS NOT NULL AND EXISTS (SELECT 1 FROM dispatch_pace p
+                                WHERE p.channel_id = q.channel_id AND p.contact_id = q.contact_id AND p.next_at > now()))
+                     ORDER BY q.due_at LIMIT greatest(c.rate_limit_per_second, 1)
+                 ) q
+             ) fair ORDER BY turn, due_at LIMIT $1",
         )
         .bind(BATCH)
         .bind(&recent)

@@ -6,6 +6,7 @@
 //! - [`error`]: [`error::ApiError`], the one error format of the API.
 //! - [`extract`]: JSON/path/query extractors with that error format, request id and idempotency key.
 //! - [`auth`]: API key and operator authentication as extractors.
+//! - [`limits`]: request timeout, concurrency limit with load shedding, per-key request rates.
 //! - [`routes`]: one file per resource.
 //! - [`server`]: wiring (store, commands, router, middleware) and serving with graceful shutdown.
 //! - [`demo`]: the demo workspace with a sandbox channel (`blazz up --demo`).
@@ -22,6 +23,7 @@ pub mod dispatch;
 pub mod embedded;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -21,6 +21,10 @@ pub struct AppState {
     pub hub: Hub,
     /// Channel secrets (sealed).
     pub credentials: CredentialStore,
+    /// Request timeout, concurrency limit and the default key rate of this gateway.
+    pub limits: crate::limits::LimitSettings,
+    /// Per-API-key request rates.
+    pub rates: Arc<crate::limits::KeyRates>,
     /// Once a second, the progress of every running campaign (see [`crate::ticker`]).
     pub ticks: tokio::sync::broadcast::Sender<crate::ticker::Tick>,
 }

@@ -9,6 +9,7 @@ mod groups;
 mod history;
 mod import;
 mod messages;
+mod parked;
 mod queries;
 mod stream;
 mod templates;
@@ -72,6 +73,10 @@ pub fn router() -> Router<AppState> {
             get(webhooks::verify).post(webhooks::receive).layer(DefaultBodyLimit::max(webhooks::WEBHOOK_BODY_LIMIT)),
         )
         .route("/v1/operator/webhook-exceptions", get(webhooks::exceptions))
+        .route("/v1/operator/parked-events", get(parked::list))
+        .route("/v1/operator/workspaces/{id}/rate-limit", put(workspaces::set_rate_limit))
+        .route("/v1/operator/parked-events/{id}/retry", post(parked::retry))
+        .route("/v1/operator/parked-events/{id}/skip", post(parked::skip))
         .route("/v1/usage", get(q::usage))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }

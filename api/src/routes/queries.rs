@@ -41,17 +41,20 @@ pub struct Params {
     to: Option<NaiveDate>,
 }
 
-/// Waits until the projections have applied the event at `min_position`.
-async fn consistent(s: &AppState, min_position: Option<i64>) -> Result<(), ApiError> {
+/// Waits until the projections have applied the event at `min_position`. A position of another
+/// workspace's event answers like one that does not exist: it tells nothing about other tenants.
+async fn consistent(s: &AppState, caller: &Caller, min_position: Option<i64>) -> Result<(), ApiError> {
     let Some(position) = min_position else {
         return Ok(());
     };
-    let row: Option<(String, uuid::Uuid)> =
-        sqlx::query_as("SELECT transaction_id::text, workspace_id FROM events WHERE position = $1")
-            .bind(position)
-            .fetch_optional(&s.pool)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+    let row: Option<(String, uuid::Uuid)> = sqlx::query_as(
+        "SELECT transaction_id::text, workspace_id FROM events WHERE position = $1 AND workspace_id = $2",
+    )
+    .bind(position)
+    .bind(caller.workspace_id())
+    .fetch_optional(&s.pool)
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
     let Some((transaction_id, workspace)) = row.and_then(|(x, w)| Some((x.parse().ok()?, w))) else {
         return Err(ApiError::bad_request("unknown_position", "min_position is not a position of the log"));
     };
@@ -86,7 +89,7 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::Read)?;
     let limit = limit(p.limit)?;
-    consistent(s, p.min_position).await?;
+    consistent(s, caller, p.min_position).await?;
     let page = queries::list(&s.pool, which, caller.workspace_id(), &filters, p.after, limit)
         .await
         .map_err(|e| ApiError::internal(&e))?;
@@ -102,7 +105,7 @@ async fn one(
     what: &str,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::Read)?;
-    consistent(s, min_position).await?;
+    consistent(s, caller, min_position).await?;
     queries::one(&s.pool, which, caller.workspace_id(), id)
         .await
         .map_err(|e| ApiError::internal(&e))?
@@ -243,7 +246,7 @@ where
     Fut: std::future::Future<Output = Result<Vec<Value>, sqlx::Error>>,
 {
     caller.require(Action::Read)?;
-    consistent(s, p.min_position).await?;
+    consistent(s, caller, p.min_position).await?;
     let today = chrono::Utc::now().date_naive();
     let (from, to) = (p.from.unwrap_or(today - chrono::Days::new(30)), p.to.unwrap_or(today));
     let rows = rows(from, to).await.map_err(|e| ApiError::internal(&e))?;

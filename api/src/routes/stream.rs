@@ -9,6 +9,12 @@
 //! While a campaign of the workspace runs, `{"type": "progress", "kind": "campaign", "id": ..., "changed":
 //! {counts, rate_per_second, eta_seconds}}` comes once a second besides the deltas (not replayed on
 //! resume: the next tick brings the current state).
+//!
+//! Fairness: each workspace has its own replay buffer and live queue (another tenant's burst cannot
+//! push this one's clients into resync). A client that does not take a message within
+//! [`SEND_TIMEOUT`] gets `resync` and is closed, so a stalled reader holds no memory for long. The key
+//! is checked again every [`KEY_RECHECK`]: a revoked key's sockets close within that plus the key
+//! cache's lifetime.
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -17,12 +23,13 @@ use crate::state::AppState;
 use crate::ticker::Tick;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use blazz_domain::role::Action;
-use blazz_projections::delta::{Delta, DeltaKey, Hub, Resume};
+use blazz_projections::delta::{Delta, DeltaKey, Resume};
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
 
@@ -31,9 +38,15 @@ pub struct Params {
     after: Option<String>,
 }
 
+/// Longest a client may take to accept one message before it is told to resync and closed.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often an open socket's key is checked again (revocation closes it).
+pub const KEY_RECHECK: Duration = Duration::from_secs(1);
+
 pub async fn stream(
     State(s): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Query(p): Query<Params>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
@@ -45,68 +58,108 @@ pub async fn stream(
         ),
     };
     let workspace = caller.workspace_id();
+    let secret = crate::auth::bearer(&headers).unwrap_or_default().to_owned();
     let ticks = s.ticks.subscribe();
-    Ok(ws.on_upgrade(move |socket| serve(socket, s.hub, ticks, workspace, after)))
+    Ok(ws.on_upgrade(move |socket| serve(socket, s, secret, ticks, workspace, after)))
 }
 
-async fn send(socket: &mut WebSocket, delta: &Delta) -> bool {
+/// Why a socket stops.
+enum Stop {
+    /// The client went away (or its connection failed).
+    Gone,
+    /// The client did not take a message in time.
+    Stalled,
+}
+
+async fn send_text(socket: &mut WebSocket, text: String) -> Result<(), Stop> {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Stop::Gone),
+        Err(_) => Err(Stop::Stalled),
+    }
+}
+
+async fn send(socket: &mut WebSocket, delta: &Delta) -> Result<(), Stop> {
     let mut v = serde_json::to_value(delta).unwrap_or_default();
     v["type"] = json!("delta");
-    socket.send(Message::Text(v.to_string().into())).await.is_ok()
+    send_text(socket, v.to_string()).await
 }
 
+/// Tells the client to resync and closes; a stalled client gets one bounded try.
 async fn resync(mut socket: WebSocket, reason: &str) {
-    let _ = socket.send(Message::Text(json!({ "type": "resync", "reason": reason }).to_string().into())).await;
-    let _ = socket.send(Message::Close(None)).await;
+    let text = json!({ "type": "resync", "reason": reason }).to_string();
+    if send_text(&mut socket, text).await.is_ok() {
+        let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(None))).await;
+    }
 }
 
 async fn serve(
     mut socket: WebSocket,
-    hub: Hub,
-    mut ticks: broadcast::Receiver<Tick>,
+    s: AppState,
+    secret: String,
+    ticks: broadcast::Receiver<Tick>,
     workspace: Uuid,
     after: Option<DeltaKey>,
 ) {
-    let (missed, mut live) = match hub.subscribe(after) {
-        Resume::Resync => return resync(socket, "the requested position is no longer buffered").await,
+    let reason = match run(&mut socket, &s, &secret, ticks, workspace, after).await {
+        Ok(reason) => reason,
+        Err(Stop::Gone) => return,
+        Err(Stop::Stalled) => "the client did not read in time",
+    };
+    resync(socket, reason).await;
+}
+
+/// Serves deltas and ticks until the socket must stop; `Ok(reason)`: tell the client to resync.
+async fn run(
+    socket: &mut WebSocket,
+    s: &AppState,
+    secret: &str,
+    mut ticks: broadcast::Receiver<Tick>,
+    workspace: Uuid,
+    after: Option<DeltaKey>,
+) -> Result<&'static str, Stop> {
+    let (missed, mut live) = match s.hub.subscribe(workspace, after) {
+        Resume::Resync => return Ok("the requested position is no longer buffered"),
         Resume::From(missed, live) => (missed, live),
     };
     let mut last = after.unwrap_or((0, 0, 0));
-    let mine = |d: &Arc<Delta>| d.workspace_id == workspace;
-    for d in missed.iter().filter(|d| mine(d)) {
-        if !send(&mut socket, d).await {
-            return;
-        }
+    for d in &missed {
+        send(socket, d).await?;
         last = d.key();
     }
+    let mut recheck = tokio::time::interval(KEY_RECHECK);
+    recheck.tick().await;
     loop {
         tokio::select! {
             received = live.recv() => match received {
-                Ok(d) if d.key() > last && mine(&d) => {
-                    if !send(&mut socket, &d).await {
-                        return;
-                    }
+                Ok(d) if d.key() > last => {
+                    send(socket, &d).await?;
                     last = d.key();
                 }
                 Ok(_) => {}
-                Err(RecvError::Lagged(_)) => return resync(socket, "the client fell behind").await,
-                Err(RecvError::Closed) => return,
+                Err(RecvError::Lagged(_)) => return Ok("the client fell behind"),
+                Err(RecvError::Closed) => return Err(Stop::Gone),
             },
             tick = ticks.recv() => match tick {
                 Ok(tick) => {
                     for (_, campaign, changed) in tick.iter().filter(|(w, _, _)| *w == workspace) {
                         let m = json!({"type": "progress", "kind": "campaign", "id": campaign, "changed": changed});
-                        if socket.send(Message::Text(m.to_string().into())).await.is_err() {
-                            return;
-                        }
+                        send_text(socket, m.to_string()).await?;
                     }
                 }
                 // A missed tick is replaced by the next one.
                 Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
+                Err(RecvError::Closed) => return Err(Stop::Gone),
+            },
+            _ = recheck.tick() => {
+                // A store failure is not a revocation: keep serving and look again later.
+                if let Ok(None) = s.commands.authenticate(secret).await {
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(None))).await;
+                    return Err(Stop::Gone);
+                }
             },
             incoming = socket.recv() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(Stop::Gone),
                 Some(Ok(_)) => {}
             },
         }

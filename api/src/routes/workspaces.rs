@@ -1,9 +1,10 @@
-//! `POST /v1/workspaces` (operator), `GET /v1/workspace`, `PATCH /v1/workspace`.
+//! `POST /v1/workspaces` (operator), `GET /v1/workspace`, `PATCH /v1/workspace`,
+//! `PUT /v1/operator/workspaces/{id}/rate-limit` (operator).
 
 use super::command_response;
 use crate::auth::{Caller, Operator};
 use crate::error::ApiError;
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -77,4 +78,48 @@ pub async fn update(
     };
     let result = s.commands.update_workspace_settings(&caller.context(Some(body.fingerprint)), change).await?;
     Ok(command_response(StatusCode::OK, result))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitBody {
+    /// Requests per second per API key of the workspace; `null` returns to the gateway's default.
+    requests_per_second: Option<u32>,
+}
+
+/// `PUT /v1/operator/workspaces/{id}/rate-limit` (operator): the workspace's own per-key request rate.
+/// Gateways pick it up within seconds.
+pub async fn set_rate_limit(
+    State(s): State<AppState>,
+    _operator: Operator,
+    Path(id): Path<Uuid>,
+    body: JsonBody<RateLimitBody>,
+) -> Result<Response, ApiError> {
+    let rate = match body.value.requests_per_second {
+        None => None,
+        Some(r @ 1..=1_000_000) => Some(r as i32),
+        Some(_) => {
+            return Err(ApiError::from(blazz_domain::DomainError::invalid(
+                "requests_per_second",
+                "between 1 and 1000000, or null",
+            )))
+        }
+    };
+    let done = match rate {
+        Some(r) => {
+            sqlx::query(
+                "INSERT INTO workspace_rate_limits (workspace_id, requests_per_second) VALUES ($1, $2)
+             ON CONFLICT (workspace_id) DO UPDATE SET requests_per_second = $2, updated_at = now()",
+            )
+            .bind(id)
+            .bind(r)
+            .execute(&s.pool)
+            .await
+        }
+        None => {
+            sqlx::query("DELETE FROM workspace_rate_limits WHERE workspace_id = $1").bind(id).execute(&s.pool).await
+        }
+    };
+    done.map_err(blazz_commands::CommandError::from)?;
+    Ok(Json(json!({ "workspace_id": id, "requests_per_second": rate })).into_response())
 }
