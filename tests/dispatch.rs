@@ -203,3 +203,34 @@ async fn campaign_messages_to_one_recipient_are_paced(pool: PgPool) {
         assert!(gap >= pace - Duration::from_secs(1), "{to}: two messages {gap:?} apart");
     }
 }
+
+/// Fair dispatch: workspace A has 2,000 campaign messages queued on a channel at 1 message/s;
+/// workspace B's one message on its own channel still goes out within 2 s. (Taking the globally
+/// oldest due messages, B's waited behind A's whole backlog: over half an hour.)
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_backlog_on_one_channel_does_not_delay_another_workspaces_send(pool: PgPool) {
+    let a = setup(pool, 1).await;
+    a.campaign(2000).await;
+    let app = &a.app;
+    let b = app.workspace().await;
+    let (channel, _) = app.channel_of(&b, "meta").await;
+    app.credentials(&b, &channel).await;
+    let template = app.template(&b, "promo", "MARKETING", "APPROVED").await;
+    let contact = app.contact(&b, "+6281234567890", json!({"first_name": "Budi"})).await;
+    // A's backlog is in the queue before B sends.
+    let queued = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM dispatch_queue").fetch_one(&app.pool).await.unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while queued().await < 1900 {
+        assert!(tokio::time::Instant::now() < deadline, "A's campaign never reached the queue");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = tokio::time::Instant::now();
+    let body = json!({"channel_id": channel, "contact_id": contact, "type": "template", "template": {"id": template}});
+    let message = app.post("/v1/messages", &b.key, body).await.expect(202).id("message_id");
+    app.eventually(&b, &format!("/v1/messages/{message}"), |m| m["status"] == "sent").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "B's message took {took:?} behind A's backlog");
+    assert!(queued().await > 1000, "A's backlog is still there: B did not simply wait for it to drain");
+}

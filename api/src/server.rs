@@ -274,11 +274,14 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
         // Inside the concurrency limit: a request counts until it ends or times out.
         .layer(axum::middleware::from_fn_with_state(limits, crate::limits::timeout))
+        // One semaphore for the whole gateway (the router applies layers route by route).
         .layer(
             tower::ServiceBuilder::new()
                 .layer(axum::error_handling::HandleErrorLayer::new(crate::limits::overloaded))
                 .load_shed()
-                .concurrency_limit(limits.max_concurrent),
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(Arc::new(
+                    tokio::sync::Semaphore::new(limits.max_concurrent),
+                ))),
         )
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
