@@ -178,10 +178,12 @@ async fn the_inbox_timeline_templates_channels_and_daily_stats(pool: PgPool) {
     assert_eq!(ids(&t.body, "template_id"), [template]);
     let c = app.get(&format!("/v1/channels?min_position={p}"), &ws.key).await.expect(200);
     assert_eq!(c.body["items"][0]["rate_limit_per_second"], 80);
-    // Another workspace sees none of it.
+    // Another workspace sees none of it, not even that the position exists.
     let other = app.workspace().await;
-    app.get(&format!("/v1/messages/{message}?min_position={p}"), &other.key).await.expect(404);
-    assert!(app.get(&format!("/v1/conversations?min_position={p}"), &other.key).await.expect(200).body["items"]
+    app.get(&format!("/v1/messages/{message}"), &other.key).await.expect(404);
+    let foreign = app.get(&format!("/v1/conversations?min_position={p}"), &other.key).await.expect(400);
+    assert_eq!(foreign.code(), "unknown_position");
+    assert!(app.get("/v1/conversations", &other.key).await.expect(200).body["items"]
         .as_array()
         .expect("items")
         .is_empty());

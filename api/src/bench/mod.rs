@@ -27,6 +27,7 @@ use uuid::Uuid;
 mod dispatch;
 mod fanout;
 mod live;
+mod neighbours;
 mod replay;
 mod webhooks;
 
@@ -80,6 +81,19 @@ pub enum Which {
     Fanout {
         #[arg(long, default_value_t = 100_000)]
         recipients: usize,
+    },
+    /// Workspace B's sends alone, then while workspace A floods imports, poisoned bodies and a big
+    /// campaign on a rate-1 channel (one run, one server): B's latency ratio.
+    Neighbours {
+        /// Concurrent HTTP clients of B.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Recipients of A's campaign.
+        #[arg(long, default_value_t = 100_000)]
+        campaign: usize,
     },
     /// POST /v1/messages over HTTP.
     Send {
@@ -186,6 +200,9 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
                 live::run(pool, config.append_writers, rate, seconds, config.kafka.clone()).await
             }
             Which::Replay { events } => replay::run(pool, config.append_writers, events).await,
+            Which::Neighbours { concurrency, seconds, campaign } => {
+                neighbours::run(pool, config.append_writers, concurrency, seconds, campaign).await
+            }
         }
     }
     .await;
@@ -285,22 +302,57 @@ pub(crate) async fn scenario_with(
     let operator = format!("bench-{}", Uuid::new_v4());
     let settings =
         server::Settings { projectors, kafka, ..server::Settings::new(append_writers, Some(operator.clone())) };
+    scenario_on(settings, pool, operator, contacts).await
+}
+
+/// A server started with `settings` (whose operator token is `operator`) and one [`Tenant`]. Benchmarks
+/// drive one key as fast as they can: no per-key rate.
+pub(crate) async fn scenario_on(
+    mut settings: server::Settings,
+    pool: sqlx::PgPool,
+    operator: String,
+    contacts: usize,
+) -> Result<Scenario, Error> {
+    settings.limits.key_rate = None;
     let running = server::Running::start(pool, settings).await?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(contacts.max(64)).build()?;
-    let ws = post(&client, running.url("/v1/workspaces"), &operator, json!({"name": "bench"})).await?;
+    let t = tenant(&running, &client, &operator, contacts, None).await?;
+    Ok(Scenario { running, client, key: t.key, bodies: t.bodies, phone_number_id: t.phone_number_id })
+}
+
+/// A workspace with a sandbox channel (at `rate` messages per second, default 80), an approved
+/// template and `contacts` contacts.
+pub(crate) struct Tenant {
+    pub key: String,
+    /// `POST /v1/messages` bodies, one per contact.
+    pub bodies: Vec<Value>,
+    pub phone_number_id: String,
+    pub channel_id: Value,
+    pub template_id: String,
+}
+
+pub(crate) async fn tenant(
+    running: &server::Running,
+    client: &reqwest::Client,
+    operator: &str,
+    contacts: usize,
+    rate: Option<u32>,
+) -> Result<Tenant, Error> {
+    let ws = post(client, running.url("/v1/workspaces"), operator, json!({"name": "bench"})).await?;
     let key = ws["api_key"]["key"].as_str().ok_or("no key")?.to_owned();
     let workspace_id = ws["workspace_id"].clone();
     let number = (Uuid::new_v4().as_u128() % 1_000_000_000_000) as u64;
     let phone_number_id = format!("bench{number}");
     let channel = post(
-        &client,
+        client,
         running.url("/v1/channels"),
         &key,
-        json!({"provider": "sandbox", "phone_number_id": phone_number_id, "display_phone_number": "+15550000001"}),
+        json!({"provider": "sandbox", "phone_number_id": phone_number_id, "display_phone_number": "+15550000001",
+               "rate_limit_per_second": rate}),
     )
     .await?;
     let template = post(
-        &client,
+        client,
         running.url("/v1/templates"),
         &key,
         json!({"name": "bench_order", "language": "en", "category": "UTILITY",
@@ -309,11 +361,11 @@ pub(crate) async fn scenario_with(
     .await?;
     let template_id = template["template_id"].as_str().unwrap_or_default().to_owned();
     let review = running.url(&format!("/v1/templates/{template_id}/review"));
-    post(&client, review, &operator, json!({"workspace_id": workspace_id, "status": "APPROVED"})).await?;
+    post(client, review, operator, json!({"workspace_id": workspace_id, "status": "APPROVED"})).await?;
     let mut bodies = vec![];
     for i in 0..contacts {
         let c = post(
-            &client,
+            client,
             running.url("/v1/contacts"),
             &key,
             json!({"phone": format!("+628{:010}", i), "name": format!("c{i}")}),
@@ -322,7 +374,7 @@ pub(crate) async fn scenario_with(
         bodies.push(json!({"channel_id": channel["channel_id"], "contact_id": c["contact_id"], "type": "template",
                            "template": {"id": template_id, "variables": {"1": "A-1", "2": "Budi"}}}));
     }
-    Ok(Scenario { running, client, key, bodies, phone_number_id })
+    Ok(Tenant { key, bodies, phone_number_id, channel_id: channel["channel_id"].clone(), template_id })
 }
 
 async fn send(

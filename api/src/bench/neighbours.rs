@@ -1,0 +1,140 @@
+//! `blazz bench neighbours`: does a noisy workspace slow a quiet one? One server, one run, two phases:
+//! workspace B sends template messages alone, then again while workspace A floods it (a campaign to
+//! `campaign` recipients on a channel at 1 message/s, contact imports of 5,000 rows back to back, and
+//! bodies with NULs that must be refused). Prints B's figures in both phases and the ratio of its p99.
+
+use super::{drive, ms, post, scenario_on, tenant, Error, Scenario, Summary};
+use crate::server;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// B's sends for `seconds` from `concurrency` clients.
+async fn b_sends(s: &Scenario, concurrency: usize, seconds: u64) -> Summary {
+    let (client, url, key, bodies) =
+        (s.client.clone(), s.running.url("/v1/messages"), s.key.clone(), Arc::new(s.bodies.clone()));
+    drive(concurrency, seconds, move |w| {
+        let (client, url, key, body) = (client.clone(), url.clone(), key.clone(), bodies[w].clone());
+        async move {
+            match client.post(url).bearer_auth(key).json(&body).send().await {
+                Ok(r) => r.status() == reqwest::StatusCode::ACCEPTED && r.bytes().await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await
+}
+
+pub async fn run(
+    pool: sqlx::PgPool,
+    append_writers: usize,
+    concurrency: usize,
+    seconds: u64,
+    campaign: usize,
+) -> Result<(), Error> {
+    let operator = format!("bench-{}", Uuid::new_v4());
+    let mut settings = server::Settings::new(append_writers, Some(operator.clone()));
+    settings.edge.dispatch = true;
+    let b = scenario_on(settings, pool, operator.clone(), concurrency).await?;
+    let a = tenant(&b.running, &b.client, &operator, 0, Some(1)).await?;
+    let started = Instant::now();
+    for chunk in (0..campaign).collect::<Vec<_>>().chunks(50_000) {
+        let rows: Vec<Value> = chunk.iter().map(|i| json!({"phone": format!("+6291{:09}", i)})).collect();
+        post(&b.client, b.running.url("/v1/contacts/import"), &a.key, Value::Array(rows)).await?;
+    }
+    eprintln!("A: {campaign} contacts imported in {:.1} s", started.elapsed().as_secs_f64());
+
+    let alone = b_sends(&b, concurrency, seconds).await;
+
+    // The flood, for as long as B's second phase runs.
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let flood = flood(&b, &a, campaign, deadline);
+    let (noisy, flooded) = tokio::join!(flood, b_sends(&b, concurrency, seconds));
+    let noisy = noisy?;
+
+    println!("| phase | B requests | B errors | B requests/s | B p50 ms | B p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    for (phase, s) in [("B alone", &alone), ("B while A floods", &flooded)] {
+        println!("| {phase} | {} | {} | {:.0} | {} | {} |", s.count, s.errors, s.per_second, ms(s.p50), ms(s.p99));
+    }
+    println!(
+        "B p99 ratio (flooded / alone): {:.2}; A meanwhile: {} queued by its campaign, {} contacts imported, {} poisoned bodies refused (422), {} other answers",
+        flooded.p99.as_secs_f64() / alone.p99.as_secs_f64().max(1e-9),
+        noisy.queued,
+        noisy.imported.load(Ordering::Relaxed),
+        noisy.refused.load(Ordering::Relaxed),
+        noisy.other.load(Ordering::Relaxed),
+    );
+    b.running.stop().await?;
+    Ok(())
+}
+
+/// What A did during the flood.
+struct Noise {
+    queued: u64,
+    imported: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+    other: Arc<AtomicU64>,
+}
+
+async fn flood(b: &Scenario, a: &super::Tenant, campaign: usize, deadline: Instant) -> Result<Noise, Error> {
+    let noise = Noise { queued: 0, imported: Arc::default(), refused: Arc::default(), other: Arc::default() };
+    let client = b.client.clone();
+    let url = |p: &str| b.running.url(p);
+    let mut tasks = vec![];
+    // Imports of 5,000 new contacts, back to back.
+    {
+        let (client, url, key, imported, other) =
+            (client.clone(), url("/v1/contacts/import"), a.key.clone(), noise.imported.clone(), noise.other.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut round = 0u64;
+            while Instant::now() < deadline {
+                round += 1;
+                let rows: Vec<Value> = (0..5_000)
+                    .map(|i| json!({"phone": format!("+6292{round:04}{i:05}"), "name": "imported"}))
+                    .collect();
+                match post(&client, url.clone(), &key, Value::Array(rows)).await {
+                    Ok(r) => imported.fetch_add(r["created"].as_u64().unwrap_or(0), Ordering::Relaxed),
+                    Err(_) => other.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    // Bodies with NULs, from 4 clients.
+    for w in 0..4 {
+        let (client, url, key, refused, other) =
+            (client.clone(), url("/v1/contacts"), a.key.clone(), noise.refused.clone(), noise.other.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let body = json!({"phone": format!("+6293{w}0000000"), "name": "nul \u{0} name", "attributes": {"x": "\u{0}"}});
+                match client.post(url.clone()).bearer_auth(&key).json(&body).send().await {
+                    Ok(r) if r.status() == reqwest::StatusCode::UNPROCESSABLE_ENTITY => {
+                        refused.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => other.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    // The campaign to every contact of A, on A's rate-1 channel (its fan-out runs now).
+    let mut queued = 0;
+    if campaign > 0 {
+        let created = post(
+            &client,
+            url("/v1/campaigns"),
+            &a.key,
+            json!({"name": "flood", "channel_id": a.channel_id, "template_id": a.template_id, "audience": {"kind": "all"},
+                   "variables": {"body.1": {"value": "A-1"}, "body.2": {"value": "Kak"}}}),
+        )
+        .await?;
+        let id = created["campaign_id"].as_str().ok_or("no campaign id")?;
+        let launched = post(&client, url(&format!("/v1/campaigns/{id}/launch")), &a.key, json!({})).await?;
+        queued = launched["queued"].as_u64().unwrap_or(0);
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(Noise { queued, ..noise })
+}
