@@ -4,6 +4,7 @@
 use blazz_tests::{Live, Settings, TestApp, OPERATOR_TOKEN};
 use serde_json::json;
 use sqlx::PgPool;
+use std::time::Duration;
 
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn deltas_reach_only_the_workspace_they_belong_to(pool: PgPool) {
@@ -69,4 +70,20 @@ async fn a_client_too_far_behind_is_told_to_resync(pool: PgPool) {
         app.call(reqwest::Method::GET, "/v1/stream?after=nonsense", Some(&ws.key), None, &[]).await.status.as_u16(),
         400
     );
+}
+
+/// A socket opened with a key that is then revoked is closed (within the recheck interval and the key
+/// cache's lifetime); a socket of another key of the workspace stays open.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_revoked_keys_socket_is_closed(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ws = app.workspace().await;
+    let issued = app.post("/v1/api-keys", &ws.key, json!({"name": "screen", "role": "viewer"})).await.expect(201);
+    let (id, key) = (issued.id("id"), issued.body["key"].as_str().expect("key").to_owned());
+    let mut revoked = Live::connect(&app, &key, None).await;
+    let mut kept = Live::connect(&app, &ws.key, None).await;
+    assert!(!revoked.closed_within(Duration::from_millis(1500)).await, "open while the key is valid");
+    app.delete(&format!("/v1/api-keys/{id}"), &ws.key).await.expect(200);
+    assert!(revoked.closed_within(Duration::from_secs(5)).await, "closed after the revocation");
+    assert!(!kept.closed_within(Duration::from_millis(1500)).await, "the owner's socket stays open");
 }

@@ -299,6 +299,19 @@ impl Live {
         }
     }
 
+    /// Whether the server closes the socket within `within` (messages before the close are skipped).
+    pub async fn closed_within(&mut self, within: std::time::Duration) -> bool {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return false,
+                Ok(None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
     /// The next delta of `kind`, skipping others (and progress ticks).
     pub async fn next_of(&mut self, kind: &str) -> Value {
         loop {
