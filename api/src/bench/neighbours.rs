@@ -96,7 +96,7 @@ async fn flood(b: &Scenario, a: &super::Tenant, campaign: usize, deadline: Insta
                     .map(|i| json!({"phone": format!("+6292{round:04}{i:05}"), "name": "imported"}))
                     .collect();
                 match post(&client, url.clone(), &key, Value::Array(rows)).await {
-                    Ok(r) => imported.fetch_add(r["created"].as_u64().unwrap_or(0), Ordering::Relaxed),
+                    Ok(r) => imported.fetch_add(r["imported"].as_u64().unwrap_or(0), Ordering::Relaxed),
                     Err(_) => other.fetch_add(1, Ordering::Relaxed),
                 };
             }
