@@ -107,3 +107,87 @@ async fn one_hundred_thousand_rows_in_one_request(pool: PgPool) {
         .expect("count");
     assert_eq!(claims, 100_000);
 }
+
+/// Opens a connection and sends an import's head and the start of its body; the rest never comes.
+async fn unfinished_import(app: &TestApp, key: &str, content_type: &str, length: usize, start: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(app.server.addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/contacts/import HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: {content_type}\r\ncontent-length: {length}\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.expect("write head");
+    socket.write_all(start).await.expect("write body");
+    // The answer must come while the body is unfinished: a server that waited for the whole body would
+    // hold the socket until the import timeout (300 s), far past this read's limit.
+    let mut answer = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    let read = async {
+        while !String::from_utf8_lossy(&answer).contains("\"error\"") {
+            let n = socket.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), read).await.expect("answered before the body ended");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The import reads its body as a stream: past the row limit it answers 413 at once, without reading
+/// (or holding) the rest, and imports nothing.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn an_import_past_the_row_limit_is_refused_before_its_body_ends(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ws = app.workspace().await;
+    let limit = blazz_commands::handlers::import::MAX_IMPORT_ROWS;
+    // The reported attack: an array of zeros, 60 MiB announced.
+    let mut zeros = b"[".to_vec();
+    zeros.extend(std::iter::repeat_n(b"0,".as_slice(), limit + 1).flatten());
+    let answer = unfinished_import(&app, &ws.key, "application/json", 60 << 20, &zeros).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("too_many_rows"), "{answer}");
+    let mut csv = b"phone\n".to_vec();
+    csv.extend(std::iter::repeat_n(b"1\n".as_slice(), limit + 1).flatten());
+    let answer = unfinished_import(&app, &ws.key, "text/csv", 60 << 20, &csv).await;
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("too_many_rows"), "{answer}");
+    // A body announced over the limit is refused from its head.
+    let answer = unfinished_import(&app, &ws.key, "text/csv", 65 << 20, b"phone\n").await;
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("payload_too_large"), "{answer}");
+    // One row over 1 MiB stops the import at that row.
+    let mut huge = br#"[{"phone":"+6281200000001"},{"phone":"+6281200000002","name":""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'x', (1 << 20) + (16 << 10)));
+    let answer = unfinished_import(&app, &ws.key, "application/json", 60 << 20, &huge).await;
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("row_too_large"), "{answer}");
+    assert!(answer.contains("row 2 "), "{answer}");
+    assert_eq!(contacts_in(&app, &ws.id).await, 0);
+}
+
+/// What a hostile row nests is skipped, not kept: compound values where scalars belong are row errors,
+/// and the other rows import.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn nested_values_in_json_rows_are_row_errors(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ws = app.workspace().await;
+    let deep = (0..100).fold(json!(0), |v, _| json!([v]));
+    let many: serde_json::Map<String, Value> = (0..500).map(|i| (format!("k{i}"), json!(i))).collect();
+    let body = json!([
+        {"phone": {"nested": deep}},
+        {"phone": "+6281200000002", "name": [1, 2, 3]},
+        {"phone": "+6281200000003", "attributes": {"tier": {"gold": true}}},
+        {"phone": "+6281200000004", "attributes": many},
+        {"phone": "+6281200000005", "attributes": {"tier": 1}, "name": "Ok"}
+    ]);
+    let (status, body) = import(&app, &ws.key, "application/json", body.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let errors: Vec<(u64, &str)> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| (e["line"].as_u64().unwrap_or(0), e["code"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        errors,
+        [(1, "invalid_row"), (2, "invalid_row"), (3, "validation_failed"), (4, "validation_failed")],
+        "{body}"
+    );
+    assert_eq!(body["imported"], 1);
+}

@@ -21,13 +21,19 @@ pub struct JsonBody<T> {
 }
 
 pub fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
+    let mut h = fingerprint_hasher(method, path);
+    h.update(body);
+    hex::encode(h.finalize())
+}
+
+/// The fingerprint's hasher before the body: for bodies hashed as they stream in.
+pub fn fingerprint_hasher(method: &Method, path: &str) -> Sha256 {
     let mut h = Sha256::new();
     h.update(method.as_str().as_bytes());
     h.update(b" ");
     h.update(path.as_bytes());
     h.update(b"\n");
-    h.update(body);
-    hex::encode(h.finalize())
+    h
 }
 
 pub fn is_json(content_type: Option<&str>) -> bool {
@@ -38,7 +44,7 @@ pub fn is_json(content_type: Option<&str>) -> bool {
 }
 
 /// Reads the whole body, turning a body over the route's limit into 413.
-pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
