@@ -1,17 +1,17 @@
-//! Group commit. Appends queue up while a transaction is in flight; a writer takes everything queued
-//! (up to a size limit) and writes it in one transaction with a handful of set-based statements, so
+//! Group commit. Appends queue up while a transaction is in flight (fairly between workspaces, see
+//! `fair`); a writer takes what is queued (up to a size limit) and writes it in one transaction with a handful of set-based statements, so
 //! throughput comes from batching rather than from more connections.
 //!
 //! A failing command must not fail its batch-mates: every statement uses `ON CONFLICT DO NOTHING
 //! RETURNING` to learn which rows went in, commands with a missing row are marked failed, and whatever
 //! they did write is deleted again before the transaction commits.
 
-use super::{Pending, Reply};
+use super::fair::FairQueue;
+use super::Reply;
 use crate::store::{AppendError, AppendOutcome, AppendRequest, ExpectedVersion, StoreError};
 use sqlx::{PgPool, Postgres, Transaction};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use tokio::sync::{mpsc, Mutex};
 use uuid::Uuid;
 
 type Outcome = Result<AppendOutcome, AppendError>;
@@ -40,31 +40,11 @@ impl Throttle {
 }
 
 /// One writer task: take a batch, write it, answer every request, repeat until the queue closes.
-pub(super) async fn writer(
-    pool: PgPool,
-    queue: Arc<Mutex<mpsc::Receiver<Vec<Pending>>>>,
-    max_events: usize,
-    notify: Arc<Throttle>,
-) {
-    loop {
-        let batch = {
-            let mut rx = queue.lock().await;
-            let Some(mut batch) = rx.recv().await else { return };
-            let size = |b: &[Pending]| b.iter().map(|p| p.request.events.len().max(1)).sum::<usize>();
-            let mut total = size(&batch);
-            while total < max_events {
-                match rx.try_recv() {
-                    Ok(group) => {
-                        total += size(&group);
-                        batch.extend(group);
-                    }
-                    Err(_) => break,
-                }
-            }
-            batch
-        };
+pub(super) async fn writer(pool: PgPool, queue: Arc<FairQueue>, max_events: usize, notify: Arc<Throttle>) {
+    while let Some(batch) = queue.take(max_events).await {
+        let workspaces = batch.workspaces().to_vec();
         let (requests, replies): (Vec<AppendRequest>, Vec<Reply>) =
-            batch.into_iter().map(|p| (p.request, p.reply)).unzip();
+            batch.pending.into_iter().map(|p| (p.request, p.reply)).unzip();
         match write_isolating(&pool, &requests, &notify).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -79,6 +59,7 @@ pub(super) async fn writer(
                 }
             }
         }
+        queue.done(&workspaces);
     }
 }
 

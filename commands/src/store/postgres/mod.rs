@@ -6,6 +6,7 @@
 
 mod batch;
 mod coalesce;
+mod fair;
 mod read;
 
 use super::{
@@ -80,12 +81,22 @@ struct Pending {
     reply: Reply,
 }
 
+/// The store's side of the append queue: when the last clone of the store goes, the queue closes and
+/// the writers stop once they have written what was queued.
+struct Submitter(Arc<fair::FairQueue>);
+
+impl Drop for Submitter {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// PostgreSQL implementation of [`EventStore`]. Cheap to clone.
 #[derive(Clone)]
 pub struct PgEventStore {
     pool: PgPool,
     /// Groups of requests: a group reaches a writer whole, so it shares one transaction.
-    queue: mpsc::Sender<Vec<Pending>>,
+    queue: Arc<Submitter>,
     reads: mpsc::Sender<coalesce::ReadPending>,
 }
 
@@ -98,12 +109,12 @@ impl std::fmt::Debug for PgEventStore {
 impl PgEventStore {
     /// Starts the writer tasks on `pool`. Migrations must have run.
     pub fn new(pool: PgPool, config: BatchConfig) -> Self {
-        let (queue, rx) = mpsc::channel::<Vec<Pending>>(config.max_events * 4);
-        let rx = Arc::new(Mutex::new(rx));
+        let queue = fair::FairQueue::new(config.writers.max(1));
         let notify = Arc::new(batch::Throttle::new(NOTIFY_INTERVAL));
         for _ in 0..config.writers.max(1) {
-            tokio::spawn(batch::writer(pool.clone(), rx.clone(), config.max_events, notify.clone()));
+            tokio::spawn(batch::writer(pool.clone(), queue.clone(), config.max_events, notify.clone()));
         }
+        let queue = Arc::new(Submitter(queue));
         let (reads, read_rx) = mpsc::channel(config.max_read_streams * 4);
         let read_rx = Arc::new(Mutex::new(read_rx));
         for _ in 0..config.readers.max(1) {
@@ -118,7 +129,7 @@ impl PgEventStore {
 
     async fn submit(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
         let (reply, rx) = oneshot::channel();
-        self.queue.send(vec![Pending { request, reply }]).await.map_err(|_| StoreError::Closed)?;
+        self.queue.0.push(vec![Pending { request, reply }]).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -150,7 +161,7 @@ impl EventStore for PgEventStore {
                 (Pending { request: r.clone(), reply }, rx)
             })
             .unzip();
-        if self.queue.send(group).await.is_err() {
+        if self.queue.0.push(group).await.is_err() {
             return requests.iter().map(|_| Err(StoreError::Closed.into())).collect();
         }
         let mut out = Vec::with_capacity(requests.len());
