@@ -1,7 +1,6 @@
 //! Isolation over real HTTP and PostgreSQL: one workspace's hostile input fails only its own request
 //! (or its own webhook part, or its own event), never another workspace's.
 
-use blazz_commands::store::{AppendRequest, EventMetadata, ExpectedVersion};
 use blazz_domain::conversation::ConversationEvent;
 use blazz_domain::ids::{ChannelId, ContactId};
 use blazz_domain::DomainEvent;
@@ -88,14 +87,8 @@ async fn a_webhook_applies_its_good_parts_and_keeps_the_bad_ones_as_exceptions(p
     assert_eq!(nul["payload"]["text"]["body"], "nul \u{fffd} inside");
 }
 
-/// Appends an event straight to the log, past every check of the write side (as a bug or an old
-/// version might have written it).
 async fn append_raw(app: &TestApp, ws: &Ws, stream: &str, event: DomainEvent) -> i64 {
-    let encoded = app.commands().codec().encode(&event);
-    let meta =
-        EventMetadata { correlation_id: Uuid::now_v7(), causation_id: None, actor: "test".into(), request_id: None };
-    let request = AppendRequest::new(stream.into(), ws.id.parse().unwrap(), ExpectedVersion::Any, vec![encoded], meta);
-    app.commands().store().append(request).await.expect("append").position.expect("position")
+    app.append_raw(ws, stream, app.commands().codec().encode(&event)).await
 }
 
 /// An event the conversations projector cannot apply (a time PostgreSQL cannot store) is parked; the

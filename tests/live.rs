@@ -87,3 +87,54 @@ async fn a_revoked_keys_socket_is_closed(pool: PgPool) {
     assert!(revoked.closed_within(Duration::from_secs(5)).await, "closed after the revocation");
     assert!(!kept.closed_within(Duration::from_millis(1500)).await, "the owner's socket stays open");
 }
+
+/// Waits (bounded) until `workspace` has `n` live subscribers on the gateway.
+async fn subscribers_become(app: &TestApp, workspace: &str, n: usize, within: Duration) -> bool {
+    let workspace = uuid::Uuid::parse_str(workspace).expect("uuid");
+    let deadline = tokio::time::Instant::now() + within;
+    while app.server.state.hub.subscribers(workspace) != n {
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// A subscriber that stops reading is dropped once a message has waited past the send timeout: the
+/// gateway does not hold its socket and unsent deltas for good. A reader of another workspace stays.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_subscriber_that_stops_reading_is_dropped_after_the_send_timeout(pool: PgPool) {
+    let mut settings = Settings::new(4, Some(OPERATOR_TOKEN.into()));
+    settings.limits.socket_send_timeout = Duration::from_secs(1);
+    // Room for every delta of the import: the subscriber must not be dropped for falling behind.
+    settings.delta_buffer = 100_000;
+    let app = TestApp::spawn_with(pool, settings).await;
+    let (ws, other) = (app.workspace().await, app.workspace().await);
+    let mut stalled = Live::connect_small(&app, &ws.key).await;
+    let mut reading = Live::connect(&app, &other.key, None).await;
+    assert!(subscribers_become(&app, &ws.id, 1, Duration::from_secs(10)).await);
+    // 40,000 contact deltas: megabytes more than the socket buffers hold.
+    let mut csv = String::from("phone,name\n");
+    for i in 0..40_000u64 {
+        csv.push_str(&format!("+62815{i:08},Contact number {i}\n"));
+    }
+    let res = app
+        .client
+        .post(app.server.url("/v1/contacts/import"))
+        .bearer_auth(&ws.key)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    assert!(
+        subscribers_become(&app, &ws.id, 0, Duration::from_secs(120)).await,
+        "the stalled subscriber is still held"
+    );
+    // Once it reads again it gets what was already on its way, then the end of the socket.
+    assert!(stalled.closed_within(Duration::from_secs(60)).await);
+    let contact = app.post("/v1/contacts", &other.key, json!({"phone": "+6281699999999"})).await.expect(201);
+    assert_eq!(reading.next_of("contact").await["id"], contact.body["contact_id"]);
+}

@@ -44,7 +44,7 @@ pub struct Config {
     pub recipient_pace_secs: f64,
     /// `KAFKA_BROKERS` and `BLAZZ_KAFKA_*`: the scaled-out read side (unset: the log feed).
     pub kafka: Option<KafkaConfig>,
-    /// `BLAZZ_REQUEST_TIMEOUT_SECS` (30), `BLAZZ_MAX_CONCURRENT_REQUESTS` (1024),
+    /// `BLAZZ_REQUEST_TIMEOUT_SECS` (30), `BLAZZ_SOCKET_SEND_TIMEOUT_SECS` (5), `BLAZZ_MAX_CONCURRENT_REQUESTS` (1024),
     /// `BLAZZ_KEY_RATE_LIMIT` (requests per second per API key, 1000; 0: unlimited).
     pub limits: crate::limits::LimitSettings,
 }
@@ -119,8 +119,16 @@ impl Config {
                     });
                 }
                 let rate: u32 = parsed("BLAZZ_KEY_RATE_LIMIT", d.key_rate.map_or(0, |r| r.get()))?;
+                let socket: u64 = parsed("BLAZZ_SOCKET_SEND_TIMEOUT_SECS", d.socket_send_timeout.as_secs())?;
+                if socket == 0 {
+                    return Err(ConfigError {
+                        name: "BLAZZ_SOCKET_SEND_TIMEOUT_SECS",
+                        message: "must be positive".into(),
+                    });
+                }
                 crate::limits::LimitSettings {
                     request_timeout: std::time::Duration::from_secs(timeout),
+                    socket_send_timeout: std::time::Duration::from_secs(socket),
                     max_concurrent,
                     key_rate: std::num::NonZeroU32::new(rate),
                     ..d

@@ -31,6 +31,9 @@ pub struct LimitSettings {
     /// Requests per second per API key unless the workspace has its own (`None`: unlimited); bursts of
     /// twice that pass.
     pub key_rate: Option<NonZeroU32>,
+    /// Longest a WebSocket client may take to accept one message before it is told to resync and
+    /// closed.
+    pub socket_send_timeout: Duration,
 }
 
 impl Default for LimitSettings {
@@ -40,6 +43,7 @@ impl Default for LimitSettings {
             import_timeout: Duration::from_secs(300),
             max_concurrent: 1024,
             key_rate: NonZeroU32::new(1000),
+            socket_send_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -68,6 +72,9 @@ pub async fn overloaded(_: tower::BoxError) -> Response {
 /// How long a workspace's own rate is remembered before it is read again.
 const OVERRIDE_TTL: Duration = Duration::from_secs(5);
 
+/// A key's limiter and the rate it was made with.
+type KeyLimiter = (Option<NonZeroU32>, Arc<DefaultDirectRateLimiter>);
+
 /// Per-key request rates.
 #[derive(Debug)]
 pub struct KeyRates {
@@ -75,7 +82,7 @@ pub struct KeyRates {
     /// Workspace → its own rate (`None`: the default) and when it was read.
     overrides: Mutex<HashMap<Uuid, (Instant, Option<NonZeroU32>)>>,
     /// Key → the rate its limiter was made with, and the limiter.
-    limiters: Mutex<HashMap<Uuid, (Option<NonZeroU32>, Arc<DefaultDirectRateLimiter>)>>,
+    limiters: Mutex<HashMap<Uuid, KeyLimiter>>,
 }
 
 impl KeyRates {

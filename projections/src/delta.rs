@@ -138,7 +138,7 @@ impl Hub {
         }
     }
 
-    fn lane<'a>(lanes: &'a mut Lanes, workspace: Uuid, capacity: usize) -> &'a mut WorkspaceBuffer {
+    fn lane(lanes: &mut Lanes, workspace: Uuid, capacity: usize) -> &mut WorkspaceBuffer {
         let floor = lanes.floor;
         lanes.by_workspace.entry(workspace).or_insert_with(|| WorkspaceBuffer {
             tx: broadcast::channel(capacity).0,
@@ -164,6 +164,11 @@ impl Hub {
             // No subscribers is fine.
             let _ = lane.tx.send(d);
         }
+    }
+
+    /// Live subscribers of `workspace` (open sockets, on a gateway).
+    pub fn subscribers(&self, workspace: Uuid) -> usize {
+        self.lock().by_workspace.get(&workspace).map_or(0, |lane| lane.tx.receiver_count())
     }
 
     /// Subscribes for `workspace`'s deltas after `after` (`None`: live ones only).

@@ -119,6 +119,21 @@ impl TestApp {
         self.call(Method::DELETE, path, Some(key), None, &[]).await
     }
 
+    /// Appends an event straight to the log, past every check of the write side (as a bug or an old
+    /// version might have written it); returns its position.
+    pub async fn append_raw(&self, ws: &Ws, stream: &str, event: blazz_commands::store::NewEvent) -> i64 {
+        use blazz_commands::store::{AppendRequest, EventMetadata, ExpectedVersion};
+        let meta = EventMetadata {
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            actor: "test".into(),
+            request_id: None,
+        };
+        let workspace = ws.id.parse().expect("workspace id");
+        let request = AppendRequest::new(stream.into(), workspace, ExpectedVersion::Any, vec![event], meta);
+        self.commands().store().append(request).await.expect("append").position.expect("position")
+    }
+
     pub async fn workspace(&self) -> Ws {
         let a = self
             .post("/v1/workspaces", OPERATOR_TOKEN, json!({"name": "Toko Budi", "timezone": "Asia/Jakarta"}))
@@ -276,12 +291,33 @@ impl std::fmt::Debug for Live {
 
 impl Live {
     pub async fn connect(app: &TestApp, key: &str, after: Option<&str>) -> Self {
+        let (socket, _) =
+            tokio_tungstenite::connect_async(Self::request(app, key, after)).await.expect("websocket connects");
+        Self { socket }
+    }
+
+    /// A client whose socket takes in little before it must be read (a 4 KiB receive buffer), for
+    /// tests of clients that stop reading.
+    pub async fn connect_small(app: &TestApp, key: &str) -> Self {
+        let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
+        tcp.set_recv_buffer_size(4096).expect("receive buffer");
+        let stream = tcp.connect(app.server.addr).await.expect("connect");
+        let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+        let (socket, _) =
+            tokio_tungstenite::client_async(Self::request(app, key, None), stream).await.expect("websocket connects");
+        Self { socket }
+    }
+
+    fn request(
+        app: &TestApp,
+        key: &str,
+        after: Option<&str>,
+    ) -> tokio_tungstenite::tungstenite::handshake::client::Request {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let query = after.map(|a| format!("?after={a}")).unwrap_or_default();
         let mut req = format!("ws://{}/v1/stream{query}", app.server.addr).into_client_request().expect("request");
         req.headers_mut().insert("authorization", format!("Bearer {key}").parse().expect("header"));
-        let (socket, _) = tokio_tungstenite::connect_async(req).await.expect("websocket connects");
-        Self { socket }
+        req
     }
 
     /// The next JSON message (bounded wait: a missing message fails the test instead of hanging).

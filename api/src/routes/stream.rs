@@ -11,8 +11,8 @@
 //! resume: the next tick brings the current state).
 //!
 //! Fairness: each workspace has its own replay buffer and live queue (another tenant's burst cannot
-//! push this one's clients into resync). A client that does not take a message within
-//! [`SEND_TIMEOUT`] gets `resync` and is closed, so a stalled reader holds no memory for long. The key
+//! push this one's clients into resync). A client that does not take a message within the socket send
+//! timeout (5 s unless configured) gets `resync` and is closed, so a stalled reader holds no memory for long. The key
 //! is checked again every [`KEY_RECHECK`]: a revoked key's sockets close within that plus the key
 //! cache's lifetime.
 
@@ -38,8 +38,6 @@ pub struct Params {
     after: Option<String>,
 }
 
-/// Longest a client may take to accept one message before it is told to resync and closed.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often an open socket's key is checked again (revocation closes it).
 pub const KEY_RECHECK: Duration = Duration::from_secs(1);
 
@@ -60,7 +58,10 @@ pub async fn stream(
     let workspace = caller.workspace_id();
     let secret = crate::auth::bearer(&headers).unwrap_or_default().to_owned();
     let ticks = s.ticks.subscribe();
-    Ok(ws.on_upgrade(move |socket| serve(socket, s, secret, ticks, workspace, after)))
+    let socket_timeout = s.limits.socket_send_timeout;
+    Ok(ws.on_upgrade(move |socket| {
+        serve(Client { socket, timeout: socket_timeout }, s, secret, ticks, workspace, after)
+    }))
 }
 
 /// Why a socket stops.
@@ -71,30 +72,42 @@ enum Stop {
     Stalled,
 }
 
-async fn send_text(socket: &mut WebSocket, text: String) -> Result<(), Stop> {
-    match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(Stop::Gone),
-        Err(_) => Err(Stop::Stalled),
+/// A subscriber's socket and how long it may take to accept a message.
+struct Client {
+    socket: WebSocket,
+    timeout: Duration,
+}
+
+impl Client {
+    async fn send_text(&mut self, text: String) -> Result<(), Stop> {
+        match tokio::time::timeout(self.timeout, self.socket.send(Message::Text(text.into()))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stop::Gone),
+            Err(_) => Err(Stop::Stalled),
+        }
     }
-}
 
-async fn send(socket: &mut WebSocket, delta: &Delta) -> Result<(), Stop> {
-    let mut v = serde_json::to_value(delta).unwrap_or_default();
-    v["type"] = json!("delta");
-    send_text(socket, v.to_string()).await
-}
+    async fn send(&mut self, delta: &Delta) -> Result<(), Stop> {
+        let mut v = serde_json::to_value(delta).unwrap_or_default();
+        v["type"] = json!("delta");
+        self.send_text(v.to_string()).await
+    }
 
-/// Tells the client to resync and closes; a stalled client gets one bounded try.
-async fn resync(mut socket: WebSocket, reason: &str) {
-    let text = json!({ "type": "resync", "reason": reason }).to_string();
-    if send_text(&mut socket, text).await.is_ok() {
-        let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(None))).await;
+    async fn close(&mut self) {
+        let _ = tokio::time::timeout(self.timeout, self.socket.send(Message::Close(None))).await;
+    }
+
+    /// Tells the client to resync and closes; a stalled client gets one bounded try.
+    async fn resync(mut self, reason: &str) {
+        let text = json!({ "type": "resync", "reason": reason }).to_string();
+        if self.send_text(text).await.is_ok() {
+            self.close().await;
+        }
     }
 }
 
 async fn serve(
-    mut socket: WebSocket,
+    mut socket: Client,
     s: AppState,
     secret: String,
     ticks: broadcast::Receiver<Tick>,
@@ -106,12 +119,12 @@ async fn serve(
         Err(Stop::Gone) => return,
         Err(Stop::Stalled) => "the client did not read in time",
     };
-    resync(socket, reason).await;
+    socket.resync(reason).await;
 }
 
 /// Serves deltas and ticks until the socket must stop; `Ok(reason)`: tell the client to resync.
 async fn run(
-    socket: &mut WebSocket,
+    socket: &mut Client,
     s: &AppState,
     secret: &str,
     mut ticks: broadcast::Receiver<Tick>,
@@ -124,7 +137,7 @@ async fn run(
     };
     let mut last = after.unwrap_or((0, 0, 0));
     for d in &missed {
-        send(socket, d).await?;
+        socket.send(d).await?;
         last = d.key();
     }
     let mut recheck = tokio::time::interval(KEY_RECHECK);
@@ -133,7 +146,7 @@ async fn run(
         tokio::select! {
             received = live.recv() => match received {
                 Ok(d) if d.key() > last => {
-                    send(socket, &d).await?;
+                    socket.send(&d).await?;
                     last = d.key();
                 }
                 Ok(_) => {}
@@ -144,7 +157,7 @@ async fn run(
                 Ok(tick) => {
                     for (_, campaign, changed) in tick.iter().filter(|(w, _, _)| *w == workspace) {
                         let m = json!({"type": "progress", "kind": "campaign", "id": campaign, "changed": changed});
-                        send_text(socket, m.to_string()).await?;
+                        socket.send_text(m.to_string()).await?;
                     }
                 }
                 // A missed tick is replaced by the next one.
@@ -154,11 +167,11 @@ async fn run(
             _ = recheck.tick() => {
                 // A store failure is not a revocation: keep serving and look again later.
                 if let Ok(None) = s.commands.authenticate(secret).await {
-                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(None))).await;
+                    socket.close().await;
                     return Err(Stop::Gone);
                 }
             },
-            incoming = socket.recv() => match incoming {
+            incoming = socket.socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(Stop::Gone),
                 Some(Ok(_)) => {}
             },
