@@ -40,11 +40,15 @@ pub async fn run(
     let b = scenario_on(settings, pool, operator.clone(), concurrency).await?;
     let a = tenant(&b.running, &b.client, &operator, 0, Some(1)).await?;
     let started = Instant::now();
+    let mut position = 0;
     for chunk in (0..campaign).collect::<Vec<_>>().chunks(50_000) {
         let rows: Vec<Value> = chunk.iter().map(|i| json!({"phone": format!("+6291{:09}", i)})).collect();
-        post(&b.client, b.running.url("/v1/contacts/import"), &a.key, Value::Array(rows)).await?;
+        let imported = post(&b.client, b.running.url("/v1/contacts/import"), &a.key, Value::Array(rows)).await?;
+        position = position.max(imported["position"].as_i64().unwrap_or(0));
     }
-    eprintln!("A: {campaign} contacts imported in {:.1} s", started.elapsed().as_secs_f64());
+    // B alone must be alone: the projectors finish A's import first.
+    caught_up(&b, &a.key, position).await?;
+    eprintln!("A: {campaign} contacts imported and projected in {:.1} s", started.elapsed().as_secs_f64());
 
     let alone = b_sends(&b, concurrency, seconds).await;
 
@@ -69,6 +73,22 @@ pub async fn run(
     );
     b.running.stop().await?;
     Ok(())
+}
+
+/// Waits until `key`'s workspace reads at `position` (its projections have caught up).
+async fn caught_up(s: &Scenario, key: &str, position: i64) -> Result<(), Error> {
+    let url = s.running.url(&format!("/v1/contacts?limit=1&min_position={position}"));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let res = s.client.get(url.clone()).bearer_auth(key).send().await?;
+        if res.status().is_success() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("projections did not reach {position}: {}", res.status()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// What A did during the flood.
