@@ -94,6 +94,9 @@ pub enum Which {
         /// Recipients of A's campaign.
         #[arg(long, default_value_t = 100_000)]
         campaign: usize,
+        /// What A floods with (comma-separated; default all three).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "imports,nul,campaign")]
+        flood: Vec<neighbours::Flood>,
     },
     /// POST /v1/messages over HTTP.
     Send {
@@ -200,8 +203,8 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
                 live::run(pool, config.append_writers, rate, seconds, config.kafka.clone()).await
             }
             Which::Replay { events } => replay::run(pool, config.append_writers, events).await,
-            Which::Neighbours { concurrency, seconds, campaign } => {
-                neighbours::run(pool, config.append_writers, concurrency, seconds, campaign).await
+            Which::Neighbours { concurrency, seconds, campaign, flood } => {
+                neighbours::run(pool, config.append_writers, concurrency, seconds, campaign, &flood).await
             }
         }
     }

@@ -11,6 +11,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+/// One kind of A's noise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Flood {
+    /// Contact imports of 5,000 rows, back to back.
+    Imports,
+    /// Bodies with NULs from 4 clients.
+    Nul,
+    /// The campaign to all of A's contacts (its fan-out).
+    Campaign,
+}
+
 /// B's sends for `seconds` from `concurrency` clients.
 async fn b_sends(s: &Scenario, concurrency: usize, seconds: u64) -> Summary {
     let (client, url, key, bodies) =
@@ -33,6 +44,7 @@ pub async fn run(
     concurrency: usize,
     seconds: u64,
     campaign: usize,
+    kinds: &[Flood],
 ) -> Result<(), Error> {
     let operator = format!("bench-{}", Uuid::new_v4());
     let mut settings = server::Settings::new(append_writers, Some(operator.clone()));
@@ -54,7 +66,7 @@ pub async fn run(
 
     // The flood, for as long as B's second phase runs.
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let flood = flood(&b, &a, campaign, deadline);
+    let flood = flood(&b, &a, campaign, kinds, deadline);
     let (noisy, flooded) = tokio::join!(flood, b_sends(&b, concurrency, seconds));
     let noisy = noisy?;
 
@@ -99,13 +111,19 @@ struct Noise {
     other: Arc<AtomicU64>,
 }
 
-async fn flood(b: &Scenario, a: &super::Tenant, campaign: usize, deadline: Instant) -> Result<Noise, Error> {
+async fn flood(
+    b: &Scenario,
+    a: &super::Tenant,
+    campaign: usize,
+    kinds: &[Flood],
+    deadline: Instant,
+) -> Result<Noise, Error> {
     let noise = Noise { queued: 0, imported: Arc::default(), refused: Arc::default(), other: Arc::default() };
     let client = b.client.clone();
     let url = |p: &str| b.running.url(p);
     let mut tasks = vec![];
     // Imports of 5,000 new contacts, back to back.
-    {
+    if kinds.contains(&Flood::Imports) {
         let (client, url, key, imported, other) =
             (client.clone(), url("/v1/contacts/import"), a.key.clone(), noise.imported.clone(), noise.other.clone());
         tasks.push(tokio::spawn(async move {
@@ -123,7 +141,7 @@ async fn flood(b: &Scenario, a: &super::Tenant, campaign: usize, deadline: Insta
         }));
     }
     // Bodies with NULs, from 4 clients.
-    for w in 0..4 {
+    for w in (0..4).filter(|_| kinds.contains(&Flood::Nul)) {
         let (client, url, key, refused, other) =
             (client.clone(), url("/v1/contacts"), a.key.clone(), noise.refused.clone(), noise.other.clone());
         tasks.push(tokio::spawn(async move {
@@ -140,7 +158,7 @@ async fn flood(b: &Scenario, a: &super::Tenant, campaign: usize, deadline: Insta
     }
     // The campaign to every contact of A, on A's rate-1 channel (its fan-out runs now).
     let mut queued = 0;
-    if campaign > 0 {
+    if campaign > 0 && kinds.contains(&Flood::Campaign) {
         let created = post(
             &client,
             url("/v1/campaigns"),

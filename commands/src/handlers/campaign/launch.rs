@@ -27,6 +27,8 @@ use uuid::Uuid;
 
 /// Contacts read per round trip while freezing the audience.
 const READ_CHUNK: usize = 500;
+/// Recipients rendered between two yields to the scheduler.
+const YIELD_EVERY: usize = 32;
 /// Messages appended per group (one transaction).
 const WRITE_CHUNK: usize = 1000;
 
@@ -87,7 +89,11 @@ impl Commands {
             let streams: Vec<String> = chunk.iter().map(|c| stream_id::<Contact>(c.as_uuid())).collect();
             let mut events = self.store().read_streams(&streams).await?;
             events.sort_by(|a, b| (&a.stream_id, a.stream_version).cmp(&(&b.stream_id, b.stream_version)));
-            for (contact_id, stream) in chunk.iter().zip(&streams) {
+            for (i, (contact_id, stream)) in chunk.iter().zip(&streams).enumerate() {
+                // Rendering is CPU: other requests on this worker get their turn.
+                if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                    tokio::task::yield_now().await;
+                }
                 let contact = match self.fold::<Contact>(ws, of_stream(&events, stream)) {
                     Ok(c) if c.state.is_active() => c.state,
                     _ => {

@@ -7,17 +7,23 @@
 //!   the other lanes share batches (round-robin, one group from each in turn). A request's latency is
 //!   its batch's, so a quiet workspace's append never waits on a thousand-event transaction;
 //! - a workspace may be in at most `share` of the batches in flight (all writers but one, when there
-//!   are several): a busy workspace leaves a writer free for the others;
+//!   are several): a busy workspace leaves a writer free for the others. While another workspace is
+//!   appending too (in the last [`CONTENDED`]), a backlog gets one writer: its thousand-event
+//!   transactions then take one connection's worth of the database, not all but one;
 //! - each lane holds a bounded number of groups; a full lane makes only its own workspace wait.
 
 use super::Pending;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 /// Groups (one append, or the requests of one `append_all`) a workspace may have waiting.
 const LANE_GROUPS: usize = 4096;
+/// How recently another workspace must have been served for a backlog to be held to one writer.
+pub(super) const CONTENDED: Duration = Duration::from_millis(200);
 /// Events waiting in a lane from which it is written in batches of its own.
 pub(super) const HEAVY_EVENTS: usize = 64;
 
@@ -40,6 +46,8 @@ struct State {
     ring: VecDeque<Uuid>,
     /// Batches in flight that hold requests of a workspace.
     busy: HashMap<Uuid, usize>,
+    /// When each workspace was last served (those served within [`CONTENDED`]).
+    served: HashMap<Uuid, Instant>,
     /// Each workspace's room for waiting groups (kept once made: a few bytes per workspace).
     space: HashMap<Uuid, Arc<Semaphore>>,
     closed: bool,
@@ -133,18 +141,19 @@ impl FairQueue {
         while total < max_events {
             let Some(ws) = st.ring.pop_front() else { break };
             let joined = workspaces.contains(&ws);
-            let Some(lane) = st.lanes.get_mut(&ws) else { continue };
-            let heavy = lane.events >= HEAVY_EVENTS;
+            let Some(heavy) = st.lanes.get(&ws).map(|lane| lane.events >= HEAVY_EVENTS) else { continue };
             let fits = match backlog {
                 None => true,
                 Some(Some(owner)) => owner == ws,
                 Some(None) => !heavy,
             };
-            if !fits || (!joined && st.busy.get(&ws).copied().unwrap_or(0) >= self.share) {
+            let share = if heavy && st.contended(ws) { 1 } else { self.share };
+            if !fits || (!joined && st.busy.get(&ws).copied().unwrap_or(0) >= share) {
                 passed.push(ws);
                 continue;
             }
             backlog.get_or_insert(heavy.then_some(ws));
+            let Some(lane) = st.lanes.get_mut(&ws) else { continue };
             let Some(group) = lane.groups.pop_front() else { continue };
             let n = events(&group.pending);
             lane.events -= n;
@@ -166,8 +175,10 @@ impl FairQueue {
         if pending.is_empty() {
             return None;
         }
+        let now = Instant::now();
         for ws in &workspaces {
             *st.busy.entry(*ws).or_default() += 1;
+            st.served.insert(*ws, now);
         }
         Some(Batch { pending, workspaces })
     }
@@ -202,6 +213,15 @@ impl FairQueue {
     }
 }
 
+impl State {
+    /// Whether a workspace other than `ws` was served lately (or is in flight now).
+    fn contended(&mut self, ws: Uuid) -> bool {
+        let now = Instant::now();
+        self.served.retain(|_, at| now.duration_since(*at) < CONTENDED);
+        self.served.keys().any(|w| *w != ws) || self.busy.keys().any(|w| *w != ws)
+    }
+}
+
 impl Batch {
     pub fn workspaces(&self) -> &[Uuid] {
         &self.workspaces
@@ -230,7 +250,7 @@ mod tests {
         batch.pending.iter().filter(|p| p.request.workspace_id == ws).count()
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_late_single_append_is_served_next_in_a_batch_without_the_backlog() {
         let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let q = FairQueue::new(4);
@@ -244,6 +264,10 @@ mod tests {
         let second = q.take(1024).await.expect("a batch");
         assert_eq!(second.workspaces(), [b, c], "B and C share the next batch, not behind 3,000 of A");
         assert_eq!(second.pending.len(), 2);
+        // B and C appended just now, so A's backlog keeps to one writer: its next batch waits for the
+        // first to be written.
+        assert!(q.form(&mut q.lock(), 1024).is_none());
+        q.done(first.workspaces());
         let third = q.take(1024).await.expect("a batch");
         assert_eq!(of(&third, a), 1024, "then A again");
     }
@@ -262,7 +286,7 @@ mod tests {
         assert_eq!(of(&batch, workspaces[0]), 3);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_busy_workspace_leaves_one_writer_to_the_others() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let q = FairQueue::new(3);
@@ -276,8 +300,24 @@ mod tests {
         let third = q.take(1000).await.expect("3");
         assert_eq!((of(&third, b), third.pending.len()), (1, 1), "the free writer serves B alone");
         q.done(batches[0].workspaces());
+        // B was served just now: while contended, A's backlog is held to one writer, which it has.
+        assert!(q.form(&mut q.lock(), 1000).is_none(), "A's backlog holds one writer while B appends");
+        q.done(batches[1].workspaces());
         let fourth = q.take(1000).await.expect("4");
-        assert_eq!(of(&fourth, a), 1000, "A takes a writer again once one of its batches is written");
+        assert_eq!(of(&fourth, a), 1000, "A takes a writer again once its batches are written");
+    }
+
+    #[tokio::test]
+    async fn alone_a_backlog_uses_all_writers_but_one() {
+        let a = Uuid::now_v7();
+        let q = FairQueue::new(4);
+        for _ in 0..4000 {
+            q.push(group(a)).await.ok();
+        }
+        for n in 1..=3 {
+            assert_eq!(of(&q.take(1000).await.expect("a batch"), a), 1000, "batch {n}");
+        }
+        assert!(q.form(&mut q.lock(), 1000).is_none(), "the fourth writer stays free");
     }
 
     #[tokio::test]

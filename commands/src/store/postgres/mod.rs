@@ -27,6 +27,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 /// after any activity, at a shorter period than this.
 pub const NOTIFY_INTERVAL: Duration = Duration::from_millis(10);
 
+/// Reads of this many streams or more go to the database on their own, not through the coalescer.
+const DIRECT_READ_STREAMS: usize = 64;
+
 /// Tuning of the group-commit writer and the read coalescer.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchConfig {
@@ -187,6 +190,13 @@ impl EventStore for PgEventStore {
     }
 
     async fn read_streams(&self, stream_ids: &[String]) -> Result<Vec<RecordedEvent>, StoreError> {
+        if stream_ids.len() >= DIRECT_READ_STREAMS {
+            // Already a batch (a fan-out's chunk of contacts): coalescing it would only make the small
+            // reads queued beside it (another workspace's send) wait for its rows.
+            let ids: Vec<String> =
+                stream_ids.iter().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            return read::streams(&self.pool, &ids).await;
+        }
         let (reply, rx) = oneshot::channel();
         let pending = coalesce::ReadPending { streams: stream_ids.to_vec(), reply };
         self.reads.send(pending).await.map_err(|_| StoreError::Closed)?;
