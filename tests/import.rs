@@ -19,6 +19,16 @@ async fn import(app: &TestApp, key: &str, content_type: &str, body: String) -> (
     (res.status().as_u16(), res.json().await.expect("json"))
 }
 
+/// An import answer's row errors as (line, code).
+fn row_errors(body: &Value) -> Vec<(u64, &str)> {
+    body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| (e["line"].as_u64().unwrap_or(0), e["code"].as_str().unwrap_or("")))
+        .collect()
+}
+
 async fn contacts_in(app: &TestApp, ws: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events WHERE workspace_id = $1 AND event_type = 'contact.created'")
         .bind(Uuid::parse_str(ws).expect("uuid"))
@@ -43,12 +53,7 @@ async fn csv_rows_with_errors_are_reported_by_line_and_the_rest_imported(pool: P
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["imported"], 3);
     assert_eq!(body["failed"], 3);
-    let errors: Vec<(u64, &str)> = body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| (e["line"].as_u64().unwrap_or(0), e["code"].as_str().unwrap_or("")))
-        .collect();
+    let errors = row_errors(&body);
     assert_eq!(errors, [(3, "validation_failed"), (5, "duplicate_in_import"), (6, "phone_taken")]);
     assert_eq!(contacts_in(&app, &ws.id).await, 4);
     let history = app.history(&ws).await;
@@ -178,12 +183,7 @@ async fn nested_values_in_json_rows_are_row_errors(pool: PgPool) {
     ]);
     let (status, body) = import(&app, &ws.key, "application/json", body.to_string()).await;
     assert_eq!(status, 200, "{body}");
-    let errors: Vec<(u64, &str)> = body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| (e["line"].as_u64().unwrap_or(0), e["code"].as_str().unwrap_or("")))
-        .collect();
+    let errors = row_errors(&body);
     assert_eq!(
         errors,
         [(1, "invalid_row"), (2, "invalid_row"), (3, "validation_failed"), (4, "validation_failed")],
