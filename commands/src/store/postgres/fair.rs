@@ -24,6 +24,9 @@ use uuid::Uuid;
 const LANE_GROUPS: usize = 4096;
 /// How recently another workspace must have been served for a backlog to be held to one writer.
 pub(super) const CONTENDED: Duration = Duration::from_millis(200);
+/// Entries of the "served lately" map past which old ones are dropped (it is pruned anyway whenever a
+/// backlog asks whether it is contended).
+const SERVED_PRUNE_AT: usize = 1024;
 /// Events waiting in a lane from which it is written in batches of its own.
 pub(super) const HEAVY_EVENTS: usize = 64;
 
@@ -176,6 +179,9 @@ impl FairQueue {
             return None;
         }
         let now = Instant::now();
+        if st.served.len() > SERVED_PRUNE_AT {
+            st.served.retain(|_, at| now.duration_since(*at) < CONTENDED);
+        }
         for ws in &workspaces {
             *st.busy.entry(*ws).or_default() += 1;
             st.served.insert(*ws, now);
