@@ -4,7 +4,8 @@
 use blazz_api::server::{dispatcher, EdgeSettings};
 use blazz_commands::dispatch::{Dispatched, Dispatcher};
 use blazz_commands::provider::sandbox::SandboxScript;
-use blazz_domain::ids::MessageId;
+use blazz_domain::campaign::CampaignCommand;
+use blazz_domain::ids::{CampaignId, MessageId};
 use blazz_tests::{Live, Settings, TestApp, Ws, OPERATOR_TOKEN};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -137,9 +138,9 @@ async fn launch_freezes_the_audience_and_skips_opted_out_duplicates_and_deleted(
     let g2 = s.group(&[&b, &d]).await;
     s.app.delete(&format!("/v1/contacts/{gone}"), &s.ws.key).await.expect(200);
     let campaign = s.create(json!({"kind": "groups", "group_ids": [g1, g2]})).await.expect(201).id("campaign_id");
-    let launched = s.app.post(&format!("/v1/campaigns/{campaign}/launch"), &s.ws.key, json!({})).await.expect(200);
-    assert_eq!(launched.body["queued"], 2, "{}", launched.body);
-    assert_eq!(launched.body["skipped"], json!({"opted_out": 1, "duplicate": 1, "unknown": 1, "missing_variable": 0}));
+    let launched = s.app.launch(&s.ws, &campaign).await;
+    assert_eq!(launched["queued"], 2, "{launched}");
+    assert_eq!(launched["skipped"], json!({"opted_out": 1, "duplicate": 1, "unknown": 1, "missing_variable": 0}));
 
     // Joining a group after the launch does not add to it.
     let late = s.app.contact(&s.ws, "+6281100000005", json!({"first_name": "Fajar"})).await;
@@ -150,7 +151,7 @@ async fn launch_freezes_the_audience_and_skips_opted_out_duplicates_and_deleted(
 
     let row = s
         .app
-        .get(&format!("/v1/campaigns/{campaign}?min_position={}", launched.body["position"]), &s.ws.key)
+        .get(&format!("/v1/campaigns/{campaign}?min_position={}", launched["position"]), &s.ws.key)
         .await
         .expect(200)
         .body;
@@ -165,6 +166,36 @@ async fn launch_freezes_the_audience_and_skips_opted_out_duplicates_and_deleted(
     assert!(previews.contains(&"Halo Ani, diskon 10%") && previews.contains(&"Halo Budi, diskon 10%"), "{previews:?}");
 }
 
+/// A launch request answers 202 `launching` before the fan-out; a campaign cancelled before its
+/// fan-out runs queues nothing, and one whose fan-out has finished is not fanned out again.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn the_fan_out_runs_after_the_launch_answer_and_not_for_a_cancelled_campaign(pool: PgPool) {
+    let s = setup(pool, plain()).await;
+    for i in 0..3 {
+        s.app.contact(&s.ws, &format!("+628130000000{i}"), json!({"first_name": "X"})).await;
+    }
+    let (ctx, commands) = (s.app.system(&s.ws), s.app.commands());
+    let id = s.create(json!({"kind": "all"})).await.expect(201).id("campaign_id");
+    let campaign = CampaignId::from_uuid(Uuid::parse_str(&id).unwrap());
+    // The request's part alone (no launcher): the launch has started and nothing is queued yet.
+    let started = commands.start_launch(&ctx, campaign).await.unwrap();
+    assert_eq!(started.body["status"], "launching", "{}", started.body);
+    assert!(s.messages_of(&id).await.is_empty());
+    commands.change_campaign(&ctx, campaign, |at| CampaignCommand::Cancel { at }).await.unwrap();
+    let outcome = commands.fan_out(&ctx, campaign).await.unwrap();
+    assert_eq!(outcome.queued, 0);
+    assert!(s.messages_of(&id).await.is_empty(), "a cancelled campaign queues nothing");
+
+    // Over HTTP: 202, then the fan-out in the background; a second fan-out changes nothing.
+    let other = s.create(json!({"kind": "all"})).await.expect(201).id("campaign_id");
+    let launched = s.app.launch(&s.ws, &other).await;
+    assert_eq!(launched["queued"], 3, "{launched}");
+    let again = commands.fan_out(&ctx, CampaignId::from_uuid(Uuid::parse_str(&other).unwrap())).await.unwrap();
+    assert_eq!(again.queued, 3);
+    assert_eq!(s.app.stream_types(&s.ws, &format!("campaign-{other}")).await.iter().filter(|t| *t == "campaign.launched").count(), 1);
+    assert_eq!(s.messages_of(&other).await.len(), 3);
+}
+
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn pause_and_cancel_hold_dispatch_and_resume_releases_it(pool: PgPool) {
     let s = setup(pool, plain()).await;
@@ -172,7 +203,7 @@ async fn pause_and_cancel_hold_dispatch_and_resume_releases_it(pool: PgPool) {
         s.app.contact(&s.ws, &format!("+628120000000{i}"), json!({"first_name": "X"})).await;
     }
     let campaign = s.create(json!({"kind": "all"})).await.expect(201).id("campaign_id");
-    s.app.post(&format!("/v1/campaigns/{campaign}/launch"), &s.ws.key, json!({})).await.expect(200);
+    s.app.launch(&s.ws, &campaign).await;
     let paused = s
         .app
         .post(&format!("/v1/campaigns/{campaign}/pause"), &s.ws.key, json!({"reason": "check copy"}))
@@ -249,7 +280,7 @@ async fn a_running_campaign_sends_its_progress_every_second_even_without_events(
     let mut live = Live::connect(&s.app, &s.ws.key, None).await;
     let mut other_live = Live::connect(&s.app, &other.key, None).await;
     let id = s.create(json!({"kind": "all"})).await.expect(201).id("campaign_id");
-    s.app.post(&format!("/v1/campaigns/{id}/launch"), &s.ws.key, json!({})).await.expect(200);
+    s.app.launch(&s.ws, &id).await;
     let p = s.app.post("/v1/contacts", &s.ws.key, json!({"phone": "+6281200000099"})).await.expect(201);
     s.app.get(&format!("/v1/contacts?min_position={}", p.body["position"]), &s.ws.key).await.expect(200);
     let events = || async {

@@ -69,8 +69,8 @@ impl Setup {
             .await
             .expect(201)
             .id("campaign_id");
-        let launched = self.app.post(&format!("/v1/campaigns/{id}/launch"), &self.ws.key, json!({})).await.expect(200);
-        assert_eq!(launched.body["queued"], n, "{}", launched.body);
+        let launched = self.app.launch(&self.ws, &id).await;
+        assert_eq!(launched["queued"], n, "{launched}");
         id
     }
 

@@ -284,3 +284,42 @@ async fn past_the_concurrency_limit_requests_are_shed_with_503(pool: PgPool) {
     assert_eq!(shed.code(), "overloaded");
     assert_eq!(shed.headers["retry-after"], "1");
 }
+
+/// Bulk work (an import) rests between its chunks while another workspace is active, and never when
+/// its workspace is alone.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn an_import_rests_between_chunks_only_while_another_workspace_is_active(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let a = app.workspace().await;
+    let rows = |prefix: &str| -> Value {
+        (0..2_500).map(|i| json!({"phone": format!("+62{prefix}{i:07}")})).collect::<Vec<_>>().into()
+    };
+    let alone = app.post("/v1/contacts/import", &a.key, rows("811")).await.expect(200);
+    assert_eq!(alone.body["imported"], 2_500);
+    assert_eq!(app.commands().pacer().rests(), 0, "alone, an import never rests");
+    let b = app.workspace().await;
+
+    // B reads its contacts over and over while A imports again.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = {
+        let (client, url, key, stop) =
+            (reqwest::Client::new(), app.server.url("/v1/contacts?limit=1"), b.key.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut answered = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client.get(url.clone()).bearer_auth(&key).send().await.expect("B's read");
+                assert!(r.status().is_success(), "B's read: {}", r.status());
+                answered += 1;
+            }
+            answered
+        })
+    };
+    // B is active before A's first chunk ends: its first read has been answered.
+    app.eventually(&b, "/v1/contacts?limit=1", |_| true).await;
+    let contended = app.post("/v1/contacts/import", &a.key, rows("812")).await.expect(200);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(busy.await.expect("B's reads") > 0);
+    assert_eq!(contended.body["imported"], 2_500, "pacing slows an import, it drops nothing");
+    // Three chunks of 1,000, 1,000 and 500 rows: a rest after each while B was active.
+    assert!(app.commands().pacer().rests() >= 2, "rests: {}", app.commands().pacer().rests());
+}

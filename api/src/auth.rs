@@ -79,6 +79,8 @@ impl FromRequestParts<AppState> for Caller {
         let secret = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let principal = state.commands.authenticate(secret).await?.ok_or_else(ApiError::unauthorized)?;
         state.rates.check(&state.pool, principal.workspace_id.as_uuid(), principal.key_id.as_uuid()).await?;
+        // Bulk work of other workspaces yields while this one is active.
+        state.commands.pacer().note(principal.workspace_id.as_uuid());
         let meta = RequestMeta::from_request_parts(parts, state).await?;
         Ok(Self { principal, meta })
     }

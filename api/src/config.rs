@@ -45,7 +45,7 @@ pub struct Config {
     /// `KAFKA_BROKERS` and `BLAZZ_KAFKA_*`: the scaled-out read side (unset: the log feed).
     pub kafka: Option<KafkaConfig>,
     /// `BLAZZ_REQUEST_TIMEOUT_SECS` (30), `BLAZZ_SOCKET_SEND_TIMEOUT_SECS` (5), `BLAZZ_MAX_CONCURRENT_REQUESTS` (1024),
-    /// `BLAZZ_KEY_RATE_LIMIT` (requests per second per API key, 1000; 0: unlimited).
+    /// `BLAZZ_KEY_RATE_LIMIT` (requests per second per API key, 1000; 0: unlimited), `BLAZZ_BULK_SHARE` (0.5).
     pub limits: crate::limits::LimitSettings,
 }
 
@@ -126,7 +126,12 @@ impl Config {
                         message: "must be positive".into(),
                     });
                 }
+                let bulk_share: f64 = parsed("BLAZZ_BULK_SHARE", d.bulk_share)?;
+                if !(bulk_share > 0.0 && bulk_share <= 1.0) {
+                    return Err(ConfigError { name: "BLAZZ_BULK_SHARE", message: "must be above 0 and at most 1".into() });
+                }
                 crate::limits::LimitSettings {
+                    bulk_share,
                     request_timeout: std::time::Duration::from_secs(timeout),
                     socket_send_timeout: std::time::Duration::from_secs(socket),
                     max_concurrent,

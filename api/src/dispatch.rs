@@ -3,6 +3,7 @@
 //! (also after a restart: the schedule is in the log and the `campaigns` projection). Several dispatchers may poll the same queue: the
 //! attempt recorded at an exact stream version before the provider call lets only one of them send.
 
+use crate::launcher::Launcher;
 use blazz_commands::dispatch::{Dispatched, Dispatcher};
 use blazz_domain::ids::{CampaignId, MessageId};
 use futures::StreamExt;
@@ -23,13 +24,14 @@ const REMEMBER: Duration = Duration::from_secs(30);
 
 /// How often scheduled campaigns are looked for.
 const SCHEDULE_POLL: Duration = Duration::from_secs(1);
-/// A launch still `launching` after this long was interrupted (a crash) and is launched again.
+/// A launch still `launching` after this long, and not fanning out in this process, was interrupted
+/// (a crash) and is launched again.
 const LAUNCH_STALLED: &str = "2 minutes";
 
 /// Launches scheduled campaigns when due, relaunches interrupted launches (a launch is idempotent:
 /// message ids derive from campaign and contact), and applies the crash policy to attempts left without
 /// an outcome. Runs until `shutdown` turns true.
-pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
+pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, launcher: Launcher, mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {
         let due: Vec<(Uuid, Uuid)> = sqlx::query_as(&format!(
             "SELECT workspace_id, campaign_id FROM rm_campaigns
@@ -43,9 +45,12 @@ pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch:
             vec![]
         });
         for (workspace, campaign) in due {
-            let ctx = Dispatcher::context(workspace);
-            match dispatcher.commands().launch_campaign(&ctx, CampaignId::from_uuid(campaign)).await {
-                Ok(r) => tracing::info!(%campaign, result = %r.body, "scheduled campaign launched"),
+            let (ctx, campaign) = (Dispatcher::context(workspace), CampaignId::from_uuid(campaign));
+            if launcher.is_running(campaign) {
+                continue;
+            }
+            match dispatcher.commands().start_launch(&ctx, campaign).await {
+                Ok(_) => launcher.fan_out(ctx, campaign),
                 Err(e) => tracing::warn!(%campaign, error = %e, "scheduled campaign not launched"),
             }
         }

@@ -23,6 +23,7 @@ pub mod dispatch;
 pub mod embedded;
 pub mod error;
 pub mod extract;
+pub mod launcher;
 pub mod limits;
 pub mod routes;
 pub mod server;

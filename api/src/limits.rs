@@ -4,7 +4,11 @@
 //!   `overloaded` and `Retry-After`, never queued (`tower`'s `ConcurrencyLimit` + `LoadShed`);
 //! - a **rate per API key** (GCRA, `governor`): past it 429 `rate_limited` with `Retry-After`. The
 //!   default comes from configuration; an operator can set another per workspace
-//!   (`PUT /v1/operator/workspaces/{id}/rate-limit`, table `workspace_rate_limits`).
+//!   (`PUT /v1/operator/workspaces/{id}/rate-limit`, table `workspace_rate_limits`). A client that
+//!   ignores `Retry-After` and keeps asking gets its 429s slowly: each is held for [`HOLD`] before it
+//!   is answered, up to [`HELD_PER_WORKSPACE`] at a time per workspace (more are answered at once, so
+//!   held answers never fill the concurrency limit), which turns a tight retry loop's thousands of
+//!   requests per second into a few dozen.
 
 use crate::error::ApiError;
 use axum::extract::{Request, State};
@@ -34,6 +38,9 @@ pub struct LimitSettings {
     /// Longest a WebSocket client may take to accept one message before it is told to resync and
     /// closed.
     pub socket_send_timeout: Duration,
+    /// The share of its time bulk work (imports, campaign fan-outs) keeps while other workspaces are
+    /// active (see `blazz_commands::pacing`); 1 disables pacing.
+    pub bulk_share: f64,
 }
 
 impl Default for LimitSettings {
@@ -44,6 +51,7 @@ impl Default for LimitSettings {
             max_concurrent: 1024,
             key_rate: NonZeroU32::new(1000),
             socket_send_timeout: Duration::from_secs(5),
+            bulk_share: blazz_commands::pacing::DEFAULT_SHARE,
         }
     }
 }
@@ -69,6 +77,11 @@ pub async fn overloaded(_: tower::BoxError) -> Response {
         .into_response()
 }
 
+/// How long an answer past the key's rate is held before it is sent.
+pub const HOLD: Duration = Duration::from_millis(100);
+/// Answers held at once per workspace; past this they are sent at once.
+pub const HELD_PER_WORKSPACE: usize = 16;
+
 /// How long a workspace's own rate is remembered before it is read again.
 const OVERRIDE_TTL: Duration = Duration::from_secs(5);
 
@@ -83,11 +96,13 @@ pub struct KeyRates {
     overrides: Mutex<HashMap<Uuid, (Instant, Option<NonZeroU32>)>>,
     /// Key → the rate its limiter was made with, and the limiter.
     limiters: Mutex<HashMap<Uuid, KeyLimiter>>,
+    /// Workspace → the permits for holding its answers past the rate.
+    held: Mutex<HashMap<Uuid, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl KeyRates {
     pub fn new(default: Option<NonZeroU32>) -> Self {
-        Self { default, overrides: Mutex::default(), limiters: Mutex::default() }
+        Self { default, overrides: Mutex::default(), limiters: Mutex::default(), held: Mutex::default() }
     }
 
     async fn rate_of(&self, pool: &PgPool, workspace: Uuid) -> Result<Option<NonZeroU32>, sqlx::Error> {
@@ -123,18 +138,68 @@ impl KeyRates {
                 }
             }
         };
-        limiter.check().map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("this API key may make {rate} requests per second"),
-            )
-            .retry_after(wait.as_secs_f64().ceil() as u64)
-        })
+        let Err(not_until) = limiter.check() else {
+            return Ok(());
+        };
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        self.hold(workspace).await;
+        Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("this API key may make {rate} requests per second"),
+        )
+        .retry_after(wait.as_secs_f64().ceil() as u64))
+    }
+
+    /// Holds an answer past the rate for [`HOLD`] if fewer than [`HELD_PER_WORKSPACE`] of the
+    /// workspace's are held now; returns whether it was held.
+    async fn hold(&self, workspace: Uuid) -> bool {
+        let permits = {
+            let mut held = lock(&self.held);
+            if held.len() > 1024 {
+                // Workspaces with nothing held.
+                held.retain(|_, s| s.available_permits() < HELD_PER_WORKSPACE);
+            }
+            held.entry(workspace).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(HELD_PER_WORKSPACE))).clone()
+        };
+        let Ok(_permit) = permits.try_acquire() else {
+            return false;
+        };
+        tokio::time::sleep(HOLD).await;
+        true
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_past_the_rate_are_held_up_to_a_bound_per_workspace() {
+        let rates = Arc::new(KeyRates::new(None));
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let held: Vec<_> = (0..HELD_PER_WORKSPACE)
+            .map(|_| {
+                let rates = rates.clone();
+                tokio::spawn(async move { rates.hold(a).await })
+            })
+            .collect();
+        while lock(&rates.held).get(&a).is_none_or(|s| s.available_permits() > 0) {
+            tokio::task::yield_now().await;
+        }
+        // A's permits are all taken: its next answer goes at once; B's is held.
+        assert!(!rates.hold(a).await);
+        let started = tokio::time::Instant::now();
+        assert!(rates.hold(b).await);
+        assert!(started.elapsed() >= HOLD);
+        for h in held {
+            assert!(h.await.unwrap());
+        }
+        // Released: A's answers are held again.
+        assert!(rates.hold(a).await);
+    }
 }

@@ -255,12 +255,13 @@ async fn dispatch(config: Config) -> Result<(), Error> {
     let url = config.database_url.clone().ok_or("`blazz dispatch` needs DATABASE_URL")?;
     let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
     let store = std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
-    let commands = blazz_commands::Commands::new(store, Codec::new());
+    let commands = blazz_commands::Commands::new(store, Codec::new()).with_bulk_share(config.limits.bulk_share);
+    let launcher = blazz_api::launcher::Launcher::new(commands.clone());
     let edge = edge_settings(&config, true)?;
     let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
     let dispatcher = server::dispatcher(commands, credentials, &edge, &format!("http://{}", config.addr));
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = server::spawn_dispatcher(pool, dispatcher, stopped);
+    let task = server::spawn_dispatcher(pool, dispatcher, launcher, stopped);
     println!("Blazz dispatcher running");
     server::shutdown_signal().await;
     let _ = stop.send(true);

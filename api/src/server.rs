@@ -1,6 +1,7 @@
 //! Wiring: connect the store, start the projectors, build the router with its middleware, serve until
 //! shutdown.
 
+use crate::launcher::Launcher;
 use crate::limits::{KeyRates, LimitSettings};
 use crate::routes;
 use crate::state::AppState;
@@ -128,12 +129,14 @@ pub async fn state(
             Progress::polling(pool.clone(), names, Some(kafka.partitions), poll, shutdown.clone())
         }
     };
-    let commands = Commands::new(store, Codec::new());
+    let commands = Commands::new(store, Codec::new()).with_bulk_share(settings.limits.bulk_share);
+    let launcher = Launcher::new(commands.clone());
     let edge = settings.edge;
     let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
     let ticks = crate::ticker::spawn(pool.clone(), shutdown.clone());
     if edge.dispatch {
-        spawn_dispatcher(pool.clone(), dispatcher(commands.clone(), credentials.clone(), &edge, own_url), shutdown);
+        let dispatcher = dispatcher(commands.clone(), credentials.clone(), &edge, own_url);
+        spawn_dispatcher(pool.clone(), dispatcher, launcher.clone(), shutdown);
     }
     Ok(AppState {
         commands,
@@ -145,6 +148,7 @@ pub async fn state(
         hub,
         credentials,
         ticks,
+        launcher,
     })
 }
 
@@ -166,18 +170,19 @@ pub fn spawn_log_projectors(
     (progress, task)
 }
 
-/// Starts a dispatcher's two loops (sending, and launching scheduled campaigns), each supervised;
-/// returns the sending loop's task (it finishes the sends in flight on shutdown).
+/// Starts a dispatcher's two loops (sending, and launching scheduled campaigns through `launcher`),
+/// each supervised; returns the sending loop's task (it finishes the sends in flight on shutdown).
 pub fn spawn_dispatcher(
     pool: PgPool,
     dispatcher: Dispatcher,
+    launcher: Launcher,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let (p, d, s) = (pool.clone(), dispatcher.clone(), shutdown.clone());
     tokio::spawn(supervise("campaign schedule", shutdown.clone(), move || {
-        let (p, d, s) = (p.clone(), d.clone(), s.clone());
+        let (p, d, l, s) = (p.clone(), d.clone(), launcher.clone(), s.clone());
         async move {
-            crate::dispatch::schedule(p, d, s).await;
+            crate::dispatch::schedule(p, d, l, s).await;
             Ok::<_, std::convert::Infallible>(())
         }
     }));

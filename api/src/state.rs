@@ -27,4 +27,6 @@ pub struct AppState {
     pub rates: Arc<crate::limits::KeyRates>,
     /// Once a second, the progress of every running campaign (see [`crate::ticker`]).
     pub ticks: tokio::sync::broadcast::Sender<crate::ticker::Tick>,
+    /// Campaign fan-outs in the background.
+    pub launcher: crate::launcher::Launcher,
 }

@@ -113,7 +113,27 @@ async fn sigkill_mid_campaign_then_restart_loses_no_recipient_and_calls_none_twi
         .as_str()
         .unwrap()
         .to_owned();
-    let launched = post(&client, server.url(&format!("/v1/campaigns/{campaign}/launch")), &k, json!({})).await;
+    let started = post(&client, server.url(&format!("/v1/campaigns/{campaign}/launch")), &k, json!({})).await;
+    assert_eq!(started["status"], "launching");
+    // The fan-out runs in the background: wait (bounded) for its counts.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let launched = loop {
+        let history: Value = client
+            .get(server.url(&format!("/v1/history/streams/campaign-{campaign}")))
+            .bearer_auth(&k)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = history["events"].as_array().cloned().unwrap_or_default();
+        if let Some(e) = events.into_iter().find(|e| e["event_type"] == "campaign.launched") {
+            break e["payload"].clone();
+        }
+        assert!(Instant::now() < deadline, "the fan-out did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(launched["queued"], 200);
 
     // Kill the dispatcher while sends are in flight (each takes 30 ms at the fake).

@@ -9,6 +9,7 @@
 //! - [`service`]: [`Commands`], the entry point, and the load → decide → append cycle shared by all
 //!   handlers (optimistic retry, claims, idempotent replay).
 //! - [`keys`]: API key secrets: generation, hashing, constant-time verification.
+//! - [`pacing`]: bulk work (imports, fan-outs) rests while other workspaces are active.
 //! - [`handlers`]: one file per aggregate's commands, and webhook ingestion.
 //! - [`credentials`]: channel secrets, sealed outside the event log.
 //! - [`dispatch`]: sending one queued message, attempt recorded before the provider call.
@@ -21,6 +22,7 @@ pub mod dispatch;
 pub mod error;
 pub mod handlers;
 pub mod keys;
+pub mod pacing;
 pub mod provider;
 pub mod service;
 pub mod store;

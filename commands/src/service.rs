@@ -7,6 +7,7 @@ use crate::codec::Codec;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
 use crate::keys::KeyCache;
+use crate::pacing::BulkPacer;
 use crate::store::{
     AppendError, AppendRequest, Claim, ClaimRelease, EventStore, ExpectedVersion, IdempotencyWrite, RecordedEvent,
 };
@@ -57,6 +58,7 @@ pub struct Commands {
     store: Arc<dyn EventStore>,
     codec: Codec,
     key_cache: Arc<KeyCache>,
+    pacer: Arc<BulkPacer>,
 }
 
 impl std::fmt::Debug for dyn EventStore {
@@ -117,7 +119,19 @@ impl Commands {
 
     /// With a chosen time to live for verified API keys (zero disables the cache).
     pub fn with_key_cache_ttl(store: Arc<dyn EventStore>, codec: Codec, ttl: std::time::Duration) -> Self {
-        Self { store, codec, key_cache: Arc::new(KeyCache::new(ttl)) }
+        Self { store, codec, key_cache: Arc::new(KeyCache::new(ttl)), pacer: Arc::default() }
+    }
+
+    /// With bulk work (imports, campaign fan-outs) keeping `share` of its time while other
+    /// workspaces are active (see [`crate::pacing`]).
+    pub fn with_bulk_share(mut self, share: f64) -> Self {
+        self.pacer = Arc::new(BulkPacer::new(share));
+        self
+    }
+
+    /// Who has been active lately, and how long bulk work rests.
+    pub fn pacer(&self) -> &BulkPacer {
+        &self.pacer
     }
 
     pub(crate) fn key_cache(&self) -> &KeyCache {
@@ -244,6 +258,7 @@ impl Commands {
         E: Into<DomainEvent>,
     {
         let (request, answer) = self.request(ctx, stream, expected, plan)?;
+        self.pacer.note(request.workspace_id);
         match self.store.append(request).await {
             Ok(out) => Ok(answer.written(out.position)),
             // A concurrent request with the same key committed first: answer with its result.

@@ -106,6 +106,8 @@ pub struct Campaign {
     pub scheduled_at: Option<DateTime<Utc>>,
     pub queued: u64,
     pub skipped: Skipped,
+    /// A launch started (`campaign.launch_started`) and its fan-out has not recorded its counts yet.
+    pub fan_out_pending: bool,
 }
 
 const NAMESPACE: Uuid = Uuid::from_u128(0x5c3a_8e21_44d0_4b7e_9a61_0f2d_7c84_b913);
@@ -234,14 +236,10 @@ impl Aggregate for Campaign {
                 S::Launching => Ok(vec![]),
                 s => Err(invalid_state("launch", s)),
             },
-            C::FinishLaunch { queued, skipped, at } => match self.status {
-                S::Launching => Ok(vec![CampaignEvent::Launched { queued, skipped, at }]),
-                // Paused or cancelled while launching: the counts still belong on record.
-                S::Paused | S::Cancelled if self.queued == 0 => {
-                    Ok(vec![CampaignEvent::Launched { queued, skipped, at }])
-                }
-                _ => Ok(vec![]),
-            },
+            // Also when paused or cancelled while launching: the counts belong on record.
+            C::FinishLaunch { queued, skipped, at } => {
+                Ok(if self.fan_out_pending { vec![CampaignEvent::Launched { queued, skipped, at }] } else { vec![] })
+            }
             C::Pause { reason, at } => match self.status {
                 S::Launching | S::Running | S::Scheduled => {
                     Ok(vec![CampaignEvent::Paused { reason: bounded_text("reason", &reason, 500)?, at }])
@@ -280,8 +278,12 @@ impl Aggregate for Campaign {
                 self.status = CampaignStatus::Scheduled;
                 self.scheduled_at = Some(*at);
             }
-            CampaignEvent::LaunchStarted { .. } => self.status = CampaignStatus::Launching,
+            CampaignEvent::LaunchStarted { .. } => {
+                self.status = CampaignStatus::Launching;
+                self.fan_out_pending = true;
+            }
             CampaignEvent::Launched { queued, skipped, .. } => {
+                self.fan_out_pending = false;
                 self.queued = *queued;
                 self.skipped = *skipped;
                 if self.status == CampaignStatus::Launching {
@@ -290,7 +292,7 @@ impl Aggregate for Campaign {
             }
             CampaignEvent::Paused { .. } => self.status = CampaignStatus::Paused,
             CampaignEvent::Resumed { .. } => {
-                self.status = if self.queued == 0 && self.skipped.total() == 0 {
+                self.status = if self.fan_out_pending {
                     CampaignStatus::Launching
                 } else {
                     CampaignStatus::Running

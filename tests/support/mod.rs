@@ -243,6 +243,25 @@ impl TestApp {
         }
     }
 
+    /// Launches a campaign (202 `launching`) and waits (bounded) for its background fan-out to end;
+    /// answers the payload of its `campaign.launched` event (`queued`, `skipped`).
+    pub async fn launch(&self, ws: &Ws, campaign: &str) -> Value {
+        let started = self.post(&format!("/v1/campaigns/{campaign}/launch"), &ws.key, json!({})).await.expect(202);
+        assert_eq!(started.body["status"], "launching", "{}", started.body);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let a = self.get(&format!("/v1/history/streams/campaign-{campaign}"), &ws.key).await.expect(200);
+            let events = a.body["events"].as_array().cloned().unwrap_or_default();
+            if let Some(e) = events.iter().find(|e| e["event_type"] == "campaign.launched") {
+                let mut payload = e["payload"].clone();
+                payload["position"] = e["position"].clone();
+                return payload;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "campaign {campaign} did not finish launching");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// The workspace's whole history, in log order (bounded wait for the read horizon).
     pub async fn history(&self, ws: &Ws) -> Vec<Value> {
         let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE workspace_id = $1")

@@ -1,7 +1,7 @@
-//! `blazz bench fanout`: time to launch a campaign to N recipients: the audience read, every message
-//! rendered and queued (one event each, appended in groups of 1,000). The contacts are imported first.
+//! `blazz bench fanout`: time to launch a campaign to N recipients, from the request to its fan-out's
+//! end: the audience read, every message rendered and queued (one event each, appended in groups of 1,000). The contacts are imported first.
 
-use super::{post, scenario, Error, Scenario};
+use super::{launch_and_wait, post, scenario, Error, Scenario};
 use serde_json::{json, Value};
 use std::time::Instant;
 
@@ -31,7 +31,7 @@ pub async fn run(pool: sqlx::PgPool, append_writers: usize, recipients: usize) -
     .await?;
     let id = campaign["campaign_id"].as_str().ok_or("no campaign id")?;
     let started = Instant::now();
-    let launched = post(&client, running.url(&format!("/v1/campaigns/{id}/launch")), &key, json!({})).await?;
+    let launched = launch_and_wait(&client, &running, &key, id).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let queued = launched["queued"].as_u64().unwrap_or(0);
     println!("| recipients | queued | skipped | launch s | messages/s |");

@@ -204,7 +204,7 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
             }
             Which::Replay { events } => replay::run(pool, config.append_writers, events).await,
             Which::Neighbours { concurrency, seconds, campaign, flood } => {
-                neighbours::run(pool, config.append_writers, concurrency, seconds, campaign, &flood).await
+                neighbours::run(pool, &config, concurrency, seconds, campaign, &flood).await
             }
         }
     }
@@ -274,6 +274,31 @@ pub(crate) async fn post(client: &reqwest::Client, url: String, bearer: &str, bo
     Ok(body)
 }
 
+/// Launches campaign `id` and waits (up to 10 minutes) for its fan-out to end; answers the payload of
+/// its `campaign.launched` event (`queued`, `skipped`). Read from the log, so it works without
+/// projectors.
+pub(crate) async fn launch_and_wait(
+    client: &reqwest::Client,
+    running: &server::Running,
+    key: &str,
+    id: &str,
+) -> Result<Value, Error> {
+    post(client, running.url(&format!("/v1/campaigns/{id}/launch")), key, json!({})).await?;
+    let url = running.url(&format!("/v1/history/streams/campaign-{id}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while std::time::Instant::now() < deadline {
+        let history: Value = client.get(url.clone()).bearer_auth(key).send().await?.json().await?;
+        let launched = history["events"]
+            .as_array()
+            .and_then(|events| events.iter().find(|e| e["event_type"] == "campaign.launched"));
+        if let Some(e) = launched {
+            return Ok(e["payload"].clone());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("campaign {id} did not finish launching").into())
+}
+
 /// A workspace ready to send template messages: a running server, its API key, and the bodies of
 /// `POST /v1/messages` for different contacts.
 pub(crate) struct Scenario {
@@ -326,6 +351,7 @@ pub(crate) async fn scenario_on(
 /// A workspace with a sandbox channel (at `rate` messages per second, default 80), an approved
 /// template and `contacts` contacts.
 pub(crate) struct Tenant {
+    pub workspace_id: Value,
     pub key: String,
     /// `POST /v1/messages` bodies, one per contact.
     pub bodies: Vec<Value>,
@@ -377,7 +403,7 @@ pub(crate) async fn tenant(
         bodies.push(json!({"channel_id": channel["channel_id"], "contact_id": c["contact_id"], "type": "template",
                            "template": {"id": template_id, "variables": {"1": "A-1", "2": "Budi"}}}));
     }
-    Ok(Tenant { key, bodies, phone_number_id, channel_id: channel["channel_id"].clone(), template_id })
+    Ok(Tenant { workspace_id, key, bodies, phone_number_id, channel_id: channel["channel_id"].clone(), template_id })
 }
 
 async fn send(

@@ -1,9 +1,10 @@
 //! `blazz bench neighbours`: does a noisy workspace slow a quiet one? One server, one run, two phases:
 //! workspace B sends template messages alone, then again while workspace A floods it (a campaign to
 //! `campaign` recipients on a channel at 1 message/s, contact imports of 5,000 rows back to back, and
-//! bodies with NULs that must be refused). Prints B's figures in both phases and the ratio of its p99.
+//! bodies with NULs that must be refused). A has the default per-key rate (1,000 requests/s), B none.
+//! Prints B's figures in both phases and the ratio of its p99.
 
-use super::{drive, ms, post, scenario_on, tenant, Error, Scenario, Summary};
+use super::{drive, launch_and_wait, ms, post, scenario_on, tenant, Error, Scenario, Summary};
 use crate::server;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,19 +39,28 @@ async fn b_sends(s: &Scenario, concurrency: usize, seconds: u64) -> Summary {
     .await
 }
 
+/// With `config`'s append writers and bulk share (`BLAZZ_BULK_SHARE`).
 pub async fn run(
     pool: sqlx::PgPool,
-    append_writers: usize,
+    config: &crate::config::Config,
     concurrency: usize,
     seconds: u64,
     campaign: usize,
     kinds: &[Flood],
 ) -> Result<(), Error> {
     let operator = format!("bench-{}", Uuid::new_v4());
-    let mut settings = server::Settings::new(append_writers, Some(operator.clone()));
+    let mut settings = server::Settings::new(config.append_writers, Some(operator.clone()));
     settings.edge.dispatch = true;
+    settings.limits.bulk_share = config.limits.bulk_share;
     let b = scenario_on(settings, pool, operator.clone(), concurrency).await?;
     let a = tenant(&b.running, &b.client, &operator, 0, Some(1)).await?;
+    // B drives its key as fast as it can (no per-key rate); A has the default one, as any workspace.
+    let a_rate = crate::limits::LimitSettings::default().key_rate.map(|r| r.get());
+    let url = b.running.url(&format!("/v1/operator/workspaces/{}/rate-limit", a.workspace_id.as_str().unwrap_or("")));
+    let set = b.client.put(url).bearer_auth(&operator).json(&json!({ "requests_per_second": a_rate })).send().await?;
+    if !set.status().is_success() {
+        return Err(format!("A's rate limit not set: {}", set.status()).into());
+    }
     let started = Instant::now();
     let mut position = 0;
     for chunk in (0..campaign).collect::<Vec<_>>().chunks(50_000) {
@@ -76,11 +86,12 @@ pub async fn run(
         println!("| {phase} | {} | {} | {:.0} | {} | {} |", s.count, s.errors, s.per_second, ms(s.p50), ms(s.p99));
     }
     println!(
-        "B p99 ratio (flooded / alone): {:.2}; A meanwhile: {} queued by its campaign, {} contacts imported, {} poisoned bodies refused (422), {} other answers",
+        "B p99 ratio (flooded / alone): {:.2}; A meanwhile: {} queued by its campaign, {} contacts imported, {} poisoned bodies refused (422) and {} rate-limited (429), {} other answers",
         flooded.p99.as_secs_f64() / alone.p99.as_secs_f64().max(1e-9),
         noisy.queued,
         noisy.imported.load(Ordering::Relaxed),
         noisy.refused.load(Ordering::Relaxed),
+        noisy.limited.load(Ordering::Relaxed),
         noisy.other.load(Ordering::Relaxed),
     );
     b.running.stop().await?;
@@ -108,6 +119,8 @@ struct Noise {
     queued: u64,
     imported: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
+    /// 429: A's key rate at work.
+    limited: Arc<AtomicU64>,
     other: Arc<AtomicU64>,
 }
 
@@ -118,7 +131,13 @@ async fn flood(
     kinds: &[Flood],
     deadline: Instant,
 ) -> Result<Noise, Error> {
-    let noise = Noise { queued: 0, imported: Arc::default(), refused: Arc::default(), other: Arc::default() };
+    let noise = Noise {
+        queued: 0,
+        imported: Arc::default(),
+        refused: Arc::default(),
+        limited: Arc::default(),
+        other: Arc::default(),
+    };
     let client = b.client.clone();
     let url = |p: &str| b.running.url(p);
     let mut tasks = vec![];
@@ -140,17 +159,23 @@ async fn flood(
             }
         }));
     }
-    // Bodies with NULs, from 4 clients.
+    // Bodies with NULs, from 4 clients sharing a key of their own (its rate is not the imports').
+    let nul_key = if kinds.contains(&Flood::Nul) {
+        let issued = post(&client, url("/v1/api-keys"), &a.key, json!({"name": "nul flood", "role": "admin"})).await?;
+        issued["key"].as_str().ok_or("no key")?.to_owned()
+    } else {
+        String::new()
+    };
     for w in (0..4).filter(|_| kinds.contains(&Flood::Nul)) {
-        let (client, url, key, refused, other) =
-            (client.clone(), url("/v1/contacts"), a.key.clone(), noise.refused.clone(), noise.other.clone());
+        let (client, url, key) = (client.clone(), url("/v1/contacts"), nul_key.clone());
+        let (refused, limited, other) = (noise.refused.clone(), noise.limited.clone(), noise.other.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let body = json!({"phone": format!("+6293{w}0000000"), "name": "nul \u{0} name", "attributes": {"x": "\u{0}"}});
-                match client.post(url.clone()).bearer_auth(&key).json(&body).send().await {
-                    Ok(r) if r.status() == reqwest::StatusCode::UNPROCESSABLE_ENTITY => {
-                        refused.fetch_add(1, Ordering::Relaxed)
-                    }
+                match client.post(url.clone()).bearer_auth(&key).json(&body).send().await.map(|r| r.status()) {
+                    Ok(reqwest::StatusCode::UNPROCESSABLE_ENTITY) => refused.fetch_add(1, Ordering::Relaxed),
+                    // A hostile client does not wait for Retry-After.
+                    Ok(reqwest::StatusCode::TOO_MANY_REQUESTS) => limited.fetch_add(1, Ordering::Relaxed),
                     _ => other.fetch_add(1, Ordering::Relaxed),
                 };
             }
@@ -168,7 +193,7 @@ async fn flood(
         )
         .await?;
         let id = created["campaign_id"].as_str().ok_or("no campaign id")?;
-        let launched = post(&client, url(&format!("/v1/campaigns/{id}/launch")), &a.key, json!({})).await?;
+        let launched = launch_and_wait(&client, &b.running, &a.key, id).await?;
         queued = launched["queued"].as_u64().unwrap_or(0);
     }
     for t in tasks {

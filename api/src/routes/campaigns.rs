@@ -86,9 +86,13 @@ pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<Cr
     Ok(command_response(StatusCode::CREATED, result))
 }
 
+/// Starts a launch (202 `launching`); the fan-out runs in the background and ends with the campaign
+/// `running` and its counts (`GET /v1/campaigns/{id}`, `campaign` deltas).
 pub async fn launch(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
-    let result = s.commands.launch_campaign(&caller.context(None), CampaignId::from_uuid(id)).await?;
-    Ok(command_response(StatusCode::OK, result))
+    let (ctx, id) = (caller.context(None), CampaignId::from_uuid(id));
+    let result = s.commands.start_launch(&ctx, id).await?;
+    s.launcher.fan_out(ctx, id);
+    Ok(command_response(StatusCode::ACCEPTED, result))
 }
 
 #[derive(Debug, Deserialize)]

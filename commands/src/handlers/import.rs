@@ -20,8 +20,8 @@ use serde_json::json;
 use std::collections::HashMap;
 use uuid::Uuid;
 
-/// Appends in flight at once; the store batches them.
-const CONCURRENCY: usize = 2048;
+/// Rows planned and appended together (their appends in flight at once; the store batches them).
+const CHUNK: usize = 1000;
 /// Rows planned between two yields to the scheduler.
 const YIELD_EVERY: usize = 32;
 /// Most rows one import may carry.
@@ -65,10 +65,61 @@ impl Commands {
         }
         let ws = ctx.workspace_id;
         let mut first_line: HashMap<PhoneNumber, usize> = HashMap::new();
+        let (mut imported, mut position) = (0usize, None);
+        let mut rows = rows.into_iter().peekable();
+        // Chunk by chunk, each in a turn of the workspace's bulk work, resting after it while other
+        // workspaces are active (see [`crate::pacing`]).
+        while rows.peek().is_some() {
+            let turn = self.pacer().turn(ws).await;
+            let chunk: Vec<ImportRow> = rows.by_ref().take(CHUNK).collect();
+            let requests = self.plan_rows(ctx, chunk, &mut first_line, &mut errors).await?;
+            let store = self.store().clone();
+            let results: Vec<(usize, Result<Option<i64>, AppendError>)> = stream::iter(requests)
+                .map(|(line, request)| {
+                    let store = store.clone();
+                    async move { (line, store.append(request).await.map(|o| o.position)) }
+                })
+                .buffer_unordered(CHUNK)
+                .collect()
+                .await;
+            for (line, result) in results {
+                match result {
+                    Ok(p) => {
+                        imported += 1;
+                        position = position.max(p);
+                    }
+                    Err(e) => errors.push(not_imported(line, e)),
+                }
+            }
+            self.pacer().end(turn).await;
+        }
+        errors.sort_by_key(|e| e.line);
+        let body = json!({ "imported": imported, "failed": errors.len(), "errors": errors });
+        if let Some(idem) = &ctx.idempotency {
+            let write = IdempotencyWrite {
+                scope: ws,
+                key: idem.key.clone(),
+                fingerprint: idem.fingerprint.clone(),
+                result: body.clone(),
+            };
+            self.store().put_idempotency_record(write, position).await?;
+        }
+        Ok(CommandResult { body, position, replayed: false })
+    }
+
+    /// The appends of one chunk of rows (line and request); invalid rows go to `errors`.
+    async fn plan_rows(
+        &self,
+        ctx: &CommandContext,
+        rows: Vec<ImportRow>,
+        first_line: &mut HashMap<PhoneNumber, usize>,
+        errors: &mut Vec<RowError>,
+    ) -> Result<Vec<(usize, AppendRequest)>, CommandError> {
+        let ws = ctx.workspace_id;
         let mut requests = Vec::with_capacity(rows.len());
         for (i, row) in rows.into_iter().enumerate() {
-            // Planning 200,000 rows is seconds of CPU: other requests on this worker get their turn
-            // every fraction of a millisecond.
+            // Planning is CPU: other requests on this worker get their turn every fraction of a
+            // millisecond.
             if i % YIELD_EVERY == YIELD_EVERY - 1 {
                 tokio::task::yield_now().await;
             }
@@ -106,52 +157,19 @@ impl Commands {
                 ctx.metadata(),
             );
             request.claims = plan.claims;
-            requests.push((row.line, id, request));
+            requests.push((row.line, request));
         }
+        Ok(requests)
+    }
+}
 
-        let store = self.store().clone();
-        let results: Vec<(usize, ContactId, Result<Option<i64>, AppendError>)> = stream::iter(requests)
-            .map(|(line, id, request)| {
-                let store = store.clone();
-                async move { (line, id, store.append(request).await.map(|o| o.position)) }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-
-        let mut imported = 0usize;
-        let mut position = None;
-        for (line, _, result) in results {
-            match result {
-                Ok(p) => {
-                    imported += 1;
-                    position = position.max(p);
-                }
-                Err(AppendError::ClaimTaken { owner, .. }) => {
-                    let existing =
-                        owner.and_then(|o| o.split_once('-').map(|(_, id)| id.to_owned())).unwrap_or_default();
-                    errors.push(RowError::new(
-                        line,
-                        "phone_taken",
-                        format!("the phone number belongs to contact {existing}"),
-                    ));
-                }
-                Err(e) => {
-                    errors.push(RowError::new(line, "not_imported", format!("not imported, retry this row: {e}")))
-                }
-            }
+/// The row error of a row the store did not take.
+fn not_imported(line: usize, e: AppendError) -> RowError {
+    match e {
+        AppendError::ClaimTaken { owner, .. } => {
+            let existing = owner.and_then(|o| o.split_once('-').map(|(_, id)| id.to_owned())).unwrap_or_default();
+            RowError::new(line, "phone_taken", format!("the phone number belongs to contact {existing}"))
         }
-        errors.sort_by_key(|e| e.line);
-        let body = json!({ "imported": imported, "failed": errors.len(), "errors": errors });
-        if let Some(idem) = &ctx.idempotency {
-            let write = IdempotencyWrite {
-                scope: ws,
-                key: idem.key.clone(),
-                fingerprint: idem.fingerprint.clone(),
-                result: body.clone(),
-            };
-            self.store().put_idempotency_record(write, position).await?;
-        }
-        Ok(CommandResult { body, position, replayed: false })
+        e => RowError::new(line, "not_imported", format!("not imported, retry this row: {e}")),
     }
 }

@@ -1,9 +1,12 @@
-//! Launching a campaign: freeze the audience and fan it out into one queued message per eligible
-//! recipient, in batches (each batch one group append, never one giant transaction).
+//! Launching a campaign, in two steps. [`Commands::start_launch`] (the request) checks what can be
+//! checked at once (state, template, channel, a non-empty audience) and appends `campaign.launch_started`.
+//! [`Commands::fan_out`] (a background job, see the gateway's launcher) then freezes the audience and
+//! queues one message per eligible recipient chunk by chunk (each chunk one group append, never one
+//! giant transaction), resting between chunks while other workspaces are active ([`crate::pacing`]),
+//! and ends with `campaign.launched` and the counts.
 //!
-//! Everything is read and rendered before anything is written, so a launch that would queue nobody (an
-//! empty audience, a variable no recipient can fill) fails cleanly. Message ids derive from campaign and
-//! contact: a launch interrupted by a crash is launched again and only queues what is missing.
+//! Message ids derive from campaign and contact: a fan-out interrupted by a crash runs again and only
+//! queues what is missing.
 
 use super::super::of_stream;
 use crate::context::{CommandContext, CommandResult};
@@ -11,7 +14,7 @@ use crate::error::CommandError;
 use crate::service::{scopes, Commands, Plan};
 use crate::store::ExpectedVersion;
 use blazz_domain::aggregate::{stream_id, Aggregate};
-use blazz_domain::campaign::{Audience, Campaign, CampaignCommand, Skipped};
+use blazz_domain::campaign::{Audience, Campaign, CampaignCommand, CampaignStatus, Skipped};
 use blazz_domain::channel::Channel;
 use blazz_domain::contact::Contact;
 use blazz_domain::group::ContactGroup;
@@ -25,12 +28,10 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use uuid::Uuid;
 
-/// Contacts read per round trip while freezing the audience.
-const READ_CHUNK: usize = 500;
+/// Recipients read, rendered and queued together (one read round trip, one group append).
+const CHUNK: usize = 500;
 /// Recipients rendered between two yields to the scheduler.
 const YIELD_EVERY: usize = 32;
-/// Messages appended per group (one transaction).
-const WRITE_CHUNK: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LaunchOutcome {
@@ -39,6 +40,14 @@ pub struct LaunchOutcome {
 }
 
 type Queued = (String, ExpectedVersion, Plan<MessageEvent>);
+
+/// What a launch needs, loaded and checked.
+struct Ready {
+    campaign: Campaign,
+    template: Template,
+    recipients: Vec<ContactId>,
+    duplicate: u64,
+}
 
 impl Commands {
     /// The audience's contact ids, deduplicated, and how many duplicates were dropped.
@@ -69,7 +78,7 @@ impl Commands {
         Ok((unique, duplicates))
     }
 
-    /// Renders one queued message per eligible recipient.
+    /// Renders one queued message per eligible recipient of one chunk.
     async fn fan_out_plans(
         &self,
         ctx: &CommandContext,
@@ -78,18 +87,18 @@ impl Commands {
         template: &Template,
         recipients: &[ContactId],
         skipped: &mut Skipped,
-    ) -> Result<(Vec<Queued>, Option<String>), CommandError> {
+    ) -> Result<Vec<Queued>, CommandError> {
         let ws = ctx.workspace_id;
         let (channel_id, template_id) = (
             campaign.channel_id.ok_or(DomainError::NotFound("campaign"))?,
             campaign.template_id.ok_or(DomainError::NotFound("campaign"))?,
         );
-        let (mut plans, mut missing) = (Vec::with_capacity(recipients.len()), None);
-        for chunk in recipients.chunks(READ_CHUNK) {
-            let streams: Vec<String> = chunk.iter().map(|c| stream_id::<Contact>(c.as_uuid())).collect();
-            let mut events = self.store().read_streams(&streams).await?;
-            events.sort_by(|a, b| (&a.stream_id, a.stream_version).cmp(&(&b.stream_id, b.stream_version)));
-            for (i, (contact_id, stream)) in chunk.iter().zip(&streams).enumerate() {
+        let mut plans = Vec::with_capacity(recipients.len());
+        let streams: Vec<String> = recipients.iter().map(|c| stream_id::<Contact>(c.as_uuid())).collect();
+        let mut events = self.store().read_streams(&streams).await?;
+        events.sort_by(|a, b| (&a.stream_id, a.stream_version).cmp(&(&b.stream_id, b.stream_version)));
+        {
+            for (i, (contact_id, stream)) in recipients.iter().zip(&streams).enumerate() {
                 // Rendering is CPU: other requests on this worker get their turn.
                 if i % YIELD_EVERY == YIELD_EVERY - 1 {
                     tokio::task::yield_now().await;
@@ -121,9 +130,8 @@ impl Commands {
                 };
                 let content = match MessageContent::from_template(template_id, template, &input) {
                     Ok(c) => c,
-                    Err(DomainError::MissingVariable(v)) => {
+                    Err(DomainError::MissingVariable(_)) => {
                         skipped.missing_variable += 1;
-                        missing.get_or_insert(v);
                         continue;
                     }
                     Err(e) => return Err(e.into()),
@@ -146,22 +154,13 @@ impl Commands {
                 ));
             }
         }
-        Ok((plans, missing))
+        Ok(plans)
     }
 
-    /// Launches a campaign now (also resumes a launch a crash interrupted).
-    #[tracing::instrument(skip_all, fields(campaign = %id), err)]
-    pub async fn launch_campaign(&self, ctx: &CommandContext, id: CampaignId) -> Result<CommandResult, CommandError> {
-        super::super::require(ctx.role, Action::ManageCampaigns)?;
-        if let Some(r) = self.replayed(ctx).await? {
-            return Ok(r);
-        }
-        // The idempotency key (if any) is stored with the last step, the launch's result.
-        let step = CommandContext { idempotency: None, ..ctx.clone() };
-        let ws = ctx.workspace_id;
+    /// Loads what a launch needs and refuses one that cannot run: a campaign whose state does not
+    /// allow a launch, a template no longer sendable, a channel gone, an empty audience.
+    async fn ready(&self, ws: Uuid, id: CampaignId) -> Result<Ready, CommandError> {
         let campaign = self.load::<Campaign>(ws, id.as_uuid()).await?.state;
-        // Refused here, before any work, if the state does not allow a launch.
-        campaign.decide(CampaignCommand::StartLaunch { at: ctx.now })?;
         let template_id = campaign.template_id.ok_or(DomainError::NotFound("campaign"))?;
         let template = self.load::<Template>(ws, template_id.as_uuid()).await?.state;
         if !template.is_sendable() {
@@ -173,45 +172,68 @@ impl Commands {
         }
         let audience = campaign.audience.clone().ok_or(DomainError::NotFound("campaign"))?;
         let (recipients, duplicate) = self.audience(ws, &audience).await?;
-        let mut skipped = Skipped { duplicate, ..Skipped::default() };
-        let (plans, missing) = self.fan_out_plans(&step, id, &campaign, &template, &recipients, &mut skipped).await?;
-        if plans.is_empty() {
-            return Err(match missing {
-                Some(v) if skipped.missing_variable > 0 => DomainError::MissingVariable(v),
-                _ => DomainError::EmptyAudience,
-            }
-            .into());
+        if recipients.is_empty() {
+            return Err(DomainError::EmptyAudience.into());
         }
+        Ok(Ready { campaign, template, recipients, duplicate })
+    }
 
-        self.execute::<Campaign>(&step, id.as_uuid(), |c| {
-            Ok(Plan::new(c.decide(CampaignCommand::StartLaunch { at: ctx.now })?, json!({})))
+    /// Starts a launch (also resumes one a crash interrupted): checks it can run and appends
+    /// `campaign.launch_started`; the fan-out ([`Self::fan_out`]) runs after, in the background.
+    #[tracing::instrument(skip_all, fields(campaign = %id), err)]
+    pub async fn start_launch(&self, ctx: &CommandContext, id: CampaignId) -> Result<CommandResult, CommandError> {
+        super::super::require(ctx.role, Action::ManageCampaigns)?;
+        if let Some(r) = self.replayed(ctx).await? {
+            return Ok(r);
+        }
+        let ws = ctx.workspace_id;
+        let campaign = self.load::<Campaign>(ws, id.as_uuid()).await?.state;
+        // Refused here, before any work, if the state does not allow a launch.
+        campaign.decide(CampaignCommand::StartLaunch { at: ctx.now })?;
+        self.ready(ws, id).await?;
+        self.execute::<Campaign>(ctx, id.as_uuid(), |c| {
+            let events = c.decide(CampaignCommand::StartLaunch { at: ctx.now })?;
+            let status = events.iter().fold(c.clone(), Campaign::evolve).status;
+            Ok(Plan::new(events, json!({ "campaign_id": id, "status": status })))
         })
-        .await?;
+        .await
+    }
+
+    /// Queues the messages of a started launch and records its counts (`campaign.launched`). Runs
+    /// again safely: what an earlier run queued is counted, not queued twice. A campaign whose launch
+    /// has not started, or has finished, is left alone.
+    #[tracing::instrument(skip_all, fields(campaign = %id), err)]
+    pub async fn fan_out(&self, ctx: &CommandContext, id: CampaignId) -> Result<LaunchOutcome, CommandError> {
+        let ws = ctx.workspace_id;
+        let current = self.load::<Campaign>(ws, id.as_uuid()).await?.state;
+        if !current.fan_out_pending || current.status == CampaignStatus::Cancelled {
+            return Ok(LaunchOutcome { queued: current.queued, skipped: current.skipped });
+        }
+        let Ready { campaign, template, recipients, duplicate } = self.ready(ws, id).await?;
+        let mut skipped = Skipped { duplicate, ..Skipped::default() };
         let mut queued = 0u64;
-        let mut plans = plans;
-        while !plans.is_empty() {
-            let rest = plans.split_off(plans.len().min(WRITE_CHUNK));
-            for r in self.append_each(&step, plans).await {
+        for (n, chunk) in recipients.chunks(CHUNK).enumerate() {
+            let turn = self.pacer().turn(ws).await;
+            // Cancelled meanwhile: nothing more is queued; the counts so far go on record.
+            if n > 0 && self.load::<Campaign>(ws, id.as_uuid()).await?.state.status == CampaignStatus::Cancelled {
+                break;
+            }
+            let plans = self.fan_out_plans(ctx, id, &campaign, &template, chunk, &mut skipped).await?;
+            for r in self.append_each(ctx, plans).await {
                 match r {
-                    // Queued by an earlier, interrupted launch.
+                    // Queued by an earlier, interrupted run.
                     Ok(_) | Err(CommandError::Conflict(_)) => queued += 1,
                     Err(e) => return Err(e),
                 }
             }
-            plans = rest;
+            self.pacer().end(turn).await;
         }
         let outcome = LaunchOutcome { queued, skipped };
         self.execute::<Campaign>(ctx, id.as_uuid(), |c| {
             let events = c.decide(CampaignCommand::FinishLaunch { queued, skipped, at: ctx.now })?;
-            let status = events.iter().fold(c.clone(), Campaign::evolve).status;
-            Ok(Plan::new(events, json!({ "campaign_id": id, "status": status, "queued": queued, "skipped": skipped })))
+            Ok(Plan::new(events, json!({ "campaign_id": id, "queued": queued, "skipped": skipped })))
         })
-        .await
-        .map(|mut r| {
-            if r.position.is_none() {
-                r.body = json!({ "campaign_id": id, "queued": outcome.queued, "skipped": outcome.skipped });
-            }
-            r
-        })
+        .await?;
+        Ok(outcome)
     }
 }
