@@ -6,6 +6,8 @@ use blazz_commands::dispatch::{Dispatched, Dispatcher};
 use blazz_commands::provider::sandbox::SandboxScript;
 use blazz_domain::campaign::CampaignCommand;
 use blazz_domain::ids::{CampaignId, MessageId};
+use blazz_domain::message::MessageEvent;
+use blazz_domain::DomainEvent;
 use blazz_tests::{Live, Settings, TestApp, Ws, OPERATOR_TOKEN};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -302,4 +304,82 @@ async fn a_running_campaign_sends_its_progress_every_second_even_without_events(
     let c = s.app.post("/v1/contacts", &other.key, json!({"phone": "+6281200000098"})).await.expect(201);
     let m = other_live.next().await;
     assert_eq!((m["type"].as_str(), &m["id"]), (Some("delta"), &c.body["contact_id"]), "{m}");
+}
+
+fn dispatching(script: SandboxScript, unknown_after: Duration) -> Settings {
+    let mut settings = plain();
+    settings.edge.dispatch = true;
+    settings.edge.sandbox = script;
+    settings.edge.retry.unknown_after = unknown_after;
+    settings
+}
+
+/// The `campaign.completed` event's payload of a campaign (waits, bounded, for it).
+async fn completion(app: &TestApp, ws: &Ws, campaign: &str) -> Value {
+    let row = app.eventually(ws, &format!("/v1/campaigns/{campaign}"), |c| c["status"] == "completed").await;
+    assert!(row["completed_at"].is_string(), "{row}");
+    let history = app.get(&format!("/v1/history/streams/campaign-{campaign}"), &ws.key).await.expect(200);
+    let events = history.body["events"].as_array().cloned().unwrap_or_default();
+    let completed: Vec<&Value> = events.iter().filter(|e| e["event_type"] == "campaign.completed").collect();
+    assert_eq!(completed.len(), 1, "completed once: {events:?}");
+    completed[0]["payload"].clone()
+}
+
+/// Once every message is final the campaign completes: the event carries the final counts and what
+/// the launch skipped, the read model shows `completed_at`, and its progress ticks stop.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_campaign_completes_once_every_message_is_final(pool: PgPool) {
+    let script = SandboxScript {
+        sent_after: Duration::from_millis(10),
+        delivered_after: Duration::from_millis(20),
+        read_after: None,
+        fail_with: None,
+        reply: None,
+    };
+    let s = setup(pool, dispatching(script, Duration::from_secs(600))).await;
+    let mut ids = vec![];
+    for i in 0..3 {
+        ids.push(s.app.contact(&s.ws, &format!("+628140000000{i}"), json!({"first_name": "C"})).await);
+    }
+    s.app.post(&format!("/v1/contacts/{}/opt-out", ids[2]), &s.ws.key, json!({"reason": "asked"})).await.expect(200);
+    let id = s.create(json!({"kind": "all"})).await.expect(201).id("campaign_id");
+    let launched = s.app.launch(&s.ws, &id).await;
+    assert_eq!(launched["queued"], 2, "{launched}");
+    let done = completion(&s.app, &s.ws, &id).await;
+    let counts = &done["counts"];
+    let total: u64 = ["sent", "delivered", "read", "failed", "unknown"].iter().map(|k| counts[k].as_u64().unwrap()).sum();
+    assert_eq!(total, 2, "{done}");
+    assert_eq!((counts["failed"].as_u64(), counts["unknown"].as_u64()), (Some(0), Some(0)), "{done}");
+    assert_eq!(done["skipped"]["opted_out"], 1, "{done}");
+    // No more progress ticks: the ticker sends running campaigns only.
+    let running = blazz_projections::read_models::campaigns::running(&s.app.pool).await.unwrap();
+    assert!(running.iter().all(|(_, c, _)| c.to_string() != id), "{running:?}");
+}
+
+/// Messages whose outcome never came are marked unknown by the crash policy, and the campaign then
+/// completes, also when the process that dispatched them is gone (a restarted one finishes it).
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_campaign_whose_last_messages_end_unknown_completes_after_a_restart(pool: PgPool) {
+    // The first process has no dispatcher of its own; the test plays one that recorded its attempts
+    // and crashed before any provider answer.
+    let s = setup(pool.clone(), plain()).await;
+    for i in 0..2 {
+        s.app.contact(&s.ws, &format!("+628150000000{i}"), json!({})).await;
+    }
+    let id = s.create(json!({"kind": "all"})).await.expect(201).id("campaign_id");
+    s.app.launch(&s.ws, &id).await;
+    for (_, m) in s.messages_of(&id).await {
+        let attempt = DomainEvent::Message(MessageEvent::Dispatched { attempt: 1, at: chrono::Utc::now() });
+        s.app.append_raw(&s.ws, &format!("message-{m}"), s.app.commands().codec().encode(&attempt)).await;
+    }
+    s.app.eventually(&s.ws, &format!("/v1/campaigns/{id}"), |c| c["dispatched"] == 2).await;
+    let Setup { app, ws, .. } = s;
+    app.server.stop().await.unwrap();
+
+    // A new process, whose crash policy gives up on an attempt after half a second.
+    let app = TestApp::spawn_with(pool, dispatching(SandboxScript::default(), Duration::from_millis(500))).await;
+    let done = completion(&app, &ws, &id).await;
+    assert_eq!(done["counts"]["unknown"], 2, "{done}");
+    let row = app.get(&format!("/v1/campaigns/{id}"), &ws.key).await.expect(200).body;
+    assert_eq!((row["unknown"].as_i64(), row["dispatched"].as_i64()), (Some(2), Some(0)), "{row}");
 }

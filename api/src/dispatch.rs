@@ -29,8 +29,8 @@ const SCHEDULE_POLL: Duration = Duration::from_secs(1);
 const LAUNCH_STALLED: &str = "2 minutes";
 
 /// Launches scheduled campaigns when due, relaunches interrupted launches (a launch is idempotent:
-/// message ids derive from campaign and contact), and applies the crash policy to attempts left without
-/// an outcome. Runs until `shutdown` turns true.
+/// message ids derive from campaign and contact), applies the crash policy to attempts left without
+/// an outcome, and completes campaigns whose messages are all final. Runs until `shutdown` turns true.
 pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, launcher: Launcher, mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {
         let due: Vec<(Uuid, Uuid)> = sqlx::query_as(&format!(
@@ -70,9 +70,27 @@ pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, launcher: Launcher, 
                 Err(e) => tracing::warn!(%message, error = %e, "could not mark an attempt unknown"),
             }
         }
+        complete_finished(&pool, &dispatcher).await;
         tokio::select! {
             _ = tokio::time::sleep(SCHEDULE_POLL) => {}
             _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Completes every running campaign whose messages are all final (also those that ended as
+/// `unknown` by the crash policy, and after a restart: the state is in the campaigns projection).
+async fn complete_finished(pool: &PgPool, dispatcher: &Dispatcher) {
+    let finished = match blazz_projections::read_models::campaigns::finished(pool).await {
+        Ok(f) => f,
+        Err(e) => return tracing::warn!(error = %e, "finished campaigns unreadable; retrying"),
+    };
+    for (workspace, campaign, counts) in finished {
+        let ctx = Dispatcher::context(workspace);
+        match dispatcher.commands().complete_campaign(&ctx, CampaignId::from_uuid(campaign), counts).await {
+            Ok(r) if r.position.is_some() => tracing::info!(%campaign, total = counts.total(), "campaign completed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%campaign, error = %e, "campaign not completed; retrying"),
         }
     }
 }

@@ -94,6 +94,24 @@ impl Skipped {
     }
 }
 
+/// A finished campaign's messages by final status (a message `sent` may still be delivered and read
+/// later: these are the figures when the campaign completed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FinalCounts {
+    pub sent: u64,
+    pub delivered: u64,
+    pub read: u64,
+    pub failed: u64,
+    /// Attempts whose outcome never came back (the crash policy).
+    pub unknown: u64,
+}
+
+impl FinalCounts {
+    pub fn total(&self) -> u64 {
+        self.sent + self.delivered + self.read + self.failed + self.unknown
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Campaign {
     pub created: bool,
@@ -154,7 +172,9 @@ pub enum CampaignCommand {
     Cancel {
         at: DateTime<Utc>,
     },
+    /// Every message is final (sent, delivered, read, failed or unknown), with these counts.
     Complete {
+        counts: FinalCounts,
         at: DateTime<Utc>,
     },
 }
@@ -183,7 +203,13 @@ pub enum CampaignEvent {
     #[serde(rename = "campaign.cancelled")]
     Cancelled { at: DateTime<Utc> },
     #[serde(rename = "campaign.completed")]
-    Completed { at: DateTime<Utc> },
+    Completed {
+        #[serde(default)]
+        counts: FinalCounts,
+        #[serde(default)]
+        skipped: Skipped,
+        at: DateTime<Utc>,
+    },
 }
 
 fn invalid_state(what: &str, status: CampaignStatus) -> DomainError {
@@ -257,8 +283,8 @@ impl Aggregate for Campaign {
                 s if s.is_final() => Err(invalid_state("cancel", s)),
                 _ => Ok(vec![CampaignEvent::Cancelled { at }]),
             },
-            C::Complete { at } => match self.status {
-                S::Running => Ok(vec![CampaignEvent::Completed { at }]),
+            C::Complete { counts, at } => match self.status {
+                S::Running => Ok(vec![CampaignEvent::Completed { counts, skipped: self.skipped, at }]),
                 _ => Ok(vec![]),
             },
         }
@@ -357,6 +383,32 @@ mod tests {
         assert_eq!(c.status, CampaignStatus::Cancelled);
         assert!(c.decide(CampaignCommand::Resume { at: at(6) }).is_err());
         assert!(c.decide(CampaignCommand::Cancel { at: at(6) }).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_running_campaign_completes_once_with_its_final_counts() {
+        let step = |c: &Campaign, cmd| c.decide(cmd).unwrap().iter().fold(c.clone(), Campaign::evolve);
+        // Given a campaign launched to 3 recipients (1 skipped) and paused,
+        let mut c = Campaign::replay(&create(Audience::AllContacts, None).unwrap());
+        c = step(&c, CampaignCommand::StartLaunch { at: at(1) });
+        let skipped = Skipped { duplicate: 1, ..Skipped::default() };
+        c = step(&c, CampaignCommand::FinishLaunch { queued: 3, skipped, at: at(2) });
+        c = step(&c, CampaignCommand::Pause { reason: "check".into(), at: at(3) });
+        let counts = FinalCounts { sent: 1, delivered: 1, failed: 1, ..FinalCounts::default() };
+        // when all its messages are final: a paused campaign does not complete,
+        assert!(c.decide(CampaignCommand::Complete { counts, at: at(4) }).unwrap().is_empty());
+        // a running one does, with the counts and what the launch skipped,
+        c = step(&c, CampaignCommand::Resume { at: at(5) });
+        assert_eq!(
+            c.decide(CampaignCommand::Complete { counts, at: at(6) }).unwrap(),
+            vec![CampaignEvent::Completed { counts, skipped, at: at(6) }]
+        );
+        c = step(&c, CampaignCommand::Complete { counts, at: at(6) });
+        assert_eq!(c.status, CampaignStatus::Completed);
+        // and only once; a completed campaign cannot be paused or cancelled.
+        assert!(c.decide(CampaignCommand::Complete { counts, at: at(7) }).unwrap().is_empty());
+        assert!(c.decide(CampaignCommand::Pause { reason: "late".into(), at: at(7) }).is_err());
+        assert!(c.decide(CampaignCommand::Cancel { at: at(7) }).is_err());
     }
 
     #[test]

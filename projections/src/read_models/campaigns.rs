@@ -5,7 +5,7 @@
 use crate::delta::Change;
 use crate::projector::{Applied, Projector};
 use async_trait::async_trait;
-use blazz_domain::campaign::CampaignEvent;
+use blazz_domain::campaign::{CampaignEvent, FinalCounts};
 use blazz_domain::message::{MessageEvent, MessageStatus};
 use blazz_domain::DomainEvent;
 use serde_json::json;
@@ -30,7 +30,7 @@ pub const WITH_PROGRESS: &str = "(SELECT c.*, p.rate AS rate_per_second,
                     / greatest(extract(epoch FROM now() - c.launched_at), 1))::numeric, 1) END AS rate) p)";
 
 /// A campaign's counts and progress as one JSON object (over [`WITH_PROGRESS`] as `t`).
-const PROGRESS_JSON: &str = "jsonb_build_object('status', status, 'queued', queued, 'dispatched', dispatched,
+const PROGRESS_JSON: &str = "jsonb_build_object('status', status, 'completed_at', completed_at, 'queued', queued, 'dispatched', dispatched,
     'unknown', unknown, 'sent', sent, 'delivered', delivered, 'read', read, 'failed', failed,
     'failed_by_class', failed_by_class, 'skipped', skipped, 'rate_per_second', rate_per_second,
     'eta_seconds', eta_seconds)";
@@ -55,6 +55,26 @@ pub async fn running(pool: &sqlx::PgPool) -> Result<Vec<(Uuid, Uuid, serde_json:
     ))
     .fetch_all(pool)
     .await
+}
+
+/// Running campaigns whose every message is final (none queued, in flight or waiting for a retry):
+/// workspace, campaign and the counts by final status. Their completion is appended from here.
+pub async fn finished(pool: &sqlx::PgPool) -> Result<Vec<(Uuid, Uuid, FinalCounts)>, sqlx::Error> {
+    let rows: Vec<(Uuid, Uuid, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT workspace_id, campaign_id, sent, delivered, read, failed, unknown FROM rm_campaigns
+         WHERE status = 'running' AND queued = 0 AND dispatched = 0 LIMIT 1000",
+    )
+    .fetch_all(pool)
+    .await?;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(rows
+        .into_iter()
+        .map(|(w, c, sent, delivered, read, failed, unknown)| {
+            let counts =
+                FinalCounts { sent: n(sent), delivered: n(delivered), read: n(read), failed: n(failed), unknown: n(unknown) };
+            (w, c, counts)
+        })
+        .collect())
 }
 
 #[async_trait]
@@ -139,7 +159,8 @@ impl Projector for Campaigns {
                     "UPDATE rm_campaigns SET
                          status = CASE WHEN $7 AND status IN ('paused', 'cancelled') THEN status ELSE $3 END,
                          scheduled_at = coalesce($4, scheduled_at), skipped = coalesce($5, skipped),
-                         launched_at = CASE WHEN $3 = 'launching' THEN $6 ELSE launched_at END, updated_at = $6
+                         launched_at = CASE WHEN $3 = 'launching' THEN $6 ELSE launched_at END,
+                         completed_at = CASE WHEN $3 = 'completed' THEN $6 ELSE completed_at END, updated_at = $6
                      WHERE workspace_id = $1 AND campaign_id = $2",
                 )
                 .bind(ws)

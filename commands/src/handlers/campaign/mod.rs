@@ -1,5 +1,5 @@
 //! Campaign commands: create (validated up front), schedule, launch ([`launch`]: the fan-out), pause,
-//! resume, cancel.
+//! resume, cancel, complete.
 
 mod launch;
 
@@ -10,7 +10,7 @@ use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
 use crate::service::{Commands, Plan};
 use blazz_domain::aggregate::Aggregate;
-use blazz_domain::campaign::{Audience, Campaign, CampaignCommand, VariableMapping};
+use blazz_domain::campaign::{Audience, Campaign, CampaignCommand, FinalCounts, VariableMapping};
 use blazz_domain::channel::Channel;
 use blazz_domain::ids::{CampaignId, ChannelId, GroupId, TemplateId};
 use blazz_domain::role::Action;
@@ -100,6 +100,23 @@ impl Commands {
             }
         }
         Ok(())
+    }
+
+    /// Completes a running campaign whose every message is final, with their counts (the system's
+    /// command, from the campaigns projection: see `read_models::campaigns::finished`). A campaign
+    /// that is not running (paused meanwhile, already completed) is left as it is.
+    pub async fn complete_campaign(
+        &self,
+        ctx: &CommandContext,
+        id: CampaignId,
+        counts: FinalCounts,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageCampaigns)?;
+        self.execute::<Campaign>(ctx, id.as_uuid(), |c| {
+            let events = c.decide(CampaignCommand::Complete { counts, at: ctx.now })?;
+            Ok(Plan::new(events, json!({ "campaign_id": id, "counts": counts })))
+        })
+        .await
     }
 
     /// Schedules, pauses, resumes or cancels a campaign (`command` built with the context's time).
