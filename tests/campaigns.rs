@@ -383,3 +383,24 @@ async fn a_campaign_whose_last_messages_end_unknown_completes_after_a_restart(po
     let row = app.get(&format!("/v1/campaigns/{id}"), &ws.key).await.expect(200).body;
     assert_eq!((row["unknown"].as_i64(), row["dispatched"].as_i64()), (Some(2), Some(0)), "{row}");
 }
+
+/// A scheduled campaign paused and resumed before its time is scheduled again (not `running` with
+/// nothing queued, which would complete it at once).
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_scheduled_campaign_paused_and_resumed_is_scheduled_again(pool: PgPool) {
+    let s = setup(pool, plain()).await;
+    s.app.contact(&s.ws, "+6281600000001", json!({})).await;
+    let body = json!({"name": "Later", "channel_id": s.channel, "template_id": s.template, "audience": {"kind": "all"},
+                      "schedule_at": "2099-01-01T09:00:00"});
+    let id = s.app.post("/v1/campaigns", &s.ws.key, body).await.expect(201).id("campaign_id");
+    s.app.post(&format!("/v1/campaigns/{id}/pause"), &s.ws.key, json!({"reason": "copy"})).await.expect(200);
+    let resumed = s.app.post(&format!("/v1/campaigns/{id}/resume"), &s.ws.key, json!({})).await.expect(200);
+    assert_eq!(resumed.body["status"], "scheduled", "{}", resumed.body);
+    let row = s
+        .app
+        .get(&format!("/v1/campaigns/{id}?min_position={}", resumed.body["position"]), &s.ws.key)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(row["status"], "scheduled", "{row}");
+}

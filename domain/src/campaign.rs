@@ -126,6 +126,8 @@ pub struct Campaign {
     pub skipped: Skipped,
     /// A launch started (`campaign.launch_started`) and its fan-out has not recorded its counts yet.
     pub fan_out_pending: bool,
+    /// The fan-out recorded its counts (`campaign.launched`).
+    pub launched: bool,
 }
 
 const NAMESPACE: Uuid = Uuid::from_u128(0x5c3a_8e21_44d0_4b7e_9a61_0f2d_7c84_b913);
@@ -310,6 +312,7 @@ impl Aggregate for Campaign {
             }
             CampaignEvent::Launched { queued, skipped, .. } => {
                 self.fan_out_pending = false;
+                self.launched = true;
                 self.queued = *queued;
                 self.skipped = *skipped;
                 if self.status == CampaignStatus::Launching {
@@ -317,11 +320,14 @@ impl Aggregate for Campaign {
                 }
             }
             CampaignEvent::Paused { .. } => self.status = CampaignStatus::Paused,
+            // Back to where the pause found it: a campaign paused before its launch is scheduled (or a
+            // draft) again, not running with nothing queued.
             CampaignEvent::Resumed { .. } => {
-                self.status = if self.fan_out_pending {
-                    CampaignStatus::Launching
-                } else {
-                    CampaignStatus::Running
+                self.status = match (self.fan_out_pending, self.launched, self.scheduled_at) {
+                    (true, _, _) => CampaignStatus::Launching,
+                    (false, true, _) => CampaignStatus::Running,
+                    (false, false, Some(_)) => CampaignStatus::Scheduled,
+                    (false, false, None) => CampaignStatus::Draft,
                 }
             }
             CampaignEvent::Cancelled { .. } => self.status = CampaignStatus::Cancelled,
@@ -409,6 +415,22 @@ mod tests {
         assert!(c.decide(CampaignCommand::Complete { counts, at: at(7) }).unwrap().is_empty());
         assert!(c.decide(CampaignCommand::Pause { reason: "late".into(), at: at(7) }).is_err());
         assert!(c.decide(CampaignCommand::Cancel { at: at(7) }).is_err());
+    }
+
+    #[test]
+    fn a_campaign_paused_before_its_launch_resumes_as_scheduled_not_running() {
+        let step = |c: &Campaign, cmd| c.decide(cmd).unwrap().iter().fold(c.clone(), Campaign::evolve);
+        let mut c = Campaign::replay(&create(Audience::AllContacts, Some(at(60))).unwrap());
+        assert_eq!(c.status, CampaignStatus::Scheduled);
+        c = step(&c, CampaignCommand::Pause { reason: "hold".into(), at: at(1) });
+        c = step(&c, CampaignCommand::Resume { at: at(2) });
+        assert_eq!(c.status, CampaignStatus::Scheduled);
+        // Paused while launching: back to launching until the fan-out records its counts.
+        c = step(&c, CampaignCommand::StartLaunch { at: at(60) });
+        c = step(&c, CampaignCommand::Pause { reason: "hold".into(), at: at(61) });
+        c = step(&c, CampaignCommand::Resume { at: at(62) });
+        assert_eq!(c.status, CampaignStatus::Launching);
+        assert!(c.decide(CampaignCommand::Complete { counts: FinalCounts::default(), at: at(63) }).unwrap().is_empty());
     }
 
     #[test]

@@ -149,7 +149,8 @@ impl Projector for Campaigns {
                     CampaignEvent::LaunchStarted { .. } => ("launching", None, None),
                     CampaignEvent::Launched { skipped, .. } => ("running", None, Some(json!(skipped))),
                     CampaignEvent::Paused { .. } => ("paused", None, None),
-                    CampaignEvent::Resumed { .. } => ("running", None, None),
+                    // Resolved in SQL below: back to where the pause found it.
+                    CampaignEvent::Resumed { .. } => ("resumed", None, None),
                     CampaignEvent::Cancelled { .. } => ("cancelled", None, None),
                     CampaignEvent::Completed { .. } => ("completed", None, None),
                 };
@@ -157,7 +158,10 @@ impl Projector for Campaigns {
                 let keep = matches!(e, CampaignEvent::Launched { .. });
                 sqlx::query(
                     "UPDATE rm_campaigns SET
-                         status = CASE WHEN $7 AND status IN ('paused', 'cancelled') THEN status ELSE $3 END,
+                         status = CASE WHEN $7 AND status IN ('paused', 'cancelled') THEN status
+                             WHEN $3 <> 'resumed' THEN $3
+                             WHEN launched_at IS NULL THEN CASE WHEN scheduled_at IS NULL THEN 'draft' ELSE 'scheduled' END
+                             WHEN skipped = '{}'::jsonb THEN 'launching' ELSE 'running' END,
                          scheduled_at = coalesce($4, scheduled_at), skipped = coalesce($5, skipped),
                          launched_at = CASE WHEN $3 = 'launching' THEN $6 ELSE launched_at END,
                          completed_at = CASE WHEN $3 = 'completed' THEN $6 ELSE completed_at END, updated_at = $6
