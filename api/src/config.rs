@@ -45,7 +45,7 @@ pub struct Config {
     /// `KAFKA_BROKERS` and `BLAZZ_KAFKA_*`: the scaled-out read side (unset: the log feed).
     pub kafka: Option<KafkaConfig>,
     /// `BLAZZ_REQUEST_TIMEOUT_SECS` (30), `BLAZZ_SOCKET_SEND_TIMEOUT_SECS` (5), `BLAZZ_MAX_CONCURRENT_REQUESTS` (1024),
-    /// `BLAZZ_KEY_RATE_LIMIT` (requests per second per API key, 1000; 0: unlimited), `BLAZZ_BULK_SHARE` (0.5).
+    /// `BLAZZ_KEY_RATE_LIMIT` (requests per second per API key, 1000; 0: unlimited), `BLAZZ_BULK_SHARE` (0.25).
     pub limits: crate::limits::LimitSettings,
 }
 

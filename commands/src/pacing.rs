@@ -23,7 +23,7 @@ pub const ACTIVE_WITHIN: Duration = Duration::from_millis(250);
 /// The longest one rest lasts, however long the chunk took.
 pub const MAX_REST: Duration = Duration::from_secs(1);
 /// The share of its time bulk work keeps while other workspaces are active, by default.
-pub const DEFAULT_SHARE: f64 = 0.5;
+pub const DEFAULT_SHARE: f64 = 0.25;
 /// Past this many remembered workspaces, the ones not active lately are forgotten.
 const PRUNE_AT: usize = 1024;
 
