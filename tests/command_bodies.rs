@@ -6,6 +6,7 @@
 
 use blazz_commands::codec::Codec;
 use blazz_commands::store::LogCursor;
+use blazz_domain::ids::{ChannelId, ContactId, ConversationId};
 use blazz_tests::{TestApp, Ws, OPERATOR_TOKEN};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -13,6 +14,7 @@ use proptest::test_runner::{Config, TestRunner};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 fn hostile_text() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -94,6 +96,7 @@ fn routes() -> Vec<(Method, &'static str, Value)> {
         (Method::PATCH, "/v1/channels/{channel}", json!({"rate_per_second": 5})),
         (Method::POST, "/v1/api-keys", json!({"name": "ci", "role": "agent"})),
         (Method::PATCH, "/v1/workspace", json!({"name": "Toko", "timezone": "Asia/Jakarta"})),
+        (Method::POST, "/v1/conversations/{conversation}/status", json!({"status": "pending", "snoozed_until": null})),
     ]
 }
 
@@ -154,7 +157,17 @@ impl Fixture {
         let contact = app.contact(&ws, "+6281299999999", json!({})).await;
         let template = app.template(&ws, "base", "MARKETING", "APPROVED").await;
         let group = app.post("/v1/groups", &ws.key, json!({"name": "base"})).await.expect(201).id("group_id");
-        let ids = vec![("{contact}", contact), ("{channel}", channel), ("{template}", template), ("{group}", group)];
+        let (ch, co) = (Uuid::parse_str(&channel).unwrap(), Uuid::parse_str(&contact).unwrap());
+        let (ch, co) = (ChannelId::from_uuid(ch), ContactId::from_uuid(co));
+        app.commands().record_inbound(&app.system(&ws), ch, co, "wamid.fixture".into(), chrono::Utc::now()).await.unwrap();
+        let conversation = ConversationId::for_pair(ch, co).to_string();
+        let ids = vec![
+            ("{contact}", contact),
+            ("{channel}", channel),
+            ("{template}", template),
+            ("{group}", group),
+            ("{conversation}", conversation),
+        ];
         Self { ws, ids }
     }
 

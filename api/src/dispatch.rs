@@ -5,7 +5,7 @@
 
 use crate::launcher::Launcher;
 use blazz_commands::dispatch::{Dispatched, Dispatcher};
-use blazz_domain::ids::{CampaignId, MessageId};
+use blazz_domain::ids::{CampaignId, ConversationId, MessageId};
 use futures::StreamExt;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -30,7 +30,8 @@ const LAUNCH_STALLED: &str = "2 minutes";
 
 /// Launches scheduled campaigns when due, relaunches interrupted launches (a launch is idempotent:
 /// message ids derive from campaign and contact), applies the crash policy to attempts left without
-/// an outcome, and completes campaigns whose messages are all final. Runs until `shutdown` turns true.
+/// an outcome, completes campaigns whose messages are all final, and reopens snoozed conversations
+/// whose time has come. Runs until `shutdown` turns true.
 pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, launcher: Launcher, mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {
         let due: Vec<(Uuid, Uuid)> = sqlx::query_as(&format!(
@@ -71,6 +72,7 @@ pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, launcher: Launcher, 
             }
         }
         complete_finished(&pool, &dispatcher).await;
+        wake_snoozed(&pool, &dispatcher).await;
         tokio::select! {
             _ = tokio::time::sleep(SCHEDULE_POLL) => {}
             _ = shutdown.changed() => {}
@@ -91,6 +93,20 @@ async fn complete_finished(pool: &PgPool, dispatcher: &Dispatcher) {
             Ok(r) if r.position.is_some() => tracing::info!(%campaign, total = counts.total(), "campaign completed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(%campaign, error = %e, "campaign not completed; retrying"),
+        }
+    }
+}
+
+/// Reopens snoozed conversations whose snooze has ended.
+async fn wake_snoozed(pool: &PgPool, dispatcher: &Dispatcher) {
+    let due = match blazz_projections::read_models::conversations::snooze_ended(pool, 1000).await {
+        Ok(d) => d,
+        Err(e) => return tracing::warn!(error = %e, "snoozed conversations unreadable; retrying"),
+    };
+    for (workspace, conversation) in due {
+        let ctx = Dispatcher::context(workspace);
+        if let Err(e) = dispatcher.commands().wake_conversation(&ctx, ConversationId::from_uuid(conversation)).await {
+            tracing::warn!(%conversation, error = %e, "snoozed conversation not reopened; retrying");
         }
     }
 }

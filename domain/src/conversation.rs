@@ -1,5 +1,7 @@
 //! Conversation: one per channel and contact. Holds the 24-hour customer service window, opened or
-//! renewed by every inbound message, and the assignment to an agent.
+//! renewed by every inbound message, the assignment to an agent, and the inbox status: open, pending
+//! (waiting for the customer or a bot), snoozed until a time, or resolved. An inbound message reopens
+//! a resolved or snoozed conversation; a snooze whose time has come reopens it too ([`ConversationCommand::Wake`]).
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
@@ -18,7 +20,49 @@ pub struct Conversation {
     pub contact_id: Option<ContactId>,
     pub last_inbound_at: Option<DateTime<Utc>>,
     pub assignee: Option<String>,
+    pub status: ConversationStatus,
+    /// While snoozed: when it reopens.
+    pub snoozed_until: Option<DateTime<Utc>>,
 }
+
+/// Where a conversation stands in the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    #[default]
+    Open,
+    /// Waiting for the customer or a bot.
+    Pending,
+    Snoozed,
+    Resolved,
+}
+
+impl ConversationStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Pending => "pending",
+            Self::Snoozed => "snoozed",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        match s {
+            "open" => Ok(Self::Open),
+            "pending" => Ok(Self::Pending),
+            "snoozed" => Ok(Self::Snoozed),
+            "resolved" => Ok(Self::Resolved),
+            other => Err(DomainError::invalid(
+                "status",
+                format!("unknown status {other:?}; expected open, pending, snoozed or resolved"),
+            )),
+        }
+    }
+}
+
+/// The longest a conversation may be snoozed for.
+pub const MAX_SNOOZE: Duration = Duration::days(366);
 
 /// When the service window opened by an inbound message at `at` closes. Saturates instead of
 /// overflowing: `at` comes from the provider.
@@ -68,6 +112,16 @@ pub enum ConversationCommand {
     Assign {
         assignee: Option<String>,
     },
+    /// Open, pending or resolved (`until: None`), or snoozed until `until`.
+    SetStatus {
+        status: ConversationStatus,
+        until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    },
+    /// A snooze whose time has come (`now` at or past `snoozed_until`) reopens the conversation.
+    Wake {
+        now: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +138,19 @@ pub enum ConversationEvent {
     },
     #[serde(rename = "conversation.assigned")]
     Assigned { assignee: Option<String> },
+    /// `reason`: `agent` (a command), `inbound` (the customer wrote), `snooze_ended`.
+    #[serde(rename = "conversation.status_changed")]
+    StatusChanged {
+        status: ConversationStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snoozed_until: Option<DateTime<Utc>>,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+fn status_changed(status: ConversationStatus, until: Option<DateTime<Utc>>, reason: &str, at: DateTime<Utc>) -> ConversationEvent {
+    ConversationEvent::StatusChanged { status, snoozed_until: until, reason: reason.into(), at }
 }
 
 impl Aggregate for Conversation {
@@ -103,8 +170,39 @@ impl Aggregate for Conversation {
                     at,
                     message,
                 });
+                // The customer wrote: a resolved or snoozed conversation needs someone again.
+                if matches!(self.status, ConversationStatus::Resolved | ConversationStatus::Snoozed) {
+                    events.push(status_changed(ConversationStatus::Open, None, "inbound", at));
+                }
                 Ok(events)
             }
+            ConversationCommand::SetStatus { status, until, now } => {
+                if !self.started {
+                    return Err(DomainError::NotFound("conversation"));
+                }
+                let until = match (status, until) {
+                    (ConversationStatus::Snoozed, Some(u)) if u > now && u - now <= MAX_SNOOZE => Some(u),
+                    (ConversationStatus::Snoozed, Some(_)) => {
+                        return Err(DomainError::invalid("snoozed_until", "must be in the future, at most a year ahead"))
+                    }
+                    (ConversationStatus::Snoozed, None) => {
+                        return Err(DomainError::invalid("snoozed_until", "a snooze needs a time to end"))
+                    }
+                    (_, Some(_)) => return Err(DomainError::invalid("snoozed_until", "only a snooze has an end")),
+                    (_, None) => None,
+                };
+                Ok(if status == self.status && until == self.snoozed_until {
+                    vec![]
+                } else {
+                    vec![status_changed(status, until, "agent", now)]
+                })
+            }
+            ConversationCommand::Wake { now } => Ok(match (self.status, self.snoozed_until) {
+                (ConversationStatus::Snoozed, Some(u)) if u <= now => {
+                    vec![status_changed(ConversationStatus::Open, None, "snooze_ended", now)]
+                }
+                _ => vec![],
+            }),
             ConversationCommand::Assign { assignee } => {
                 if !self.started {
                     return Err(DomainError::NotFound("conversation"));
@@ -127,6 +225,10 @@ impl Aggregate for Conversation {
                 self.last_inbound_at = Some(self.last_inbound_at.map_or(*at, |t| t.max(*at)));
             }
             ConversationEvent::Assigned { assignee } => self.assignee = assignee.clone(),
+            ConversationEvent::StatusChanged { status, snoozed_until, .. } => {
+                self.status = *status;
+                self.snoozed_until = *snoozed_until;
+            }
         }
         self
     }
@@ -176,6 +278,50 @@ mod tests {
         assert_eq!(c.window_expires_at(), Some(at(34)));
         let c = inbound(&c, 20).iter().fold(c, Conversation::evolve);
         assert!(c.window_open(at(43)));
+    }
+
+    fn set(c: &Conversation, status: ConversationStatus, until: Option<i64>, now: i64) -> Result<Vec<ConversationEvent>, DomainError> {
+        c.decide(ConversationCommand::SetStatus { status, until: until.map(at), now: at(now) })
+    }
+
+    #[test]
+    fn an_inbound_message_reopens_a_resolved_or_snoozed_conversation_but_not_a_pending_one() {
+        use ConversationStatus::*;
+        // Given a resolved conversation,
+        let started = Conversation::replay(&inbound(&Conversation::default(), 0));
+        let resolved = set(&started, Resolved, None, 1).unwrap().iter().fold(started.clone(), Conversation::evolve);
+        assert_eq!(resolved.status, Resolved);
+        // when the customer writes, it is open again (reason: inbound).
+        let events = inbound(&resolved, 2);
+        assert!(matches!(&events[..], [ConversationEvent::InboundReceived { .. }, ConversationEvent::StatusChanged { status: Open, reason, .. }] if reason == "inbound"));
+        // Snoozed: the same.
+        let snoozed = set(&started, Snoozed, Some(48), 1).unwrap().iter().fold(started.clone(), Conversation::evolve);
+        assert_eq!((snoozed.status, snoozed.snoozed_until), (Snoozed, Some(at(48))));
+        let woken = inbound(&snoozed, 3).iter().fold(snoozed.clone(), Conversation::evolve);
+        assert_eq!((woken.status, woken.snoozed_until), (Open, None));
+        // Pending (waiting for the customer or a bot) stays pending; open stays open.
+        let pending = set(&started, Pending, None, 1).unwrap().iter().fold(started.clone(), Conversation::evolve);
+        assert_eq!(inbound(&pending, 2).len(), 1);
+        assert_eq!(inbound(&started, 2).len(), 1);
+    }
+
+    #[test]
+    fn a_snooze_needs_a_future_end_within_a_year_and_wakes_when_it_comes() {
+        use ConversationStatus::*;
+        let c = Conversation::replay(&inbound(&Conversation::default(), 0));
+        assert!(set(&c, Snoozed, None, 1).is_err());
+        assert!(set(&c, Snoozed, Some(1), 1).is_err(), "not in the past or now");
+        assert!(set(&c, Snoozed, Some(24 * 367), 1).is_err(), "at most a year");
+        assert!(set(&c, Resolved, Some(5), 1).is_err(), "only a snooze has an end");
+        let s = set(&c, Snoozed, Some(10), 1).unwrap().iter().fold(c.clone(), Conversation::evolve);
+        assert!(s.decide(ConversationCommand::Wake { now: at(9) }).unwrap().is_empty(), "not yet");
+        let woken = s.decide(ConversationCommand::Wake { now: at(10) }).unwrap();
+        assert!(matches!(&woken[..], [ConversationEvent::StatusChanged { status: Open, reason, .. }] if reason == "snooze_ended"));
+        // Unchanged status: no event; unknown conversation: not found; odd names refused.
+        assert!(set(&c, Open, None, 2).unwrap().is_empty());
+        assert!(set(&Conversation::default(), Resolved, None, 1).is_err());
+        assert!(ConversationStatus::parse("closed").is_err());
+        assert_eq!(ConversationStatus::parse("snoozed"), Ok(Snoozed));
     }
 
     #[test]

@@ -75,6 +75,7 @@ impl DomainEvent {
                 ConversationEvent::Started { .. } => "conversation.started",
                 ConversationEvent::InboundReceived { .. } => "conversation.inbound_received",
                 ConversationEvent::Assigned { .. } => "conversation.assigned",
+                ConversationEvent::StatusChanged { .. } => "conversation.status_changed",
             },
             Self::Campaign(e) => match e {
                 CampaignEvent::Created { .. } => "campaign.created",

@@ -26,6 +26,8 @@ pub enum Action {
     ManageCampaigns,
     ManageKeys,
     ManageWorkspace,
+    /// Change a conversation's status, assignment and the like (the inbox).
+    WorkConversations,
 }
 
 impl Role {
@@ -56,7 +58,7 @@ impl Role {
         use Action::*;
         match self {
             Self::Owner | Self::Admin => true,
-            Self::Agent => matches!(action, Read | ManageContacts | ManageGroups | SendMessages),
+            Self::Agent => matches!(action, Read | ManageContacts | ManageGroups | SendMessages | WorkConversations),
             Self::Viewer => matches!(action, Read),
         }
     }
@@ -85,6 +87,8 @@ mod tests {
     fn viewer_only_reads_and_agent_cannot_manage_keys() {
         assert!(Role::Viewer.allows(Action::Read));
         assert!(!Role::Viewer.allows(Action::SendMessages));
+        assert!(!Role::Viewer.allows(Action::WorkConversations));
+        assert!(Role::Agent.allows(Action::WorkConversations));
         assert!(Role::Agent.allows(Action::SendMessages));
         assert!(!Role::Agent.allows(Action::ManageKeys));
         assert!(!Role::Agent.allows(Action::ManageTemplates));

@@ -17,6 +17,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
+use blazz_domain::conversation::ConversationStatus;
 use uuid::Uuid;
 
 /// How long a query waits for the projections to reach `min_position`.
@@ -208,6 +209,9 @@ pub async fn conversations(
     }
     if let Some(c) = p.contact_id {
         f.push(Filter::Id("contact_id", c));
+    }
+    if let Some(st) = &p.status {
+        f.push(Filter::Text("status", ConversationStatus::parse(st)?.as_str().to_owned()));
     }
     list(&s, &caller, List::Conversations, &p, f).await
 }

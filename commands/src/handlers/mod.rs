@@ -3,6 +3,7 @@
 pub mod campaign;
 pub mod channel;
 pub mod contact;
+pub mod conversation;
 pub mod group;
 pub mod import;
 pub mod message;

@@ -79,6 +79,18 @@ async fn upsert_outbound(conn: &mut PgConnection, run: &[&Applied]) -> Result<Ve
     Ok(changes)
 }
 
+/// Snoozed conversations whose snooze has ended (workspace, conversation), at most `limit`: the
+/// scheduler reopens them.
+pub async fn snooze_ended(pool: &sqlx::PgPool, limit: i64) -> Result<Vec<(uuid::Uuid, uuid::Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT workspace_id, conversation_id FROM rm_conversations
+         WHERE status = 'snoozed' AND snoozed_until <= now() ORDER BY snoozed_until LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 #[async_trait]
 impl Projector for Conversations {
     fn name(&self) -> &'static str {
@@ -150,6 +162,24 @@ impl Projector for Conversations {
                             .execute(conn)
                             .await?;
                         Ok(vec![Change::upsert("conversation", id, json!({ "assignee": assignee }))])
+                    }
+                    ConversationEvent::StatusChanged { status, snoozed_until, .. } => {
+                        sqlx::query(
+                            "UPDATE rm_conversations SET status = $3, snoozed_until = $4, updated_at = $5
+                             WHERE workspace_id = $1 AND conversation_id = $2",
+                        )
+                        .bind(ws)
+                        .bind(id)
+                        .bind(status.as_str())
+                        .bind(snoozed_until)
+                        .bind(at)
+                        .execute(conn)
+                        .await?;
+                        Ok(vec![Change::upsert(
+                            "conversation",
+                            id,
+                            json!({ "status": status, "snoozed_until": snoozed_until }),
+                        )])
                     }
                 }
             }

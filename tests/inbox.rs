@@ -1,0 +1,142 @@
+//! The agents' inbox over HTTP and WebSocket: conversation statuses (open, pending, snoozed,
+//! resolved), reopening on inbound messages and when a snooze ends, and the status filter.
+
+use blazz_domain::ids::{ChannelId, ContactId, ConversationId};
+use blazz_tests::{Live, Settings, TestApp, Ws, OPERATOR_TOKEN};
+use chrono::{Duration, Utc};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+struct Setup {
+    app: TestApp,
+    ws: Ws,
+    channel: ChannelId,
+    contact: ContactId,
+}
+
+async fn setup(pool: PgPool, settings: Settings) -> Setup {
+    let app = TestApp::spawn_with(pool, settings).await;
+    let ws = app.workspace().await;
+    let channel = ChannelId::from_uuid(Uuid::parse_str(&app.channel(&ws).await).unwrap());
+    let contact = ContactId::from_uuid(Uuid::parse_str(&app.contact(&ws, "+6281234567890", json!({})).await).unwrap());
+    Setup { app, ws, channel, contact }
+}
+
+impl Setup {
+    /// The contact writes; answers the conversation id and the log position.
+    async fn inbound(&self) -> (String, i64) {
+        let ctx = self.app.system(&self.ws);
+        let wamid = format!("wamid.{}", Uuid::now_v7());
+        let r = self.app.commands().record_inbound(&ctx, self.channel, self.contact, wamid, Utc::now()).await.unwrap();
+        (ConversationId::for_pair(self.channel, self.contact).to_string(), r.position.unwrap())
+    }
+
+    async fn set(&self, conversation: &str, body: Value) -> blazz_tests::Answer {
+        self.app.post(&format!("/v1/conversations/{conversation}/status"), &self.ws.key, body).await
+    }
+
+    /// The conversation's row once the projections are at `position`.
+    async fn row(&self, conversation: &str, position: &Value) -> Value {
+        let list = self
+            .app
+            .get(&format!("/v1/conversations?min_position={position}"), &self.ws.key)
+            .await
+            .expect(200)
+            .body;
+        list["items"].as_array().unwrap().iter().find(|c| c["conversation_id"] == conversation).cloned().unwrap()
+    }
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn resolving_then_an_inbound_message_reopens_the_conversation_live(pool: PgPool) {
+    let s = setup(pool, Settings::new(4, Some(OPERATOR_TOKEN.into()))).await;
+    let (id, _) = s.inbound().await;
+    let mut live = Live::connect(&s.app, &s.ws.key, None).await;
+
+    let resolved = s.set(&id, json!({"status": "resolved"})).await.expect(200);
+    assert_eq!(resolved.body["status"], "resolved", "{}", resolved.body);
+    // The conversation's earlier deltas (it started) may come first.
+    let mut delta = live.next_of("conversation").await;
+    while delta["type"] == "delta" && delta["changed"].get("status").is_none() {
+        delta = live.next_of("conversation").await;
+    }
+    assert_eq!((delta["id"].as_str(), &delta["changed"]["status"]), (Some(id.as_str()), &json!("resolved")), "{delta}");
+    assert_eq!(s.row(&id, &resolved.body["position"]).await["status"], "resolved");
+    let filtered = s.app.get("/v1/conversations?status=resolved", &s.ws.key).await.expect(200).body;
+    assert_eq!(filtered["items"].as_array().unwrap().len(), 1, "{filtered}");
+    assert_eq!(s.app.get("/v1/conversations?status=open", &s.ws.key).await.expect(200).body["items"], json!([]));
+
+    // The customer writes again: open, by the inbound message (on record in the log).
+    let (_, position) = s.inbound().await;
+    assert_eq!(s.row(&id, &json!(position)).await["status"], "open");
+    let history = s.app.get(&format!("/v1/history/streams/conversation-{id}"), &s.ws.key).await.expect(200).body;
+    let reasons: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_type"] == "conversation.status_changed")
+        .map(|e| e["payload"]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["agent", "inbound"]);
+    assert!(history["events"][2]["metadata"]["actor"].as_str().unwrap().starts_with("api_key:"), "{history}");
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn bad_statuses_and_snoozes_are_refused_and_viewers_may_not_change_them(pool: PgPool) {
+    let s = setup(pool, Settings::new(4, Some(OPERATOR_TOKEN.into()))).await;
+    let (id, _) = s.inbound().await;
+    assert_eq!(s.set(&id, json!({"status": "closed"})).await.expect(422).code(), "validation_failed");
+    let a = s.set(&id, json!({"status": "snoozed"})).await.expect(422);
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("snoozed_until"), "{}", a.body);
+    let past = (Utc::now() - Duration::minutes(1)).to_rfc3339();
+    s.set(&id, json!({"status": "snoozed", "snoozed_until": past})).await.expect(422);
+    let later = (Utc::now() + Duration::hours(1)).to_rfc3339();
+    s.set(&id, json!({"status": "resolved", "snoozed_until": later})).await.expect(422);
+    assert_eq!(s.set(&id, json!({"status": "open", "extra": 1})).await.status.as_u16(), 400);
+    assert_eq!(s.app.get("/v1/conversations?status=closed", &s.ws.key).await.expect(422).code(), "validation_failed");
+    // Another workspace's conversation does not exist for this key; a viewer may only read.
+    let other = s.app.workspace().await;
+    let a = s.app.post(&format!("/v1/conversations/{id}/status"), &other.key, json!({"status": "resolved"})).await;
+    assert_eq!(a.expect(404).code(), "not_found");
+    let viewer = s
+        .app
+        .post("/v1/api-keys", &s.ws.key, json!({"name": "v", "role": "viewer"}))
+        .await
+        .expect(201)
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a = s.app.post(&format!("/v1/conversations/{id}/status"), &viewer, json!({"status": "resolved"})).await;
+    assert_eq!(a.expect(403).code(), "forbidden");
+    let agent = s
+        .app
+        .post("/v1/api-keys", &s.ws.key, json!({"name": "a", "role": "agent"}))
+        .await
+        .expect(201)
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.app.post(&format!("/v1/conversations/{id}/status"), &agent, json!({"status": "pending"})).await.expect(200);
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_snoozed_conversation_reopens_when_its_snooze_ends(pool: PgPool) {
+    let mut settings = Settings::new(4, Some(OPERATOR_TOKEN.into()));
+    settings.edge.dispatch = true;
+    let s = setup(pool, settings).await;
+    let (id, _) = s.inbound().await;
+    let until = Utc::now() + Duration::seconds(1);
+    let snoozed = s.set(&id, json!({"status": "snoozed", "snoozed_until": until.to_rfc3339()})).await.expect(200);
+    let row = s.row(&id, &snoozed.body["position"]).await;
+    assert_eq!(row["status"], "snoozed", "{row}");
+    assert!(row["snoozed_until"].is_string(), "{row}");
+    // The dispatcher's scheduler reopens it once the time has come (it looks every second).
+    let list = s.app.eventually(&s.ws, "/v1/conversations?status=open", |l| l["items"].as_array().is_some_and(|i| i.len() == 1)).await;
+    assert_eq!(list["items"][0]["snoozed_until"], Value::Null, "{list}");
+    assert!(Utc::now() >= until);
+    let types = s.app.stream_types(&s.ws, &format!("conversation-{id}")).await;
+    assert_eq!(types.iter().filter(|t| *t == "conversation.status_changed").count(), 2, "{types:?}");
+}
