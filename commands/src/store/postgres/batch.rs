@@ -9,7 +9,7 @@
 use super::fair::FairQueue;
 use super::Reply;
 use crate::store::{AppendError, AppendOutcome, AppendRequest, ExpectedVersion, StoreError};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -131,12 +131,21 @@ fn expectation(e: ExpectedVersion) -> (i64, bool) {
     }
 }
 
-#[tracing::instrument(skip_all, fields(requests = requests.len()))]
-async fn write(pool: &PgPool, requests: &[AppendRequest], notify: &Throttle) -> Result<Vec<Outcome>, sqlx::Error> {
-    let mut outcomes: Vec<Option<Outcome>> = requests.iter().map(|_| None).collect();
-    let mut tx = pool.begin().await?;
+/// A batch of one request that appends one event and nothing else (no claims, releases or
+/// idempotency record) is a single-row insert, atomic on its own: it runs without an explicit
+/// transaction, one round trip instead of three (BEGIN, INSERT, COMMIT). Most appends of a lone
+/// writer (a dispatcher step, one status) are such.
+fn one_statement(requests: &[AppendRequest]) -> bool {
+    matches!(requests, [r] if r.events.len() == 1 && r.claims.is_empty() && r.releases.is_empty() && r.idempotency.is_none())
+}
 
-    let written = insert_events(&mut tx, requests).await?;
+/// The outcome of each request given the rows that went in: a request with a missing row failed
+/// (`Conflict`); and each one's last stream version and position.
+fn tally(
+    requests: &[AppendRequest],
+    written: &HashMap<Uuid, (i64, u64)>,
+) -> (Vec<Option<Outcome>>, Vec<(u64, Option<i64>)>) {
+    let mut outcomes: Vec<Option<Outcome>> = requests.iter().map(|_| None).collect();
     let mut last: Vec<(u64, Option<i64>)> = vec![(0, None); requests.len()];
     for (i, r) in requests.iter().enumerate() {
         let mut complete = true;
@@ -159,6 +168,34 @@ async fn write(pool: &PgPool, requests: &[AppendRequest], notify: &Throttle) -> 
             }
         }
     }
+    (outcomes, last)
+}
+
+fn answers(outcomes: Vec<Option<Outcome>>, last: Vec<(u64, Option<i64>)>) -> Vec<Outcome> {
+    outcomes
+        .into_iter()
+        .zip(last)
+        .map(|(o, (stream_version, position))| o.unwrap_or(Ok(AppendOutcome { stream_version, position })))
+        .collect()
+}
+
+const NOTIFY: &str = "SELECT pg_notify('blazz_events', '')";
+
+#[tracing::instrument(skip_all, fields(requests = requests.len()))]
+async fn write(pool: &PgPool, requests: &[AppendRequest], notify: &Throttle) -> Result<Vec<Outcome>, sqlx::Error> {
+    if one_statement(requests) {
+        let mut conn = pool.acquire().await?;
+        let written = insert_events(&mut conn, requests).await?;
+        // After the commit: a wake-up only, readers read the log itself.
+        if !written.is_empty() && notify.due() {
+            sqlx::query(NOTIFY).execute(&mut *conn).await?;
+        }
+        let (outcomes, last) = tally(requests, &written);
+        return Ok(answers(outcomes, last));
+    }
+    let mut tx = pool.begin().await?;
+    let written = insert_events(&mut tx, requests).await?;
+    let (mut outcomes, last) = tally(requests, &written);
 
     let claimed = insert_claims(&mut tx, requests, &mut outcomes).await?;
     insert_idempotency(&mut tx, requests, &last, &mut outcomes).await?;
@@ -203,20 +240,15 @@ async fn write(pool: &PgPool, requests: &[AppendRequest], notify: &Throttle) -> 
     // serialises the commits of notifying transactions, so writers notify at most once per interval;
     // readers keep polling briefly after activity and pick up what lands in between.
     if outcomes.iter().any(Option::is_none) && !written.is_empty() && notify.due() {
-        sqlx::query("SELECT pg_notify('blazz_events', '')").execute(&mut *tx).await?;
+        sqlx::query(NOTIFY).execute(&mut *tx).await?;
     }
     tx.commit().await?;
-
-    Ok(outcomes
-        .into_iter()
-        .zip(last)
-        .map(|(o, (stream_version, position))| o.unwrap_or(Ok(AppendOutcome { stream_version, position })))
-        .collect())
+    Ok(answers(outcomes, last))
 }
 
 /// Inserts all events; returns event id → (position, stream version) of the rows that went in.
 async fn insert_events(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     requests: &[AppendRequest],
 ) -> Result<HashMap<Uuid, (i64, u64)>, sqlx::Error> {
     let n: usize = requests.iter().map(|r| r.events.len()).sum();
@@ -288,7 +320,7 @@ async fn insert_events(
     .bind(&workspaces)
     .bind(&payloads)
     .bind(&metadata)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(|(id, pos, ver)| (id, (pos, ver as u64))).collect())
 }
