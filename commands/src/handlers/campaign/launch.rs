@@ -157,8 +157,8 @@ impl Commands {
         Ok(plans)
     }
 
-    /// Loads what a launch needs and refuses one that cannot run: a campaign whose state does not
-    /// allow a launch, a template no longer sendable, a channel gone, an empty audience.
+    /// Loads what a launch needs and refuses one that cannot run: a template no longer sendable, a
+    /// channel gone, an empty audience (the state is checked by the caller).
     async fn ready(&self, ws: Uuid, id: CampaignId) -> Result<Ready, CommandError> {
         let campaign = self.load::<Campaign>(ws, id.as_uuid()).await?.state;
         let template_id = campaign.template_id.ok_or(DomainError::NotFound("campaign"))?;
