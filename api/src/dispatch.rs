@@ -26,7 +26,7 @@ const REMEMBER: Duration = Duration::from_secs(30);
 const SCHEDULE_POLL: Duration = Duration::from_secs(1);
 /// A launch still `launching` after this long, and not fanning out in this process, was interrupted
 /// (a crash) and is launched again.
-const LAUNCH_STALLED: &str = "2 minutes";
+const LAUNCH_STALLED: Duration = Duration::from_secs(120);
 
 /// Launches scheduled campaigns when due, relaunches interrupted launches (a launch is idempotent:
 /// message ids derive from campaign and contact), applies the crash policy to attempts left without
@@ -34,48 +34,48 @@ const LAUNCH_STALLED: &str = "2 minutes";
 /// whose time has come. Runs until `shutdown` turns true.
 pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, launcher: Launcher, mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {
-        let due: Vec<(Uuid, Uuid)> = sqlx::query_as(&format!(
-            "SELECT workspace_id, campaign_id FROM rm_campaigns
-             WHERE (status = 'scheduled' AND scheduled_at <= now())
-                OR (status = 'launching' AND launched_at < now() - interval '{LAUNCH_STALLED}')"
-        ))
-        .fetch_all(&pool)
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "scheduled campaigns unreadable; retrying");
-            vec![]
-        });
-        for (workspace, campaign) in due {
-            let (ctx, campaign) = (Dispatcher::context(workspace), CampaignId::from_uuid(campaign));
-            if launcher.is_running(campaign) {
-                continue;
-            }
-            match dispatcher.commands().start_launch(&ctx, campaign).await {
-                Ok(_) => launcher.fan_out(ctx, campaign),
-                Err(e) => tracing::warn!(%campaign, error = %e, "scheduled campaign not launched"),
-            }
-        }
-        // The crash policy: attempts whose outcome never came back are marked unknown, not resent.
-        let stale: Vec<(Uuid, Uuid)> = sqlx::query_as(
-            "SELECT workspace_id, message_id FROM rm_messages
-             WHERE status = 'dispatched' AND updated_at < now() - make_interval(secs => $1) LIMIT 1000",
-        )
-        .bind(dispatcher.policy().unknown_after.as_secs_f64())
-        .fetch_all(&pool)
-        .await
-        .unwrap_or_default();
-        for (workspace, message) in stale {
-            match dispatcher.give_up_waiting(workspace, MessageId::from_uuid(message)).await {
-                Ok(true) => tracing::warn!(%message, "no outcome for an attempt: marked unknown (not resent)"),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(%message, error = %e, "could not mark an attempt unknown"),
-            }
-        }
+        launch_due(&pool, &dispatcher, &launcher).await;
+        give_up_stale(&pool, &dispatcher).await;
         complete_finished(&pool, &dispatcher).await;
         wake_snoozed(&pool, &dispatcher).await;
         tokio::select! {
             _ = tokio::time::sleep(SCHEDULE_POLL) => {}
             _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Launches scheduled campaigns whose time has come, and launches again those left `launching` (a
+/// crash) that this process is not fanning out.
+async fn launch_due(pool: &PgPool, dispatcher: &Dispatcher, launcher: &Launcher) {
+    let due = match blazz_projections::read_models::campaigns::due_for_launch(pool, LAUNCH_STALLED).await {
+        Ok(d) => d,
+        Err(e) => return tracing::warn!(error = %e, "scheduled campaigns unreadable; retrying"),
+    };
+    for (workspace, campaign) in due {
+        let (ctx, campaign) = (Dispatcher::context(workspace), CampaignId::from_uuid(campaign));
+        if launcher.is_running(campaign) {
+            continue;
+        }
+        match dispatcher.commands().start_launch(&ctx, campaign).await {
+            Ok(_) => launcher.fan_out(ctx, campaign),
+            Err(e) => tracing::warn!(%campaign, error = %e, "scheduled campaign not launched"),
+        }
+    }
+}
+
+/// The crash policy: attempts whose outcome never came back are marked unknown, not resent.
+async fn give_up_stale(pool: &PgPool, dispatcher: &Dispatcher) {
+    let unknown_after = dispatcher.policy().unknown_after;
+    let stale = match blazz_projections::read_models::messages::dispatched_before(pool, unknown_after, 1000).await {
+        Ok(s) => s,
+        Err(e) => return tracing::warn!(error = %e, "attempts in flight unreadable; retrying"),
+    };
+    for (workspace, message) in stale {
+        match dispatcher.give_up_waiting(workspace, MessageId::from_uuid(message)).await {
+            Ok(true) => tracing::warn!(%message, "no outcome for an attempt: marked unknown (not resent)"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(%message, error = %e, "could not mark an attempt unknown"),
         }
     }
 }

@@ -57,6 +57,20 @@ pub async fn running(pool: &sqlx::PgPool) -> Result<Vec<(Uuid, Uuid, serde_json:
     .await
 }
 
+/// Campaigns to launch now (workspace, campaign): scheduled ones whose time has come, and launches
+/// still `launching` after `stalled` (interrupted by a crash, or fanning out elsewhere: a second
+/// fan-out queues nothing twice).
+pub async fn due_for_launch(pool: &sqlx::PgPool, stalled: std::time::Duration) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT workspace_id, campaign_id FROM rm_campaigns
+         WHERE (status = 'scheduled' AND scheduled_at <= now())
+            OR (status = 'launching' AND launched_at < now() - make_interval(secs => $1))",
+    )
+    .bind(stalled.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
 /// Running campaigns whose every message is final (none queued, in flight or waiting for a retry):
 /// workspace, campaign and the counts by final status. Their completion is appended from here.
 pub async fn finished(pool: &sqlx::PgPool) -> Result<Vec<(Uuid, Uuid, FinalCounts)>, sqlx::Error> {

@@ -161,6 +161,23 @@ async fn insert_inbound(
     )])
 }
 
+/// Messages whose attempt has been in flight (`dispatched`, no outcome) for longer than `older_than`
+/// (workspace, message), at most `limit`: the crash policy's candidates.
+pub async fn dispatched_before(
+    pool: &sqlx::PgPool,
+    older_than: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<(uuid::Uuid, uuid::Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT workspace_id, message_id FROM rm_messages
+         WHERE status = 'dispatched' AND updated_at < now() - make_interval(secs => $1) LIMIT $2",
+    )
+    .bind(older_than.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 #[async_trait]
 impl Projector for Messages {
     fn name(&self) -> &'static str {
