@@ -97,6 +97,7 @@ fn routes() -> Vec<(Method, &'static str, Value)> {
         (Method::POST, "/v1/api-keys", json!({"name": "ci", "role": "agent"})),
         (Method::PATCH, "/v1/workspace", json!({"name": "Toko", "timezone": "Asia/Jakarta"})),
         (Method::POST, "/v1/conversations/{conversation}/status", json!({"status": "pending", "snoozed_until": null})),
+        (Method::POST, "/v1/conversations/{conversation}/labels", json!({"add": ["vip"], "remove": ["old"]})),
     ]
 }
 

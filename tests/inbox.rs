@@ -140,3 +140,26 @@ async fn a_snoozed_conversation_reopens_when_its_snooze_ends(pool: PgPool) {
     let types = s.app.stream_types(&s.ws, &format!("conversation-{id}")).await;
     assert_eq!(types.iter().filter(|t| *t == "conversation.status_changed").count(), 2, "{types:?}");
 }
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn labels_are_added_removed_filtered_and_validated(pool: PgPool) {
+    let s = setup(pool, Settings::new(4, Some(OPERATOR_TOKEN.into()))).await;
+    let (id, _) = s.inbound().await;
+    let path = format!("/v1/conversations/{id}/labels");
+    let a = s.app.post(&path, &s.ws.key, json!({"add": ["VIP", "order:123", " vip "]})).await.expect(200);
+    assert_eq!(a.body["labels"], json!(["order:123", "vip"]), "{}", a.body);
+    assert_eq!(s.row(&id, &a.body["position"]).await["labels"], json!(["order:123", "vip"]));
+    let vip = s.app.get("/v1/conversations?label=VIP", &s.ws.key).await.expect(200).body;
+    assert_eq!(vip["items"].as_array().unwrap().len(), 1, "{vip}");
+    let r = s.app.post(&path, &s.ws.key, json!({"remove": ["vip"]})).await.expect(200);
+    assert_eq!(s.row(&id, &r.body["position"]).await["labels"], json!(["order:123"]));
+    assert_eq!(s.app.get("/v1/conversations?label=vip", &s.ws.key).await.expect(200).body["items"], json!([]));
+    // Odd labels are refused naming the field; another workspace's conversation does not exist.
+    let bad = s.app.post(&path, &s.ws.key, json!({"add": ["<b>"]})).await.expect(422);
+    assert!(bad.body["error"]["message"].as_str().unwrap().contains("labels"), "{}", bad.body);
+    s.app.post(&path, &s.ws.key, json!({"add": ["a\u{0}b"]})).await.expect(422);
+    let other = s.app.workspace().await;
+    s.app.post(&path, &other.key, json!({"add": ["x"]})).await.expect(404);
+    let types = s.app.stream_types(&s.ws, &format!("conversation-{id}")).await;
+    assert_eq!(types.iter().filter(|t| *t == "conversation.labels_changed").count(), 2, "{types:?}");
+}

@@ -23,6 +23,22 @@ pub struct Conversation {
     pub status: ConversationStatus,
     /// While snoozed: when it reopens.
     pub snoozed_until: Option<DateTime<Utc>>,
+    /// Labels, lowercase, sorted.
+    pub labels: std::collections::BTreeSet<String>,
+}
+
+/// Most labels one conversation may carry, and the longest label.
+pub const MAX_LABELS: usize = 20;
+pub const MAX_LABEL_CHARS: usize = 50;
+
+/// A label as stored: trimmed, lowercase, 1 to [`MAX_LABEL_CHARS`] characters of letters, digits,
+/// `-`, `_`, `:` or spaces.
+pub fn label(input: &str) -> Result<String, DomainError> {
+    let l = bounded_text("labels", input, MAX_LABEL_CHARS)?.to_lowercase();
+    if !l.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ':' | ' ')) {
+        return Err(DomainError::invalid("labels", format!("{l:?}: letters, digits, '-', '_', ':' and spaces only")));
+    }
+    Ok(l)
 }
 
 /// Where a conversation stands in the inbox.
@@ -122,6 +138,11 @@ pub enum ConversationCommand {
     Wake {
         now: DateTime<Utc>,
     },
+    /// Adds and removes labels (a label in both is removed).
+    Label {
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +159,8 @@ pub enum ConversationEvent {
     },
     #[serde(rename = "conversation.assigned")]
     Assigned { assignee: Option<String> },
+    #[serde(rename = "conversation.labels_changed")]
+    LabelsChanged { added: Vec<String>, removed: Vec<String> },
     /// `reason`: `agent` (a command), `inbound` (the customer wrote), `snooze_ended`.
     #[serde(rename = "conversation.status_changed")]
     StatusChanged {
@@ -197,6 +220,24 @@ impl Aggregate for Conversation {
                     vec![status_changed(status, until, "agent", now)]
                 })
             }
+            ConversationCommand::Label { add, remove } => {
+                if !self.started {
+                    return Err(DomainError::NotFound("conversation"));
+                }
+                let remove: std::collections::BTreeSet<String> = remove.iter().map(|l| label(l)).collect::<Result<_, _>>()?;
+                let add: std::collections::BTreeSet<String> = add.iter().map(|l| label(l)).collect::<Result<_, _>>()?;
+                let added: Vec<String> =
+                    add.difference(&remove).filter(|l| !self.labels.contains(*l)).cloned().collect();
+                let removed: Vec<String> = remove.iter().filter(|l| self.labels.contains(*l)).cloned().collect();
+                if self.labels.len() + added.len() - removed.len() > MAX_LABELS {
+                    return Err(DomainError::invalid("labels", format!("at most {MAX_LABELS} per conversation")));
+                }
+                Ok(if added.is_empty() && removed.is_empty() {
+                    vec![]
+                } else {
+                    vec![ConversationEvent::LabelsChanged { added, removed }]
+                })
+            }
             ConversationCommand::Wake { now } => Ok(match (self.status, self.snoozed_until) {
                 (ConversationStatus::Snoozed, Some(u)) if u <= now => {
                     vec![status_changed(ConversationStatus::Open, None, "snooze_ended", now)]
@@ -228,6 +269,12 @@ impl Aggregate for Conversation {
             ConversationEvent::StatusChanged { status, snoozed_until, .. } => {
                 self.status = *status;
                 self.snoozed_until = *snoozed_until;
+            }
+            ConversationEvent::LabelsChanged { added, removed } => {
+                self.labels.extend(added.iter().cloned());
+                for l in removed {
+                    self.labels.remove(l);
+                }
             }
         }
         self
@@ -322,6 +369,31 @@ mod tests {
         assert!(set(&Conversation::default(), Resolved, None, 1).is_err());
         assert!(ConversationStatus::parse("closed").is_err());
         assert_eq!(ConversationStatus::parse("snoozed"), Ok(Snoozed));
+    }
+
+    #[test]
+    fn labels_are_normalised_added_and_removed_once_and_bounded() {
+        let c = Conversation::replay(&inbound(&Conversation::default(), 0));
+        let label = |c: &Conversation, add: &[&str], remove: &[&str]| {
+            c.decide(ConversationCommand::Label {
+                add: add.iter().map(|s| s.to_string()).collect(),
+                remove: remove.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        let e = label(&c, &[" VIP ", "vip", "order:123"], &[]).unwrap();
+        assert_eq!(e, vec![ConversationEvent::LabelsChanged { added: vec!["order:123".into(), "vip".into()], removed: vec![] }]);
+        let c = e.iter().fold(c, Conversation::evolve);
+        // Already there: nothing; removing one that is not there: nothing.
+        assert!(label(&c, &["vip"], &["nope"]).unwrap().is_empty());
+        let c = label(&c, &[], &["VIP"]).unwrap().iter().fold(c, Conversation::evolve);
+        assert_eq!(c.labels.iter().collect::<Vec<_>>(), ["order:123"]);
+        assert!(label(&c, &["a\u{0}b"], &[]).is_err());
+        assert!(label(&c, &["<script>"], &[]).is_err());
+        assert!(label(&c, &[&"x".repeat(MAX_LABEL_CHARS + 1)], &[]).is_err());
+        let many: Vec<String> = (0..MAX_LABELS).map(|i| format!("l{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(label(&c, &many, &[]).is_err(), "21 labels");
+        assert!(label(&Conversation::default(), &["vip"], &[]).is_err());
     }
 
     #[test]

@@ -76,6 +76,7 @@ impl DomainEvent {
                 ConversationEvent::InboundReceived { .. } => "conversation.inbound_received",
                 ConversationEvent::Assigned { .. } => "conversation.assigned",
                 ConversationEvent::StatusChanged { .. } => "conversation.status_changed",
+                ConversationEvent::LabelsChanged { .. } => "conversation.labels_changed",
             },
             Self::Campaign(e) => match e {
                 CampaignEvent::Created { .. } => "campaign.created",

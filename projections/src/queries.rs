@@ -24,6 +24,8 @@ pub enum Filter {
     Bool(&'static str, bool),
     /// Contacts in a group.
     InGroup(Uuid),
+    /// A conversation carrying this label.
+    Label(String),
     /// Contacts whose attribute `key` equals the string `value`.
     Attribute(String, String),
     /// Conversations with unread inbound messages.
@@ -82,6 +84,9 @@ pub async fn list(
             }
             Filter::Bool(col, v) => {
                 q.push(format!(" AND {col} = ")).push_bind(*v);
+            }
+            Filter::Label(l) => {
+                q.push(" AND labels @> ARRAY[").push_bind(l.clone()).push("]::text[]");
             }
             Filter::InGroup(g) => {
                 q.push(" AND group_ids @> ARRAY[").push_bind(*g).push("]::uuid[]");

@@ -1,4 +1,4 @@
-//! `POST /v1/conversations/{id}/status`: the inbox status of a conversation.
+//! `POST /v1/conversations/{id}/status` and `/labels`: a conversation's inbox status and labels.
 
 use super::command_response;
 use crate::auth::Caller;
@@ -35,5 +35,26 @@ pub async fn set_status(
         .commands
         .set_conversation_status(&ctx, ConversationId::from_uuid(id), status, body.value.snoozed_until)
         .await?;
+    Ok(command_response(StatusCode::OK, result))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Labels {
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+pub async fn labels(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: JsonBody<Labels>,
+) -> Result<Response, ApiError> {
+    let Labels { add, remove } = body.value;
+    let ctx = caller.context(Some(body.fingerprint));
+    let result = s.commands.label_conversation(&ctx, ConversationId::from_uuid(id), add, remove).await?;
     Ok(command_response(StatusCode::OK, result))
 }

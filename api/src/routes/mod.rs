@@ -67,6 +67,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/messages/{id}", get(q::message))
         .route("/v1/conversations", get(q::conversations))
         .route("/v1/conversations/{id}/status", post(conversations::set_status))
+        .route("/v1/conversations/{id}/labels", post(conversations::labels))
         .route("/v1/stats/daily", get(q::daily_stats))
         .route("/v1/stream", get(stream::stream))
         .route("/v1/history/events", get(history::log))

@@ -34,6 +34,7 @@ pub struct Params {
     /// `key:value`
     attribute: Option<String>,
     status: Option<String>,
+    label: Option<String>,
     unread: Option<bool>,
     channel_id: Option<Uuid>,
     contact_id: Option<Uuid>,
@@ -212,6 +213,9 @@ pub async fn conversations(
     }
     if let Some(st) = &p.status {
         f.push(Filter::Text("status", ConversationStatus::parse(st)?.as_str().to_owned()));
+    }
+    if let Some(l) = &p.label {
+        f.push(Filter::Label(blazz_domain::conversation::label(l)?));
     }
     list(&s, &caller, List::Conversations, &p, f).await
 }

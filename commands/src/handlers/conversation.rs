@@ -1,5 +1,5 @@
 //! Conversation commands of the inbox: set the status (open, pending, snoozed until a time,
-//! resolved), and wake snoozed conversations whose time has come.
+//! resolved), label, and wake snoozed conversations whose time has come.
 
 use super::require;
 use crate::context::{CommandContext, CommandResult};
@@ -29,6 +29,23 @@ impl Commands {
                 events,
                 json!({ "conversation_id": id, "status": after.status, "snoozed_until": after.snoozed_until }),
             ))
+        })
+        .await
+    }
+
+    /// Adds and removes labels of a conversation.
+    pub async fn label_conversation(
+        &self,
+        ctx: &CommandContext,
+        id: ConversationId,
+        add: Vec<String>,
+        remove: Vec<String>,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::WorkConversations)?;
+        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+            let events = c.decide(ConversationCommand::Label { add: add.clone(), remove: remove.clone() })?;
+            let after = events.iter().fold(c.clone(), Conversation::evolve);
+            Ok(Plan::new(events, json!({ "conversation_id": id, "labels": after.labels })))
         })
         .await
     }

@@ -163,6 +163,23 @@ impl Projector for Conversations {
                             .await?;
                         Ok(vec![Change::upsert("conversation", id, json!({ "assignee": assignee }))])
                     }
+                    ConversationEvent::LabelsChanged { added, removed } => {
+                        let labels: Option<(Vec<String>,)> = sqlx::query_as(
+                            "UPDATE rm_conversations SET
+                                 labels = ARRAY(SELECT DISTINCT l FROM unnest(labels || $3::text[]) AS l
+                                                WHERE l <> ALL($4::text[]) ORDER BY l),
+                                 updated_at = $5
+                             WHERE workspace_id = $1 AND conversation_id = $2 RETURNING labels",
+                        )
+                        .bind(ws)
+                        .bind(id)
+                        .bind(added)
+                        .bind(removed)
+                        .bind(at)
+                        .fetch_optional(conn)
+                        .await?;
+                        Ok(vec![Change::upsert("conversation", id, json!({ "labels": labels.map(|l| l.0) }))])
+                    }
                     ConversationEvent::StatusChanged { status, snoozed_until, .. } => {
                         sqlx::query(
                             "UPDATE rm_conversations SET status = $3, snoozed_until = $4, updated_at = $5
