@@ -32,6 +32,12 @@ impl Setup {
         (ConversationId::for_pair(self.channel, self.contact).to_string(), r.position.unwrap())
     }
 
+    /// A new API key of the workspace with `role`.
+    async fn key(&self, role: &str) -> String {
+        let issued = self.app.post("/v1/api-keys", &self.ws.key, json!({"name": role, "role": role})).await.expect(201);
+        issued.body["key"].as_str().unwrap().to_owned()
+    }
+
     async fn set(&self, conversation: &str, body: Value) -> blazz_tests::Answer {
         self.app.post(&format!("/v1/conversations/{conversation}/status"), &self.ws.key, body).await
     }
@@ -99,26 +105,10 @@ async fn bad_statuses_and_snoozes_are_refused_and_viewers_may_not_change_them(po
     let other = s.app.workspace().await;
     let a = s.app.post(&format!("/v1/conversations/{id}/status"), &other.key, json!({"status": "resolved"})).await;
     assert_eq!(a.expect(404).code(), "not_found");
-    let viewer = s
-        .app
-        .post("/v1/api-keys", &s.ws.key, json!({"name": "v", "role": "viewer"}))
-        .await
-        .expect(201)
-        .body["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let viewer = s.key("viewer").await;
     let a = s.app.post(&format!("/v1/conversations/{id}/status"), &viewer, json!({"status": "resolved"})).await;
     assert_eq!(a.expect(403).code(), "forbidden");
-    let agent = s
-        .app
-        .post("/v1/api-keys", &s.ws.key, json!({"name": "a", "role": "agent"}))
-        .await
-        .expect(201)
-        .body["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let agent = s.key("agent").await;
     s.app.post(&format!("/v1/conversations/{id}/status"), &agent, json!({"status": "pending"})).await.expect(200);
 }
 
