@@ -194,7 +194,15 @@ async fn the_fan_out_runs_after_the_launch_answer_and_not_for_a_cancelled_campai
     assert_eq!(launched["queued"], 3, "{launched}");
     let again = commands.fan_out(&ctx, CampaignId::from_uuid(Uuid::parse_str(&other).unwrap())).await.unwrap();
     assert_eq!(again.queued, 3);
-    assert_eq!(s.app.stream_types(&s.ws, &format!("campaign-{other}")).await.iter().filter(|t| *t == "campaign.launched").count(), 1);
+    assert_eq!(
+        s.app
+            .stream_types(&s.ws, &format!("campaign-{other}"))
+            .await
+            .iter()
+            .filter(|t| *t == "campaign.launched")
+            .count(),
+        1
+    );
     assert_eq!(s.messages_of(&other).await.len(), 3);
 }
 
@@ -347,7 +355,8 @@ async fn a_campaign_completes_once_every_message_is_final(pool: PgPool) {
     assert_eq!(launched["queued"], 2, "{launched}");
     let done = completion(&s.app, &s.ws, &id).await;
     let counts = &done["counts"];
-    let total: u64 = ["sent", "delivered", "read", "failed", "unknown"].iter().map(|k| counts[k].as_u64().unwrap()).sum();
+    let total: u64 =
+        ["sent", "delivered", "read", "failed", "unknown"].iter().map(|k| counts[k].as_u64().unwrap()).sum();
     assert_eq!(total, 2, "{done}");
     assert_eq!((counts["failed"].as_u64(), counts["unknown"].as_u64()), (Some(0), Some(0)), "{done}");
     assert_eq!(done["skipped"]["opted_out"], 1, "{done}");

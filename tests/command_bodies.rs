@@ -160,7 +160,10 @@ impl Fixture {
         let group = app.post("/v1/groups", &ws.key, json!({"name": "base"})).await.expect(201).id("group_id");
         let (ch, co) = (Uuid::parse_str(&channel).unwrap(), Uuid::parse_str(&contact).unwrap());
         let (ch, co) = (ChannelId::from_uuid(ch), ContactId::from_uuid(co));
-        app.commands().record_inbound(&app.system(&ws), ch, co, "wamid.fixture".into(), chrono::Utc::now()).await.unwrap();
+        app.commands()
+            .record_inbound(&app.system(&ws), ch, co, "wamid.fixture".into(), chrono::Utc::now())
+            .await
+            .unwrap();
         let conversation = ConversationId::for_pair(ch, co).to_string();
         let ids = vec![
             ("{contact}", contact),

@@ -44,12 +44,8 @@ impl Setup {
 
     /// The conversation's row once the projections are at `position`.
     async fn row(&self, conversation: &str, position: &Value) -> Value {
-        let list = self
-            .app
-            .get(&format!("/v1/conversations?min_position={position}"), &self.ws.key)
-            .await
-            .expect(200)
-            .body;
+        let list =
+            self.app.get(&format!("/v1/conversations?min_position={position}"), &self.ws.key).await.expect(200).body;
         list["items"].as_array().unwrap().iter().find(|c| c["conversation_id"] == conversation).cloned().unwrap()
     }
 }
@@ -124,7 +120,10 @@ async fn a_snoozed_conversation_reopens_when_its_snooze_ends(pool: PgPool) {
     assert_eq!(row["status"], "snoozed", "{row}");
     assert!(row["snoozed_until"].is_string(), "{row}");
     // The dispatcher's scheduler reopens it once the time has come (it looks every second).
-    let list = s.app.eventually(&s.ws, "/v1/conversations?status=open", |l| l["items"].as_array().is_some_and(|i| i.len() == 1)).await;
+    let list = s
+        .app
+        .eventually(&s.ws, "/v1/conversations?status=open", |l| l["items"].as_array().is_some_and(|i| i.len() == 1))
+        .await;
     assert_eq!(list["items"][0]["snoozed_until"], Value::Null, "{list}");
     assert!(Utc::now() >= until);
     let types = s.app.stream_types(&s.ws, &format!("conversation-{id}")).await;

@@ -128,7 +128,10 @@ impl Config {
                 }
                 let bulk_share: f64 = parsed("BLAZZ_BULK_SHARE", d.bulk_share)?;
                 if !(bulk_share > 0.0 && bulk_share <= 1.0) {
-                    return Err(ConfigError { name: "BLAZZ_BULK_SHARE", message: "must be above 0 and at most 1".into() });
+                    return Err(ConfigError {
+                        name: "BLAZZ_BULK_SHARE",
+                        message: "must be above 0 and at most 1".into(),
+                    });
                 }
                 crate::limits::LimitSettings {
                     bulk_share,

@@ -172,7 +172,12 @@ pub enum ConversationEvent {
     },
 }
 
-fn status_changed(status: ConversationStatus, until: Option<DateTime<Utc>>, reason: &str, at: DateTime<Utc>) -> ConversationEvent {
+fn status_changed(
+    status: ConversationStatus,
+    until: Option<DateTime<Utc>>,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> ConversationEvent {
     ConversationEvent::StatusChanged { status, snoozed_until: until, reason: reason.into(), at }
 }
 
@@ -206,7 +211,10 @@ impl Aggregate for Conversation {
                 let until = match (status, until) {
                     (ConversationStatus::Snoozed, Some(u)) if u > now && u - now <= MAX_SNOOZE => Some(u),
                     (ConversationStatus::Snoozed, Some(_)) => {
-                        return Err(DomainError::invalid("snoozed_until", "must be in the future, at most a year ahead"))
+                        return Err(DomainError::invalid(
+                            "snoozed_until",
+                            "must be in the future, at most a year ahead",
+                        ))
                     }
                     (ConversationStatus::Snoozed, None) => {
                         return Err(DomainError::invalid("snoozed_until", "a snooze needs a time to end"))
@@ -224,7 +232,8 @@ impl Aggregate for Conversation {
                 if !self.started {
                     return Err(DomainError::NotFound("conversation"));
                 }
-                let remove: std::collections::BTreeSet<String> = remove.iter().map(|l| label(l)).collect::<Result<_, _>>()?;
+                let remove: std::collections::BTreeSet<String> =
+                    remove.iter().map(|l| label(l)).collect::<Result<_, _>>()?;
                 let add: std::collections::BTreeSet<String> = add.iter().map(|l| label(l)).collect::<Result<_, _>>()?;
                 let added: Vec<String> =
                     add.difference(&remove).filter(|l| !self.labels.contains(*l)).cloned().collect();
@@ -327,7 +336,12 @@ mod tests {
         assert!(c.window_open(at(43)));
     }
 
-    fn set(c: &Conversation, status: ConversationStatus, until: Option<i64>, now: i64) -> Result<Vec<ConversationEvent>, DomainError> {
+    fn set(
+        c: &Conversation,
+        status: ConversationStatus,
+        until: Option<i64>,
+        now: i64,
+    ) -> Result<Vec<ConversationEvent>, DomainError> {
         c.decide(ConversationCommand::SetStatus { status, until: until.map(at), now: at(now) })
     }
 
@@ -340,7 +354,9 @@ mod tests {
         assert_eq!(resolved.status, Resolved);
         // when the customer writes, it is open again (reason: inbound).
         let events = inbound(&resolved, 2);
-        assert!(matches!(&events[..], [ConversationEvent::InboundReceived { .. }, ConversationEvent::StatusChanged { status: Open, reason, .. }] if reason == "inbound"));
+        assert!(
+            matches!(&events[..], [ConversationEvent::InboundReceived { .. }, ConversationEvent::StatusChanged { status: Open, reason, .. }] if reason == "inbound")
+        );
         // Snoozed: the same.
         let snoozed = set(&started, Snoozed, Some(48), 1).unwrap().iter().fold(started.clone(), Conversation::evolve);
         assert_eq!((snoozed.status, snoozed.snoozed_until), (Snoozed, Some(at(48))));
@@ -363,7 +379,9 @@ mod tests {
         let s = set(&c, Snoozed, Some(10), 1).unwrap().iter().fold(c.clone(), Conversation::evolve);
         assert!(s.decide(ConversationCommand::Wake { now: at(9) }).unwrap().is_empty(), "not yet");
         let woken = s.decide(ConversationCommand::Wake { now: at(10) }).unwrap();
-        assert!(matches!(&woken[..], [ConversationEvent::StatusChanged { status: Open, reason, .. }] if reason == "snooze_ended"));
+        assert!(
+            matches!(&woken[..], [ConversationEvent::StatusChanged { status: Open, reason, .. }] if reason == "snooze_ended")
+        );
         // Unchanged status: no event; unknown conversation: not found; odd names refused.
         assert!(set(&c, Open, None, 2).unwrap().is_empty());
         assert!(set(&Conversation::default(), Resolved, None, 1).is_err());
@@ -381,7 +399,10 @@ mod tests {
             })
         };
         let e = label(&c, &[" VIP ", "vip", "order:123"], &[]).unwrap();
-        assert_eq!(e, vec![ConversationEvent::LabelsChanged { added: vec!["order:123".into(), "vip".into()], removed: vec![] }]);
+        assert_eq!(
+            e,
+            vec![ConversationEvent::LabelsChanged { added: vec!["order:123".into(), "vip".into()], removed: vec![] }]
+        );
         let c = e.iter().fold(c, Conversation::evolve);
         // Already there: nothing; removing one that is not there: nothing.
         assert!(label(&c, &["vip"], &["nope"]).unwrap().is_empty());

@@ -11,13 +11,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use blazz_commands::store::LogCursor;
+use blazz_domain::conversation::ConversationStatus;
 use blazz_domain::role::Action;
 use blazz_projections::queries::{self, Filter, List, Page};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
-use blazz_domain::conversation::ConversationStatus;
 use uuid::Uuid;
 
 /// How long a query waits for the projections to reach `min_position`.

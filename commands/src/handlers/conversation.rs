@@ -52,7 +52,11 @@ impl Commands {
 
     /// Reopens a snoozed conversation whose snooze has ended (the system's command; nothing happens
     /// if it is not due, or no longer snoozed).
-    pub async fn wake_conversation(&self, ctx: &CommandContext, id: ConversationId) -> Result<CommandResult, CommandError> {
+    pub async fn wake_conversation(
+        &self,
+        ctx: &CommandContext,
+        id: ConversationId,
+    ) -> Result<CommandResult, CommandError> {
         self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ConversationCommand::Wake { now: ctx.now })?;
             Ok(Plan::new(events, json!({ "conversation_id": id })))

@@ -30,7 +30,8 @@ pub const WITH_PROGRESS: &str = "(SELECT c.*, p.rate AS rate_per_second,
                     / greatest(extract(epoch FROM now() - c.launched_at), 1))::numeric, 1) END AS rate) p)";
 
 /// A campaign's counts and progress as one JSON object (over [`WITH_PROGRESS`] as `t`).
-const PROGRESS_JSON: &str = "jsonb_build_object('status', status, 'completed_at', completed_at, 'queued', queued, 'dispatched', dispatched,
+const PROGRESS_JSON: &str =
+    "jsonb_build_object('status', status, 'completed_at', completed_at, 'queued', queued, 'dispatched', dispatched,
     'unknown', unknown, 'sent', sent, 'delivered', delivered, 'read', read, 'failed', failed,
     'failed_by_class', failed_by_class, 'skipped', skipped, 'rate_per_second', rate_per_second,
     'eta_seconds', eta_seconds)";
@@ -60,7 +61,10 @@ pub async fn running(pool: &sqlx::PgPool) -> Result<Vec<(Uuid, Uuid, serde_json:
 /// Campaigns to launch now (workspace, campaign): scheduled ones whose time has come, and launches
 /// still `launching` after `stalled` (interrupted by a crash, or fanning out elsewhere: a second
 /// fan-out queues nothing twice).
-pub async fn due_for_launch(pool: &sqlx::PgPool, stalled: std::time::Duration) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+pub async fn due_for_launch(
+    pool: &sqlx::PgPool,
+    stalled: std::time::Duration,
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT workspace_id, campaign_id FROM rm_campaigns
          WHERE (status = 'scheduled' AND scheduled_at <= now())
@@ -84,8 +88,13 @@ pub async fn finished(pool: &sqlx::PgPool) -> Result<Vec<(Uuid, Uuid, FinalCount
     Ok(rows
         .into_iter()
         .map(|(w, c, sent, delivered, read, failed, unknown)| {
-            let counts =
-                FinalCounts { sent: n(sent), delivered: n(delivered), read: n(read), failed: n(failed), unknown: n(unknown) };
+            let counts = FinalCounts {
+                sent: n(sent),
+                delivered: n(delivered),
+                read: n(read),
+                failed: n(failed),
+                unknown: n(unknown),
+            };
             (w, c, counts)
         })
         .collect())
