@@ -30,7 +30,7 @@ pub trait Upcaster: Send + Sync {
 }
 
 /// Encodes domain events and decodes stored ones, applying upcasters.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Codec {
     upcasters: Vec<Arc<dyn Upcaster>>,
 }
@@ -41,9 +41,16 @@ impl std::fmt::Debug for Codec {
     }
 }
 
+impl Default for Codec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Codec {
+    /// A codec with every upcaster of this code's event history.
     pub fn new() -> Self {
-        Self::default()
+        Self { upcasters: vec![Arc::new(AssignedV1)] }
     }
 
     pub fn with_upcaster(mut self, upcaster: Arc<dyn Upcaster>) -> Self {
@@ -95,6 +102,8 @@ impl Codec {
             "message" => DomainEvent::Message(serde_json::from_value(payload).map_err(err)?),
             "conversation" => DomainEvent::Conversation(serde_json::from_value(payload).map_err(err)?),
             "campaign" => DomainEvent::Campaign(serde_json::from_value(payload).map_err(err)?),
+            "agent" => DomainEvent::Agent(serde_json::from_value(payload).map_err(err)?),
+            "team" => DomainEvent::Team(serde_json::from_value(payload).map_err(err)?),
             _ => return Err(CodecError::UnknownType(event_type.into())),
         })
     }
@@ -111,6 +120,8 @@ fn payload_of(event: &DomainEvent) -> Value {
         DomainEvent::Message(e) => serde_json::to_value(e),
         DomainEvent::Conversation(e) => serde_json::to_value(e),
         DomainEvent::Campaign(e) => serde_json::to_value(e),
+        DomainEvent::Agent(e) => serde_json::to_value(e),
+        DomainEvent::Team(e) => serde_json::to_value(e),
     };
     // Serialising plain data types into a JSON value cannot fail (no maps with non-string keys).
     let mut value = value.unwrap_or(Value::Null);
@@ -118,6 +129,23 @@ fn payload_of(event: &DomainEvent) -> Value {
         map.remove("type");
     }
     value
+}
+
+/// `conversation.assigned` v1 named a free-text `assignee`; v2 names an agent and a team. An
+/// assignee that is an agent's id keeps it; any other text cannot name an agent and reads as none.
+struct AssignedV1;
+
+impl Upcaster for AssignedV1 {
+    fn event_type(&self) -> &str {
+        "conversation.assigned"
+    }
+    fn source_version(&self) -> i32 {
+        1
+    }
+    fn upcast(&self, payload: Value) -> Result<Value, CodecError> {
+        let agent = payload.get("assignee").and_then(Value::as_str).and_then(|a| Uuid::try_parse(a).ok());
+        Ok(serde_json::json!({ "agent_id": agent, "team_id": null, "reason": "manual" }))
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +171,7 @@ mod tests {
                 causation_id: None,
                 actor: "t".into(),
                 request_id: None,
+                agent_id: None,
             },
             recorded_at: chrono::Utc::now(),
         }
@@ -161,6 +190,26 @@ mod tests {
         assert_eq!(new.schema_version, 1);
         assert!(new.payload.get("type").is_none());
         assert_eq!(codec.decode(&stored(&new)).unwrap(), event);
+    }
+
+    #[test]
+    fn a_v1_assignment_reads_as_an_agent_when_it_names_one() {
+        use blazz_domain::conversation::{AssignReason, ConversationEvent};
+        let id = Uuid::now_v7();
+        let codec = Codec::new();
+        let read = |assignee: Value| {
+            codec.decode_parts("conversation.assigned", 1, serde_json::json!({ "assignee": assignee }))
+        };
+        let assigned = |agent_id: Option<Uuid>| {
+            DomainEvent::Conversation(ConversationEvent::Assigned {
+                agent_id: agent_id.map(Into::into),
+                team_id: None,
+                reason: AssignReason::Manual,
+            })
+        };
+        assert_eq!(read(Value::String(id.to_string())).unwrap(), assigned(Some(id)));
+        assert_eq!(read(Value::String("agent-7".into())).unwrap(), assigned(None));
+        assert_eq!(read(Value::Null).unwrap(), assigned(None));
     }
 
     struct RenameV0;

@@ -3,6 +3,7 @@
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
+use crate::ids::TeamId;
 use crate::values::{bounded_text, PhoneNumber};
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,8 @@ pub struct Channel {
     pub rate_limit_per_second: u32,
     /// Why the channel stopped sending (an authentication or policy error), until resumed.
     pub halted: Option<String>,
+    /// The team new conversations of this channel go to.
+    pub inbox_team: Option<TeamId>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +63,10 @@ pub enum ChannelCommand {
         code: i64,
     },
     Resume,
+    /// The team new conversations go to (`None`: none); the caller has checked it exists.
+    SetInboxTeam {
+        team: Option<TeamId>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +85,8 @@ pub enum ChannelEvent {
     Halted { reason: String, code: i64 },
     #[serde(rename = "channel.resumed")]
     Resumed,
+    #[serde(rename = "channel.inbox_team_set")]
+    InboxTeamSet { team_id: Option<TeamId> },
 }
 
 fn rate(per_second: u32) -> Result<u32, DomainError> {
@@ -126,7 +135,9 @@ impl Aggregate for Channel {
                 }
                 Ok(vec![ChannelEvent::RateLimitChanged { per_second }])
             }
-            ChannelCommand::Halt { .. } | ChannelCommand::Resume if !self.connected => {
+            ChannelCommand::Halt { .. } | ChannelCommand::Resume | ChannelCommand::SetInboxTeam { .. }
+                if !self.connected =>
+            {
                 Err(DomainError::NotFound("channel"))
             }
             ChannelCommand::Halt { reason, code } => Ok(if self.halted.is_some() {
@@ -135,6 +146,9 @@ impl Aggregate for Channel {
                 vec![ChannelEvent::Halted { reason: bounded_text("reason", &reason, 500)?, code }]
             }),
             ChannelCommand::Resume => Ok(if self.halted.is_some() { vec![ChannelEvent::Resumed] } else { vec![] }),
+            ChannelCommand::SetInboxTeam { team } => {
+                Ok(if team == self.inbox_team { vec![] } else { vec![ChannelEvent::InboxTeamSet { team_id: team }] })
+            }
         }
     }
 
@@ -150,6 +164,7 @@ impl Aggregate for Channel {
             ChannelEvent::RateLimitChanged { per_second } => self.rate_limit_per_second = *per_second,
             ChannelEvent::Halted { reason, code } => self.halted = Some(format!("{reason} ({code})")),
             ChannelEvent::Resumed => self.halted = None,
+            ChannelEvent::InboxTeamSet { team_id } => self.inbox_team = *team_id,
         }
         self
     }

@@ -1,11 +1,12 @@
 //! Conversation: one per channel and contact. Holds the 24-hour customer service window, opened or
-//! renewed by every inbound message, the assignment to an agent, and the inbox status: open, pending
-//! (waiting for the customer or a bot), snoozed until a time, or resolved. An inbound message reopens
-//! a resolved or snoozed conversation; a snooze whose time has come reopens it too ([`ConversationCommand::Wake`]).
+//! renewed by every inbound message, the assignment to an agent and/or a team, the inbox status: open,
+//! pending (waiting for the customer or a bot), snoozed until a time, or resolved, its labels, priority
+//! and private notes. An inbound message reopens a resolved or snoozed conversation; a snooze whose
+//! time has come reopens it too ([`ConversationCommand::Wake`]).
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
-use crate::ids::{ChannelId, ContactId, MessageId};
+use crate::ids::{AgentId, ChannelId, ContactId, MessageId, NoteId, TeamId};
 use crate::values::bounded_text;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,11 @@ pub struct Conversation {
     pub channel_id: Option<ChannelId>,
     pub contact_id: Option<ContactId>,
     pub last_inbound_at: Option<DateTime<Utc>>,
-    pub assignee: Option<String>,
+    pub agent_id: Option<AgentId>,
+    pub team_id: Option<TeamId>,
+    /// Whether it was ever assigned (routing to a channel's team happens once, not after an unassign).
+    pub routed: bool,
+    pub priority: Priority,
     pub status: ConversationStatus,
     /// While snoozed: when it reopens.
     pub snoozed_until: Option<DateTime<Utc>>,
@@ -77,6 +82,55 @@ impl ConversationStatus {
     }
 }
 
+/// How urgent a conversation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    #[default]
+    None,
+    Low,
+    Medium,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Urgent => "urgent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        match s {
+            "none" => Ok(Self::None),
+            "low" => Ok(Self::Low),
+            "medium" => Ok(Self::Medium),
+            "high" => Ok(Self::High),
+            "urgent" => Ok(Self::Urgent),
+            other => Err(DomainError::invalid(
+                "priority",
+                format!("unknown priority {other:?}; expected none, low, medium, high or urgent"),
+            )),
+        }
+    }
+}
+
+/// The longest private note.
+pub const MAX_NOTE_CHARS: usize = 10_000;
+
+/// Why an assignment changed: a person's command, or automatic assignment inside a team.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignReason {
+    Manual,
+    Auto,
+}
+
 /// The longest a conversation may be snoozed for.
 pub const MAX_SNOOZE: Duration = Duration::days(366);
 
@@ -125,8 +179,26 @@ pub enum ConversationCommand {
         message: Option<InboundMessage>,
         at: DateTime<Utc>,
     },
+    /// Assigns to an agent and/or a team; `None` leaves that side as it is, `Some(None)` clears it.
+    /// The caller has checked that agent and team exist.
     Assign {
-        assignee: Option<String>,
+        agent: Option<Option<AgentId>>,
+        team: Option<Option<TeamId>>,
+    },
+    /// Automatic assignment: gives the conversation to `team` (and `agent`, when one was free), but
+    /// only while no agent holds it and no other team does; otherwise nothing happens.
+    AutoAssign {
+        team: TeamId,
+        agent: Option<AgentId>,
+    },
+    SetPriority {
+        priority: Priority,
+    },
+    /// A private note: kept in the log and the inbox, never sent to WhatsApp.
+    AddNote {
+        note_id: NoteId,
+        text: String,
+        now: DateTime<Utc>,
     },
     /// Open, pending or resolved (`until: None`), or snoozed until `until`.
     SetStatus {
@@ -157,8 +229,14 @@ pub enum ConversationEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<InboundMessage>,
     },
+    /// The assignment after the change (schema v2; v1 carried a free-text `assignee`).
     #[serde(rename = "conversation.assigned")]
-    Assigned { assignee: Option<String> },
+    Assigned { agent_id: Option<AgentId>, team_id: Option<TeamId>, reason: AssignReason },
+    #[serde(rename = "conversation.priority_changed")]
+    PriorityChanged { priority: Priority },
+    /// The author is the event's actor (and agent, when the key is bound to one).
+    #[serde(rename = "conversation.note_added")]
+    NoteAdded { note_id: NoteId, text: String, at: DateTime<Utc> },
     #[serde(rename = "conversation.labels_changed")]
     LabelsChanged { added: Vec<String>, removed: Vec<String> },
     /// `reason`: `agent` (a command), `inbound` (the customer wrote), `snooze_ended`.
@@ -253,13 +331,37 @@ impl Aggregate for Conversation {
                 }
                 _ => vec![],
             }),
-            ConversationCommand::Assign { assignee } => {
-                if !self.started {
-                    return Err(DomainError::NotFound("conversation"));
-                }
-                let assignee = assignee.map(|a| bounded_text("assignee", &a, 200)).transpose()?;
-                Ok(if assignee == self.assignee { vec![] } else { vec![ConversationEvent::Assigned { assignee }] })
+            _ if !self.started => Err(DomainError::NotFound("conversation")),
+            ConversationCommand::Assign { agent, team } => {
+                let (agent_id, team_id) = (agent.unwrap_or(self.agent_id), team.unwrap_or(self.team_id));
+                Ok(if (agent_id, team_id) == (self.agent_id, self.team_id) {
+                    vec![]
+                } else {
+                    vec![ConversationEvent::Assigned { agent_id, team_id, reason: AssignReason::Manual }]
+                })
             }
+            ConversationCommand::AutoAssign { team, agent } => {
+                let taken = self.agent_id.is_some() || self.team_id.is_some_and(|t| t != team);
+                Ok(if taken || (agent.is_none() && self.team_id == Some(team)) {
+                    vec![]
+                } else {
+                    vec![ConversationEvent::Assigned {
+                        agent_id: agent,
+                        team_id: Some(team),
+                        reason: AssignReason::Auto,
+                    }]
+                })
+            }
+            ConversationCommand::SetPriority { priority } => Ok(if priority == self.priority {
+                vec![]
+            } else {
+                vec![ConversationEvent::PriorityChanged { priority }]
+            }),
+            ConversationCommand::AddNote { note_id, text, now } => Ok(vec![ConversationEvent::NoteAdded {
+                note_id,
+                text: bounded_text("text", &text, MAX_NOTE_CHARS)?,
+                at: now,
+            }]),
         }
     }
 
@@ -274,7 +376,13 @@ impl Aggregate for Conversation {
             ConversationEvent::InboundReceived { at, .. } => {
                 self.last_inbound_at = Some(self.last_inbound_at.map_or(*at, |t| t.max(*at)));
             }
-            ConversationEvent::Assigned { assignee } => self.assignee = assignee.clone(),
+            ConversationEvent::Assigned { agent_id, team_id, .. } => {
+                self.agent_id = *agent_id;
+                self.team_id = *team_id;
+                self.routed = true;
+            }
+            ConversationEvent::PriorityChanged { priority } => self.priority = *priority,
+            ConversationEvent::NoteAdded { .. } => {}
             ConversationEvent::StatusChanged { status, snoozed_until, .. } => {
                 self.status = *status;
                 self.snoozed_until = *snoozed_until;
@@ -417,12 +525,74 @@ mod tests {
         assert!(label(&Conversation::default(), &["vip"], &[]).is_err());
     }
 
+    fn agent(n: u128) -> AgentId {
+        AgentId::from_uuid(Uuid::from_u128(n))
+    }
+
+    fn team(n: u128) -> TeamId {
+        TeamId::from_uuid(Uuid::from_u128(n))
+    }
+
     #[test]
-    fn assignment_changes_only_when_different() {
+    fn assignment_changes_only_the_side_given_and_only_when_different() {
         let c = Conversation::replay(&inbound(&Conversation::default(), 0));
-        let e = c.decide(ConversationCommand::Assign { assignee: Some("agent-7".into()) }).unwrap();
-        let c = c.evolve(&e[0]);
-        assert!(c.decide(ConversationCommand::Assign { assignee: Some("agent-7".into()) }).unwrap().is_empty());
-        assert!(Conversation::default().decide(ConversationCommand::Assign { assignee: None }).is_err());
+        assert!(!c.routed);
+        let assign = |c: &Conversation, agent, team| c.decide(ConversationCommand::Assign { agent, team }).unwrap();
+        let e = assign(&c, Some(Some(agent(7))), None);
+        assert_eq!(
+            e,
+            vec![ConversationEvent::Assigned { agent_id: Some(agent(7)), team_id: None, reason: AssignReason::Manual }]
+        );
+        let c = e.iter().fold(c, Conversation::evolve);
+        assert!(c.routed);
+        assert!(assign(&c, Some(Some(agent(7))), None).is_empty());
+        // Setting the team keeps the agent; clearing the agent keeps the team.
+        let c = assign(&c, None, Some(Some(team(1)))).iter().fold(c, Conversation::evolve);
+        assert_eq!((c.agent_id, c.team_id), (Some(agent(7)), Some(team(1))));
+        let c = assign(&c, Some(None), None).iter().fold(c, Conversation::evolve);
+        assert_eq!((c.agent_id, c.team_id), (None, Some(team(1))));
+        assert!(Conversation::default().decide(ConversationCommand::Assign { agent: None, team: None }).is_err());
+    }
+
+    #[test]
+    fn automatic_assignment_never_takes_a_conversation_from_an_agent_or_another_team() {
+        let c = Conversation::replay(&inbound(&Conversation::default(), 0));
+        let auto =
+            |c: &Conversation, t, a| c.decide(ConversationCommand::AutoAssign { team: team(t), agent: a }).unwrap();
+        // Routed to the team with nobody free: the team takes it, no agent.
+        let e = auto(&c, 1, None);
+        assert_eq!(
+            e,
+            vec![ConversationEvent::Assigned { agent_id: None, team_id: Some(team(1)), reason: AssignReason::Auto }]
+        );
+        let c = e.iter().fold(c, Conversation::evolve);
+        assert!(auto(&c, 1, None).is_empty(), "still nobody free: nothing new");
+        assert!(auto(&c, 2, Some(agent(5))).is_empty(), "another team's");
+        let c = auto(&c, 1, Some(agent(5))).iter().fold(c, Conversation::evolve);
+        assert_eq!((c.agent_id, c.team_id), (Some(agent(5)), Some(team(1))));
+        assert!(auto(&c, 1, Some(agent(6))).is_empty(), "an agent holds it");
+    }
+
+    #[test]
+    fn priority_and_notes() {
+        let c = Conversation::replay(&inbound(&Conversation::default(), 0));
+        let e = c.decide(ConversationCommand::SetPriority { priority: Priority::parse("urgent").unwrap() }).unwrap();
+        let c = e.iter().fold(c, Conversation::evolve);
+        assert_eq!(c.priority, Priority::Urgent);
+        assert!(c.decide(ConversationCommand::SetPriority { priority: Priority::Urgent }).unwrap().is_empty());
+        assert!(Priority::parse("asap").is_err());
+        let note = |text: &str| {
+            c.decide(ConversationCommand::AddNote {
+                note_id: NoteId::from_uuid(Uuid::from_u128(9)),
+                text: text.into(),
+                now: at(1),
+            })
+        };
+        assert!(
+            matches!(&note(" call back ").unwrap()[..], [ConversationEvent::NoteAdded { text, .. }] if text == "call back")
+        );
+        assert!(note("").is_err());
+        assert!(note("a\u{0}b").is_err());
+        assert!(note(&"x".repeat(MAX_NOTE_CHARS + 1)).is_err());
     }
 }

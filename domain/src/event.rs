@@ -4,12 +4,14 @@
 //! cannot silently change what is stored. The serialised payload carries the same name as its `type`
 //! tag; the write side checks both agree.
 
+use crate::agent::AgentEvent;
 use crate::campaign::CampaignEvent;
 use crate::channel::ChannelEvent;
 use crate::contact::ContactEvent;
 use crate::conversation::ConversationEvent;
 use crate::group::GroupEvent;
 use crate::message::MessageEvent;
+use crate::team::TeamEvent;
 use crate::template::TemplateEvent;
 use crate::workspace::WorkspaceEvent;
 
@@ -23,6 +25,8 @@ pub enum DomainEvent {
     Message(MessageEvent),
     Conversation(ConversationEvent),
     Campaign(CampaignEvent),
+    Agent(AgentEvent),
+    Team(TeamEvent),
 }
 
 impl DomainEvent {
@@ -40,6 +44,7 @@ impl DomainEvent {
                 ChannelEvent::RateLimitChanged { .. } => "channel.rate_limit_changed",
                 ChannelEvent::Halted { .. } => "channel.halted",
                 ChannelEvent::Resumed => "channel.resumed",
+                ChannelEvent::InboxTeamSet { .. } => "channel.inbox_team_set",
             },
             Self::Contact(e) => match e {
                 ContactEvent::Created { .. } => "contact.created",
@@ -75,6 +80,8 @@ impl DomainEvent {
                 ConversationEvent::Started { .. } => "conversation.started",
                 ConversationEvent::InboundReceived { .. } => "conversation.inbound_received",
                 ConversationEvent::Assigned { .. } => "conversation.assigned",
+                ConversationEvent::PriorityChanged { .. } => "conversation.priority_changed",
+                ConversationEvent::NoteAdded { .. } => "conversation.note_added",
                 ConversationEvent::StatusChanged { .. } => "conversation.status_changed",
                 ConversationEvent::LabelsChanged { .. } => "conversation.labels_changed",
             },
@@ -88,6 +95,17 @@ impl DomainEvent {
                 CampaignEvent::Cancelled { .. } => "campaign.cancelled",
                 CampaignEvent::Completed { .. } => "campaign.completed",
             },
+            Self::Agent(e) => match e {
+                AgentEvent::Created { .. } => "agent.created",
+                AgentEvent::Renamed { .. } => "agent.renamed",
+                AgentEvent::AvailabilityChanged { .. } => "agent.availability_changed",
+            },
+            Self::Team(e) => match e {
+                TeamEvent::Created { .. } => "team.created",
+                TeamEvent::Updated { .. } => "team.updated",
+                TeamEvent::MembersAdded { .. } => "team.members_added",
+                TeamEvent::MembersRemoved { .. } => "team.members_removed",
+            },
         }
     }
 
@@ -100,9 +118,14 @@ impl DomainEvent {
 
 /// The current schema version of a stored event type; `None` for a type this code does not know.
 pub fn schema_version_of(event_type: &str) -> Option<u32> {
+    if event_type == "conversation.assigned" {
+        // v1: `{assignee: string|null}`; v2: agent and team ids (upcaster in the write side's codec).
+        return Some(2);
+    }
     let (category, _) = event_type.split_once('.')?;
     match category {
-        "workspace" | "channel" | "contact" | "group" | "template" | "message" | "conversation" | "campaign" => Some(1),
+        "workspace" | "channel" | "contact" | "group" | "template" | "message" | "conversation" | "campaign"
+        | "agent" | "team" => Some(1),
         _ => None,
     }
 }
@@ -136,5 +159,7 @@ into_domain_event!(
     Template(TemplateEvent),
     Message(MessageEvent),
     Conversation(ConversationEvent),
-    Campaign(CampaignEvent)
+    Campaign(CampaignEvent),
+    Agent(AgentEvent),
+    Team(TeamEvent)
 );

@@ -71,6 +71,18 @@ id_type!(
     /// A campaign.
     CampaignId
 );
+id_type!(
+    /// A person working the inbox.
+    AgentId
+);
+id_type!(
+    /// A team of agents sharing an inbox.
+    TeamId
+);
+id_type!(
+    /// A private note on a conversation.
+    NoteId
+);
 
 /// Namespace for deriving conversation ids, so that the conversation of a (channel, contact) pair
 /// can be found without a lookup.

@@ -10,12 +10,14 @@
 //! - [`values`]: validated values shared by several aggregates (phone numbers, names, attributes).
 //! - [`error`]: [`DomainError`], the reasons a command is rejected, each with a stable code.
 //! - [`role`]: API key roles and what each may do.
-//! - [`workspace`], [`campaign`], [`channel`], [`contact`], [`group`], [`template`], [`message`], [`conversation`]:
+//! - [`workspace`], [`campaign`], [`channel`], [`contact`], [`group`], [`template`], [`message`], [`conversation`],
+//!   [`agent`], [`team`]:
 //!   one aggregate each (state, commands, events, decide, evolve).
 //! - [`provider`]: what a provider's error code means (retry later, final, stop campaign, halt channel).
 //! - [`event`]: [`DomainEvent`], the union of all aggregates' events with their stable names and schema
 //!   versions.
 
+pub mod agent;
 pub mod aggregate;
 pub mod campaign;
 pub mod channel;
@@ -28,6 +30,7 @@ pub mod ids;
 pub mod message;
 pub mod provider;
 pub mod role;
+pub mod team;
 pub mod template;
 pub mod values;
 pub mod workspace;

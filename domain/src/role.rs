@@ -28,6 +28,8 @@ pub enum Action {
     ManageWorkspace,
     /// Change a conversation's status, assignment and the like (the inbox).
     WorkConversations,
+    /// Create agents and teams, change other agents' availability.
+    ManageAgents,
 }
 
 impl Role {
@@ -92,6 +94,7 @@ mod tests {
         assert!(Role::Agent.allows(Action::SendMessages));
         assert!(!Role::Agent.allows(Action::ManageKeys));
         assert!(!Role::Agent.allows(Action::ManageTemplates));
+        assert!(!Role::Agent.allows(Action::ManageAgents));
         assert!(Role::Admin.allows(Action::ManageKeys));
         assert_eq!(Role::parse("agent"), Ok(Role::Agent));
         assert!(Role::parse("root").is_err());

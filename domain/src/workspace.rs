@@ -2,7 +2,7 @@
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
-use crate::ids::ApiKeyId;
+use crate::ids::{AgentId, ApiKeyId};
 use crate::role::{Action, Role};
 use crate::values::{bounded_text, TimeZone};
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,8 @@ pub struct ApiKeyInfo {
     pub name: String,
     pub role: Role,
     pub revoked: bool,
+    /// The agent the key acts as.
+    pub agent_id: Option<AgentId>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -38,11 +40,14 @@ pub enum WorkspaceCommand {
         owner_key: ApiKeyId,
         owner_key_name: String,
     },
+    /// `agent_id`: the agent the key acts as; the caller has checked it exists and that `role` is
+    /// the agent's.
     IssueApiKey {
         key_id: ApiKeyId,
         name: String,
         role: Role,
         by: Role,
+        agent_id: Option<AgentId>,
     },
     RevokeApiKey {
         key_id: ApiKeyId,
@@ -63,7 +68,13 @@ pub enum WorkspaceEvent {
     #[serde(rename = "workspace.created")]
     Created { name: String, timezone: TimeZone },
     #[serde(rename = "workspace.api_key_issued")]
-    ApiKeyIssued { key_id: ApiKeyId, name: String, role: Role },
+    ApiKeyIssued {
+        key_id: ApiKeyId,
+        name: String,
+        role: Role,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_id: Option<AgentId>,
+    },
     #[serde(rename = "workspace.api_key_revoked")]
     ApiKeyRevoked { key_id: ApiKeyId },
     #[serde(rename = "workspace.settings_updated")]
@@ -150,10 +161,11 @@ impl Aggregate for Workspace {
                         key_id: owner_key,
                         name: key_name(&owner_key_name)?,
                         role: Role::Owner,
+                        agent_id: None,
                     },
                 ])
             }
-            IssueApiKey { key_id, name, role, by } => {
+            IssueApiKey { key_id, name, role, by, agent_id } => {
                 by.require(Action::ManageKeys)?;
                 if role == Role::Owner && by != Role::Owner {
                     return Err(DomainError::Forbidden { role: by.as_str().into(), action: "issue owner keys".into() });
@@ -161,7 +173,7 @@ impl Aggregate for Workspace {
                 if self.keys.contains_key(&key_id) {
                     return Err(DomainError::AlreadyExists("api key"));
                 }
-                Ok(vec![WorkspaceEvent::ApiKeyIssued { key_id, name: key_name(&name)?, role }])
+                Ok(vec![WorkspaceEvent::ApiKeyIssued { key_id, name: key_name(&name)?, role, agent_id }])
             }
             RevokeApiKey { key_id, by } => {
                 by.require(Action::ManageKeys)?;
@@ -212,8 +224,11 @@ impl Aggregate for Workspace {
                 self.opt_out_keywords = DEFAULT_OPT_OUT_KEYWORDS.iter().map(|s| s.to_string()).collect();
                 self.opt_in_keywords = DEFAULT_OPT_IN_KEYWORDS.iter().map(|s| s.to_string()).collect();
             }
-            WorkspaceEvent::ApiKeyIssued { key_id, name, role } => {
-                self.keys.insert(*key_id, ApiKeyInfo { name: name.clone(), role: *role, revoked: false });
+            WorkspaceEvent::ApiKeyIssued { key_id, name, role, agent_id } => {
+                self.keys.insert(
+                    *key_id,
+                    ApiKeyInfo { name: name.clone(), role: *role, revoked: false, agent_id: *agent_id },
+                );
             }
             WorkspaceEvent::ApiKeyRevoked { key_id } => {
                 if let Some(k) = self.keys.get_mut(key_id) {
@@ -283,11 +298,22 @@ mod tests {
     #[test]
     fn admin_cannot_issue_owner_keys_but_owner_can() {
         let ws = created();
-        let cmd = |by| WorkspaceCommand::IssueApiKey { key_id: key(2), name: "ops".into(), role: Role::Owner, by };
+        let cmd = |by| WorkspaceCommand::IssueApiKey {
+            key_id: key(2),
+            name: "ops".into(),
+            role: Role::Owner,
+            by,
+            agent_id: None,
+        };
         assert_eq!(ws.decide(cmd(Role::Admin)).unwrap_err().code(), "forbidden");
         assert_eq!(ws.decide(cmd(Role::Owner)).unwrap().len(), 1);
-        let agent =
-            WorkspaceCommand::IssueApiKey { key_id: key(3), name: "a".into(), role: Role::Viewer, by: Role::Agent };
+        let agent = WorkspaceCommand::IssueApiKey {
+            key_id: key(3),
+            name: "a".into(),
+            role: Role::Viewer,
+            by: Role::Agent,
+            agent_id: None,
+        };
         assert_eq!(ws.decide(agent).unwrap_err().code(), "forbidden");
     }
 
@@ -298,7 +324,12 @@ mod tests {
             ws.decide(WorkspaceCommand::RevokeApiKey { key_id: key(1), by: Role::Owner }),
             Err(DomainError::LastOwnerKey)
         );
-        let ws = ws.evolve(&WorkspaceEvent::ApiKeyIssued { key_id: key(2), name: "agent".into(), role: Role::Agent });
+        let ws = ws.evolve(&WorkspaceEvent::ApiKeyIssued {
+            key_id: key(2),
+            name: "agent".into(),
+            role: Role::Agent,
+            agent_id: None,
+        });
         let events = ws.decide(WorkspaceCommand::RevokeApiKey { key_id: key(2), by: Role::Admin }).unwrap();
         assert_eq!(events, vec![WorkspaceEvent::ApiKeyRevoked { key_id: key(2) }]);
         let ws = ws.evolve(&events[0]);
