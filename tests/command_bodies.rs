@@ -47,7 +47,8 @@ fn hostile_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// Valid bodies of the command routes (`{contact}`, `{channel}`, `{template}`, `{group}` filled in).
+/// Valid bodies of the command routes (`{contact}`, `{channel}`, `{template}`, `{group}`,
+/// `{conversation}`, `{agent}`, `{team}` filled in).
 fn routes() -> Vec<(Method, &'static str, Value)> {
     vec![
         (
@@ -98,6 +99,20 @@ fn routes() -> Vec<(Method, &'static str, Value)> {
         (Method::PATCH, "/v1/workspace", json!({"name": "Toko", "timezone": "Asia/Jakarta"})),
         (Method::POST, "/v1/conversations/{conversation}/status", json!({"status": "pending", "snoozed_until": null})),
         (Method::POST, "/v1/conversations/{conversation}/labels", json!({"add": ["vip"], "remove": ["old"]})),
+        (
+            Method::POST,
+            "/v1/conversations/{conversation}/assignment",
+            json!({"agent_id": "{agent}", "team_id": "{team}"}),
+        ),
+        (Method::POST, "/v1/conversations/{conversation}/priority", json!({"priority": "high"})),
+        (Method::POST, "/v1/conversations/{conversation}/notes", json!({"text": "call back"})),
+        (Method::POST, "/v1/conversations/{conversation}/messages", json!({"type": "text", "text": {"body": "Halo"}})),
+        (Method::POST, "/v1/agents", json!({"name": "Sari", "email": "sari@example.com", "role": "agent"})),
+        (Method::POST, "/v1/agents/{agent}/availability", json!({"availability": "online"})),
+        (Method::POST, "/v1/teams", json!({"name": "Support", "auto_assign": true, "max_open_per_agent": 5})),
+        (Method::POST, "/v1/teams/{team}/members", json!({"agent_ids": ["{agent}"]})),
+        (Method::PATCH, "/v1/channels/{channel}", json!({"inbox_team_id": "{team}"})),
+        (Method::POST, "/v1/api-keys", json!({"name": "sari", "agent_id": "{agent}"})),
     ]
 }
 
@@ -165,12 +180,17 @@ impl Fixture {
             .await
             .unwrap();
         let conversation = ConversationId::for_pair(ch, co).to_string();
+        let agent = json!({"name": "base", "email": "base@example.com"});
+        let agent = app.post("/v1/agents", &ws.key, agent).await.expect(201).id("agent_id");
+        let team = app.post("/v1/teams", &ws.key, json!({"name": "base"})).await.expect(201).id("team_id");
         let ids = vec![
             ("{contact}", contact),
             ("{channel}", channel),
             ("{template}", template),
             ("{group}", group),
             ("{conversation}", conversation),
+            ("{agent}", agent),
+            ("{team}", team),
         ];
         Self { ws, ids }
     }

@@ -1,54 +1,11 @@
 //! The agents' inbox over HTTP and WebSocket: conversation statuses (open, pending, snoozed,
 //! resolved), reopening on inbound messages and when a snooze ends, and the status filter.
 
-use blazz_domain::ids::{ChannelId, ContactId, ConversationId};
-use blazz_tests::{Live, Settings, TestApp, Ws, OPERATOR_TOKEN};
+use blazz_tests::inbox::setup;
+use blazz_tests::{Live, Settings, OPERATOR_TOKEN};
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use uuid::Uuid;
-
-struct Setup {
-    app: TestApp,
-    ws: Ws,
-    channel: ChannelId,
-    contact: ContactId,
-}
-
-async fn setup(pool: PgPool, settings: Settings) -> Setup {
-    let app = TestApp::spawn_with(pool, settings).await;
-    let ws = app.workspace().await;
-    let channel = ChannelId::from_uuid(Uuid::parse_str(&app.channel(&ws).await).unwrap());
-    let contact = ContactId::from_uuid(Uuid::parse_str(&app.contact(&ws, "+6281234567890", json!({})).await).unwrap());
-    Setup { app, ws, channel, contact }
-}
-
-impl Setup {
-    /// The contact writes; answers the conversation id and the log position.
-    async fn inbound(&self) -> (String, i64) {
-        let ctx = self.app.system(&self.ws);
-        let wamid = format!("wamid.{}", Uuid::now_v7());
-        let r = self.app.commands().record_inbound(&ctx, self.channel, self.contact, wamid, Utc::now()).await.unwrap();
-        (ConversationId::for_pair(self.channel, self.contact).to_string(), r.position.unwrap())
-    }
-
-    /// A new API key of the workspace with `role`.
-    async fn key(&self, role: &str) -> String {
-        let issued = self.app.post("/v1/api-keys", &self.ws.key, json!({"name": role, "role": role})).await.expect(201);
-        issued.body["key"].as_str().unwrap().to_owned()
-    }
-
-    async fn set(&self, conversation: &str, body: Value) -> blazz_tests::Answer {
-        self.app.post(&format!("/v1/conversations/{conversation}/status"), &self.ws.key, body).await
-    }
-
-    /// The conversation's row once the projections are at `position`.
-    async fn row(&self, conversation: &str, position: &Value) -> Value {
-        let list =
-            self.app.get(&format!("/v1/conversations?min_position={position}"), &self.ws.key).await.expect(200).body;
-        list["items"].as_array().unwrap().iter().find(|c| c["conversation_id"] == conversation).cloned().unwrap()
-    }
-}
 
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn resolving_then_an_inbound_message_reopens_the_conversation_live(pool: PgPool) {

@@ -41,13 +41,16 @@ impl Caller {
 
     /// The context for a command whose request has this fingerprint.
     pub fn context(&self, fingerprint: Option<String>) -> CommandContext {
-        context(
-            self.workspace_id(),
-            self.principal.role,
-            format!("api_key:{}", self.principal.key_id),
-            &self.meta,
-            fingerprint,
-        )
+        CommandContext {
+            agent_id: self.principal.agent_id,
+            ..context(
+                self.workspace_id(),
+                self.principal.role,
+                format!("api_key:{}", self.principal.key_id),
+                &self.meta,
+                fingerprint,
+            )
+        }
     }
 }
 
@@ -62,6 +65,7 @@ pub(crate) fn context(
         workspace_id,
         role,
         actor,
+        agent_id: None,
         request_id: meta.request_id.clone(),
         correlation_id: Uuid::now_v7(),
         idempotency: meta
@@ -78,11 +82,34 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let principal = state.commands.authenticate(secret).await?.ok_or_else(ApiError::unauthorized)?;
+        acting_agent(&parts.headers, principal.agent_id)?;
         state.rates.check(&state.pool, principal.workspace_id.as_uuid(), principal.key_id.as_uuid()).await?;
         // Bulk work of other workspaces yields while this one is active.
         state.commands.pacer().note(principal.workspace_id.as_uuid());
         let meta = RequestMeta::from_request_parts(parts, state).await?;
         Ok(Self { principal, meta })
+    }
+}
+
+/// `X-Agent-Id` states which agent a request acts as. A key acts only as the agent it is bound to,
+/// so the header is a check, never a way in: naming another agent, or any agent with a key bound to
+/// none, is refused (403 `agent_mismatch`); an owner or admin assigning work is recorded as itself.
+fn acting_agent(headers: &axum::http::HeaderMap, bound: Option<blazz_domain::ids::AgentId>) -> Result<(), ApiError> {
+    let Some(value) = headers.get("x-agent-id") else {
+        return Ok(());
+    };
+    let named = value.to_str().ok().and_then(|v| Uuid::try_parse(v.trim()).ok());
+    let Some(named) = named else {
+        return Err(ApiError::bad_request("invalid_header", "X-Agent-Id must be an agent id (a UUID)"));
+    };
+    if bound.map(|a| a.as_uuid()) == Some(named) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "agent_mismatch",
+            "this API key does not act as that agent; issue a key bound to the agent (POST /v1/api-keys with agent_id)",
+        ))
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::launcher::Launcher;
 use blazz_commands::dispatch::{Dispatched, Dispatcher};
-use blazz_domain::ids::{CampaignId, ConversationId, MessageId};
+use blazz_domain::ids::{CampaignId, ConversationId, MessageId, TeamId};
 use futures::StreamExt;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -30,14 +30,16 @@ const LAUNCH_STALLED: Duration = Duration::from_secs(120);
 
 /// Launches scheduled campaigns when due, relaunches interrupted launches (a launch is idempotent:
 /// message ids derive from campaign and contact), applies the crash policy to attempts left without
-/// an outcome, completes campaigns whose messages are all final, and reopens snoozed conversations
-/// whose time has come. Runs until `shutdown` turns true.
+/// an outcome, completes campaigns whose messages are all final, reopens snoozed conversations
+/// whose time has come, and assigns waiting conversations to teams and agents. Runs until `shutdown`
+/// turns true.
 pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, launcher: Launcher, mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {
         launch_due(&pool, &dispatcher, &launcher).await;
         give_up_stale(&pool, &dispatcher).await;
         complete_finished(&pool, &dispatcher).await;
         wake_snoozed(&pool, &dispatcher).await;
+        assign_waiting(&pool, &dispatcher).await;
         tokio::select! {
             _ = tokio::time::sleep(SCHEDULE_POLL) => {}
             _ = shutdown.changed() => {}
@@ -107,6 +109,52 @@ async fn wake_snoozed(pool: &PgPool, dispatcher: &Dispatcher) {
         let ctx = Dispatcher::context(workspace);
         if let Err(e) = dispatcher.commands().wake_conversation(&ctx, ConversationId::from_uuid(conversation)).await {
             tracing::warn!(%conversation, error = %e, "snoozed conversation not reopened; retrying");
+        }
+    }
+}
+
+/// Conversations a team takes per workspace and tick, and in all per tick.
+const ASSIGN_PER_WORKSPACE: i64 = 50;
+const ASSIGN_PER_TICK: i64 = 1000;
+
+/// Automatic assignment: each open conversation without an agent that a team should take goes to
+/// that team and, if the team assigns automatically, to the next of its online members under the
+/// cap ([`blazz_domain::team::next_agent`]: round-robin by who was given one longest ago). The
+/// conversation aggregate refuses to take one from an agent or another team, so a stale read or a
+/// second node's scheduler changes nothing.
+async fn assign_waiting(pool: &PgPool, dispatcher: &Dispatcher) {
+    use blazz_projections::read_models::agents;
+    let waiting = match agents::waiting_for_assignment(pool, ASSIGN_PER_WORKSPACE, ASSIGN_PER_TICK).await {
+        Ok(w) => w,
+        Err(e) => return tracing::warn!(error = %e, "conversations waiting for assignment unreadable; retrying"),
+    };
+    let mut teams: HashMap<(Uuid, Uuid), Vec<blazz_domain::team::Candidate>> = HashMap::new();
+    for w in waiting {
+        let agent = if w.auto_assign {
+            let key = (w.workspace_id, w.team_id);
+            if !teams.contains_key(&key) {
+                match agents::candidates(pool, w.workspace_id, w.team_id).await {
+                    Ok(c) => teams.insert(key, c),
+                    Err(e) => return tracing::warn!(error = %e, "team members unreadable; retrying"),
+                };
+            }
+            let cap = w.max_open_per_agent.and_then(|c| u32::try_from(c).ok());
+            teams.get(&key).and_then(|c| blazz_domain::team::next_agent(c, cap))
+        } else {
+            None
+        };
+        let ctx = blazz_commands::CommandContext::system(w.workspace_id, "assigner");
+        let (conversation, team) = (ConversationId::from_uuid(w.conversation_id), TeamId::from_uuid(w.team_id));
+        match dispatcher.commands().auto_assign_conversation(&ctx, conversation, team, agent).await {
+            Ok(r) if r.position.is_some() => {
+                let taken = teams.get_mut(&(w.workspace_id, w.team_id));
+                if let Some(c) = taken.and_then(|c| c.iter_mut().find(|c| Some(c.agent_id) == agent)) {
+                    c.open = c.open.saturating_add(1);
+                    c.last_assigned_at = Some(ctx.now);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%conversation, error = %e, "conversation not assigned; retrying"),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The context every command runs in.
 
 use crate::store::EventMetadata;
+use blazz_domain::ids::AgentId;
 use blazz_domain::role::Role;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -19,6 +20,8 @@ pub struct CommandContext {
     pub role: Role,
     /// `api_key:<id>`, `operator` or `system:<component>`.
     pub actor: String,
+    /// The agent the caller's key is bound to, if any.
+    pub agent_id: Option<AgentId>,
     pub request_id: Option<String>,
     pub correlation_id: Uuid,
     pub idempotency: Option<Idempotency>,
@@ -33,6 +36,7 @@ impl CommandContext {
             workspace_id,
             role: Role::Owner,
             actor: format!("system:{component}"),
+            agent_id: None,
             request_id: None,
             correlation_id: Uuid::now_v7(),
             idempotency: None,
@@ -46,6 +50,7 @@ impl CommandContext {
             causation_id: None,
             actor: self.actor.clone(),
             request_id: self.request_id.clone(),
+            agent_id: self.agent_id.map(|a| a.as_uuid()),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! key is stored (outside the event log), found by key id and compared in constant time. The secret
 //! carries 256 random bits, so a fast hash is the right tool (no password stretching needed).
 
-use blazz_domain::ids::ApiKeyId;
+use blazz_domain::ids::{AgentId, ApiKeyId};
 use blazz_domain::role::Role;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -58,6 +58,7 @@ pub struct StoredKey {
     pub workspace_id: Uuid,
     pub hash: String,
     pub role: Role,
+    pub agent_id: Option<AgentId>,
 }
 
 /// Stored keys remembered for a short time, so a request needs no database round trip to
@@ -124,7 +125,7 @@ mod tests {
     #[test]
     fn the_key_cache_expires_and_forgets() {
         let id = generate().id;
-        let stored = StoredKey { workspace_id: Uuid::nil(), hash: "h".into(), role: Role::Agent };
+        let stored = StoredKey { workspace_id: Uuid::nil(), hash: "h".into(), role: Role::Agent, agent_id: None };
         let cache = KeyCache::new(Duration::from_secs(60));
         cache.put(id, stored.clone());
         assert_eq!(cache.get(id), Some(stored.clone()));

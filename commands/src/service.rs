@@ -30,6 +30,8 @@ pub mod scopes {
     pub const PROVIDER_MESSAGE: &str = "provider_message_id";
     /// `<channel id>:<wamid>` of an inbound message, owned by its conversation: absorbs redeliveries.
     pub const INBOUND_MESSAGE: &str = "inbound_message";
+    /// `<workspace id>:<email>` of an agent: one agent per email in a workspace.
+    pub const AGENT_EMAIL: &str = "agent_email";
 
     /// A claim value as a client knows it: without the `<workspace id>:` prefix of workspace scopes.
     pub fn display_value(value: &str) -> &str {
@@ -44,6 +46,7 @@ pub mod scopes {
             CONTACT_PHONE => "phone_taken",
             CHANNEL_NUMBER => "phone_number_id_taken",
             TEMPLATE_NAME => "template_exists",
+            AGENT_EMAIL => "email_taken",
             _ => "already_exists",
         }
     }

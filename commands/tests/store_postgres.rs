@@ -46,7 +46,13 @@ fn one_event(stream: &str, ws: Uuid) -> AppendRequest {
             schema_version: 1,
             payload: serde_json::json!({}),
         }],
-        EventMetadata { correlation_id: Uuid::now_v7(), causation_id: None, actor: "test".into(), request_id: None },
+        EventMetadata {
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            actor: "test".into(),
+            request_id: None,
+            agent_id: None,
+        },
     )
 }
 

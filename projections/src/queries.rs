@@ -1,5 +1,7 @@
 //! Reads of the read models. Lists are paged by id (UUIDv7, so in creation order): a page continues
-//! after the last id of the previous one, which stays stable while new rows are inserted.
+//! after the last id of the previous one, which stays stable while new rows are inserted. The inbox
+//! (conversations) is ordered by last activity instead, newest first: a page continues after the
+//! activity and id of the row named by `after`.
 
 use chrono::NaiveDate;
 use serde_json::Value;
@@ -30,6 +32,8 @@ pub enum Filter {
     Attribute(String, String),
     /// Conversations with unread inbound messages.
     Unread,
+    /// `column IS NULL`.
+    Null(&'static str),
 }
 
 /// The lists there are: table and id column.
@@ -42,7 +46,20 @@ pub enum List {
     Conversations,
     Messages,
     Campaigns,
+    Agents,
+    Teams,
+    Notes,
 }
+
+/// Agents with their workload: open (or pending) conversations and those with unread messages.
+const AGENTS_WITH_WORKLOAD: &str = "(SELECT a.*, w.open AS open_conversations, w.unread AS unread_conversations
+    FROM rm_agents a CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE c.status IN ('open', 'pending')) AS open,
+               count(*) FILTER (WHERE c.unread_count > 0 AND c.status <> 'resolved') AS unread
+        FROM rm_conversations c WHERE c.workspace_id = a.workspace_id AND c.agent_id = a.agent_id) w)";
+
+/// The inbox's order: last activity, newest first (a conversation without messages sorts last).
+const ACTIVITY: &str = "coalesce(last_message_at, '-infinity'::timestamptz)";
 
 impl List {
     fn table(self) -> (&'static str, &'static str) {
@@ -54,7 +71,14 @@ impl List {
             Self::Conversations => ("rm_conversations", "conversation_id"),
             Self::Messages => ("rm_messages", "message_id"),
             Self::Campaigns => (crate::read_models::campaigns::WITH_PROGRESS, "campaign_id"),
+            Self::Agents => (AGENTS_WITH_WORKLOAD, "agent_id"),
+            Self::Teams => ("rm_teams", "team_id"),
+            Self::Notes => ("rm_conversation_notes", "note_id"),
         }
+    }
+
+    fn by_activity(self) -> bool {
+        matches!(self, Self::Conversations)
     }
 }
 
@@ -71,8 +95,18 @@ pub async fn list(
     let mut q: QueryBuilder<Postgres> =
         QueryBuilder::new(format!("SELECT to_jsonb(t) - 'workspace_id' FROM {table} t WHERE workspace_id = "));
     q.push_bind(workspace);
-    if let Some(a) = after {
-        q.push(format!(" AND {id} > ")).push_bind(a);
+    match after {
+        Some(a) if list.by_activity() => {
+            q.push(format!(" AND ({ACTIVITY}, {id}) < (SELECT {ACTIVITY}, {id} FROM {table} WHERE workspace_id = "))
+                .push_bind(workspace)
+                .push(format!(" AND {id} = "))
+                .push_bind(a)
+                .push(")");
+        }
+        Some(a) => {
+            q.push(format!(" AND {id} > ")).push_bind(a);
+        }
+        None => {}
     }
     for f in filters {
         match f {
@@ -97,9 +131,16 @@ pub async fn list(
             Filter::Unread => {
                 q.push(" AND unread_count > 0");
             }
+            Filter::Null(col) => {
+                q.push(format!(" AND {col} IS NULL"));
+            }
         }
     }
-    q.push(format!(" ORDER BY {id} LIMIT ")).push_bind(limit + 1);
+    if list.by_activity() {
+        q.push(format!(" ORDER BY {ACTIVITY} DESC, {id} DESC LIMIT ")).push_bind(limit + 1);
+    } else {
+        q.push(format!(" ORDER BY {id} LIMIT ")).push_bind(limit + 1);
+    }
     let mut items: Vec<Value> = q.build_query_scalar().fetch_all(pool).await?;
     let next = if items.len() as i64 > limit {
         items.truncate(limit as usize);

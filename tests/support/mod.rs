@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod fake_graph;
+pub mod inbox;
 
 use blazz_api::server::Running;
 pub use blazz_api::server::Settings;
@@ -128,6 +129,7 @@ impl TestApp {
             causation_id: None,
             actor: "test".into(),
             request_id: None,
+            agent_id: None,
         };
         let workspace = ws.id.parse().expect("workspace id");
         let request = AppendRequest::new(stream.into(), workspace, ExpectedVersion::Any, vec![event], meta);

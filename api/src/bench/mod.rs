@@ -240,6 +240,7 @@ pub(crate) fn new_contact_event() -> AppendRequest {
             causation_id: None,
             actor: "system:bench".into(),
             request_id: None,
+            agent_id: None,
         },
     )
 }

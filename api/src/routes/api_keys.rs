@@ -1,4 +1,5 @@
-//! `POST /v1/api-keys`, `DELETE /v1/api-keys/{id}`. The secret is returned once, on issue.
+//! `POST /v1/api-keys`, `DELETE /v1/api-keys/{id}`. The secret is returned once, on issue. A key may
+//! be bound to an agent: it then acts as that agent, with the agent's role.
 
 use super::command_response;
 use crate::auth::Caller;
@@ -8,7 +9,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use blazz_domain::ids::ApiKeyId;
+use blazz_domain::ids::{AgentId, ApiKeyId};
 use blazz_domain::role::Role;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -17,12 +18,17 @@ use uuid::Uuid;
 #[serde(deny_unknown_fields)]
 pub struct IssueKey {
     name: String,
-    role: String,
+    /// Required unless `agent_id` is given (a key bound to an agent has the agent's role).
+    role: Option<String>,
+    /// The agent the key acts as: every change made with it names the agent.
+    agent_id: Option<Uuid>,
 }
 
 pub async fn issue(State(s): State<AppState>, caller: Caller, body: JsonBody<IssueKey>) -> Result<Response, ApiError> {
-    let role = Role::parse(&body.value.role)?;
-    let result = s.commands.issue_api_key(&caller.context(Some(body.fingerprint)), body.value.name, role).await?;
+    let IssueKey { name, role, agent_id } = body.value;
+    let role = role.as_deref().map(Role::parse).transpose()?;
+    let ctx = caller.context(Some(body.fingerprint));
+    let result = s.commands.issue_api_key(&ctx, name, role, agent_id.map(AgentId::from_uuid)).await?;
     Ok(command_response(StatusCode::CREATED, result))
 }
 

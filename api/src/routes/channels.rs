@@ -12,7 +12,7 @@ use axum::Json;
 use blazz_commands::credentials::{ChannelSecrets, CredentialError, Secret};
 use blazz_commands::handlers::channel::ConnectChannel;
 use blazz_domain::channel::{Channel, ProviderKind};
-use blazz_domain::ids::ChannelId;
+use blazz_domain::ids::{ChannelId, TeamId};
 use blazz_domain::role::Action;
 use blazz_domain::values::PhoneNumber;
 use blazz_domain::DomainError;
@@ -46,9 +46,14 @@ pub async fn connect(State(s): State<AppState>, caller: Caller, body: JsonBody<C
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
-    rate_limit_per_second: u32,
+    rate_limit_per_second: Option<u32>,
+    /// The team new conversations go to; `null` for none.
+    #[serde(default, deserialize_with = "super::double_option")]
+    inbox_team_id: Option<Option<Uuid>>,
 }
 
+/// `PATCH /v1/channels/{id}`: the send rate and/or the inbox team (each field applied as its own
+/// command; the answer merges them and carries the last position written).
 pub async fn update(
     State(s): State<AppState>,
     caller: Caller,
@@ -56,9 +61,19 @@ pub async fn update(
     body: JsonBody<Update>,
 ) -> Result<Response, ApiError> {
     let ctx = caller.context(Some(body.fingerprint));
-    let result =
-        s.commands.set_channel_rate_limit(&ctx, ChannelId::from_uuid(id), body.value.rate_limit_per_second).await?;
-    Ok(command_response(StatusCode::OK, result))
+    let (channel, b) = (ChannelId::from_uuid(id), body.value);
+    if b.rate_limit_per_second.is_none() && b.inbox_team_id.is_none() {
+        return Err(DomainError::invalid("body", "give rate_limit_per_second and/or inbox_team_id").into());
+    }
+    let mut results = vec![];
+    if let Some(rate) = b.rate_limit_per_second {
+        results.push(s.commands.set_channel_rate_limit(&ctx, channel, rate).await?);
+    }
+    if let Some(team) = b.inbox_team_id {
+        let ctx = blazz_commands::CommandContext { idempotency: None, ..ctx.clone() };
+        results.push(s.commands.set_channel_inbox_team(&ctx, channel, team.map(TeamId::from_uuid)).await?);
+    }
+    Ok(command_response(StatusCode::OK, super::merged(results)))
 }
 
 #[derive(Deserialize)]

@@ -1,4 +1,6 @@
-//! `POST /v1/conversations/{id}/status` and `/labels`: a conversation's inbox status and labels.
+//! `POST /v1/conversations/{id}/status`, `/labels`, `/assignment`, `/priority`, `/notes` and
+//! `/messages`: a conversation's inbox status, labels, assignment, priority, private notes, and
+//! replies.
 
 use super::command_response;
 use crate::auth::Caller;
@@ -8,8 +10,9 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use blazz_domain::conversation::ConversationStatus;
-use blazz_domain::ids::ConversationId;
+use blazz_domain::conversation::{ConversationStatus, Priority};
+use blazz_domain::ids::{AgentId, ConversationId, TeamId};
+use blazz_domain::DomainError;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -57,4 +60,85 @@ pub async fn labels(
     let ctx = caller.context(Some(body.fingerprint));
     let result = s.commands.label_conversation(&ctx, ConversationId::from_uuid(id), add, remove).await?;
     Ok(command_response(StatusCode::OK, result))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assignment {
+    /// The agent; `null` unassigns; absent leaves it as it is.
+    #[serde(default, deserialize_with = "super::double_option")]
+    agent_id: Option<Option<Uuid>>,
+    /// The team; `null` clears it; absent leaves it as it is.
+    #[serde(default, deserialize_with = "super::double_option")]
+    team_id: Option<Option<Uuid>>,
+}
+
+pub async fn assign(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: JsonBody<Assignment>,
+) -> Result<Response, ApiError> {
+    let Assignment { agent_id, team_id } = body.value;
+    if agent_id.is_none() && team_id.is_none() {
+        return Err(DomainError::invalid("body", "give agent_id and/or team_id (null to clear)").into());
+    }
+    let ctx = caller.context(Some(body.fingerprint));
+    let agent = agent_id.map(|a| a.map(AgentId::from_uuid));
+    let team = team_id.map(|t| t.map(TeamId::from_uuid));
+    let result = s.commands.assign_conversation(&ctx, ConversationId::from_uuid(id), agent, team).await?;
+    Ok(command_response(StatusCode::OK, result))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPriority {
+    /// `none`, `low`, `medium`, `high` or `urgent`.
+    priority: String,
+}
+
+pub async fn priority(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: JsonBody<SetPriority>,
+) -> Result<Response, ApiError> {
+    let priority = Priority::parse(&body.value.priority)?;
+    let ctx = caller.context(Some(body.fingerprint));
+    let result = s.commands.set_conversation_priority(&ctx, ConversationId::from_uuid(id), priority).await?;
+    Ok(command_response(StatusCode::OK, result))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Note {
+    text: String,
+}
+
+pub async fn add_note(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: JsonBody<Note>,
+) -> Result<Response, ApiError> {
+    let ctx = caller.context(Some(body.fingerprint));
+    let result = s.commands.add_conversation_note(&ctx, ConversationId::from_uuid(id), body.value.text).await?;
+    Ok(command_response(StatusCode::CREATED, result))
+}
+
+/// A reply: the body of `POST /v1/messages` without `channel_id` and `contact_id` (the
+/// conversation's are used).
+pub async fn reply(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: JsonBody<super::messages::Send>,
+) -> Result<Response, ApiError> {
+    let (content, b) = super::messages::content(body.value)?;
+    if b.channel_id.is_some() || b.contact_id.is_some() {
+        return Err(DomainError::invalid("channel_id", "a reply goes to the conversation's channel and contact").into());
+    }
+    let ctx = caller.context(Some(body.fingerprint));
+    let result = s.commands.reply_in_conversation(&ctx, ConversationId::from_uuid(id), content, b.reply_to).await?;
+    Ok(command_response(StatusCode::ACCEPTED, result))
 }

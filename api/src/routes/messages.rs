@@ -60,9 +60,10 @@ pub struct Interactive {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Send {
-    channel_id: Uuid,
-    contact_id: Uuid,
+pub(crate) struct Send {
+    /// Required on `POST /v1/messages`; refused on a conversation's reply (it has its own).
+    pub(crate) channel_id: Option<Uuid>,
+    pub(crate) contact_id: Option<Uuid>,
     #[serde(rename = "type")]
     kind: String,
     text: Option<Text>,
@@ -70,14 +71,14 @@ pub struct Send {
     media: Option<Media>,
     interactive: Option<Interactive>,
     /// Provider message id this message replies to.
-    reply_to: Option<String>,
+    pub(crate) reply_to: Option<String>,
 }
 
 fn missing(kind: &str, field: &str) -> ApiError {
     DomainError::invalid(field, format!("a {kind} message needs a \"{field}\" object")).into()
 }
 
-fn content(b: Send) -> Result<(SendContent, Send), ApiError> {
+pub(crate) fn content(b: Send) -> Result<(SendContent, Send), ApiError> {
     let media_kind = |k: &str| match k {
         "image" => Some(MediaKind::Image),
         "video" => Some(MediaKind::Video),
@@ -121,9 +122,10 @@ fn content(b: Send) -> Result<(SendContent, Send), ApiError> {
 
 pub async fn send(State(s): State<AppState>, caller: Caller, body: JsonBody<Send>) -> Result<Response, ApiError> {
     let (content, b) = content(body.value)?;
+    let required = |field: &str| DomainError::invalid(field, "is required");
     let input = SendMessage {
-        channel_id: ChannelId::from_uuid(b.channel_id),
-        contact_id: ContactId::from_uuid(b.contact_id),
+        channel_id: ChannelId::from_uuid(b.channel_id.ok_or_else(|| required("channel_id"))?),
+        contact_id: ContactId::from_uuid(b.contact_id.ok_or_else(|| required("contact_id"))?),
         content,
         reply_to: b.reply_to,
     };

@@ -1,6 +1,7 @@
 //! Routes, one file per resource. Every command answers with the ids it created and the log
 //! `position` it wrote; a replayed idempotent answer carries `Idempotent-Replayed: true`.
 
+mod agents;
 mod api_keys;
 mod campaigns;
 mod channels;
@@ -68,6 +69,18 @@ pub fn router() -> Router<AppState> {
         .route("/v1/conversations", get(q::conversations))
         .route("/v1/conversations/{id}/status", post(conversations::set_status))
         .route("/v1/conversations/{id}/labels", post(conversations::labels))
+        .route("/v1/conversations/{id}/assignment", post(conversations::assign))
+        .route("/v1/conversations/{id}/priority", post(conversations::priority))
+        .route("/v1/conversations/{id}/notes", post(conversations::add_note).get(q::notes))
+        .route("/v1/conversations/{id}/messages", post(conversations::reply))
+        .route("/v1/conversations/{id}", get(q::conversation))
+        .route("/v1/agents", post(agents::create).get(q::agents))
+        .route("/v1/agents/{id}", patch(agents::rename).get(q::agent))
+        .route("/v1/agents/{id}/availability", post(agents::availability))
+        .route("/v1/teams", post(agents::create_team).get(q::teams))
+        .route("/v1/teams/{id}", patch(agents::update_team).get(q::team))
+        .route("/v1/teams/{id}/members", post(agents::add_members))
+        .route("/v1/teams/{id}/members/remove", post(agents::remove_members))
         .route("/v1/stats/daily", get(q::daily_stats))
         .route("/v1/stream", get(stream::stream))
         .route("/v1/history/events", get(history::log))
@@ -96,6 +109,21 @@ pub(crate) fn command_response(status: StatusCode, result: CommandResult) -> Res
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     response
+}
+
+/// The answer to several commands of one request: their bodies merged, the last position written,
+/// replayed when every one was.
+pub(crate) fn merged(results: Vec<CommandResult>) -> CommandResult {
+    let mut body = serde_json::Map::new();
+    let (mut position, mut replayed) = (None, !results.is_empty());
+    for r in results {
+        if let serde_json::Value::Object(m) = r.body {
+            body.extend(m);
+        }
+        position = r.position.or(position);
+        replayed &= r.replayed;
+    }
+    CommandResult { body: body.into(), position, replayed }
 }
 
 /// For PATCH bodies: distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).

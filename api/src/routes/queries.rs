@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use blazz_commands::store::LogCursor;
-use blazz_domain::conversation::ConversationStatus;
+use blazz_domain::conversation::{ConversationStatus, Priority};
 use blazz_domain::role::Action;
 use blazz_projections::queries::{self, Filter, List, Page};
 use chrono::NaiveDate;
@@ -36,6 +36,12 @@ pub struct Params {
     status: Option<String>,
     label: Option<String>,
     unread: Option<bool>,
+    /// Conversations assigned to this agent.
+    assignee: Option<Uuid>,
+    team: Option<Uuid>,
+    /// `true`: conversations without an agent.
+    unassigned: Option<bool>,
+    priority: Option<String>,
     channel_id: Option<Uuid>,
     contact_id: Option<Uuid>,
     conversation_id: Option<Uuid>,
@@ -217,7 +223,73 @@ pub async fn conversations(
     if let Some(l) = &p.label {
         f.push(Filter::Label(blazz_domain::conversation::label(l)?));
     }
+    if let Some(a) = p.assignee {
+        f.push(Filter::Id("agent_id", a));
+    }
+    if let Some(t) = p.team {
+        f.push(Filter::Id("team_id", t));
+    }
+    if p.unassigned == Some(true) {
+        f.push(Filter::Null("agent_id"));
+    }
+    if let Some(pr) = &p.priority {
+        f.push(Filter::Text("priority", Priority::parse(pr)?.as_str().to_owned()));
+    }
     list(&s, &caller, List::Conversations, &p, f).await
+}
+
+pub async fn conversation(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    one(&s, &caller, List::Conversations, id, p.min_position, "conversation").await
+}
+
+/// `GET /v1/conversations/{id}/notes`: its private notes, oldest first.
+pub async fn notes(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    list(&s, &caller, List::Notes, &p, vec![Filter::Id("conversation_id", id)]).await
+}
+
+/// `GET /v1/agents`: agents with their open and unread conversation counts.
+pub async fn agents(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    list(&s, &caller, List::Agents, &p, vec![]).await
+}
+
+pub async fn agent(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    one(&s, &caller, List::Agents, id, p.min_position, "agent").await
+}
+
+pub async fn teams(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    list(&s, &caller, List::Teams, &p, vec![]).await
+}
+
+pub async fn team(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    one(&s, &caller, List::Teams, id, p.min_position, "team").await
 }
 
 pub async fn messages(

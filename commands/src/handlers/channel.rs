@@ -7,7 +7,7 @@ use crate::service::{scopes, Commands, Plan};
 use crate::store::Claim;
 use blazz_domain::aggregate::{stream_id, Aggregate};
 use blazz_domain::channel::{validate_phone_number_id, Channel, ChannelCommand, ProviderKind};
-use blazz_domain::ids::ChannelId;
+use blazz_domain::ids::{ChannelId, TeamId};
 use blazz_domain::role::Action;
 use blazz_domain::values::PhoneNumber;
 use serde_json::json;
@@ -67,6 +67,24 @@ impl Commands {
     }
 
     /// Halts (`halt` with a reason and the provider's code) or resumes a channel.
+    /// The team new conversations of the channel go to (`None`: none).
+    pub async fn set_channel_inbox_team(
+        &self,
+        ctx: &CommandContext,
+        id: ChannelId,
+        team: Option<TeamId>,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageChannels)?;
+        if let Some(t) = team {
+            self.check_team(ctx.workspace_id, t).await?;
+        }
+        self.execute::<Channel>(ctx, id.as_uuid(), |c| {
+            let events = c.decide(ChannelCommand::SetInboxTeam { team })?;
+            Ok(Plan::new(events, json!({ "channel_id": id, "team_id": team })))
+        })
+        .await
+    }
+
     pub async fn set_channel_halted(
         &self,
         ctx: &CommandContext,

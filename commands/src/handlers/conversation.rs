@@ -1,16 +1,20 @@
 //! Conversation commands of the inbox: set the status (open, pending, snoozed until a time,
-//! resolved), label, and wake snoozed conversations whose time has come.
+//! resolved), label, assign (by hand and automatically), set the priority, add private notes, reply,
+//! and wake snoozed conversations whose time has come.
 
+use super::message::{SendContent, SendMessage};
 use super::require;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
 use crate::service::{Commands, Plan};
 use blazz_domain::aggregate::Aggregate;
-use blazz_domain::conversation::{Conversation, ConversationCommand, ConversationStatus};
-use blazz_domain::ids::ConversationId;
+use blazz_domain::conversation::{Conversation, ConversationCommand, ConversationStatus, Priority};
+use blazz_domain::ids::{AgentId, ConversationId, NoteId, TeamId};
 use blazz_domain::role::Action;
+use blazz_domain::DomainError;
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use uuid::Uuid;
 
 impl Commands {
     /// Sets a conversation's status; `until` is the end of a snooze (and only of a snooze).
@@ -48,6 +52,99 @@ impl Commands {
             Ok(Plan::new(events, json!({ "conversation_id": id, "labels": after.labels })))
         })
         .await
+    }
+
+    /// Assigns to an agent and/or a team (`None`: unchanged, `Some(None)`: cleared). Both must exist.
+    pub async fn assign_conversation(
+        &self,
+        ctx: &CommandContext,
+        id: ConversationId,
+        agent: Option<Option<AgentId>>,
+        team: Option<Option<TeamId>>,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::WorkConversations)?;
+        if let Some(Some(a)) = agent {
+            self.check_agents(ctx.workspace_id, &[a]).await?;
+        }
+        if let Some(Some(t)) = team {
+            self.check_team(ctx.workspace_id, t).await?;
+        }
+        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+            let events = c.decide(ConversationCommand::Assign { agent, team })?;
+            let after = events.iter().fold(c.clone(), Conversation::evolve);
+            Ok(Plan::new(
+                events,
+                json!({ "conversation_id": id, "agent_id": after.agent_id, "team_id": after.team_id }),
+            ))
+        })
+        .await
+    }
+
+    /// Automatic assignment (the system's command): gives the conversation to `team` and `agent`
+    /// unless someone took it meanwhile.
+    pub async fn auto_assign_conversation(
+        &self,
+        ctx: &CommandContext,
+        id: ConversationId,
+        team: TeamId,
+        agent: Option<AgentId>,
+    ) -> Result<CommandResult, CommandError> {
+        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+            let events = c.decide(ConversationCommand::AutoAssign { team, agent })?;
+            let after = events.iter().fold(c.clone(), Conversation::evolve);
+            Ok(Plan::new(
+                events,
+                json!({ "conversation_id": id, "agent_id": after.agent_id, "team_id": after.team_id }),
+            ))
+        })
+        .await
+    }
+
+    pub async fn set_conversation_priority(
+        &self,
+        ctx: &CommandContext,
+        id: ConversationId,
+        priority: Priority,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::WorkConversations)?;
+        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+            let events = c.decide(ConversationCommand::SetPriority { priority })?;
+            Ok(Plan::new(events, json!({ "conversation_id": id, "priority": priority })))
+        })
+        .await
+    }
+
+    /// A private note on the conversation, by the caller (never sent to WhatsApp).
+    pub async fn add_conversation_note(
+        &self,
+        ctx: &CommandContext,
+        id: ConversationId,
+        text: String,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::WorkConversations)?;
+        let note_id = NoteId::from_uuid(Uuid::now_v7());
+        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+            let events = c.decide(ConversationCommand::AddNote { note_id, text: text.clone(), now: ctx.now })?;
+            Ok(Plan::new(events, json!({ "conversation_id": id, "note_id": note_id })))
+        })
+        .await
+    }
+
+    /// A message to the conversation's contact on its channel, under the same rules as any send
+    /// (the 24-hour window, opt-outs, approved templates).
+    pub async fn reply_in_conversation(
+        &self,
+        ctx: &CommandContext,
+        id: ConversationId,
+        content: SendContent,
+        reply_to: Option<String>,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::SendMessages)?;
+        let c = self.load::<Conversation>(ctx.workspace_id, id.as_uuid()).await?.state;
+        let (Some(channel_id), Some(contact_id)) = (c.channel_id, c.contact_id) else {
+            return Err(DomainError::NotFound("conversation").into());
+        };
+        self.send_message(ctx, SendMessage { channel_id, contact_id, content, reply_to }).await
     }
 
     /// Reopens a snoozed conversation whose snooze has ended (the system's command; nothing happens

@@ -1,5 +1,6 @@
 //! Command handlers, one file per aggregate. Each public method of [`crate::Commands`] is one command.
 
+pub mod agent;
 pub mod campaign;
 pub mod channel;
 pub mod contact;

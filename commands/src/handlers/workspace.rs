@@ -5,10 +5,12 @@ use crate::error::CommandError;
 use crate::keys::{self, StoredKey};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::{Claim, ClaimRelease, ExpectedVersion};
+use blazz_domain::agent::Agent;
 use blazz_domain::aggregate::{stream_id, Aggregate};
-use blazz_domain::ids::{ApiKeyId, WorkspaceId};
+use blazz_domain::ids::{AgentId, ApiKeyId, WorkspaceId};
 use blazz_domain::role::Role;
 use blazz_domain::workspace::{Workspace, WorkspaceCommand};
+use blazz_domain::DomainError;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -19,6 +21,8 @@ pub struct Principal {
     pub workspace_id: WorkspaceId,
     pub key_id: ApiKeyId,
     pub role: Role,
+    /// The agent the key acts as.
+    pub agent_id: Option<AgentId>,
 }
 
 /// What the `api_key` claim keeps next to the key id.
@@ -26,15 +30,17 @@ pub struct Principal {
 pub(crate) struct KeyClaimData {
     hash: String,
     role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent_id: Option<AgentId>,
 }
 
-fn key_claim(workspace: Uuid, key: &keys::GeneratedKey, role: Role) -> Claim {
+fn key_claim(workspace: Uuid, key: &keys::GeneratedKey, role: Role, agent_id: Option<AgentId>) -> Claim {
     Claim {
         scope: scopes::API_KEY.into(),
         value: key.id.to_string(),
         owner: stream_id::<Workspace>(workspace),
         workspace_id: workspace,
-        data: serde_json::to_value(KeyClaimData { hash: keys::hash(&key.secret), role }).unwrap_or_default(),
+        data: serde_json::to_value(KeyClaimData { hash: keys::hash(&key.secret), role, agent_id }).unwrap_or_default(),
     }
 }
 
@@ -67,26 +73,53 @@ impl Commands {
             owner_key_name: "owner".into(),
         })?;
         let mut plan = Plan::new(events, json!({ "workspace_id": id, "api_key": { "id": key.id, "role": "owner" } }));
-        plan.claims.push(key_claim(id, &key, Role::Owner));
+        plan.claims.push(key_claim(id, &key, Role::Owner, None));
         plan.secret_fields = Some(json!({ "api_key": { "id": key.id, "role": "owner", "key": key.secret } }));
         // The events belong to the new workspace; the idempotency key stays in the operator's scope.
         plan.workspace = Some(id);
         self.append(ctx, stream_id::<Workspace>(id), ExpectedVersion::NoStream, plan).await
     }
 
+    /// Issues a key of `role`, or one bound to `agent` that acts as that agent with the agent's role
+    /// (`role`, when given too, must be the agent's).
     pub async fn issue_api_key(
         &self,
         ctx: &CommandContext,
         name: String,
-        role: Role,
+        role: Option<Role>,
+        agent: Option<AgentId>,
     ) -> Result<CommandResult, CommandError> {
+        let role = match (agent, role) {
+            (Some(a), role) => {
+                let agent_role = self.load::<Agent>(ctx.workspace_id, a.as_uuid()).await?.state.role;
+                let agent_role = agent_role.ok_or(DomainError::NotFound("agent"))?;
+                if role.is_some_and(|r| r != agent_role) {
+                    return Err(DomainError::invalid(
+                        "role",
+                        format!("a key bound to this agent has its role, {agent_role}"),
+                    )
+                    .into());
+                }
+                agent_role
+            }
+            (None, Some(role)) => role,
+            (None, None) => {
+                return Err(DomainError::invalid("role", "a role, or an agent_id whose role the key takes").into())
+            }
+        };
         let key = keys::generate();
         let ws = ctx.workspace_id;
         self.execute::<Workspace>(ctx, ws, |w| {
-            let events =
-                w.decide(WorkspaceCommand::IssueApiKey { key_id: key.id, name: name.clone(), role, by: ctx.role })?;
-            let mut plan = Plan::new(events, json!({ "id": key.id, "name": name.trim(), "role": role }));
-            plan.claims.push(key_claim(ws, &key, role));
+            let events = w.decide(WorkspaceCommand::IssueApiKey {
+                key_id: key.id,
+                name: name.clone(),
+                role,
+                by: ctx.role,
+                agent_id: agent,
+            })?;
+            let mut plan =
+                Plan::new(events, json!({ "id": key.id, "name": name.trim(), "role": role, "agent_id": agent }));
+            plan.claims.push(key_claim(ws, &key, role, agent));
             plan.secret_fields = Some(json!({ "key": key.secret }));
             Ok(plan)
         })
@@ -146,7 +179,12 @@ impl Commands {
                 let Ok(data) = serde_json::from_value::<KeyClaimData>(claim.data) else {
                     return Ok(None);
                 };
-                let stored = StoredKey { workspace_id: claim.workspace_id, hash: data.hash, role: data.role };
+                let stored = StoredKey {
+                    workspace_id: claim.workspace_id,
+                    hash: data.hash,
+                    role: data.role,
+                    agent_id: data.agent_id,
+                };
                 self.key_cache().put(key_id, stored.clone());
                 stored
             }
@@ -154,6 +192,11 @@ impl Commands {
         if !keys::verify(presented, &stored.hash) {
             return Ok(None);
         }
-        Ok(Some(Principal { workspace_id: WorkspaceId::from_uuid(stored.workspace_id), key_id, role: stored.role }))
+        Ok(Some(Principal {
+            workspace_id: WorkspaceId::from_uuid(stored.workspace_id),
+            key_id,
+            role: stored.role,
+            agent_id: stored.agent_id,
+        }))
     }
 }

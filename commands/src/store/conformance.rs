@@ -11,6 +11,7 @@ fn meta() -> EventMetadata {
         causation_id: None,
         actor: "system:conformance".into(),
         request_id: None,
+        agent_id: None,
     }
 }
 

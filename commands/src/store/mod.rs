@@ -49,6 +49,9 @@ pub struct EventMetadata {
     pub actor: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The agent the acting key is bound to: every change a person makes names them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<Uuid>,
 }
 
 /// An event ready to be appended (already encoded by the codec).

@@ -132,6 +132,7 @@ mod tests {
                 causation_id: Some(Uuid::new_v4()),
                 actor: "api_key:k".into(),
                 request_id: Some("r1".into()),
+                agent_id: None,
             },
             recorded_at: Utc::now(),
         };

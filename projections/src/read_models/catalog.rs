@@ -130,6 +130,18 @@ impl Projector for Channels {
                 .await?;
                 Ok(vec![Change::upsert("channel", id, json!({ "halted": halted }))])
             }
+            ChannelEvent::InboxTeamSet { team_id } => {
+                sqlx::query(
+                    "UPDATE rm_channels SET inbox_team_id = $4, updated_at = $3 WHERE workspace_id = $1 AND channel_id = $2",
+                )
+                .bind(ws)
+                .bind(id)
+                .bind(at)
+                .bind(team_id.map(|t| t.as_uuid()))
+                .execute(conn)
+                .await?;
+                Ok(vec![Change::upsert("channel", id, json!({ "inbox_team_id": team_id }))])
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `rm_conversations`: the inbox, one row per channel and contact: last message, unread inbound count,
-//! 24-hour window expiry, assignment.
+//! 24-hour window expiry, status, assignment, labels, priority; and `rm_conversation_notes`, the
+//! private notes.
 
 use crate::delta::Change;
 use crate::projector::{Applied, Projector};
@@ -98,7 +99,7 @@ impl Projector for Conversations {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["rm_conversations"]
+        &["rm_conversations", "rm_conversation_notes"]
     }
 
     fn batchable(&self, event: &Applied) -> bool {
@@ -153,15 +154,57 @@ impl Projector for Conversations {
                             json!({ "unread_count": unread, "window_expires_at": expires, "last_direction": "in" }),
                         )])
                     }
-                    ConversationEvent::Assigned { assignee } => {
-                        sqlx::query("UPDATE rm_conversations SET assignee = $3, updated_at = $4 WHERE workspace_id = $1 AND conversation_id = $2")
-                            .bind(ws)
-                            .bind(id)
-                            .bind(assignee)
-                            .bind(at)
-                            .execute(conn)
-                            .await?;
-                        Ok(vec![Change::upsert("conversation", id, json!({ "assignee": assignee }))])
+                    ConversationEvent::Assigned { agent_id, team_id, reason } => {
+                        sqlx::query(
+                            "UPDATE rm_conversations SET agent_id = $3, team_id = $4, routed = true, updated_at = $5
+                             WHERE workspace_id = $1 AND conversation_id = $2",
+                        )
+                        .bind(ws)
+                        .bind(id)
+                        .bind(agent_id.map(|a| a.as_uuid()))
+                        .bind(team_id.map(|t| t.as_uuid()))
+                        .bind(at)
+                        .execute(conn)
+                        .await?;
+                        Ok(vec![Change::upsert(
+                            "conversation",
+                            id,
+                            json!({ "agent_id": agent_id, "team_id": team_id, "assigned_by": reason }),
+                        )])
+                    }
+                    ConversationEvent::PriorityChanged { priority } => {
+                        sqlx::query(
+                            "UPDATE rm_conversations SET priority = $3, updated_at = $4
+                             WHERE workspace_id = $1 AND conversation_id = $2",
+                        )
+                        .bind(ws)
+                        .bind(id)
+                        .bind(priority.as_str())
+                        .bind(at)
+                        .execute(conn)
+                        .await?;
+                        Ok(vec![Change::upsert("conversation", id, json!({ "priority": priority }))])
+                    }
+                    ConversationEvent::NoteAdded { note_id, text, at: written } => {
+                        let meta = &a.record.metadata;
+                        sqlx::query(
+                            "INSERT INTO rm_conversation_notes (workspace_id, note_id, conversation_id, text, actor, agent_id, created_at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(ws)
+                        .bind(note_id.as_uuid())
+                        .bind(id)
+                        .bind(text)
+                        .bind(&meta.actor)
+                        .bind(meta.agent_id)
+                        .bind(written)
+                        .execute(conn)
+                        .await?;
+                        Ok(vec![Change::upsert(
+                            "conversation",
+                            id,
+                            json!({ "note": { "note_id": note_id, "agent_id": meta.agent_id, "created_at": written } }),
+                        )])
                     }
                     ConversationEvent::LabelsChanged { added, removed } => {
                         let labels: Option<(Vec<String>,)> = sqlx::query_as(

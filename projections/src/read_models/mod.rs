@@ -1,6 +1,7 @@
 //! Read models, one projector per file. Each owns its tables (`rm_*`, see
 //! `migrations/0003_read_models.sql` and `0004_whatsapp_edge.sql`).
 
+pub mod agents;
 pub mod campaigns;
 pub mod catalog;
 pub mod contacts;
@@ -26,6 +27,8 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(outbox::Outbox),
         Arc::new(campaigns::Campaigns),
         Arc::new(usage::Usage),
+        Arc::new(agents::Agents),
+        Arc::new(agents::Teams),
     ]
 }
 

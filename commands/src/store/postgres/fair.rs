@@ -240,8 +240,13 @@ mod tests {
     use crate::store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent};
 
     fn group(workspace: Uuid) -> Vec<Pending> {
-        let meta =
-            EventMetadata { correlation_id: Uuid::nil(), causation_id: None, actor: "t".into(), request_id: None };
+        let meta = EventMetadata {
+            correlation_id: Uuid::nil(),
+            causation_id: None,
+            actor: "t".into(),
+            request_id: None,
+            agent_id: None,
+        };
         let event = NewEvent {
             event_id: Uuid::now_v7(),
             event_type: "t".into(),

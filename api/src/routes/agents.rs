@@ -1,0 +1,143 @@
+//! Agents and teams: `POST /v1/agents`, `PATCH /v1/agents/{id}`, `POST /v1/agents/{id}/availability`,
+//! `POST /v1/teams`, `PATCH /v1/teams/{id}`, `POST /v1/teams/{id}/members[/remove]`.
+
+use super::command_response;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::{JsonBody, Path};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use blazz_domain::agent::Availability;
+use blazz_domain::ids::{AgentId, TeamId};
+use blazz_domain::role::Role;
+use blazz_domain::team::TeamSettings;
+use serde::Deserialize;
+use uuid::Uuid;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAgent {
+    name: String,
+    email: String,
+    /// `admin`, `agent` (default) or `viewer`.
+    role: Option<String>,
+}
+
+pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<NewAgent>) -> Result<Response, ApiError> {
+    let b = body.value;
+    let role = b.role.as_deref().map(Role::parse).transpose()?.unwrap_or(Role::Agent);
+    let result = s.commands.create_agent(&caller.context(Some(body.fingerprint)), b.name, b.email, role).await?;
+    Ok(command_response(StatusCode::CREATED, result))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Named {
+    name: String,
+}
+
+pub async fn rename(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: JsonBody<Named>,
+) -> Result<Response, ApiError> {
+    let ctx = caller.context(Some(body.fingerprint));
+    let result = s.commands.rename_agent(&ctx, AgentId::from_uuid(id), body.value.name).await?;
+    Ok(command_response(StatusCode::OK, result))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetAvailability {
+    /// `online`, `busy` or `offline`.
+    availability: String,
+}
+
+pub async fn availability(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: JsonBody<SetAvailability>,
+) -> Result<Response, ApiError> {
+    let availability = Availability::parse(&body.value.availability)?;
+    let ctx = caller.context(Some(body.fingerprint));
+    let result = s.commands.set_agent_availability(&ctx, AgentId::from_uuid(id), availability).await?;
+    Ok(command_response(StatusCode::OK, result))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Team {
+    name: Option<String>,
+    auto_assign: Option<bool>,
+    /// Open (or pending) conversations an agent may hold before automatic assignment skips them;
+    /// `null`: no cap.
+    #[serde(default, deserialize_with = "super::double_option")]
+    max_open_per_agent: Option<Option<u32>>,
+}
+
+impl From<Team> for TeamSettings {
+    fn from(t: Team) -> Self {
+        Self { name: t.name, auto_assign: t.auto_assign, max_open_per_agent: t.max_open_per_agent }
+    }
+}
+
+pub async fn create_team(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: JsonBody<Team>,
+) -> Result<Response, ApiError> {
+    let result = s.commands.create_team(&caller.context(Some(body.fingerprint)), body.value.into()).await?;
+    Ok(command_response(StatusCode::CREATED, result))
+}
+
+pub async fn update_team(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: JsonBody<Team>,
+) -> Result<Response, ApiError> {
+    let ctx = caller.context(Some(body.fingerprint));
+    let result = s.commands.update_team(&ctx, TeamId::from_uuid(id), body.value.into()).await?;
+    Ok(command_response(StatusCode::OK, result))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Members {
+    agent_ids: Vec<Uuid>,
+}
+
+async fn members(
+    s: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    body: JsonBody<Members>,
+    add: bool,
+) -> Result<Response, ApiError> {
+    let ctx = caller.context(Some(body.fingerprint));
+    let agents = body.value.agent_ids.into_iter().map(AgentId::from_uuid).collect();
+    let result = s.commands.change_team_members(&ctx, TeamId::from_uuid(id), agents, add).await?;
+    Ok(command_response(StatusCode::OK, result))
+}
+
+pub async fn add_members(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: JsonBody<Members>,
+) -> Result<Response, ApiError> {
+    members(&s, &caller, id, body, true).await
+}
+
+pub async fn remove_members(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: JsonBody<Members>,
+) -> Result<Response, ApiError> {
+    members(&s, &caller, id, body, false).await
+}
