@@ -39,9 +39,10 @@ ALTER TABLE rm_conversations ADD COLUMN priority TEXT NOT NULL DEFAULT 'none';
 -- An agent's open work (the cap of automatic assignment) and the inbox by assignee.
 CREATE INDEX rm_conversations_agent ON rm_conversations (workspace_id, agent_id, status);
 CREATE INDEX rm_conversations_team ON rm_conversations (workspace_id, team_id);
--- Conversations waiting for an agent, oldest first (automatic assignment).
+-- Conversations waiting for an agent, oldest first (automatic assignment): only those the customer
+-- wrote in (a campaign's recipients who never answered are nobody's work yet).
 CREATE INDEX rm_conversations_waiting ON rm_conversations (last_message_at)
-    WHERE agent_id IS NULL AND status = 'open';
+    WHERE agent_id IS NULL AND status = 'open' AND window_expires_at IS NOT NULL;
 -- The inbox by last activity.
 CREATE INDEX rm_conversations_activity
     ON rm_conversations (workspace_id, (coalesce(last_message_at, '-infinity'::timestamptz)) DESC, conversation_id DESC);

@@ -280,3 +280,37 @@ async fn new_conversations_go_to_the_channels_team_round_robin_over_online_agent
     let taken = s.app.eventually(&s.ws, &third, |c| c["agent_id"].is_string()).await;
     assert_eq!(taken["agent_id"], holder.as_str(), "{taken}");
 }
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn the_demo_shows_a_sandbox_reply_landing_in_an_open_auto_assigned_conversation(pool: PgPool) {
+    let mut settings = settings();
+    settings.edge.dispatch = true;
+    settings.edge.sandbox = blazz_commands::provider::sandbox::SandboxScript {
+        sent_after: std::time::Duration::from_millis(20),
+        delivered_after: std::time::Duration::from_millis(40),
+        read_after: Some(std::time::Duration::from_millis(60)),
+        fail_with: None,
+        reply: Some(blazz_api::demo::DEMO_REPLY.into()),
+    };
+    let app = blazz_tests::TestApp::spawn_with(pool, settings).await;
+    let demo = blazz_api::demo::create(&app.server.state).await.unwrap();
+    let ws = blazz_tests::Ws { id: demo.workspace_id.to_string(), key: demo.api_key.clone() };
+    let contact = app.contact(&ws, "+6281234567890", json!({"first_name": "Budi"})).await;
+    let template = app.template(&ws, "welcome", "UTILITY", "APPROVED").await;
+    let body =
+        json!({"channel_id": demo.channel_id, "contact_id": contact, "type": "template", "template": {"id": template}});
+    app.post("/v1/messages", &ws.key, body).await.expect(202);
+    // The sandbox reads it and answers; the answer opens the conversation, which goes to the agent.
+    let path = format!("/v1/conversations?contact_id={contact}");
+    let list = app.eventually(&ws, &path, |l| l["items"][0]["agent_id"].is_string()).await;
+    let c = &list["items"][0];
+    assert_eq!(
+        (c["status"].as_str(), c["agent_id"].as_str()),
+        (Some("open"), Some(demo.agent_id.to_string().as_str())),
+        "{c}"
+    );
+    assert_eq!((c["last_direction"].as_str(), c["unread_count"].as_i64()), (Some("in"), Some(1)), "{c}");
+    // The agent's own key sees it as theirs.
+    let mine = app.get(&format!("/v1/conversations?assignee={}", demo.agent_id), &demo.agent_key).await.expect(200);
+    assert_eq!(mine.body["items"].as_array().unwrap().len(), 1);
+}

@@ -314,7 +314,10 @@ async fn relay(config: Config) -> Result<(), Error> {
     Ok(())
 }
 
-async fn run_server(config: Config, embedded_allowed: bool, demo: bool) -> Result<(), Error> {
+async fn run_server(mut config: Config, embedded_allowed: bool, demo: bool) -> Result<(), Error> {
+    if demo && config.sandbox_reply.is_none() {
+        config.sandbox_reply = Some(blazz_api::demo::DEMO_REPLY.into());
+    }
     if !embedded_allowed && config.database_url.is_none() {
         return Err("`blazz serve` needs DATABASE_URL (use `blazz up` for the self-contained mode)".into());
     }
@@ -343,6 +346,7 @@ async fn run_server(config: Config, embedded_allowed: bool, demo: bool) -> Resul
             let d = blazz_api::demo::create(&state).await?;
             println!("Demo workspace {} with sandbox channel {}", d.workspace_id, d.channel_id);
             println!("Demo API key (shown once): {}", d.api_key);
+            println!("Demo agent {} (online, team Support, auto-assigned); its key: {}", d.agent_id, d.agent_key);
         }
         if let Some(f) = token_file {
             println!("Operator token (for POST /v1/workspaces) is in {}", f.display());

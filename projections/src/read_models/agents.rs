@@ -165,7 +165,9 @@ pub struct Waiting {
 }
 
 /// Open conversations without an agent that a team should take: those of an automatically
-/// assigning team, and those never assigned whose channel has an inbox team. Oldest first, at most
+/// assigning team, and those never assigned whose channel has an inbox team; only conversations
+/// the customer wrote in (an outbound message alone, say a campaign's, is nobody's work yet, and
+/// its conversation does not exist on the write side). Oldest first, at most
 /// `per_workspace` of each workspace (one busy workspace never holds up the others) and `limit` in all.
 pub async fn waiting_for_assignment(
     pool: &PgPool,
@@ -181,7 +183,7 @@ pub async fn waiting_for_assignment(
              LEFT JOIN rm_channels ch ON ch.workspace_id = c.workspace_id AND ch.channel_id = c.channel_id
              JOIN rm_teams t ON t.workspace_id = c.workspace_id
                  AND t.team_id = CASE WHEN c.routed THEN c.team_id ELSE ch.inbox_team_id END
-             WHERE c.agent_id IS NULL AND c.status = 'open'
+             WHERE c.agent_id IS NULL AND c.status = 'open' AND c.window_expires_at IS NOT NULL
                AND ((c.routed AND t.auto_assign) OR NOT c.routed)
          ) w WHERE n <= $1 ORDER BY last_message_at, conversation_id LIMIT $2",
     )
