@@ -1,6 +1,6 @@
 //! Agents, teams and the work on a conversation over HTTP and WebSocket: keys bound to agents (and
 //! the `X-Agent-Id` check), assignment by hand and automatically (round-robin under a cap),
-//! priority, private notes and replies from the conversation.
+//! priority, private notes, replies from the conversation, canned responses, and the demo's flow.
 
 use blazz_domain::ids::{ContactId, ConversationId};
 use blazz_tests::inbox::{setup, Setup};
@@ -313,4 +313,53 @@ async fn the_demo_shows_a_sandbox_reply_landing_in_an_open_auto_assigned_convers
     // The agent's own key sees it as theirs.
     let mine = app.get(&format!("/v1/conversations?assignee={}", demo.agent_id), &demo.agent_key).await.expect(200);
     assert_eq!(mine.body["items"].as_array().unwrap().len(), 1);
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn canned_responses_fill_in_the_contact_and_the_agent_and_keep_their_codes_unique(pool: PgPool) {
+    let s = setup(pool, settings()).await;
+    let (id, _) = s.inbound().await;
+    let (_, sari_key) = s.agent("Sari", "agent").await;
+    let body = json!({"short_code": "/Thanks", "text": "Thank you, {{contact.name}}! — {{agent.name}}"});
+    let created = s.app.post("/v1/canned-responses", &sari_key, body).await.expect(201);
+    assert_eq!(created.body["short_code"], "thanks");
+    let taken = s.app.post("/v1/canned-responses", &s.ws.key, json!({"short_code": "thanks", "text": "x"})).await;
+    assert_eq!(taken.expect(409).code(), "short_code_taken");
+    let bad = json!({"short_code": "total", "text": "{{order.total}}"});
+    assert_eq!(s.app.post("/v1/canned-responses", &s.ws.key, bad).await.expect(422).code(), "validation_failed");
+    let tier = json!({"short_code": "tier", "text": "Your tier: {{contact.tier}}"});
+    s.app.post("/v1/canned-responses", &s.ws.key, tier).await.expect(201);
+    let position = &created.body["position"];
+    let listed = s.app.get(&format!("/v1/canned-responses?min_position={position}"), &s.ws.key).await.expect(200);
+    assert_eq!(listed.body["items"][0]["short_code"], "thanks", "{}", listed.body);
+
+    // A reply by short code: filled in for the contact (Budi) and the replying agent (Sari).
+    let reply = format!("/v1/conversations/{id}/messages");
+    let canned = |code: &str| json!({"type": "canned", "canned": {"short_code": code}});
+    let sent = s.app.post(&reply, &sari_key, canned("thanks")).await.expect(202);
+    let position = &sent.body["position"];
+    let m = s.app.get(&format!("/v1/messages/{}?min_position={position}", sent.id("message_id")), &s.ws.key).await;
+    assert_eq!(m.expect(200).body["preview"], "Thank you, Budi! — Sari");
+    // A field without a value is refused, not sent half-filled; an unknown code is not found, also
+    // for another workspace.
+    let a = s.app.post(&reply, &sari_key, canned("tier")).await.expect(422);
+    assert_eq!(
+        (a.code(), a.body["error"]["details"]["variable"].as_str()),
+        ("missing_template_variable", Some("contact.tier"))
+    );
+    assert_eq!(s.app.post(&reply, &sari_key, canned("nope")).await.expect(404).code(), "not_found");
+    let other = s.app.workspace().await;
+    let channel = s.app.channel(&other).await;
+    let contact = s.app.contact(&other, "+6281234567890", json!({})).await;
+    let body =
+        json!({"channel_id": channel, "contact_id": contact, "type": "canned", "canned": {"short_code": "thanks"}});
+    assert_eq!(s.app.post("/v1/messages", &other.key, body).await.expect(404).code(), "not_found");
+
+    // Deleted: gone from the list, and its code is free again.
+    let path = format!("/v1/canned-responses/{}", created.id("canned_response_id"));
+    let gone = s.app.call(Method::DELETE, &path, Some(&s.ws.key), None, &[]).await.expect(200);
+    let position = &gone.body["position"];
+    let listed = s.app.get(&format!("/v1/canned-responses?min_position={position}"), &s.ws.key).await.expect(200);
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+    s.app.post("/v1/canned-responses", &s.ws.key, json!({"short_code": "thanks", "text": "Thanks!"})).await.expect(201);
 }

@@ -113,6 +113,12 @@ fn routes() -> Vec<(Method, &'static str, Value)> {
         (Method::POST, "/v1/teams/{team}/members", json!({"agent_ids": ["{agent}"]})),
         (Method::PATCH, "/v1/channels/{channel}", json!({"inbox_team_id": "{team}"})),
         (Method::POST, "/v1/api-keys", json!({"name": "sari", "agent_id": "{agent}"})),
+        (Method::POST, "/v1/canned-responses", json!({"short_code": "hi", "text": "Hi {{contact.name}}"})),
+        (
+            Method::POST,
+            "/v1/conversations/{conversation}/messages",
+            json!({"type": "canned", "canned": {"short_code": "base"}}),
+        ),
     ]
 }
 
@@ -183,6 +189,8 @@ impl Fixture {
         let agent = json!({"name": "base", "email": "base@example.com"});
         let agent = app.post("/v1/agents", &ws.key, agent).await.expect(201).id("agent_id");
         let team = app.post("/v1/teams", &ws.key, json!({"name": "base"})).await.expect(201).id("team_id");
+        let canned = json!({"short_code": "base", "text": "Hi {{contact.name}}, {{contact.city}}"});
+        app.post("/v1/canned-responses", &ws.key, canned).await.expect(201);
         let ids = vec![
             ("{contact}", contact),
             ("{channel}", channel),

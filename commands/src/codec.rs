@@ -104,6 +104,7 @@ impl Codec {
             "campaign" => DomainEvent::Campaign(serde_json::from_value(payload).map_err(err)?),
             "agent" => DomainEvent::Agent(serde_json::from_value(payload).map_err(err)?),
             "team" => DomainEvent::Team(serde_json::from_value(payload).map_err(err)?),
+            "canned_response" => DomainEvent::Canned(serde_json::from_value(payload).map_err(err)?),
             _ => return Err(CodecError::UnknownType(event_type.into())),
         })
     }
@@ -122,6 +123,7 @@ fn payload_of(event: &DomainEvent) -> Value {
         DomainEvent::Campaign(e) => serde_json::to_value(e),
         DomainEvent::Agent(e) => serde_json::to_value(e),
         DomainEvent::Team(e) => serde_json::to_value(e),
+        DomainEvent::Canned(e) => serde_json::to_value(e),
     };
     // Serialising plain data types into a JSON value cannot fail (no maps with non-string keys).
     let mut value = value.unwrap_or(Value::Null);

@@ -32,6 +32,8 @@ pub mod scopes {
     pub const INBOUND_MESSAGE: &str = "inbound_message";
     /// `<workspace id>:<email>` of an agent: one agent per email in a workspace.
     pub const AGENT_EMAIL: &str = "agent_email";
+    /// `<workspace id>:<short code>` of a canned response.
+    pub const CANNED_CODE: &str = "canned_short_code";
 
     /// A claim value as a client knows it: without the `<workspace id>:` prefix of workspace scopes.
     pub fn display_value(value: &str) -> &str {
@@ -47,6 +49,7 @@ pub mod scopes {
             CHANNEL_NUMBER => "phone_number_id_taken",
             TEMPLATE_NAME => "template_exists",
             AGENT_EMAIL => "email_taken",
+            CANNED_CODE => "short_code_taken",
             _ => "already_exists",
         }
     }

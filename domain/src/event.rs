@@ -6,6 +6,7 @@
 
 use crate::agent::AgentEvent;
 use crate::campaign::CampaignEvent;
+use crate::canned::CannedEvent;
 use crate::channel::ChannelEvent;
 use crate::contact::ContactEvent;
 use crate::conversation::ConversationEvent;
@@ -27,6 +28,7 @@ pub enum DomainEvent {
     Campaign(CampaignEvent),
     Agent(AgentEvent),
     Team(TeamEvent),
+    Canned(CannedEvent),
 }
 
 impl DomainEvent {
@@ -106,6 +108,11 @@ impl DomainEvent {
                 TeamEvent::MembersAdded { .. } => "team.members_added",
                 TeamEvent::MembersRemoved { .. } => "team.members_removed",
             },
+            Self::Canned(e) => match e {
+                CannedEvent::Created { .. } => "canned_response.created",
+                CannedEvent::Updated { .. } => "canned_response.updated",
+                CannedEvent::Deleted => "canned_response.deleted",
+            },
         }
     }
 
@@ -125,7 +132,7 @@ pub fn schema_version_of(event_type: &str) -> Option<u32> {
     let (category, _) = event_type.split_once('.')?;
     match category {
         "workspace" | "channel" | "contact" | "group" | "template" | "message" | "conversation" | "campaign"
-        | "agent" | "team" => Some(1),
+        | "agent" | "team" | "canned_response" => Some(1),
         _ => None,
     }
 }
@@ -161,5 +168,6 @@ into_domain_event!(
     Conversation(ConversationEvent),
     Campaign(CampaignEvent),
     Agent(AgentEvent),
-    Team(TeamEvent)
+    Team(TeamEvent),
+    Canned(CannedEvent)
 );

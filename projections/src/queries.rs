@@ -49,6 +49,7 @@ pub enum List {
     Agents,
     Teams,
     Notes,
+    CannedResponses,
 }
 
 /// Agents with their workload: open (or pending) conversations and those with unread messages.
@@ -74,6 +75,7 @@ impl List {
             Self::Agents => (AGENTS_WITH_WORKLOAD, "agent_id"),
             Self::Teams => ("rm_teams", "team_id"),
             Self::Notes => ("rm_conversation_notes", "note_id"),
+            Self::CannedResponses => ("rm_canned_responses", "canned_response_id"),
         }
     }
 

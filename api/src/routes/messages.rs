@@ -4,6 +4,7 @@
 //! {"channel_id": "...", "contact_id": "...", "type": "text", "text": {"body": "Halo", "preview_url": false}}
 //! {"channel_id": "...", "contact_id": "...", "type": "template", "template": {"id": "...", "variables": {"1": "Budi"}}}
 //! {"channel_id": "...", "contact_id": "...", "type": "image", "media": {"link": "https://...", "caption": "..."}}
+//! {"channel_id": "...", "contact_id": "...", "type": "canned", "canned": {"short_code": "thanks"}}
 //! {"channel_id": "...", "contact_id": "...", "type": "interactive",
 //!  "interactive": {"body": "Pick one", "buttons": [{"id": "yes", "title": "Yes"}]}}
 //! ```
@@ -60,6 +61,12 @@ pub struct Interactive {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct CannedRef {
+    short_code: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Send {
     /// Required on `POST /v1/messages`; refused on a conversation's reply (it has its own).
     pub(crate) channel_id: Option<Uuid>,
@@ -70,6 +77,7 @@ pub(crate) struct Send {
     template: Option<TemplateRef>,
     media: Option<Media>,
     interactive: Option<Interactive>,
+    canned: Option<CannedRef>,
     /// Provider message id this message replies to.
     pub(crate) reply_to: Option<String>,
 }
@@ -97,6 +105,10 @@ pub(crate) fn content(b: Send) -> Result<(SendContent, Send), ApiError> {
             let t = b.template.take().ok_or_else(|| missing("template", "template"))?;
             SendContent::Template { template_id: TemplateId::from_uuid(t.id), variables: t.variables }
         }
+        "canned" => {
+            let c = b.canned.take().ok_or_else(|| missing("canned", "canned"))?;
+            SendContent::Canned { short_code: c.short_code }
+        }
         "interactive" => {
             let i = b.interactive.take().ok_or_else(|| missing("interactive", "interactive"))?;
             SendContent::Interactive { body: i.body, buttons: i.buttons, header: i.header, footer: i.footer }
@@ -105,7 +117,7 @@ pub(crate) fn content(b: Send) -> Result<(SendContent, Send), ApiError> {
             let kind = media_kind(k).ok_or_else(|| {
                 ApiError::from(DomainError::invalid(
                     "type",
-                    "text, template, interactive, image, video, audio, document or sticker",
+                    "text, template, canned, interactive, image, video, audio, document or sticker",
                 ))
             })?;
             let m = b.media.take().ok_or_else(|| missing(k, "media"))?;

@@ -4,6 +4,7 @@
 mod agents;
 mod api_keys;
 mod campaigns;
+mod canned;
 mod channels;
 mod contacts;
 mod conversations;
@@ -77,6 +78,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/agents", post(agents::create).get(q::agents))
         .route("/v1/agents/{id}", patch(agents::rename).get(q::agent))
         .route("/v1/agents/{id}/availability", post(agents::availability))
+        .route("/v1/canned-responses", post(canned::create).get(q::canned_responses))
+        .route("/v1/canned-responses/{id}", patch(canned::update).delete(canned::delete))
         .route("/v1/teams", post(agents::create_team).get(q::teams))
         .route("/v1/teams/{id}", patch(agents::update_team).get(q::team))
         .route("/v1/teams/{id}/members", post(agents::add_members))

@@ -370,3 +370,11 @@ pub async fn campaign(
 ) -> Result<Json<Value>, ApiError> {
     one(&s, &caller, List::Campaigns, id, p.min_position, "campaign").await
 }
+
+pub async fn canned_responses(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    list(&s, &caller, List::CannedResponses, &p, vec![]).await
+}

@@ -27,10 +27,30 @@ use uuid::Uuid;
 /// What to send, as the client describes it.
 #[derive(Debug, Clone)]
 pub enum SendContent {
-    Text { body: String, preview_url: bool },
-    Template { template_id: TemplateId, variables: BTreeMap<String, String> },
-    Media { kind: MediaKind, media: MediaRef, caption: Option<String>, filename: Option<String> },
-    Interactive { body: String, buttons: Vec<ReplyButton>, header: Option<String>, footer: Option<String> },
+    Text {
+        body: String,
+        preview_url: bool,
+    },
+    Template {
+        template_id: TemplateId,
+        variables: BTreeMap<String, String>,
+    },
+    Media {
+        kind: MediaKind,
+        media: MediaRef,
+        caption: Option<String>,
+        filename: Option<String>,
+    },
+    Interactive {
+        body: String,
+        buttons: Vec<ReplyButton>,
+        header: Option<String>,
+        footer: Option<String>,
+    },
+    /// A workspace's canned response by short code, filled in for the contact (and the agent), sent as text.
+    Canned {
+        short_code: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +93,9 @@ impl Commands {
 
         let content = match input.content {
             SendContent::Text { body, preview_url } => MessageContent::Text { body, preview_url },
+            SendContent::Canned { short_code } => {
+                MessageContent::Text { body: self.canned_text(ctx, &short_code, &contact).await?, preview_url: false }
+            }
             SendContent::Media { kind, media, caption, filename } => {
                 MessageContent::Media { media_kind: kind, media, caption, filename }
             }

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod campaign;
+pub mod canned;
 pub mod channel;
 pub mod contact;
 pub mod conversation;

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod campaigns;
+pub mod canned;
 pub mod catalog;
 pub mod contacts;
 pub mod conversations;
@@ -29,6 +30,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(usage::Usage),
         Arc::new(agents::Agents),
         Arc::new(agents::Teams),
+        Arc::new(canned::CannedResponses),
     ]
 }
 
