@@ -85,6 +85,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/teams/{id}/members", post(agents::add_members))
         .route("/v1/teams/{id}/members/remove", post(agents::remove_members))
         .route("/v1/stats/daily", get(q::daily_stats))
+        .route("/v1/reports/inbox", get(q::inbox_report))
+        .route("/v1/reports/campaigns/{id}", get(q::campaign_report))
         .route("/v1/stream", get(stream::stream))
         .route("/v1/history/events", get(history::log))
         .route("/v1/history/streams/{stream_id}", get(history::stream))

@@ -42,6 +42,8 @@ pub struct Params {
     /// `true`: conversations without an agent.
     unassigned: Option<bool>,
     priority: Option<String>,
+    /// Inbox report rows: `agent` (default; per team and agent), `team` or `workspace`.
+    by: Option<String>,
     channel_id: Option<Uuid>,
     contact_id: Option<Uuid>,
     conversation_id: Option<Uuid>,
@@ -329,6 +331,11 @@ where
     consistent(s, caller, p.min_position).await?;
     let today = chrono::Utc::now().date_naive();
     let (from, to) = (p.from.unwrap_or(today - chrono::Days::new(30)), p.to.unwrap_or(today));
+    // Dates PostgreSQL's types hold (chrono's reach further, to years before 4713 BC).
+    use chrono::Datelike;
+    if !(1970..=9999).contains(&from.year()) || !(1970..=9999).contains(&to.year()) || from > to {
+        return Err(ApiError::bad_request("invalid_query", "from and to are days of the years 1970-9999, from <= to"));
+    }
     let rows = rows(from, to).await.map_err(|e| ApiError::internal(&e))?;
     Ok(Json(json!({ "items": rows })))
 }
@@ -377,4 +384,37 @@ pub async fn canned_responses(
     Query(p): Query<Params>,
 ) -> Result<Json<Value>, ApiError> {
     list(&s, &caller, List::CannedResponses, &p, vec![]).await
+}
+
+/// `GET /v1/reports/inbox?from=&to=&by=agent|team|workspace`: per UTC day (and team and agent)
+/// conversations opened and resolved, first response and resolution times (median, p90), messages sent.
+pub async fn inbox_report(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    use blazz_projections::read_models::reports::{self, GroupBy};
+    let by = match p.by.as_deref() {
+        None | Some("agent") => GroupBy::Agent,
+        Some("team") => GroupBy::Team,
+        Some("workspace") => GroupBy::Workspace,
+        Some(_) => return Err(ApiError::bad_request("invalid_query", "by must be agent, team or workspace")),
+    };
+    per_day(&s, &caller, &p, |from, to| reports::inbox(&s.pool, caller.workspace_id(), from, to, by)).await
+}
+
+/// `GET /v1/reports/campaigns/{id}`: delivery and read rates and replies within 24 hours.
+pub async fn campaign_report(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::Read)?;
+    consistent(&s, &caller, p.min_position).await?;
+    blazz_projections::read_models::reports::campaign(&s.pool, caller.workspace_id(), id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("campaign"))
 }

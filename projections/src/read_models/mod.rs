@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod groups;
 pub mod messages;
 pub mod outbox;
+pub mod reports;
 pub mod usage;
 
 use crate::projector::Projector;
@@ -31,6 +32,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(agents::Agents),
         Arc::new(agents::Teams),
         Arc::new(canned::CannedResponses),
+        Arc::new(reports::Reports),
     ]
 }
 
