@@ -34,7 +34,7 @@ fn sender() -> Sender {
 fn outbound(to: &str, content: MessageContent) -> Outbound {
     Outbound {
         message_id: MessageId::from_uuid(Uuid::now_v7()),
-        to: PhoneNumber::parse(to).unwrap(),
+        to: blazz_domain::values::Destination::Phone(PhoneNumber::parse(to).unwrap()),
         content,
         reply_to: None,
     }

@@ -183,7 +183,8 @@ mod tests {
     fn events_round_trip_with_the_type_name_outside_the_payload() {
         let codec = Codec::new();
         let event = DomainEvent::Contact(ContactEvent::Created {
-            phone: PhoneNumber::parse("+6281234567890").unwrap(),
+            phone: Some(PhoneNumber::parse("+6281234567890").unwrap()),
+            user_id: None,
             name: Some("Budi".into()),
             attributes: Default::default(),
         });

@@ -24,6 +24,8 @@ const CONFLICT_RETRIES: usize = 3;
 pub mod scopes {
     pub const API_KEY: &str = "api_key";
     pub const CONTACT_PHONE: &str = "contact_phone";
+    /// `<workspace id>:<BSUID>` of a contact: one contact per WhatsApp business-scoped user id.
+    pub const CONTACT_USER_ID: &str = "contact_user_id";
     pub const CHANNEL_NUMBER: &str = "channel_phone_number_id";
     pub const TEMPLATE_NAME: &str = "template_name";
     /// A provider message id (wamid) of an outbound message, owned by its message stream.
@@ -46,6 +48,7 @@ pub mod scopes {
     pub fn taken_code(scope: &str) -> &'static str {
         match scope {
             CONTACT_PHONE => "phone_taken",
+            CONTACT_USER_ID => "user_id_taken",
             CHANNEL_NUMBER => "phone_number_id_taken",
             TEMPLATE_NAME => "template_exists",
             AGENT_EMAIL => "email_taken",

@@ -52,7 +52,8 @@ fn field_names(text: &str) -> Result<Vec<String>, DomainError> {
 #[derive(Debug, Clone, Copy)]
 pub struct Fields<'a> {
     pub contact_name: Option<&'a str>,
-    pub contact_phone: &'a str,
+    /// `None` for a contact known only by BSUID.
+    pub contact_phone: Option<&'a str>,
     pub attributes: &'a Attributes,
     pub agent_name: Option<&'a str>,
 }
@@ -64,7 +65,7 @@ pub fn render(text: &str, fields: &Fields<'_>) -> Result<String, DomainError> {
     for name in field_names(text)? {
         let value = match name.as_str() {
             "contact.name" => fields.contact_name.map(str::to_owned),
-            "contact.phone" => Some(fields.contact_phone.to_owned()),
+            "contact.phone" => fields.contact_phone.map(str::to_owned),
             "agent.name" => fields.agent_name.map(str::to_owned),
             other => other.strip_prefix("contact.").and_then(|k| fields.attributes.get(k)).and_then(attribute_text),
         };
@@ -174,7 +175,7 @@ mod tests {
         let attributes: Attributes = [("order_id".to_owned(), json!(1042)), ("city".to_owned(), json!("Solo"))].into();
         let fields = Fields {
             contact_name: Some("Budi"),
-            contact_phone: "+6281234567890",
+            contact_phone: Some("+6281234567890"),
             attributes: &attributes,
             agent_name: Some("Sari"),
         };

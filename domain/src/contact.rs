@@ -1,10 +1,12 @@
-//! Contact: a person a workspace talks to. One per phone number per workspace (enforced by a
-//! uniqueness claim in the write side, not here).
+//! Contact: a person a workspace talks to, known by a phone number, a WhatsApp business-scoped user
+//! id (BSUID, for users who hide their number) or both. One per phone number and one per BSUID per
+//! workspace (enforced by uniqueness claims in the write side, not here).
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
 use crate::values::{
-    bounded_text, validate_attribute_key, validate_attribute_value, Attributes, PhoneNumber, MAX_ATTRIBUTES,
+    bounded_text, validate_attribute_key, validate_attribute_value, Attributes, Bsuid, Destination, PhoneNumber,
+    MAX_ATTRIBUTES,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -47,6 +49,8 @@ pub struct Contact {
     pub created: bool,
     pub deleted: bool,
     pub phone: Option<PhoneNumber>,
+    /// The WhatsApp business-scoped user id, once known.
+    pub user_id: Option<Bsuid>,
     pub name: Option<String>,
     pub attributes: Attributes,
     pub opted_out: Option<OptOut>,
@@ -54,10 +58,16 @@ pub struct Contact {
 
 #[derive(Debug, Clone)]
 pub enum ContactCommand {
+    /// At least one of phone and user id.
     Create {
-        phone: PhoneNumber,
+        phone: Option<PhoneNumber>,
+        user_id: Option<Bsuid>,
         name: Option<String>,
         attributes: Attributes,
+    },
+    /// The contact's BSUID, learnt from a webhook (nothing happens when it is already known).
+    LinkUserId {
+        user_id: Bsuid,
     },
     Update {
         /// `Some(None)` clears the name.
@@ -85,7 +95,17 @@ pub enum ContactCommand {
 #[serde(tag = "type")]
 pub enum ContactEvent {
     #[serde(rename = "contact.created")]
-    Created { phone: PhoneNumber, name: Option<String>, attributes: Attributes },
+    Created {
+        /// Absent for a user known only by BSUID.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phone: Option<PhoneNumber>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<Bsuid>,
+        name: Option<String>,
+        attributes: Attributes,
+    },
+    #[serde(rename = "contact.user_id_linked")]
+    UserIdLinked { user_id: Bsuid },
     #[serde(rename = "contact.renamed")]
     Renamed { name: Option<String> },
     #[serde(rename = "contact.phone_changed")]
@@ -107,6 +127,15 @@ impl Contact {
     }
     pub fn is_opted_out(&self) -> bool {
         self.opted_out.is_some()
+    }
+
+    /// Where messages to the contact go: the phone number when known, else the BSUID.
+    pub fn destination(&self) -> Option<Destination> {
+        match (&self.phone, &self.user_id) {
+            (Some(p), _) => Some(Destination::Phone(p.clone())),
+            (None, Some(u)) => Some(Destination::User(u.clone())),
+            (None, None) => None,
+        }
     }
 }
 
@@ -137,12 +166,15 @@ impl Aggregate for Contact {
 
     fn decide(&self, command: ContactCommand) -> Result<Vec<ContactEvent>, DomainError> {
         use ContactCommand::*;
-        if let Create { phone, name: n, attributes } = command {
+        if let Create { phone, user_id, name: n, attributes } = command {
             if self.created {
                 return Err(DomainError::AlreadyExists("contact"));
             }
+            if phone.is_none() && user_id.is_none() {
+                return Err(DomainError::invalid("phone", "a contact needs a phone number or a user id"));
+            }
             validate_attributes(&attributes)?;
-            return Ok(vec![ContactEvent::Created { phone, name: name(n)?, attributes }]);
+            return Ok(vec![ContactEvent::Created { phone, user_id, name: name(n)?, attributes }]);
         }
         if !self.is_active() {
             return Err(DomainError::NotFound("contact"));
@@ -201,14 +233,18 @@ impl Aggregate for Contact {
                 Ok(vec![ContactEvent::OptedIn { reason: reason(r)?, source, at }])
             }
             Delete { at } => Ok(vec![ContactEvent::Deleted { at }]),
+            LinkUserId { user_id } => {
+                Ok(if self.user_id.is_some() { vec![] } else { vec![ContactEvent::UserIdLinked { user_id }] })
+            }
         }
     }
 
     fn evolve(mut self, event: &ContactEvent) -> Self {
         match event {
-            ContactEvent::Created { phone, name, attributes } => {
+            ContactEvent::Created { phone, user_id, name, attributes } => {
                 self.created = true;
-                self.phone = Some(phone.clone());
+                self.phone = phone.clone();
+                self.user_id = user_id.clone();
                 self.name = name.clone();
                 self.attributes = attributes.clone();
             }
@@ -225,6 +261,7 @@ impl Aggregate for Contact {
             }
             ContactEvent::OptedIn { .. } => self.opted_out = None,
             ContactEvent::Deleted { .. } => self.deleted = true,
+            ContactEvent::UserIdLinked { user_id } => self.user_id = Some(user_id.clone()),
         }
         self
     }
@@ -235,6 +272,35 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn a_contact_is_known_by_phone_by_user_id_or_both_and_messages_prefer_the_phone() {
+        let user = Bsuid::parse("US.13491208655302741918").unwrap();
+        let create = |phone: Option<&str>, user_id: Option<Bsuid>| {
+            Contact::default().decide(ContactCommand::Create {
+                phone: phone.map(|p| PhoneNumber::parse(p).unwrap()),
+                user_id,
+                name: None,
+                attributes: Default::default(),
+            })
+        };
+        assert!(create(None, None).is_err(), "one of them");
+        let by_user = Contact::replay(&create(None, Some(user.clone())).unwrap());
+        assert_eq!(by_user.destination(), Some(Destination::User(user.clone())));
+        let by_phone = Contact::replay(&create(Some("+6281234567890"), None).unwrap());
+        // Learning the BSUID of a phone contact: once; the phone stays where messages go.
+        let linked = by_phone.decide(ContactCommand::LinkUserId { user_id: user.clone() }).unwrap();
+        assert_eq!(linked, vec![ContactEvent::UserIdLinked { user_id: user.clone() }]);
+        let both = linked.iter().fold(by_phone, Contact::evolve);
+        assert!(both.decide(ContactCommand::LinkUserId { user_id: user.clone() }).unwrap().is_empty());
+        assert!(matches!(both.destination(), Some(Destination::Phone(_))));
+        // A stored contact.created of before BSUIDs (phone only) still reads.
+        let old: ContactEvent = serde_json::from_value(
+            json!({"type": "contact.created", "phone": "+6281234567890", "name": null, "attributes": {}}),
+        )
+        .unwrap();
+        assert!(matches!(old, ContactEvent::Created { phone: Some(_), user_id: None, .. }));
+    }
+
     fn at() -> DateTime<Utc> {
         DateTime::from_timestamp(1_750_857_384, 0).unwrap()
     }
@@ -244,7 +310,8 @@ mod tests {
         attributes.insert("city".into(), json!("Bandung"));
         let events = Contact::default()
             .decide(ContactCommand::Create {
-                phone: PhoneNumber::parse("+6281234567890").unwrap(),
+                phone: Some(PhoneNumber::parse("+6281234567890").unwrap()),
+                user_id: None,
                 name: Some(" Budi ".into()),
                 attributes,
             })
@@ -313,7 +380,8 @@ mod tests {
         attributes.insert("x".into(), json!([1, 2]));
         let err = Contact::default()
             .decide(ContactCommand::Create {
-                phone: PhoneNumber::parse("+628123456789").unwrap(),
+                phone: Some(PhoneNumber::parse("+628123456789").unwrap()),
+                user_id: None,
                 name: None,
                 attributes,
             })

@@ -56,6 +56,7 @@ impl DomainEvent {
                 ContactEvent::OptedOut { .. } => "contact.opted_out",
                 ContactEvent::OptedIn { .. } => "contact.opted_in",
                 ContactEvent::Deleted { .. } => "contact.deleted",
+                ContactEvent::UserIdLinked { .. } => "contact.user_id_linked",
             },
             Self::Group(e) => match e {
                 GroupEvent::Created { .. } => "group.created",

@@ -7,7 +7,7 @@ use crate::error::DomainError;
 use crate::ids::{CampaignId, ChannelId, ContactId, TemplateId};
 use crate::provider::{classify, ErrorClass};
 use crate::template::{render, Category, Language, RenderInput, RenderedTemplate, Template, TemplateName};
-use crate::values::{bounded_text, PhoneNumber};
+use crate::values::{bounded_text, Bsuid, Destination, PhoneNumber};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -252,11 +252,23 @@ pub struct Message {
     pub provider_message_id: Option<String>,
     pub error: Option<ProviderError>,
     pub billed: bool,
-    /// What to send, to whom, in reply to what (from the queueing event).
+    /// What to send, to whom (a phone number, else a BSUID), in reply to what (from the queueing event).
     pub to: Option<PhoneNumber>,
+    pub user_id: Option<Bsuid>,
     pub content: Option<MessageContent>,
     pub reply_to: Option<String>,
     pub campaign_id: Option<CampaignId>,
+}
+
+impl Message {
+    /// Where the message goes: its phone number (which takes precedence, as at Meta), else its BSUID.
+    pub fn destination(&self) -> Option<Destination> {
+        match (&self.to, &self.user_id) {
+            (Some(p), _) => Some(Destination::Phone(p.clone())),
+            (None, Some(u)) => Some(Destination::User(u.clone())),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -272,7 +284,7 @@ pub enum MessageCommand {
     Queue {
         channel_id: ChannelId,
         contact_id: ContactId,
-        to: PhoneNumber,
+        to: Destination,
         content: MessageContent,
         recipient: RecipientFacts,
         /// Provider id of the message this one replies to.
@@ -313,7 +325,11 @@ pub enum MessageEvent {
     Queued {
         channel_id: ChannelId,
         contact_id: ContactId,
-        to: PhoneNumber,
+        /// The phone number it goes to; absent for a user known only by BSUID (`user_id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<PhoneNumber>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<Bsuid>,
         content: MessageContent,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<String>,
@@ -360,7 +376,20 @@ impl Aggregate for Message {
                         return Err(DomainError::ContactOptedOut);
                     }
                 }
-                Ok(vec![MessageEvent::Queued { channel_id, contact_id, to, content, reply_to, campaign_id, at }])
+                let (to, user_id) = match to {
+                    Destination::Phone(p) => (Some(p), None),
+                    Destination::User(u) => (None, Some(u)),
+                };
+                Ok(vec![MessageEvent::Queued {
+                    channel_id,
+                    contact_id,
+                    to,
+                    user_id,
+                    content,
+                    reply_to,
+                    campaign_id,
+                    at,
+                }])
             }
             _ if !self.queued => Err(DomainError::NotFound("message")),
             // The first attempt of a queued message, or the next one of a scheduled retry; anything else
@@ -409,13 +438,14 @@ impl Aggregate for Message {
 
     fn evolve(mut self, event: &MessageEvent) -> Self {
         match event {
-            MessageEvent::Queued { channel_id, contact_id, to, content, reply_to, campaign_id, .. } => {
+            MessageEvent::Queued { channel_id, contact_id, to, user_id, content, reply_to, campaign_id, .. } => {
                 self.campaign_id = *campaign_id;
                 self.queued = true;
                 self.status = MessageStatus::Queued;
                 self.channel_id = Some(*channel_id);
                 self.contact_id = Some(*contact_id);
-                self.to = Some(to.clone());
+                self.to = to.clone();
+                self.user_id = user_id.clone();
                 self.content = Some(content.clone());
                 self.reply_to = reply_to.clone();
             }
@@ -459,7 +489,7 @@ mod tests {
         Message::default().decide(MessageCommand::Queue {
             channel_id: ChannelId::from_uuid(Uuid::from_u128(1)),
             contact_id: ContactId::from_uuid(Uuid::from_u128(2)),
-            to: PhoneNumber::parse("+6281234567890").unwrap(),
+            to: Destination::Phone(PhoneNumber::parse("+6281234567890").unwrap()),
             content,
             recipient,
             reply_to: None,

@@ -51,6 +51,64 @@ impl PhoneNumber {
     }
 }
 
+/// A WhatsApp business-scoped user id (BSUID), as Meta sends it for a user who may hide their phone
+/// number: a two-letter country code, a period, and up to 128 letters and digits
+/// (`US.13491208655302741918`), or a parent BSUID with `ENT.` after the country (`US.ENT.118…`).
+/// Kept exactly as received.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Bsuid(String);
+
+impl Bsuid {
+    pub fn parse(input: &str) -> Result<Self, DomainError> {
+        let valid = input.split_once('.').is_some_and(|(country, rest)| {
+            let rest = rest.strip_prefix("ENT.").unwrap_or(rest);
+            country.len() == 2
+                && country.bytes().all(|b| b.is_ascii_uppercase())
+                && (1..=128).contains(&rest.len())
+                && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+        if valid {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(DomainError::invalid(
+                "user_id",
+                format!("{input:?} is not a business-scoped user id (like US.13491208655302741918)"),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Bsuid {
+    type Error = DomainError;
+    fn try_from(s: String) -> Result<Self, DomainError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Bsuid> for String {
+    fn from(b: Bsuid) -> String {
+        b.0
+    }
+}
+
+impl fmt::Display for Bsuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a message goes: a phone number, or (for a user known only by it) a BSUID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Phone(PhoneNumber),
+    User(Bsuid),
+}
+
 impl fmt::Display for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -230,6 +288,18 @@ impl From<TimeZone> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bsuids_are_a_country_a_period_and_up_to_128_letters_and_digits() {
+        for ok in ["US.13491208655302741918", "BR.1502576394655843", "US.ENT.11815799212886844830", "ID.abcXYZ09"] {
+            assert_eq!(Bsuid::parse(ok).unwrap().as_str(), ok);
+        }
+        let long = format!("US.{}", "1".repeat(129));
+        for bad in ["", "US", "US.", "us.123", "USA.123", "US.12-3", "US.ENT.", " US.123", "US.1\u{0}", long.as_str()] {
+            assert!(Bsuid::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(serde_json::from_str::<Bsuid>("\"X.1\"").is_err());
+    }
 
     #[test]
     fn phone_numbers_are_normalised_to_e164() {

@@ -61,7 +61,9 @@ async fn messages(
 ) -> impl IntoResponse {
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let to = parsed["to"].as_str().unwrap_or("").to_owned();
+    // A phone number in `to`, or a business-scoped user id in `recipient`: exactly one of them.
+    let (phone, user) = (parsed["to"].as_str(), parsed["recipient"].as_str());
+    let to = phone.xor(user).unwrap_or("").to_owned();
     let (delay, n) = {
         let mut inner = inner.lock().expect("lock");
         inner.calls.push(Call {
@@ -90,7 +92,8 @@ async fn messages(
     };
     let reply = scripted.unwrap_or_else(|| Reply {
         status: 200,
-        body: json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
+        body: json!({"messaging_product": "whatsapp",
+                     "contacts": [{"input": to, (if user.is_some() { "user_id" } else { "wa_id" }): to}],
                      "messages": [{"id": format!("wamid.FAKE.{n}")}]})
         .to_string(),
     });

@@ -226,7 +226,8 @@ pub(crate) fn new_contact_event() -> AppendRequest {
     let phone = blazz_domain::values::PhoneNumber::parse(&format!("+62813{:09}", n % 1_000_000_000))
         .unwrap_or_else(|_| unreachable!("valid by construction"));
     let event = blazz_domain::DomainEvent::Contact(blazz_domain::contact::ContactEvent::Created {
-        phone,
+        phone: Some(phone),
+        user_id: None,
         name: Some(format!("Contact {n}")),
         attributes: [("segment".to_string(), json!(format!("s{}", n % 7)))].into_iter().collect(),
     });

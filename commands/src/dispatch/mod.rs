@@ -129,7 +129,7 @@ impl Dispatcher {
         let c = &self.commands;
         let loaded = c.load::<Message>(workspace, message.as_uuid()).await?;
         let m = loaded.state;
-        let (Some(channel_id), Some(to), Some(content)) = (m.channel_id, m.to.clone(), m.content.clone()) else {
+        let (Some(channel_id), Some(to), Some(content)) = (m.channel_id, m.destination(), m.content.clone()) else {
             return Ok(Dispatched::Skipped);
         };
         // Queued, or a scheduled retry that is due.

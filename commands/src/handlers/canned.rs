@@ -91,10 +91,9 @@ impl Commands {
             Some(a) => Some(self.load::<Agent>(ws, a.as_uuid()).await?.state.name),
             None => None,
         };
-        let phone = contact.phone.as_ref().map(|p| p.as_str()).unwrap_or_default();
         let fields = Fields {
             contact_name: contact.name.as_deref(),
-            contact_phone: phone,
+            contact_phone: contact.phone.as_ref().map(|p| p.as_str()),
             attributes: &contact.attributes,
             agent_name: agent.as_deref(),
         };

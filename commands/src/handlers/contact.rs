@@ -10,7 +10,7 @@ use blazz_domain::aggregate::{stream_id, Aggregate};
 use blazz_domain::contact::{ConsentSource, Contact, ContactCommand, ContactEvent};
 use blazz_domain::ids::ContactId;
 use blazz_domain::role::Action;
-use blazz_domain::values::{Attributes, PhoneNumber};
+use blazz_domain::values::{Attributes, Bsuid, PhoneNumber};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -26,6 +26,17 @@ pub struct ContactChange {
     pub name: Option<Option<String>>,
     pub phone: Option<PhoneNumber>,
     pub attributes: Attributes,
+}
+
+/// The claim of a contact's BSUID in its workspace (one contact per BSUID).
+pub(crate) fn user_id_claim(workspace: Uuid, contact: ContactId, user_id: &Bsuid) -> Claim {
+    Claim {
+        scope: scopes::CONTACT_USER_ID.into(),
+        value: format!("{workspace}:{user_id}"),
+        owner: stream_id::<Contact>(contact.as_uuid()),
+        workspace_id: workspace,
+        data: json!({}),
+    }
 }
 
 pub(crate) fn phone_claim(workspace: Uuid, contact: ContactId, phone: &PhoneNumber) -> Claim {
@@ -51,7 +62,8 @@ pub(crate) fn creation_plan(
 ) -> Result<Plan<ContactEvent>, CommandError> {
     let phone = input.phone.clone();
     let events = Contact::default().decide(ContactCommand::Create {
-        phone: input.phone,
+        phone: Some(input.phone),
+        user_id: None,
         name: input.name,
         attributes: input.attributes,
     })?;
@@ -84,9 +96,12 @@ impl Commands {
             })?;
             let mut plan = Plan::new(vec![], json!({ "contact_id": id }));
             for e in &events {
-                if let (ContactEvent::PhoneChanged { phone }, Some(old)) = (e, &c.phone) {
+                if let ContactEvent::PhoneChanged { phone } = e {
                     plan.claims.push(phone_claim(ws, id, phone));
-                    plan.releases.push(phone_release(ws, id, old));
+                    // A contact known only by BSUID had no number to free.
+                    if let Some(old) = &c.phone {
+                        plan.releases.push(phone_release(ws, id, old));
+                    }
                 }
             }
             plan.events = events;
@@ -126,6 +141,10 @@ impl Commands {
             let mut plan = Plan::new(events, json!({ "contact_id": id, "deleted": true }));
             if let Some(phone) = &c.phone {
                 plan.releases.push(phone_release(ws, id, phone));
+            }
+            if let Some(user) = &c.user_id {
+                let claim = user_id_claim(ws, id, user);
+                plan.releases.push(ClaimRelease { scope: claim.scope, value: claim.value, owner: claim.owner });
             }
             Ok(plan)
         })

@@ -1,5 +1,6 @@
 //! Contact group commands. Members must be active contacts of the caller's workspace: an active
-//! contact is exactly one that holds its phone claim, so one indexed query checks a whole batch.
+//! contact is exactly one that holds its phone claim or its BSUID claim, so two indexed queries
+//! check a whole batch.
 
 use super::require;
 use crate::context::{CommandContext, CommandResult};
@@ -83,8 +84,10 @@ impl Commands {
 
     async fn check_active_contacts(&self, workspace: Uuid, contacts: &[ContactId]) -> Result<(), CommandError> {
         let streams: Vec<String> = contacts.iter().map(|c| stream_id::<Contact>(c.as_uuid())).collect();
-        let active: HashSet<String> =
+        // A live contact holds its phone claim, its BSUID claim, or both.
+        let mut active: HashSet<String> =
             self.store().owners_with_claim(scopes::CONTACT_PHONE, workspace, &streams).await?.into_iter().collect();
+        active.extend(self.store().owners_with_claim(scopes::CONTACT_USER_ID, workspace, &streams).await?);
         let unknown: Vec<String> = contacts
             .iter()
             .zip(&streams)

@@ -86,7 +86,7 @@ impl Commands {
             return Err(DomainError::NotFound("channel").into());
         }
         let contact = self.fold::<Contact>(ws, of_stream(&events, &contact_stream))?.state;
-        let (Some(to), true) = (contact.phone.clone(), contact.is_active()) else {
+        let (Some(to), true) = (contact.destination(), contact.is_active()) else {
             return Err(DomainError::NotFound("contact").into());
         };
         let conversation = self.fold::<Conversation>(ws, of_stream(&events, &conversation_stream))?.state;

@@ -13,7 +13,7 @@ use crate::credentials::ChannelSecrets;
 use async_trait::async_trait;
 use blazz_domain::ids::{ChannelId, MessageId};
 use blazz_domain::message::{MessageContent, ProviderError};
-use blazz_domain::values::PhoneNumber;
+use blazz_domain::values::Destination;
 
 /// The sending channel as a provider needs it.
 #[derive(Debug, Clone)]
@@ -27,7 +27,8 @@ pub struct Sender {
 pub struct Outbound {
     /// Our id, sent along (`biz_opaque_callback_data`) and echoed in every status webhook.
     pub message_id: MessageId,
-    pub to: PhoneNumber,
+    /// A phone number, or for a user known only by it, a business-scoped user id.
+    pub to: Destination,
     pub content: MessageContent,
     /// Provider id of the inbound message this one replies to.
     pub reply_to: Option<String>,

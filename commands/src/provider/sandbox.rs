@@ -5,6 +5,7 @@
 use super::{signature, Accepted, Outbound, Provider, SendError, Sender};
 use crate::credentials::ChannelSecrets;
 use async_trait::async_trait;
+use blazz_domain::values::Destination;
 use serde_json::{json, Value};
 use std::time::Duration;
 use uuid::Uuid;
@@ -61,9 +62,18 @@ fn notification(phone_number_id: &str, value: Value) -> Value {
             "entry": [{ "id": "sandbox-waba", "changes": [{ "field": "messages", "value": value }] }] })
 }
 
-fn status(wamid: &str, status: &str, to: &str, ours: &str) -> Value {
-    let mut s = json!({ "id": wamid, "status": status, "timestamp": unix_now(), "recipient_id": to,
-                        "biz_opaque_callback_data": ours });
+/// The recipient as Meta names it: `(key, value)` of the phone number (`wa_id` digits) or, for a
+/// user known only by it, the business-scoped user id.
+fn who(to: &Destination) -> (&'static str, String) {
+    match to {
+        Destination::Phone(p) => ("wa_id", p.digits().to_owned()),
+        Destination::User(u) => ("user_id", u.as_str().to_owned()),
+    }
+}
+
+fn status(wamid: &str, status: &str, to: &(&'static str, String), ours: &str) -> Value {
+    let mut s = json!({ "id": wamid, "status": status, "timestamp": unix_now(), "biz_opaque_callback_data": ours });
+    s[if to.0 == "wa_id" { "recipient_id" } else { "recipient_user_id" }] = json!(to.1);
     if status == "sent" {
         s["conversation"] = json!({ "id": format!("sandbox-{ours}"), "origin": { "type": "service" } });
         s["pricing"] = json!({ "billable": false, "pricing_model": "PMP", "type": "free_customer_service", "category": "service" });
@@ -99,7 +109,7 @@ impl Provider for SandboxProvider {
         let (http, script) = (self.http.clone(), self.script.clone());
         let url = format!("{}/v1/webhooks/meta/{}", self.ingest_base.trim_end_matches('/'), sender.channel_id);
         let secret = secrets.app_secret.expose().to_owned();
-        let (pnid, to) = (sender.phone_number_id.clone(), message.to.as_str().trim_start_matches('+').to_owned());
+        let (pnid, to) = (sender.phone_number_id.clone(), who(&message.to));
         let (ours, id) = (message.message_id.as_uuid().to_string(), wamid.clone());
         tokio::spawn(async move {
             let start = tokio::time::Instant::now();
@@ -120,11 +130,16 @@ impl Provider for SandboxProvider {
             at(read_after).await;
             post(&http, &url, &secret, &one(status(&id, "read", &to, &ours))).await;
             if let Some(text) = script.reply {
-                let reply = json!({
-                    "contacts": [{ "profile": { "name": "Sandbox recipient" }, "wa_id": to }],
-                    "messages": [{ "from": to, "id": format!("wamid.SANDBOX.IN.{}", Uuid::new_v4().simple()),
-                                   "timestamp": unix_now(), "type": "text", "text": { "body": text },
-                                   "context": { "from": pnid, "id": id } }] });
+                // From a phone number: `from` and `wa_id`; from a user known by BSUID: `from_user_id`
+                // and `user_id`, as Meta sends them for a user who hides their number.
+                let from = if to.0 == "wa_id" { "from" } else { "from_user_id" };
+                let mut contact = json!({ "profile": { "name": "Sandbox recipient" } });
+                contact[to.0] = json!(to.1);
+                let mut message = json!({ "id": format!("wamid.SANDBOX.IN.{}", Uuid::new_v4().simple()),
+                                          "timestamp": unix_now(), "type": "text", "text": { "body": text },
+                                          "context": { "from": pnid, "id": id } });
+                message[from] = json!(to.1);
+                let reply = json!({ "contacts": [contact], "messages": [message] });
                 post(&http, &url, &secret, &notification(&pnid, reply)).await;
             }
         });

@@ -19,30 +19,36 @@ fn is_created(a: &Applied) -> bool {
 
 /// A run of created contacts (imports, replays): one multi-row insert.
 async fn insert_created(conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
-    let (mut ws, mut ids, mut phones, mut names, mut attrs, mut at) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut ws, mut ids, mut phones, mut users, mut names, mut attrs, mut at) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut changes = Vec::with_capacity(run.len());
     for a in run {
-        let DomainEvent::Contact(ContactEvent::Created { phone, name, attributes }) = &a.event else { continue };
+        let DomainEvent::Contact(ContactEvent::Created { phone, user_id, name, attributes }) = &a.event else {
+            continue;
+        };
         changes.push(vec![Change::upsert(
             "contact",
             a.aggregate_id(),
-            json!({ "phone": phone, "name": name, "attributes": attributes, "opted_out": false }),
+            json!({ "phone": phone, "user_id": user_id, "name": name, "attributes": attributes, "opted_out": false }),
         )]);
         ws.push(a.record.workspace_id);
         ids.push(a.aggregate_id());
-        phones.push(phone.as_str().to_owned());
+        phones.push(phone.as_ref().map(|p| p.as_str().to_owned()));
+        users.push(user_id.as_ref().map(|u| u.as_str().to_owned()));
         names.push(name.clone());
         attrs.push(json!(attributes));
         at.push(a.record.recorded_at);
     }
     sqlx::query(
-        "INSERT INTO rm_contacts (workspace_id, contact_id, phone, name, attributes, created_at, updated_at)
-         SELECT w, c, p, n, a, t, t FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[]) AS x(w, c, p, n, a, t)
+        "INSERT INTO rm_contacts (workspace_id, contact_id, phone, user_id, name, attributes, created_at, updated_at)
+         SELECT w, c, p, u, n, a, t, t
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::timestamptz[]) AS x(w, c, p, u, n, a, t)
          ON CONFLICT DO NOTHING",
     )
     .bind(&ws)
     .bind(&ids)
     .bind(&phones)
+    .bind(&users)
     .bind(&names)
     .bind(&attrs)
     .bind(&at)
@@ -92,6 +98,16 @@ impl Projector for Contacts {
                         .execute(conn)
                         .await?;
                     change(json!({ "phone": phone }))
+                }
+                ContactEvent::UserIdLinked { user_id } => {
+                    sqlx::query(&update("user_id = $4"))
+                        .bind(ws)
+                        .bind(id)
+                        .bind(at)
+                        .bind(user_id.as_str())
+                        .execute(conn)
+                        .await?;
+                    change(json!({ "user_id": user_id }))
                 }
                 ContactEvent::AttributesChanged { set, removed } => {
                     sqlx::query(&update("attributes = (attributes - $4::text[]) || $5"))

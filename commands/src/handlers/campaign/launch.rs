@@ -55,7 +55,11 @@ impl Commands {
         let named: Vec<ContactId> = match audience {
             Audience::Contacts { contact_ids } => contact_ids.clone(),
             Audience::AllContacts => {
-                let owners = self.store().claim_owners(scopes::CONTACT_PHONE, ws).await?;
+                // Every live contact holds its phone claim, its BSUID claim, or both (counted once).
+                let mut owners = self.store().claim_owners(scopes::CONTACT_PHONE, ws).await?;
+                let by_phone: HashSet<String> = owners.iter().cloned().collect();
+                let users = self.store().claim_owners(scopes::CONTACT_USER_ID, ws).await?;
+                owners.extend(users.into_iter().filter(|o| !by_phone.contains(o)));
                 owners.iter().filter_map(|o| super::super::webhook::owner_id(o)).map(ContactId::from_uuid).collect()
             }
             Audience::Groups { group_ids } => {
@@ -110,7 +114,7 @@ impl Commands {
                         continue;
                     }
                 };
-                let Some(to) = contact.phone.clone() else {
+                let Some(to) = contact.destination() else {
                     skipped.unknown += 1;
                     continue;
                 };

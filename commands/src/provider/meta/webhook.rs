@@ -50,11 +50,16 @@ pub struct Metadata {
     pub phone_number_id: String,
 }
 
+/// A sender as Meta describes it: the phone number (`wa_id`, absent for a user who hides it) and,
+/// from 2026, the business-scoped user id (`user_id`).
 #[derive(Debug, Deserialize)]
 pub struct WaContact {
     #[serde(default)]
     pub profile: Option<Profile>,
-    pub wa_id: String,
+    #[serde(default)]
+    pub wa_id: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,7 +142,10 @@ pub struct TemplateStatusUpdate {
 /// The parts of an inbound message we read; the whole object is kept as well.
 #[derive(Debug)]
 pub struct InboundParts {
-    pub from: String,
+    /// The sender's phone number (digits), absent for a user who hides it.
+    pub from: Option<String>,
+    /// The sender's business-scoped user id (`from_user_id`), when Meta sends it.
+    pub from_user_id: Option<String>,
     pub id: String,
     pub timestamp: DateTime<Utc>,
     pub kind: String,
@@ -150,7 +158,7 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 impl InboundParts {
-    /// Reads an inbound message object; `None` when it lacks a sender, an id or a time.
+    /// Reads an inbound message object; `None` when it lacks a sender (phone or user id), an id or a time.
     pub fn of(raw: &Value) -> Option<Self> {
         let kind = str_at(raw, &["type"]).unwrap_or("unknown").to_owned();
         let text = match kind.as_str() {
@@ -162,8 +170,11 @@ impl InboundParts {
             "image" | "video" | "document" | "sticker" | "audio" => str_at(raw, &[kind.as_str(), "caption"]),
             _ => None,
         };
+        let (from, from_user_id) = (str_at(raw, &["from"]), str_at(raw, &["from_user_id"]));
+        from.or(from_user_id)?;
         Some(Self {
-            from: str_at(raw, &["from"])?.to_owned(),
+            from: from.map(str::to_owned),
+            from_user_id: from_user_id.map(str::to_owned),
             id: str_at(raw, &["id"])?.to_owned(),
             timestamp: parse_unix(raw.get("timestamp")?)?,
             text: text.map(str::to_owned),

@@ -3,6 +3,7 @@
 use crate::provider::Outbound;
 use blazz_domain::message::{MediaKind, MediaRef, MessageContent, ProviderError};
 use blazz_domain::template::{HeaderFormat, RenderedParameter};
+use blazz_domain::values::Destination;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -11,8 +12,12 @@ pub fn request_body(message: &Outbound) -> Value {
     let mut body = Map::new();
     body.insert("messaging_product".into(), json!("whatsapp"));
     body.insert("recipient_type".into(), json!("individual"));
-    // Meta wants the number without the leading `+`.
-    body.insert("to".into(), json!(message.to.as_str().trim_start_matches('+')));
+    match &message.to {
+        // Meta wants the number without the leading `+`.
+        Destination::Phone(phone) => body.insert("to".into(), json!(phone.digits())),
+        // A user known only by business-scoped user id: `recipient` instead of `to`.
+        Destination::User(user) => body.insert("recipient".into(), json!(user.as_str())),
+    };
     let (kind, payload) = content(&message.content);
     body.insert("type".into(), json!(kind));
     body.insert(kind.into(), payload);
@@ -177,7 +182,7 @@ mod tests {
     fn outbound(content: MessageContent) -> Outbound {
         Outbound {
             message_id: MessageId::from_uuid(Uuid::from_u128(7)),
-            to: PhoneNumber::parse("+6281234567890").unwrap(),
+            to: Destination::Phone(PhoneNumber::parse("+6281234567890").unwrap()),
             content,
             reply_to: Some("wamid.IN".into()),
         }
@@ -193,6 +198,14 @@ mod tests {
                    "context":{"message_id":"wamid.IN"},
                    "biz_opaque_callback_data": Uuid::from_u128(7).to_string()})
         );
+    }
+
+    #[test]
+    fn a_user_known_only_by_bsuid_is_addressed_in_recipient_instead_of_to() {
+        let mut message = outbound(MessageContent::Text { body: "Halo".into(), preview_url: false });
+        message.to = Destination::User(blazz_domain::values::Bsuid::parse("US.13491208655302741918").unwrap());
+        let body = request_body(&message);
+        assert_eq!((body["recipient"].as_str(), body.get("to")), (Some("US.13491208655302741918"), None));
     }
 
     #[test]
