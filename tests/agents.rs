@@ -286,11 +286,8 @@ async fn the_demo_shows_a_sandbox_reply_landing_in_an_open_auto_assigned_convers
     let mut settings = settings();
     settings.edge.dispatch = true;
     settings.edge.sandbox = blazz_commands::provider::sandbox::SandboxScript {
-        sent_after: std::time::Duration::from_millis(20),
-        delivered_after: std::time::Duration::from_millis(40),
-        read_after: Some(std::time::Duration::from_millis(60)),
-        fail_with: None,
         reply: Some(blazz_api::demo::DEMO_REPLY.into()),
+        ..blazz_tests::quick_sandbox()
     };
     let app = blazz_tests::TestApp::spawn_with(pool, settings).await;
     let demo = blazz_api::demo::create(&app.server.state).await.unwrap();

@@ -150,13 +150,7 @@ async fn a_scripted_day_reports_the_hand_computed_figures_per_agent_team_and_wor
 async fn a_campaign_reports_its_delivery_read_and_24_hour_reply_rates(pool: PgPool) {
     let mut settings = Settings::new(4, Some(OPERATOR_TOKEN.into()));
     settings.edge.dispatch = true;
-    settings.edge.sandbox = blazz_commands::provider::sandbox::SandboxScript {
-        sent_after: std::time::Duration::from_millis(20),
-        delivered_after: std::time::Duration::from_millis(40),
-        read_after: Some(std::time::Duration::from_millis(60)),
-        fail_with: None,
-        reply: None,
-    };
+    settings.edge.sandbox = blazz_tests::quick_sandbox();
     let app = blazz_tests::TestApp::spawn_with(pool, settings).await;
     let ws = app.workspace().await;
     let (channel, _) = app.channel_of(&ws, "sandbox").await;

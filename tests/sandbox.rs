@@ -6,7 +6,6 @@ use blazz_commands::provider::sandbox::SandboxScript;
 use blazz_tests::{Settings, TestApp, Ws, OPERATOR_TOKEN};
 use serde_json::json;
 use sqlx::PgPool;
-use std::time::Duration;
 
 async fn sandbox_app(pool: PgPool, script: SandboxScript) -> (TestApp, Ws, String, String) {
     let mut settings = Settings::new(4, Some(OPERATOR_TOKEN.into()));
@@ -20,15 +19,7 @@ async fn sandbox_app(pool: PgPool, script: SandboxScript) -> (TestApp, Ws, Strin
     (app, ws, channel, contact)
 }
 
-fn quick() -> SandboxScript {
-    SandboxScript {
-        sent_after: Duration::from_millis(20),
-        delivered_after: Duration::from_millis(40),
-        read_after: Some(Duration::from_millis(60)),
-        fail_with: None,
-        reply: None,
-    }
-}
+use blazz_tests::quick_sandbox as quick;
 
 async fn send_template(app: &TestApp, ws: &Ws, channel: &str, contact: &str) -> String {
     let template = app.template(ws, "welcome", "UTILITY", "APPROVED").await;

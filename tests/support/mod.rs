@@ -380,6 +380,18 @@ impl Live {
     }
 }
 
+/// A sandbox that plays a message's life back quickly (sent, delivered, read within 60 ms), without
+/// a reply.
+pub fn quick_sandbox() -> blazz_commands::provider::sandbox::SandboxScript {
+    blazz_commands::provider::sandbox::SandboxScript {
+        sent_after: std::time::Duration::from_millis(20),
+        delivered_after: std::time::Duration::from_millis(40),
+        read_after: Some(std::time::Duration::from_millis(60)),
+        fail_with: None,
+        reply: None,
+    }
+}
+
 /// A Meta notification with one `messages` change for `phone_number_id`.
 pub fn notification(phone_number_id: &str, value: Value) -> Value {
     let mut value = value;
