@@ -141,7 +141,7 @@ async fn assignment_priority_and_notes_show_in_the_inbox_filters_and_live(pool: 
 
     // Unknown agent or team; no field at all; another workspace's conversation.
     let a = s.app.post(&assign, &s.ws.key, json!({"agent_id": Uuid::now_v7()})).await.expect(422);
-    assert_eq!(a.body["error"]["details"]["field"], "agent_ids", "{}", a.body);
+    assert_eq!(a.body["error"]["details"]["field"], "agent_id", "{}", a.body);
     s.app.post(&assign, &s.ws.key, json!({"team_id": Uuid::now_v7()})).await.expect(404);
     s.app.post(&assign, &s.ws.key, json!({})).await.expect(422);
     let other = s.app.workspace().await;

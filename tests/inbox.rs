@@ -1,5 +1,6 @@
 //! The agents' inbox over HTTP and WebSocket: conversation statuses (open, pending, snoozed,
-//! resolved), reopening on inbound messages and when a snooze ends, and the status filter.
+//! resolved), reopening on inbound messages and when a snooze ends, the status filter, labels on
+//! conversations and contacts, and reading a conversation.
 
 use blazz_tests::inbox::setup;
 use blazz_tests::{Live, Settings, OPERATOR_TOKEN};
@@ -108,4 +109,82 @@ async fn labels_are_added_removed_filtered_and_validated(pool: PgPool) {
     s.app.post(&path, &other.key, json!({"add": ["x"]})).await.expect(404);
     let types = s.app.stream_types(&s.ws, &format!("conversation-{id}")).await;
     assert_eq!(types.iter().filter(|t| *t == "conversation.labels_changed").count(), 2, "{types:?}");
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn contact_labels_are_added_filtered_live_and_bounded(pool: PgPool) {
+    let s = setup(pool, Settings::new(4, Some(OPERATOR_TOKEN.into()))).await;
+    let other = s.app.contact(&s.ws, "+6281200000009", json!({})).await;
+    let mut live = Live::connect(&s.app, &s.ws.key, None).await;
+    let path = format!("/v1/contacts/{}/labels", s.contact);
+    let a = s.app.post(&path, &s.ws.key, json!({"add": ["VIP", "Jakarta"]})).await.expect(200);
+    assert_eq!(a.body["labels"], json!(["jakarta", "vip"]), "{}", a.body);
+    let delta = loop {
+        let d = live.next_of("contact").await;
+        if d["changed"].get("labels").is_some() {
+            break d;
+        }
+    };
+    assert_eq!(
+        (delta["id"].as_str(), &delta["changed"]["labels"]),
+        (Some(s.contact.to_string().as_str()), &json!(["jakarta", "vip"]))
+    );
+    let list = |q: String| {
+        let app = &s.app;
+        let key = s.ws.key.clone();
+        async move { app.get(&format!("/v1/contacts?{q}"), &key).await.expect(200).body }
+    };
+    let vip = list(format!("label=Vip&min_position={}", a.body["position"])).await;
+    let ids: Vec<&str> = vip["items"].as_array().unwrap().iter().filter_map(|c| c["contact_id"].as_str()).collect();
+    assert_eq!(ids, [s.contact.to_string()], "only the labelled contact, not {other}");
+    let r = s.app.post(&path, &s.ws.key, json!({"remove": ["vip"], "add": ["vip"]})).await.expect(200);
+    assert_eq!(r.body["labels"], json!(["jakarta"]), "a label in both is removed");
+    assert_eq!(list(format!("label=vip&min_position={}", r.body["position"])).await["items"], json!([]));
+    // Bad labels, too many, an invalid filter, another workspace's contact, a viewer.
+    assert_eq!(s.app.post(&path, &s.ws.key, json!({"add": ["<b>"]})).await.expect(422).code(), "validation_failed");
+    let many: Vec<String> = (0..20).map(|i| format!("l{i}")).collect();
+    s.app.post(&path, &s.ws.key, json!({"add": many})).await.expect(422);
+    s.app.get("/v1/contacts?label=%3Cb%3E", &s.ws.key).await.expect(422);
+    let unknown = s.app.post(&path, &s.ws.key, json!({"add": ["x"], "colour": "red"})).await;
+    assert_eq!(unknown.expect(400).code(), "invalid_json");
+    let stranger = s.app.workspace().await;
+    s.app.post(&path, &stranger.key, json!({"add": ["x"]})).await.expect(404);
+    s.app.post(&path, &s.key("viewer").await, json!({"add": ["x"]})).await.expect(403);
+    let types = s.app.stream_types(&s.ws, &format!("contact-{}", s.contact)).await;
+    assert_eq!(types.iter().filter(|t| *t == "contact.labels_changed").count(), 2, "{types:?}");
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn reading_a_conversation_clears_its_unread_count_and_names_the_reader(pool: PgPool) {
+    let s = setup(pool, Settings::new(4, Some(OPERATOR_TOKEN.into()))).await;
+    let (sari, sari_key) = s.agent("Sari", "agent").await;
+    let (id, _) = s.inbound().await;
+    let (_, position) = s.inbound().await;
+    let assign = format!("/v1/conversations/{id}/assignment");
+    s.app.post(&assign, &s.ws.key, json!({"agent_id": sari})).await.expect(200);
+    assert_eq!(s.row(&id, &json!(position)).await["unread_count"], 2);
+    let mut live = Live::connect(&s.app, &s.ws.key, None).await;
+
+    let read = format!("/v1/conversations/{id}/read");
+    let r = s.app.post(&read, &sari_key, json!({})).await.expect(200);
+    let row = s.row(&id, &r.body["position"]).await;
+    assert_eq!((&row["unread_count"], row["last_read_agent_id"].as_str()), (&json!(0), Some(sari.as_str())), "{row}");
+    let delta = loop {
+        let d = live.next_of("conversation").await;
+        if d["changed"].get("last_read_at").is_some() {
+            break d;
+        }
+    };
+    assert_eq!(delta["changed"]["unread_count"], 0);
+    let agents = s.app.get(&format!("/v1/agents/{sari}?min_position={}", r.body["position"]), &s.ws.key).await;
+    assert_eq!(agents.expect(200).body["unread_conversations"], 0);
+    // Nothing new since: no event. A new message counts again, for the agent too.
+    assert_eq!(s.app.post(&read, &sari_key, json!({})).await.expect(200).body["position"], Value::Null);
+    let (_, position) = s.inbound().await;
+    assert_eq!(s.row(&id, &json!(position)).await["unread_count"], 1);
+    let agent = s.app.get(&format!("/v1/agents/{sari}"), &s.ws.key).await.expect(200).body;
+    assert_eq!(agent["unread_conversations"], 1, "{agent}");
+    s.app.post(&read, &s.key("viewer").await, json!({})).await.expect(403);
+    let other = s.app.workspace().await;
+    s.app.post(&read, &other.key, json!({})).await.expect(404);
 }

@@ -82,6 +82,13 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let principal = state.commands.authenticate(secret).await?.ok_or_else(ApiError::unauthorized)?;
+        if !principal.agent_active {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "agent_deactivated",
+                "this API key acts as a deactivated agent; reactivate the agent or use another key",
+            ));
+        }
         acting_agent(&parts.headers, principal.agent_id)?;
         state.rates.check(&state.pool, principal.workspace_id.as_uuid(), principal.key_id.as_uuid()).await?;
         // Bulk work of other workspaces yields while this one is active.

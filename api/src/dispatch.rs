@@ -5,7 +5,7 @@
 
 use crate::launcher::Launcher;
 use blazz_commands::dispatch::{Dispatched, Dispatcher};
-use blazz_domain::ids::{CampaignId, ConversationId, MessageId, TeamId};
+use blazz_domain::ids::{AgentId, CampaignId, ConversationId, MessageId, TeamId};
 use futures::StreamExt;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -39,6 +39,7 @@ pub async fn schedule(pool: PgPool, dispatcher: Dispatcher, launcher: Launcher, 
         give_up_stale(&pool, &dispatcher).await;
         complete_finished(&pool, &dispatcher).await;
         wake_snoozed(&pool, &dispatcher).await;
+        release_deactivated(&pool, &dispatcher).await;
         assign_waiting(&pool, &dispatcher).await;
         tokio::select! {
             _ = tokio::time::sleep(SCHEDULE_POLL) => {}
@@ -109,6 +110,24 @@ async fn wake_snoozed(pool: &PgPool, dispatcher: &Dispatcher) {
         let ctx = Dispatcher::context(workspace);
         if let Err(e) = dispatcher.commands().wake_conversation(&ctx, ConversationId::from_uuid(conversation)).await {
             tracing::warn!(%conversation, error = %e, "snoozed conversation not reopened; retrying");
+        }
+    }
+}
+
+/// Hands the conversations of deactivated agents back to their teams (where automatic assignment,
+/// if the team has it, gives them to someone else). The conversation aggregate releases only a
+/// conversation the agent still holds, so a stale read changes nothing.
+async fn release_deactivated(pool: &PgPool, dispatcher: &Dispatcher) {
+    use blazz_projections::read_models::agents;
+    let held = match agents::held_by_deactivated(pool, ASSIGN_PER_WORKSPACE, ASSIGN_PER_TICK).await {
+        Ok(h) => h,
+        Err(e) => return tracing::warn!(error = %e, "conversations of deactivated agents unreadable; retrying"),
+    };
+    for (workspace, conversation, agent) in held {
+        let ctx = blazz_commands::CommandContext::system(workspace, "assigner");
+        let (id, agent) = (ConversationId::from_uuid(conversation), AgentId::from_uuid(agent));
+        if let Err(e) = dispatcher.commands().release_conversation(&ctx, id, agent).await {
+            tracing::warn!(%conversation, error = %e, "conversation of a deactivated agent not released; retrying");
         }
     }
 }

@@ -87,7 +87,8 @@ impl From<DomainError> for ApiError {
             DomainError::AlreadyExists(_)
             | DomainError::LastOwnerKey
             | DomainError::ChannelUnavailable(_)
-            | DomainError::InvalidState(_) => StatusCode::CONFLICT,
+            | DomainError::InvalidState(_)
+            | DomainError::AgentDeactivated => StatusCode::CONFLICT,
             DomainError::Forbidden { .. } => StatusCode::FORBIDDEN,
         };
         let details = match &e {

@@ -57,8 +57,11 @@ pub fn verify(secret: &str, stored_hash: &str) -> bool {
 pub struct StoredKey {
     pub workspace_id: Uuid,
     pub hash: String,
+    /// For a key bound to an agent: the agent's role when the key was looked up.
     pub role: Role,
     pub agent_id: Option<AgentId>,
+    /// False when the key's agent is deactivated.
+    pub agent_active: bool,
 }
 
 /// Stored keys remembered for a short time, so a request needs no database round trip to
@@ -101,6 +104,11 @@ impl KeyCache {
     pub fn forget(&self, id: ApiKeyId) {
         self.lock().remove(&id);
     }
+
+    /// Forgets every key bound to `agent` (its role or activity changed).
+    pub fn forget_agent(&self, agent: AgentId) {
+        self.lock().retain(|_, (k, _)| k.agent_id != Some(agent));
+    }
 }
 
 #[cfg(test)]
@@ -125,12 +133,24 @@ mod tests {
     #[test]
     fn the_key_cache_expires_and_forgets() {
         let id = generate().id;
-        let stored = StoredKey { workspace_id: Uuid::nil(), hash: "h".into(), role: Role::Agent, agent_id: None };
+        let stored = StoredKey {
+            workspace_id: Uuid::nil(),
+            hash: "h".into(),
+            role: Role::Agent,
+            agent_id: None,
+            agent_active: true,
+        };
         let cache = KeyCache::new(Duration::from_secs(60));
         cache.put(id, stored.clone());
         assert_eq!(cache.get(id), Some(stored.clone()));
         cache.forget(id);
         assert_eq!(cache.get(id), None);
+        let agent = AgentId::from_uuid(Uuid::from_u128(7));
+        let (other, bound) = (generate().id, StoredKey { agent_id: Some(agent), ..stored.clone() });
+        cache.put(id, bound);
+        cache.put(other, stored.clone());
+        cache.forget_agent(agent);
+        assert_eq!((cache.get(id), cache.get(other)), (None, Some(stored.clone())));
         let off = KeyCache::new(Duration::ZERO);
         off.put(id, stored);
         assert_eq!(off.get(id), None);

@@ -1,6 +1,8 @@
 //! Agent: a person working a workspace's inbox. An agent has a name, an email (unique in the
 //! workspace, checked with a claim by the write side), a role (what API keys bound to the agent may
-//! do; fixed at creation) and an availability that automatic assignment respects.
+//! do) and an availability that automatic assignment respects. An agent who leaves is deactivated,
+//! never deleted (its name stays on the history it wrote): it goes offline, takes no conversations
+//! and its keys stop working until it is reactivated.
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
@@ -47,6 +49,7 @@ pub struct Agent {
     pub email: String,
     pub role: Option<Role>,
     pub availability: Availability,
+    pub deactivated: bool,
 }
 
 /// An email as stored: trimmed, lowercase, one `@` with text on both sides and a dot in the domain.
@@ -75,6 +78,9 @@ pub enum AgentCommand {
     Create { name: String, email: String, role: Role },
     Rename { name: String },
     SetAvailability { availability: Availability },
+    ChangeRole { role: Role },
+    Deactivate,
+    Reactivate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +92,21 @@ pub enum AgentEvent {
     Renamed { name: String },
     #[serde(rename = "agent.availability_changed")]
     AvailabilityChanged { availability: Availability },
+    #[serde(rename = "agent.role_changed")]
+    RoleChanged { role: Role },
+    /// The agent is offline from here on, until reactivated.
+    #[serde(rename = "agent.deactivated")]
+    Deactivated,
+    /// Reactivated agents start offline.
+    #[serde(rename = "agent.reactivated")]
+    Reactivated,
+}
+
+fn agent_role(role: Role) -> Result<Role, DomainError> {
+    if role == Role::Owner {
+        return Err(DomainError::invalid("role", "an agent is an admin, an agent or a viewer"));
+    }
+    Ok(role)
 }
 
 impl Aggregate for Agent {
@@ -99,9 +120,7 @@ impl Aggregate for Agent {
                 if self.created {
                     return Err(DomainError::AlreadyExists("agent"));
                 }
-                if role == Role::Owner {
-                    return Err(DomainError::invalid("role", "an agent is an admin, an agent or a viewer"));
-                }
+                let role = agent_role(role)?;
                 Ok(vec![AgentEvent::Created { name: bounded_text("name", &name, 200)?, email: email(&address)?, role }])
             }
             _ if !self.created => Err(DomainError::NotFound("agent")),
@@ -109,11 +128,18 @@ impl Aggregate for Agent {
                 let name = bounded_text("name", &name, 200)?;
                 Ok(if name == self.name { vec![] } else { vec![AgentEvent::Renamed { name }] })
             }
+            AgentCommand::SetAvailability { .. } if self.deactivated => Err(DomainError::AgentDeactivated),
             AgentCommand::SetAvailability { availability } => Ok(if availability == self.availability {
                 vec![]
             } else {
                 vec![AgentEvent::AvailabilityChanged { availability }]
             }),
+            AgentCommand::ChangeRole { role } => {
+                let role = agent_role(role)?;
+                Ok(if Some(role) == self.role { vec![] } else { vec![AgentEvent::RoleChanged { role }] })
+            }
+            AgentCommand::Deactivate => Ok(if self.deactivated { vec![] } else { vec![AgentEvent::Deactivated] }),
+            AgentCommand::Reactivate => Ok(if self.deactivated { vec![AgentEvent::Reactivated] } else { vec![] }),
         }
     }
 
@@ -127,6 +153,12 @@ impl Aggregate for Agent {
             }
             AgentEvent::Renamed { name } => self.name = name.clone(),
             AgentEvent::AvailabilityChanged { availability } => self.availability = *availability,
+            AgentEvent::RoleChanged { role } => self.role = Some(*role),
+            AgentEvent::Deactivated => {
+                self.deactivated = true;
+                self.availability = Availability::Offline;
+            }
+            AgentEvent::Reactivated => self.deactivated = false,
         }
         self
     }
@@ -166,5 +198,37 @@ mod tests {
         assert!(set(&a, "online").unwrap().is_empty());
         assert!(set(&Agent::default(), "busy").is_err());
         assert!(Availability::parse("away").is_err());
+    }
+
+    #[test]
+    fn a_deactivated_agent_goes_offline_sets_no_availability_and_comes_back_offline() {
+        let a = Agent::replay(&create(Role::Agent).unwrap());
+        let online = AgentCommand::SetAvailability { availability: Availability::Online };
+        let a = a.decide(online.clone()).unwrap().iter().fold(a, Agent::evolve);
+        let e = a.decide(AgentCommand::Deactivate).unwrap();
+        assert_eq!(e, vec![AgentEvent::Deactivated]);
+        let a = e.iter().fold(a, Agent::evolve);
+        assert_eq!((a.deactivated, a.availability), (true, Availability::Offline));
+        assert!(a.decide(AgentCommand::Deactivate).unwrap().is_empty(), "once");
+        assert_eq!(a.decide(online.clone()).unwrap_err(), DomainError::AgentDeactivated);
+        // Renaming and changing the role still work (the record stays right).
+        assert!(!a.decide(AgentCommand::Rename { name: "Sari W.".into() }).unwrap().is_empty());
+        let e = a.decide(AgentCommand::Reactivate).unwrap();
+        assert_eq!(e, vec![AgentEvent::Reactivated]);
+        let a = e.iter().fold(a, Agent::evolve);
+        assert_eq!((a.deactivated, a.availability), (false, Availability::Offline));
+        assert!(a.decide(AgentCommand::Reactivate).unwrap().is_empty(), "only when deactivated");
+        assert!(!a.decide(online).unwrap().is_empty());
+        assert!(Agent::default().decide(AgentCommand::Deactivate).is_err(), "needs an agent");
+    }
+
+    #[test]
+    fn a_role_changes_when_different_and_never_to_owner() {
+        let a = Agent::replay(&create(Role::Agent).unwrap());
+        assert!(a.decide(AgentCommand::ChangeRole { role: Role::Agent }).unwrap().is_empty());
+        assert!(a.decide(AgentCommand::ChangeRole { role: Role::Owner }).is_err());
+        let e = a.decide(AgentCommand::ChangeRole { role: Role::Viewer }).unwrap();
+        assert_eq!(e, vec![AgentEvent::RoleChanged { role: Role::Viewer }]);
+        assert_eq!(e.iter().fold(a, Agent::evolve).role, Some(Role::Viewer));
     }
 }

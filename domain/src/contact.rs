@@ -54,6 +54,7 @@ pub struct Contact {
     pub name: Option<String>,
     pub attributes: Attributes,
     pub opted_out: Option<OptOut>,
+    pub labels: crate::label::Labels,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +90,11 @@ pub enum ContactCommand {
     Delete {
         at: DateTime<Utc>,
     },
+    /// Adds and removes labels (a label in both is removed).
+    Label {
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +124,8 @@ pub enum ContactEvent {
     OptedIn { reason: Option<String>, source: ConsentSource, at: DateTime<Utc> },
     #[serde(rename = "contact.deleted")]
     Deleted { at: DateTime<Utc> },
+    #[serde(rename = "contact.labels_changed")]
+    LabelsChanged { added: Vec<String>, removed: Vec<String> },
 }
 
 impl Contact {
@@ -236,6 +244,14 @@ impl Aggregate for Contact {
             LinkUserId { user_id } => {
                 Ok(if self.user_id.is_some() { vec![] } else { vec![ContactEvent::UserIdLinked { user_id }] })
             }
+            Label { add, remove } => {
+                let (added, removed) = crate::label::change(&self.labels, &add, &remove, "contact")?;
+                Ok(if added.is_empty() && removed.is_empty() {
+                    vec![]
+                } else {
+                    vec![ContactEvent::LabelsChanged { added, removed }]
+                })
+            }
         }
     }
 
@@ -262,6 +278,7 @@ impl Aggregate for Contact {
             ContactEvent::OptedIn { .. } => self.opted_out = None,
             ContactEvent::Deleted { .. } => self.deleted = true,
             ContactEvent::UserIdLinked { user_id } => self.user_id = Some(user_id.clone()),
+            ContactEvent::LabelsChanged { added, removed } => crate::label::apply(&mut self.labels, added, removed),
         }
         self
     }
@@ -372,6 +389,28 @@ mod tests {
         let err = c.decide(ContactCommand::OptOut { reason: None, source: ConsentSource::Api, at: at() }).unwrap_err();
         assert_eq!(err, DomainError::NotFound("contact"));
         assert_eq!(c.decide(ContactCommand::Delete { at: at() }).unwrap_err(), DomainError::NotFound("contact"));
+    }
+
+    #[test]
+    fn labels_change_once_and_a_deleted_contact_takes_none() {
+        let c = budi();
+        let label = |c: &Contact, add: &[&str], remove: &[&str]| {
+            c.decide(ContactCommand::Label {
+                add: add.iter().map(|s| s.to_string()).collect(),
+                remove: remove.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        let e = label(&c, &["VIP", "Jakarta"], &[]).unwrap();
+        assert_eq!(
+            e,
+            vec![ContactEvent::LabelsChanged { added: vec!["jakarta".into(), "vip".into()], removed: vec![] }]
+        );
+        let c = e.iter().fold(c, Contact::evolve);
+        assert!(label(&c, &["vip"], &[]).unwrap().is_empty(), "already there");
+        let c = label(&c, &[], &["jakarta"]).unwrap().iter().fold(c, Contact::evolve);
+        assert_eq!(c.labels.iter().collect::<Vec<_>>(), ["vip"]);
+        let deleted = c.decide(ContactCommand::Delete { at: at() }).unwrap().iter().fold(c, Contact::evolve);
+        assert_eq!(label(&deleted, &["x"], &[]).unwrap_err(), DomainError::NotFound("contact"));
     }
 
     #[test]

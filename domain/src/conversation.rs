@@ -28,22 +28,10 @@ pub struct Conversation {
     pub status: ConversationStatus,
     /// While snoozed: when it reopens.
     pub snoozed_until: Option<DateTime<Utc>>,
+    /// Inbound messages since someone last marked the conversation read.
+    pub unread_inbound: u32,
     /// Labels, lowercase, sorted.
-    pub labels: std::collections::BTreeSet<String>,
-}
-
-/// Most labels one conversation may carry, and the longest label.
-pub const MAX_LABELS: usize = 20;
-pub const MAX_LABEL_CHARS: usize = 50;
-
-/// A label as stored: trimmed, lowercase, 1 to [`MAX_LABEL_CHARS`] characters of letters, digits,
-/// `-`, `_`, `:` or spaces.
-pub fn label(input: &str) -> Result<String, DomainError> {
-    let l = bounded_text("labels", input, MAX_LABEL_CHARS)?.to_lowercase();
-    if !l.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ':' | ' ')) {
-        return Err(DomainError::invalid("labels", format!("{l:?}: letters, digits, '-', '_', ':' and spaces only")));
-    }
-    Ok(l)
+    pub labels: crate::label::Labels,
 }
 
 /// Where a conversation stands in the inbox.
@@ -123,12 +111,14 @@ impl Priority {
 /// The longest private note.
 pub const MAX_NOTE_CHARS: usize = 10_000;
 
-/// Why an assignment changed: a person's command, or automatic assignment inside a team.
+/// Why an assignment changed: a person's command, automatic assignment inside a team, or the
+/// agent's deactivation (which hands the conversation back to its team).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AssignReason {
     Manual,
     Auto,
+    AgentDeactivated,
 }
 
 /// The longest a conversation may be snoozed for.
@@ -191,6 +181,11 @@ pub enum ConversationCommand {
         team: TeamId,
         agent: Option<AgentId>,
     },
+    /// `agent` was deactivated: if the conversation is still theirs, it goes back to its team
+    /// (nothing happens when someone reassigned it meanwhile).
+    Release {
+        agent: AgentId,
+    },
     SetPriority {
         priority: Priority,
     },
@@ -214,6 +209,10 @@ pub enum ConversationCommand {
     Label {
         add: Vec<String>,
         remove: Vec<String>,
+    },
+    /// Someone read the conversation (nothing happens when no inbound message came since).
+    MarkRead {
+        now: DateTime<Utc>,
     },
 }
 
@@ -239,6 +238,9 @@ pub enum ConversationEvent {
     NoteAdded { note_id: NoteId, text: String, at: DateTime<Utc> },
     #[serde(rename = "conversation.labels_changed")]
     LabelsChanged { added: Vec<String>, removed: Vec<String> },
+    /// Read by the event's actor (and agent): unread counts start again from zero.
+    #[serde(rename = "conversation.read")]
+    Read { at: DateTime<Utc> },
     /// `reason`: `agent` (a command), `inbound` (the customer wrote), `snooze_ended`.
     #[serde(rename = "conversation.status_changed")]
     StatusChanged {
@@ -310,15 +312,7 @@ impl Aggregate for Conversation {
                 if !self.started {
                     return Err(DomainError::NotFound("conversation"));
                 }
-                let remove: std::collections::BTreeSet<String> =
-                    remove.iter().map(|l| label(l)).collect::<Result<_, _>>()?;
-                let add: std::collections::BTreeSet<String> = add.iter().map(|l| label(l)).collect::<Result<_, _>>()?;
-                let added: Vec<String> =
-                    add.difference(&remove).filter(|l| !self.labels.contains(*l)).cloned().collect();
-                let removed: Vec<String> = remove.iter().filter(|l| self.labels.contains(*l)).cloned().collect();
-                if self.labels.len() + added.len() - removed.len() > MAX_LABELS {
-                    return Err(DomainError::invalid("labels", format!("at most {MAX_LABELS} per conversation")));
-                }
+                let (added, removed) = crate::label::change(&self.labels, &add, &remove, "conversation")?;
                 Ok(if added.is_empty() && removed.is_empty() {
                     vec![]
                 } else {
@@ -352,6 +346,18 @@ impl Aggregate for Conversation {
                     }]
                 })
             }
+            ConversationCommand::MarkRead { now } => {
+                Ok(if self.unread_inbound == 0 { vec![] } else { vec![ConversationEvent::Read { at: now }] })
+            }
+            ConversationCommand::Release { agent } => Ok(if self.agent_id == Some(agent) {
+                vec![ConversationEvent::Assigned {
+                    agent_id: None,
+                    team_id: self.team_id,
+                    reason: AssignReason::AgentDeactivated,
+                }]
+            } else {
+                vec![]
+            }),
             ConversationCommand::SetPriority { priority } => Ok(if priority == self.priority {
                 vec![]
             } else {
@@ -375,7 +381,9 @@ impl Aggregate for Conversation {
             // Webhooks arrive out of order: the window follows the latest inbound message seen.
             ConversationEvent::InboundReceived { at, .. } => {
                 self.last_inbound_at = Some(self.last_inbound_at.map_or(*at, |t| t.max(*at)));
+                self.unread_inbound = self.unread_inbound.saturating_add(1);
             }
+            ConversationEvent::Read { .. } => self.unread_inbound = 0,
             ConversationEvent::Assigned { agent_id, team_id, .. } => {
                 self.agent_id = *agent_id;
                 self.team_id = *team_id;
@@ -388,10 +396,7 @@ impl Aggregate for Conversation {
                 self.snoozed_until = *snoozed_until;
             }
             ConversationEvent::LabelsChanged { added, removed } => {
-                self.labels.extend(added.iter().cloned());
-                for l in removed {
-                    self.labels.remove(l);
-                }
+                crate::label::apply(&mut self.labels, added, removed)
             }
         }
         self
@@ -498,7 +503,7 @@ mod tests {
     }
 
     #[test]
-    fn labels_are_normalised_added_and_removed_once_and_bounded() {
+    fn labels_change_once_and_need_a_conversation() {
         let c = Conversation::replay(&inbound(&Conversation::default(), 0));
         let label = |c: &Conversation, add: &[&str], remove: &[&str]| {
             c.decide(ConversationCommand::Label {
@@ -516,12 +521,8 @@ mod tests {
         assert!(label(&c, &["vip"], &["nope"]).unwrap().is_empty());
         let c = label(&c, &[], &["VIP"]).unwrap().iter().fold(c, Conversation::evolve);
         assert_eq!(c.labels.iter().collect::<Vec<_>>(), ["order:123"]);
-        assert!(label(&c, &["a\u{0}b"], &[]).is_err());
+        // Validation and the bound are the label module's (tested there).
         assert!(label(&c, &["<script>"], &[]).is_err());
-        assert!(label(&c, &[&"x".repeat(MAX_LABEL_CHARS + 1)], &[]).is_err());
-        let many: Vec<String> = (0..MAX_LABELS).map(|i| format!("l{i}")).collect();
-        let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        assert!(label(&c, &many, &[]).is_err(), "21 labels");
         assert!(label(&Conversation::default(), &["vip"], &[]).is_err());
     }
 
@@ -552,6 +553,39 @@ mod tests {
         let c = assign(&c, Some(None), None).iter().fold(c, Conversation::evolve);
         assert_eq!((c.agent_id, c.team_id), (None, Some(team(1))));
         assert!(Conversation::default().decide(ConversationCommand::Assign { agent: None, team: None }).is_err());
+    }
+
+    #[test]
+    fn reading_counts_only_when_something_came_in_since() {
+        let c = Conversation::replay(&inbound(&Conversation::default(), 0));
+        let read = |c: &Conversation| c.decide(ConversationCommand::MarkRead { now: at(1) }).unwrap();
+        assert_eq!(read(&c), vec![ConversationEvent::Read { at: at(1) }]);
+        let c = read(&c).iter().fold(c, Conversation::evolve);
+        assert!(read(&c).is_empty(), "already read");
+        let c = inbound(&c, 2).iter().fold(c, Conversation::evolve);
+        assert_eq!(c.unread_inbound, 1);
+        assert!(!read(&c).is_empty());
+        assert!(Conversation::default().decide(ConversationCommand::MarkRead { now: at(1) }).is_err());
+    }
+
+    #[test]
+    fn a_deactivated_agents_conversation_goes_back_to_its_team_unless_reassigned() {
+        let c = Conversation::replay(&inbound(&Conversation::default(), 0));
+        let assign = ConversationCommand::Assign { agent: Some(Some(agent(7))), team: Some(Some(team(1))) };
+        let c = c.decide(assign).unwrap().iter().fold(c, Conversation::evolve);
+        let e = c.decide(ConversationCommand::Release { agent: agent(7) }).unwrap();
+        assert_eq!(
+            e,
+            vec![ConversationEvent::Assigned {
+                agent_id: None,
+                team_id: Some(team(1)),
+                reason: AssignReason::AgentDeactivated
+            }]
+        );
+        let released = e.iter().fold(c.clone(), Conversation::evolve);
+        assert!(released.decide(ConversationCommand::Release { agent: agent(7) }).unwrap().is_empty(), "once");
+        // Someone else holds it now: the late release changes nothing.
+        assert!(c.decide(ConversationCommand::Release { agent: agent(8) }).unwrap().is_empty());
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub enum DomainError {
     /// A campaign audience with nobody in it.
     #[error("the audience is empty")]
     EmptyAudience,
+    /// The agent was deactivated: it takes no conversations and sets no availability.
+    #[error("the agent is deactivated; reactivate it first")]
+    AgentDeactivated,
 }
 
 impl DomainError {
@@ -64,6 +67,7 @@ impl DomainError {
             Self::ChannelUnavailable(_) => "channel_unavailable",
             Self::InvalidState(_) => "invalid_state",
             Self::EmptyAudience => "empty_audience",
+            Self::AgentDeactivated => "agent_deactivated",
         }
     }
 }

@@ -57,6 +57,7 @@ impl DomainEvent {
                 ContactEvent::OptedIn { .. } => "contact.opted_in",
                 ContactEvent::Deleted { .. } => "contact.deleted",
                 ContactEvent::UserIdLinked { .. } => "contact.user_id_linked",
+                ContactEvent::LabelsChanged { .. } => "contact.labels_changed",
             },
             Self::Group(e) => match e {
                 GroupEvent::Created { .. } => "group.created",
@@ -87,6 +88,7 @@ impl DomainEvent {
                 ConversationEvent::NoteAdded { .. } => "conversation.note_added",
                 ConversationEvent::StatusChanged { .. } => "conversation.status_changed",
                 ConversationEvent::LabelsChanged { .. } => "conversation.labels_changed",
+                ConversationEvent::Read { .. } => "conversation.read",
             },
             Self::Campaign(e) => match e {
                 CampaignEvent::Created { .. } => "campaign.created",
@@ -102,6 +104,9 @@ impl DomainEvent {
                 AgentEvent::Created { .. } => "agent.created",
                 AgentEvent::Renamed { .. } => "agent.renamed",
                 AgentEvent::AvailabilityChanged { .. } => "agent.availability_changed",
+                AgentEvent::RoleChanged { .. } => "agent.role_changed",
+                AgentEvent::Deactivated => "agent.deactivated",
+                AgentEvent::Reactivated => "agent.reactivated",
             },
             Self::Team(e) => match e {
                 TeamEvent::Created { .. } => "team.created",

@@ -8,6 +8,7 @@
 //! - [`aggregate`]: the [`Aggregate`] trait every aggregate implements, and stream naming.
 //! - [`ids`]: newtype identifiers, one per aggregate.
 //! - [`values`]: validated values shared by several aggregates (phone numbers, names, attributes).
+//! - [`label`]: labels of conversations and contacts.
 //! - [`error`]: [`DomainError`], the reasons a command is rejected, each with a stable code.
 //! - [`role`]: API key roles and what each may do.
 //! - [`workspace`], [`campaign`], [`channel`], [`contact`], [`group`], [`template`], [`message`], [`conversation`],
@@ -28,6 +29,7 @@ pub mod error;
 pub mod event;
 pub mod group;
 pub mod ids;
+pub mod label;
 pub mod message;
 pub mod provider;
 pub mod role;

@@ -26,7 +26,7 @@ pub enum Filter {
     Bool(&'static str, bool),
     /// Contacts in a group.
     InGroup(Uuid),
-    /// A conversation carrying this label.
+    /// A conversation or contact carrying this label.
     Label(String),
     /// Contacts whose attribute `key` equals the string `value`.
     Attribute(String, String),

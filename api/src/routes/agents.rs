@@ -1,7 +1,8 @@
 //! Agents and teams: `POST /v1/agents`, `PATCH /v1/agents/{id}`, `POST /v1/agents/{id}/availability`,
+//! `/deactivate`, `/reactivate`,
 //! `POST /v1/teams`, `PATCH /v1/teams/{id}`, `POST /v1/teams/{id}/members[/remove]`.
 
-use super::command_response;
+use super::{command_response, merged};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Path};
@@ -9,6 +10,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use blazz_commands::CommandContext;
 use blazz_domain::agent::Availability;
 use blazz_domain::ids::{AgentId, TeamId};
 use blazz_domain::role::Role;
@@ -34,18 +36,47 @@ pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<Ne
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Named {
-    name: String,
+pub struct AgentChange {
+    name: Option<String>,
+    /// `admin`, `agent` or `viewer`; keys bound to the agent take it.
+    role: Option<String>,
 }
 
-pub async fn rename(
+/// `PATCH /v1/agents/{id}`: name and/or role, each its own command; the answer merges them.
+pub async fn update(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-    body: JsonBody<Named>,
+    body: JsonBody<AgentChange>,
 ) -> Result<Response, ApiError> {
-    let ctx = caller.context(Some(body.fingerprint));
-    let result = s.commands.rename_agent(&ctx, AgentId::from_uuid(id), body.value.name).await?;
+    let (ctx, id) = (caller.context(Some(body.fingerprint)), AgentId::from_uuid(id));
+    let AgentChange { name, role } = body.value;
+    let role = role.as_deref().map(Role::parse).transpose()?;
+    if name.is_none() && role.is_none() {
+        return Err(blazz_domain::DomainError::invalid("body", "give name and/or role").into());
+    }
+    let mut results = vec![];
+    if let Some(name) = name {
+        results.push(s.commands.rename_agent(&ctx, id, name).await?);
+    }
+    if let Some(role) = role {
+        // One idempotency key per request: the first command keeps it.
+        let ctx = if results.is_empty() { ctx.clone() } else { CommandContext { idempotency: None, ..ctx.clone() } };
+        results.push(s.commands.change_agent_role(&ctx, id, role).await?);
+    }
+    Ok(command_response(StatusCode::OK, merged(results)))
+}
+
+/// `POST /v1/agents/{id}/deactivate`: offline, no new conversations, bound keys refused, its
+/// conversations handed back to their teams.
+pub async fn deactivate(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+    let result = s.commands.set_agent_active(&caller.context(None), AgentId::from_uuid(id), false).await?;
+    Ok(command_response(StatusCode::OK, result))
+}
+
+/// `POST /v1/agents/{id}/reactivate`: back, offline until it sets its availability.
+pub async fn reactivate(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+    let result = s.commands.set_agent_active(&caller.context(None), AgentId::from_uuid(id), true).await?;
     Ok(command_response(StatusCode::OK, result))
 }
 

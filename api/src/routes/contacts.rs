@@ -1,6 +1,6 @@
 //! `POST /v1/contacts`, `PATCH|DELETE /v1/contacts/{id}`, `POST /v1/contacts/{id}/opt-out|opt-in`.
 
-use super::{command_response, double_option};
+use super::{command_response, double_option, LabelChange};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Path};
@@ -102,4 +102,16 @@ pub async fn opt_in(
     body: JsonBody<Consent>,
 ) -> Result<Response, ApiError> {
     consent(s, caller, id, body, false).await
+}
+
+pub async fn labels(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: JsonBody<LabelChange>,
+) -> Result<Response, ApiError> {
+    let LabelChange { add, remove } = body.value;
+    let ctx = caller.context(Some(body.fingerprint));
+    let result = s.commands.label_contact(&ctx, ContactId::from_uuid(id), add, remove).await?;
+    Ok(command_response(StatusCode::OK, result))
 }

@@ -1,8 +1,8 @@
-//! `POST /v1/conversations/{id}/status`, `/labels`, `/assignment`, `/priority`, `/notes` and
-//! `/messages`: a conversation's inbox status, labels, assignment, priority, private notes, and
-//! replies.
+//! `POST /v1/conversations/{id}/status`, `/labels`, `/assignment`, `/priority`, `/notes`, `/messages`
+//! and `/read`: a conversation's inbox status, labels, assignment, priority, private notes,
+//! replies, and who read it.
 
-use super::command_response;
+use super::{command_response, LabelChange};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Path};
@@ -41,22 +41,13 @@ pub async fn set_status(
     Ok(command_response(StatusCode::OK, result))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Labels {
-    #[serde(default)]
-    add: Vec<String>,
-    #[serde(default)]
-    remove: Vec<String>,
-}
-
 pub async fn labels(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-    body: JsonBody<Labels>,
+    body: JsonBody<LabelChange>,
 ) -> Result<Response, ApiError> {
-    let Labels { add, remove } = body.value;
+    let LabelChange { add, remove } = body.value;
     let ctx = caller.context(Some(body.fingerprint));
     let result = s.commands.label_conversation(&ctx, ConversationId::from_uuid(id), add, remove).await?;
     Ok(command_response(StatusCode::OK, result))
@@ -141,4 +132,10 @@ pub async fn reply(
     let ctx = caller.context(Some(body.fingerprint));
     let result = s.commands.reply_in_conversation(&ctx, ConversationId::from_uuid(id), content, b.reply_to).await?;
     Ok(command_response(StatusCode::ACCEPTED, result))
+}
+
+/// `POST /v1/conversations/{id}/read`: read by the caller; its unread count starts again from zero.
+pub async fn read(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+    let result = s.commands.mark_conversation_read(&caller.context(None), ConversationId::from_uuid(id)).await?;
+    Ok(command_response(StatusCode::OK, result))
 }

@@ -50,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/contacts/{id}", patch(contacts::update).delete(contacts::delete).get(q::contact))
         .route("/v1/contacts/{id}/opt-out", post(contacts::opt_out))
         .route("/v1/contacts/{id}/opt-in", post(contacts::opt_in))
+        .route("/v1/contacts/{id}/labels", post(contacts::labels))
         .route("/v1/contacts/import", post(import::import))
         .route("/v1/groups", post(groups::create).get(q::groups))
         .route("/v1/groups/{id}", patch(groups::rename).get(q::group))
@@ -70,13 +71,16 @@ pub fn router() -> Router<AppState> {
         .route("/v1/conversations", get(q::conversations))
         .route("/v1/conversations/{id}/status", post(conversations::set_status))
         .route("/v1/conversations/{id}/labels", post(conversations::labels))
+        .route("/v1/conversations/{id}/read", post(conversations::read))
         .route("/v1/conversations/{id}/assignment", post(conversations::assign))
         .route("/v1/conversations/{id}/priority", post(conversations::priority))
         .route("/v1/conversations/{id}/notes", post(conversations::add_note).get(q::notes))
         .route("/v1/conversations/{id}/messages", post(conversations::reply))
         .route("/v1/conversations/{id}", get(q::conversation))
         .route("/v1/agents", post(agents::create).get(q::agents))
-        .route("/v1/agents/{id}", patch(agents::rename).get(q::agent))
+        .route("/v1/agents/{id}", patch(agents::update).get(q::agent))
+        .route("/v1/agents/{id}/deactivate", post(agents::deactivate))
+        .route("/v1/agents/{id}/reactivate", post(agents::reactivate))
         .route("/v1/agents/{id}/availability", post(agents::availability))
         .route("/v1/canned-responses", post(canned::create).get(q::canned_responses))
         .route("/v1/canned-responses/{id}", patch(canned::update).delete(canned::delete))
@@ -129,6 +133,16 @@ pub(crate) fn merged(results: Vec<CommandResult>) -> CommandResult {
         replayed &= r.replayed;
     }
     CommandResult { body: body.into(), position, replayed }
+}
+
+/// The body of `POST …/labels` (conversations and contacts): labels to add and to remove.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelChange {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
 }
 
 /// For PATCH bodies: distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).

@@ -140,6 +140,9 @@ pub async fn contacts(
             a.split_once(':').ok_or_else(|| ApiError::bad_request("invalid_query", "attribute must be key:value"))?;
         f.push(Filter::Attribute(k.to_owned(), v.to_owned()));
     }
+    if let Some(l) = &p.label {
+        f.push(Filter::Label(blazz_domain::label::label(l)?));
+    }
     list(&s, &caller, List::Contacts, &p, f).await
 }
 
@@ -223,7 +226,7 @@ pub async fn conversations(
         f.push(Filter::Text("status", ConversationStatus::parse(st)?.as_str().to_owned()));
     }
     if let Some(l) = &p.label {
-        f.push(Filter::Label(blazz_domain::conversation::label(l)?));
+        f.push(Filter::Label(blazz_domain::label::label(l)?));
     }
     if let Some(a) = p.assignee {
         f.push(Filter::Id("agent_id", a));

@@ -25,6 +25,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use blazz_commands::handlers::workspace::Principal;
 use blazz_domain::role::Action;
 use blazz_projections::delta::{Delta, DeltaKey, Resume};
 use serde::Deserialize;
@@ -166,7 +167,8 @@ async fn run(
             },
             _ = recheck.tick() => {
                 // A store failure is not a revocation: keep serving and look again later.
-                if let Ok(None) = s.commands.authenticate(secret).await {
+                // A deactivated agent's key goes as a revoked one does.
+                if let Ok(None | Some(Principal { agent_active: false, .. })) = s.commands.authenticate(secret).await {
                     socket.close().await;
                     return Err(Stop::Gone);
                 }

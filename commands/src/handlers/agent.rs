@@ -73,6 +73,53 @@ impl Commands {
         .await
     }
 
+    /// Changes an agent's role; keys bound to the agent take it at once on this node and within the
+    /// key cache's time to live on others.
+    pub async fn change_agent_role(
+        &self,
+        ctx: &CommandContext,
+        id: AgentId,
+        role: Role,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageAgents)?;
+        let result = self
+            .execute::<Agent>(ctx, id.as_uuid(), |a| {
+                Ok(Plan::new(a.decide(AgentCommand::ChangeRole { role })?, json!({ "agent_id": id, "role": role })))
+            })
+            .await;
+        self.key_cache().forget_agent(id);
+        result
+    }
+
+    /// Deactivates an agent (`active: false`: offline, no new conversations, its keys refused, its
+    /// conversations handed back to their teams by the scheduler) or reactivates it.
+    pub async fn set_agent_active(
+        &self,
+        ctx: &CommandContext,
+        id: AgentId,
+        active: bool,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageAgents)?;
+        let result = self
+            .execute::<Agent>(ctx, id.as_uuid(), |a| {
+                let command = if active { AgentCommand::Reactivate } else { AgentCommand::Deactivate };
+                Ok(Plan::new(a.decide(command)?, json!({ "agent_id": id, "active": active })))
+            })
+            .await;
+        self.key_cache().forget_agent(id);
+        result
+    }
+
+    /// `Ok` when `agent` is an active agent of `workspace`.
+    pub(crate) async fn check_active_agent(&self, workspace: Uuid, agent: AgentId) -> Result<(), CommandError> {
+        let a = self.load::<Agent>(workspace, agent.as_uuid()).await?.state;
+        match (a.created, a.deactivated) {
+            (false, _) => Err(DomainError::invalid("agent_id", format!("unknown agent: {agent}")).into()),
+            (true, true) => Err(DomainError::AgentDeactivated.into()),
+            (true, false) => Ok(()),
+        }
+    }
+
     pub async fn create_team(
         &self,
         ctx: &CommandContext,

@@ -132,6 +132,23 @@ impl Commands {
         .await
     }
 
+    /// Adds and removes labels of a contact.
+    pub async fn label_contact(
+        &self,
+        ctx: &CommandContext,
+        id: ContactId,
+        add: Vec<String>,
+        remove: Vec<String>,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::ManageContacts)?;
+        self.execute::<Contact>(ctx, id.as_uuid(), |c| {
+            let events = c.decide(ContactCommand::Label { add: add.clone(), remove: remove.clone() })?;
+            let after = events.iter().fold(c.clone(), Contact::evolve);
+            Ok(Plan::new(events, json!({ "contact_id": id, "labels": after.labels })))
+        })
+        .await
+    }
+
     /// Deletes a contact and frees its phone number for a new contact.
     pub async fn delete_contact(&self, ctx: &CommandContext, id: ContactId) -> Result<CommandResult, CommandError> {
         require(ctx.role, Action::ManageContacts)?;

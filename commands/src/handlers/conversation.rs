@@ -8,7 +8,7 @@ use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
 use crate::service::{Commands, Plan};
 use blazz_domain::aggregate::Aggregate;
-use blazz_domain::conversation::{Conversation, ConversationCommand, ConversationStatus, Priority};
+use blazz_domain::conversation::{Conversation, ConversationCommand, ConversationEvent, ConversationStatus, Priority};
 use blazz_domain::ids::{AgentId, ConversationId, NoteId, TeamId};
 use blazz_domain::role::Action;
 use blazz_domain::DomainError;
@@ -33,6 +33,20 @@ impl Commands {
                 events,
                 json!({ "conversation_id": id, "status": after.status, "snoozed_until": after.snoozed_until }),
             ))
+        })
+        .await
+    }
+
+    /// Marks a conversation read by the caller (its agent, when the key is bound to one).
+    pub async fn mark_conversation_read(
+        &self,
+        ctx: &CommandContext,
+        id: ConversationId,
+    ) -> Result<CommandResult, CommandError> {
+        require(ctx.role, Action::WorkConversations)?;
+        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+            let events = c.decide(ConversationCommand::MarkRead { now: ctx.now })?;
+            Ok(Plan::new(events, json!({ "conversation_id": id, "unread_count": 0 })))
         })
         .await
     }
@@ -64,18 +78,13 @@ impl Commands {
     ) -> Result<CommandResult, CommandError> {
         require(ctx.role, Action::WorkConversations)?;
         if let Some(Some(a)) = agent {
-            self.check_agents(ctx.workspace_id, &[a]).await?;
+            self.check_active_agent(ctx.workspace_id, a).await?;
         }
         if let Some(Some(t)) = team {
             self.check_team(ctx.workspace_id, t).await?;
         }
         self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
-            let events = c.decide(ConversationCommand::Assign { agent, team })?;
-            let after = events.iter().fold(c.clone(), Conversation::evolve);
-            Ok(Plan::new(
-                events,
-                json!({ "conversation_id": id, "agent_id": after.agent_id, "team_id": after.team_id }),
-            ))
+            assignment(id, c, ConversationCommand::Assign { agent, team })
         })
         .await
     }
@@ -90,14 +99,21 @@ impl Commands {
         agent: Option<AgentId>,
     ) -> Result<CommandResult, CommandError> {
         self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
-            let events = c.decide(ConversationCommand::AutoAssign { team, agent })?;
-            let after = events.iter().fold(c.clone(), Conversation::evolve);
-            Ok(Plan::new(
-                events,
-                json!({ "conversation_id": id, "agent_id": after.agent_id, "team_id": after.team_id }),
-            ))
+            assignment(id, c, ConversationCommand::AutoAssign { team, agent })
         })
         .await
+    }
+
+    /// Hands a conversation of a deactivated agent back to its team (the scheduler's command; a
+    /// no-op when the conversation has been reassigned since).
+    pub async fn release_conversation(
+        &self,
+        ctx: &CommandContext,
+        id: ConversationId,
+        agent: AgentId,
+    ) -> Result<CommandResult, CommandError> {
+        self.execute::<Conversation>(ctx, id.as_uuid(), |c| assignment(id, c, ConversationCommand::Release { agent }))
+            .await
     }
 
     pub async fn set_conversation_priority(
@@ -160,4 +176,15 @@ impl Commands {
         })
         .await
     }
+}
+
+/// The plan of an assignment command, answering with the assignment after it.
+fn assignment(
+    id: ConversationId,
+    c: &Conversation,
+    command: ConversationCommand,
+) -> Result<Plan<ConversationEvent>, CommandError> {
+    let events = c.decide(command)?;
+    let after = events.iter().fold(c.clone(), Conversation::evolve);
+    Ok(Plan::new(events, json!({ "conversation_id": id, "agent_id": after.agent_id, "team_id": after.team_id })))
 }

@@ -23,6 +23,8 @@ pub struct Principal {
     pub role: Role,
     /// The agent the key acts as.
     pub agent_id: Option<AgentId>,
+    /// False when that agent is deactivated (the gateway refuses the key).
+    pub agent_active: bool,
 }
 
 /// What the `api_key` claim keeps next to the key id.
@@ -91,8 +93,11 @@ impl Commands {
     ) -> Result<CommandResult, CommandError> {
         let role = match (agent, role) {
             (Some(a), role) => {
-                let agent_role = self.load::<Agent>(ctx.workspace_id, a.as_uuid()).await?.state.role;
-                let agent_role = agent_role.ok_or(DomainError::NotFound("agent"))?;
+                let agent = self.load::<Agent>(ctx.workspace_id, a.as_uuid()).await?.state;
+                if agent.deactivated {
+                    return Err(DomainError::AgentDeactivated.into());
+                }
+                let agent_role = agent.role.ok_or(DomainError::NotFound("agent"))?;
                 if role.is_some_and(|r| r != agent_role) {
                     return Err(DomainError::invalid(
                         "role",
@@ -165,7 +170,8 @@ impl Commands {
     }
 
     /// Finds the key by its id (in the key cache, else its claim) and checks the presented secret
-    /// against the stored hash in constant time. Revoked keys have no claim and are unknown.
+    /// against the stored hash in constant time. Revoked keys have no claim and are unknown. A key
+    /// bound to an agent takes the agent's current role and activity (one more read on a cache miss).
     pub async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, CommandError> {
         let Some(key_id) = keys::key_id(presented) else {
             return Ok(None);
@@ -179,11 +185,19 @@ impl Commands {
                 let Ok(data) = serde_json::from_value::<KeyClaimData>(claim.data) else {
                     return Ok(None);
                 };
+                // A bound key acts with its agent's current role and only while the agent is active.
+                let (mut role, mut agent_active) = (data.role, true);
+                if let Some(agent) = data.agent_id {
+                    let a = self.load::<Agent>(claim.workspace_id, agent.as_uuid()).await?.state;
+                    role = a.role.unwrap_or(role);
+                    agent_active = !a.deactivated;
+                }
                 let stored = StoredKey {
                     workspace_id: claim.workspace_id,
                     hash: data.hash,
-                    role: data.role,
+                    role,
                     agent_id: data.agent_id,
+                    agent_active,
                 };
                 self.key_cache().put(key_id, stored.clone());
                 stored
@@ -197,6 +211,7 @@ impl Commands {
             key_id,
             role: stored.role,
             agent_id: stored.agent_id,
+            agent_active: stored.agent_active,
         }))
     }
 }

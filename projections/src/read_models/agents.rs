@@ -1,4 +1,4 @@
-//! `rm_agents` (agents, availability, when each was last given a conversation) and `rm_teams`
+//! `rm_agents` (agents, role, availability, active or not, when each was last given a conversation) and `rm_teams`
 //! (teams with members and automatic assignment settings); and what automatic assignment reads of
 //! them.
 
@@ -52,6 +52,18 @@ impl Projector for Agents {
             DomainEvent::Agent(AgentEvent::AvailabilityChanged { availability }) => {
                 set(conn, ws, a.aggregate_id(), "availability = $3", availability.as_str(), at).await?;
                 (a.aggregate_id(), json!({ "availability": availability }))
+            }
+            DomainEvent::Agent(AgentEvent::RoleChanged { role }) => {
+                set(conn, ws, a.aggregate_id(), "role = $3", role.as_str(), at).await?;
+                (a.aggregate_id(), json!({ "role": role }))
+            }
+            DomainEvent::Agent(AgentEvent::Deactivated) => {
+                set(conn, ws, a.aggregate_id(), "active = false, availability = $3", "offline", at).await?;
+                (a.aggregate_id(), json!({ "active": false, "availability": "offline" }))
+            }
+            DomainEvent::Agent(AgentEvent::Reactivated) => {
+                set(conn, ws, a.aggregate_id(), "active = $3::boolean", "true", at).await?;
+                (a.aggregate_id(), json!({ "active": true }))
             }
             // Round-robin order: when an agent was last given a conversation.
             DomainEvent::Conversation(ConversationEvent::Assigned { agent_id: Some(agent), .. }) => {
@@ -193,6 +205,28 @@ pub async fn waiting_for_assignment(
     .await
 }
 
+/// Conversations not resolved that a deactivated agent still holds (they go back to their teams),
+/// at most `per_workspace` of each workspace and `limit` in all: `(workspace, conversation, agent)`.
+pub async fn held_by_deactivated(
+    pool: &PgPool,
+    per_workspace: i64,
+    limit: i64,
+) -> Result<Vec<(Uuid, Uuid, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT workspace_id, conversation_id, agent_id FROM (
+             SELECT c.workspace_id, c.conversation_id, c.agent_id,
+                    row_number() OVER (PARTITION BY c.workspace_id ORDER BY c.conversation_id) AS n
+             FROM rm_agents a
+             JOIN rm_conversations c ON c.workspace_id = a.workspace_id AND c.agent_id = a.agent_id
+             WHERE NOT a.active AND c.status <> 'resolved'
+         ) h WHERE n <= $1 LIMIT $2",
+    )
+    .bind(per_workspace)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 /// The members of a team as automatic assignment sees them: online or not, how many open or
 /// pending conversations each holds, and when each was last given one.
 pub async fn candidates(pool: &PgPool, workspace: Uuid, team: Uuid) -> Result<Vec<Candidate>, sqlx::Error> {
@@ -202,7 +236,7 @@ pub async fn candidates(pool: &PgPool, workspace: Uuid, team: Uuid) -> Result<Ve
                      AND c.agent_id = a.agent_id AND c.status IN ('open', 'pending')),
                 a.last_assigned_at
          FROM rm_teams t JOIN rm_agents a ON a.workspace_id = t.workspace_id AND a.agent_id = ANY(t.member_ids)
-         WHERE t.workspace_id = $1 AND t.team_id = $2",
+         WHERE t.workspace_id = $1 AND t.team_id = $2 AND a.active",
     )
     .bind(workspace)
     .bind(team)

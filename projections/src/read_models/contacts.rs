@@ -1,4 +1,4 @@
-//! `rm_contacts`: contacts with their attributes, opt-out and group membership.
+//! `rm_contacts`: contacts with their attributes, labels, opt-out and group membership.
 
 use crate::delta::Change;
 use crate::projector::{Applied, Projector};
@@ -140,6 +140,21 @@ impl Projector for Contacts {
                         .execute(conn)
                         .await?;
                     change(json!({ "opted_out": false }))
+                }
+                ContactEvent::LabelsChanged { added, removed } => {
+                    let labels: Option<(Vec<String>,)> = sqlx::query_as(&format!(
+                        "UPDATE rm_contacts SET labels = {}, updated_at = $3
+                         WHERE workspace_id = $1 AND contact_id = $2 RETURNING labels",
+                        super::labels_after(4, 5)
+                    ))
+                    .bind(ws)
+                    .bind(id)
+                    .bind(at)
+                    .bind(added)
+                    .bind(removed)
+                    .fetch_optional(conn)
+                    .await?;
+                    change(json!({ "labels": labels.map(|l| l.0) }))
                 }
                 ContactEvent::Deleted { .. } => {
                     sqlx::query("DELETE FROM rm_contacts WHERE workspace_id = $1 AND contact_id = $2")

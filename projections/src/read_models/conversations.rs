@@ -185,6 +185,26 @@ impl Projector for Conversations {
                         .await?;
                         Ok(vec![Change::upsert("conversation", id, json!({ "priority": priority }))])
                     }
+                    ConversationEvent::Read { at: read } => {
+                        let agent = a.record.metadata.agent_id;
+                        sqlx::query(
+                            "UPDATE rm_conversations SET unread_count = 0, last_read_at = $3, last_read_agent_id = $4,
+                                 updated_at = $5
+                             WHERE workspace_id = $1 AND conversation_id = $2",
+                        )
+                        .bind(ws)
+                        .bind(id)
+                        .bind(read)
+                        .bind(agent)
+                        .bind(at)
+                        .execute(conn)
+                        .await?;
+                        Ok(vec![Change::upsert(
+                            "conversation",
+                            id,
+                            json!({ "unread_count": 0, "last_read_at": read, "last_read_agent_id": agent }),
+                        )])
+                    }
                     ConversationEvent::NoteAdded { note_id, text, at: written } => {
                         let meta = &a.record.metadata;
                         sqlx::query(
@@ -207,13 +227,11 @@ impl Projector for Conversations {
                         )])
                     }
                     ConversationEvent::LabelsChanged { added, removed } => {
-                        let labels: Option<(Vec<String>,)> = sqlx::query_as(
-                            "UPDATE rm_conversations SET
-                                 labels = ARRAY(SELECT DISTINCT l FROM unnest(labels || $3::text[]) AS l
-                                                WHERE l <> ALL($4::text[]) ORDER BY l),
-                                 updated_at = $5
+                        let labels: Option<(Vec<String>,)> = sqlx::query_as(&format!(
+                            "UPDATE rm_conversations SET labels = {}, updated_at = $5
                              WHERE workspace_id = $1 AND conversation_id = $2 RETURNING labels",
-                        )
+                            super::labels_after(3, 4)
+                        ))
                         .bind(ws)
                         .bind(id)
                         .bind(added)

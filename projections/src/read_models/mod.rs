@@ -55,6 +55,12 @@ pub fn preview(content: &MessageContent) -> String {
 }
 
 /// The serialised name of a unit enum value (`ProviderKind::Meta` → `"meta"`).
+/// The SQL of a `labels` column after a change: `labels` plus the text array parameter `$added`,
+/// less the one in `$removed`, without duplicates, sorted.
+pub(crate) fn labels_after(added: u8, removed: u8) -> String {
+    format!("ARRAY(SELECT DISTINCT l FROM unnest(labels || ${added}::text[]) AS l WHERE l <> ALL(${removed}::text[]) ORDER BY l)")
+}
+
 pub(crate) fn tag<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
