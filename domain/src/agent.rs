@@ -83,23 +83,25 @@ pub enum AgentCommand {
     Reactivate,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum AgentEvent {
-    #[serde(rename = "agent.created")]
-    Created { name: String, email: String, role: Role },
-    #[serde(rename = "agent.renamed")]
-    Renamed { name: String },
-    #[serde(rename = "agent.availability_changed")]
-    AvailabilityChanged { availability: Availability },
-    #[serde(rename = "agent.role_changed")]
-    RoleChanged { role: Role },
-    /// The agent is offline from here on, until reactivated.
-    #[serde(rename = "agent.deactivated")]
-    Deactivated,
-    /// Reactivated agents start offline.
-    #[serde(rename = "agent.reactivated")]
-    Reactivated,
+crate::event::event_enum! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum AgentEvent {
+        #[serde(rename = "agent.created")]
+        Created { name: String, email: String, role: Role },
+        #[serde(rename = "agent.renamed")]
+        Renamed { name: String },
+        #[serde(rename = "agent.availability_changed")]
+        AvailabilityChanged { availability: Availability },
+        #[serde(rename = "agent.role_changed")]
+        RoleChanged { role: Role },
+        /// The agent is offline from here on, until reactivated.
+        #[serde(rename = "agent.deactivated")]
+        Deactivated,
+        /// Reactivated agents start offline.
+        #[serde(rename = "agent.reactivated")]
+        Reactivated,
+    }
 }
 
 fn agent_role(role: Role) -> Result<Role, DomainError> {

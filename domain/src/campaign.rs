@@ -181,37 +181,39 @@ pub enum CampaignCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum CampaignEvent {
-    #[serde(rename = "campaign.created")]
-    Created {
-        name: String,
-        channel_id: ChannelId,
-        template_id: TemplateId,
-        audience: Audience,
-        variables: BTreeMap<String, VariableMapping>,
-    },
-    #[serde(rename = "campaign.scheduled")]
-    Scheduled { at: DateTime<Utc> },
-    #[serde(rename = "campaign.launch_started")]
-    LaunchStarted { at: DateTime<Utc> },
-    #[serde(rename = "campaign.launched")]
-    Launched { queued: u64, skipped: Skipped, at: DateTime<Utc> },
-    #[serde(rename = "campaign.paused")]
-    Paused { reason: String, at: DateTime<Utc> },
-    #[serde(rename = "campaign.resumed")]
-    Resumed { at: DateTime<Utc> },
-    #[serde(rename = "campaign.cancelled")]
-    Cancelled { at: DateTime<Utc> },
-    #[serde(rename = "campaign.completed")]
-    Completed {
-        #[serde(default)]
-        counts: FinalCounts,
-        #[serde(default)]
-        skipped: Skipped,
-        at: DateTime<Utc>,
-    },
+crate::event::event_enum! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum CampaignEvent {
+        #[serde(rename = "campaign.created")]
+        Created {
+            name: String,
+            channel_id: ChannelId,
+            template_id: TemplateId,
+            audience: Audience,
+            variables: BTreeMap<String, VariableMapping>,
+        },
+        #[serde(rename = "campaign.scheduled")]
+        Scheduled { at: DateTime<Utc> },
+        #[serde(rename = "campaign.launch_started")]
+        LaunchStarted { at: DateTime<Utc> },
+        #[serde(rename = "campaign.launched")]
+        Launched { queued: u64, skipped: Skipped, at: DateTime<Utc> },
+        #[serde(rename = "campaign.paused")]
+        Paused { reason: String, at: DateTime<Utc> },
+        #[serde(rename = "campaign.resumed")]
+        Resumed { at: DateTime<Utc> },
+        #[serde(rename = "campaign.cancelled")]
+        Cancelled { at: DateTime<Utc> },
+        #[serde(rename = "campaign.completed")]
+        Completed {
+            #[serde(default)]
+            counts: FinalCounts,
+            #[serde(default)]
+            skipped: Skipped,
+            at: DateTime<Utc>,
+        },
+    }
 }
 
 fn invalid_state(what: &str, status: CampaignStatus) -> DomainError {

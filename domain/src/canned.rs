@@ -112,15 +112,17 @@ pub enum CannedCommand {
     Delete,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum CannedEvent {
-    #[serde(rename = "canned_response.created")]
-    Created { short_code: String, text: String },
-    #[serde(rename = "canned_response.updated")]
-    Updated { text: String },
-    #[serde(rename = "canned_response.deleted")]
-    Deleted,
+crate::event::event_enum! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum CannedEvent {
+        #[serde(rename = "canned_response.created")]
+        Created { short_code: String, text: String },
+        #[serde(rename = "canned_response.updated")]
+        Updated { text: String },
+        #[serde(rename = "canned_response.deleted")]
+        Deleted,
+    }
 }
 
 fn text(input: &str) -> Result<String, DomainError> {

@@ -69,24 +69,26 @@ pub enum ChannelCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum ChannelEvent {
-    #[serde(rename = "channel.connected")]
-    Connected {
-        provider: ProviderKind,
-        phone_number_id: String,
-        display_phone_number: PhoneNumber,
-        rate_limit_per_second: u32,
-    },
-    #[serde(rename = "channel.rate_limit_changed")]
-    RateLimitChanged { per_second: u32 },
-    #[serde(rename = "channel.halted")]
-    Halted { reason: String, code: i64 },
-    #[serde(rename = "channel.resumed")]
-    Resumed,
-    #[serde(rename = "channel.inbox_team_set")]
-    InboxTeamSet { team_id: Option<TeamId> },
+crate::event::event_enum! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum ChannelEvent {
+        #[serde(rename = "channel.connected")]
+        Connected {
+            provider: ProviderKind,
+            phone_number_id: String,
+            display_phone_number: PhoneNumber,
+            rate_limit_per_second: u32,
+        },
+        #[serde(rename = "channel.rate_limit_changed")]
+        RateLimitChanged { per_second: u32 },
+        #[serde(rename = "channel.halted")]
+        Halted { reason: String, code: i64 },
+        #[serde(rename = "channel.resumed")]
+        Resumed,
+        #[serde(rename = "channel.inbox_team_set")]
+        InboxTeamSet { team_id: Option<TeamId> },
+    }
 }
 
 fn rate(per_second: u32) -> Result<u32, DomainError> {

@@ -97,35 +97,37 @@ pub enum ContactCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum ContactEvent {
-    #[serde(rename = "contact.created")]
-    Created {
-        /// Absent for a user known only by BSUID.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        phone: Option<PhoneNumber>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        user_id: Option<Bsuid>,
-        name: Option<String>,
-        attributes: Attributes,
-    },
-    #[serde(rename = "contact.user_id_linked")]
-    UserIdLinked { user_id: Bsuid },
-    #[serde(rename = "contact.renamed")]
-    Renamed { name: Option<String> },
-    #[serde(rename = "contact.phone_changed")]
-    PhoneChanged { phone: PhoneNumber },
-    #[serde(rename = "contact.attributes_changed")]
-    AttributesChanged { set: Attributes, removed: Vec<String> },
-    #[serde(rename = "contact.opted_out")]
-    OptedOut { reason: Option<String>, source: ConsentSource, at: DateTime<Utc> },
-    #[serde(rename = "contact.opted_in")]
-    OptedIn { reason: Option<String>, source: ConsentSource, at: DateTime<Utc> },
-    #[serde(rename = "contact.deleted")]
-    Deleted { at: DateTime<Utc> },
-    #[serde(rename = "contact.labels_changed")]
-    LabelsChanged { added: Vec<String>, removed: Vec<String> },
+crate::event::event_enum! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum ContactEvent {
+        #[serde(rename = "contact.created")]
+        Created {
+            /// Absent for a user known only by BSUID.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            phone: Option<PhoneNumber>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            user_id: Option<Bsuid>,
+            name: Option<String>,
+            attributes: Attributes,
+        },
+        #[serde(rename = "contact.user_id_linked")]
+        UserIdLinked { user_id: Bsuid },
+        #[serde(rename = "contact.renamed")]
+        Renamed { name: Option<String> },
+        #[serde(rename = "contact.phone_changed")]
+        PhoneChanged { phone: PhoneNumber },
+        #[serde(rename = "contact.attributes_changed")]
+        AttributesChanged { set: Attributes, removed: Vec<String> },
+        #[serde(rename = "contact.opted_out")]
+        OptedOut { reason: Option<String>, source: ConsentSource, at: DateTime<Utc> },
+        #[serde(rename = "contact.opted_in")]
+        OptedIn { reason: Option<String>, source: ConsentSource, at: DateTime<Utc> },
+        #[serde(rename = "contact.deleted")]
+        Deleted { at: DateTime<Utc> },
+        #[serde(rename = "contact.labels_changed")]
+        LabelsChanged { added: Vec<String>, removed: Vec<String> },
+    }
 }
 
 impl Contact {

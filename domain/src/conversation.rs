@@ -216,40 +216,42 @@ pub enum ConversationCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum ConversationEvent {
-    #[serde(rename = "conversation.started")]
-    Started { channel_id: ChannelId, contact_id: ContactId },
-    #[serde(rename = "conversation.inbound_received")]
-    InboundReceived {
-        provider_message_id: String,
-        at: DateTime<Utc>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        message: Option<InboundMessage>,
-    },
-    /// The assignment after the change (schema v2; v1 carried a free-text `assignee`).
-    #[serde(rename = "conversation.assigned")]
-    Assigned { agent_id: Option<AgentId>, team_id: Option<TeamId>, reason: AssignReason },
-    #[serde(rename = "conversation.priority_changed")]
-    PriorityChanged { priority: Priority },
-    /// The author is the event's actor (and agent, when the key is bound to one).
-    #[serde(rename = "conversation.note_added")]
-    NoteAdded { note_id: NoteId, text: String, at: DateTime<Utc> },
-    #[serde(rename = "conversation.labels_changed")]
-    LabelsChanged { added: Vec<String>, removed: Vec<String> },
-    /// Read by the event's actor (and agent): unread counts start again from zero.
-    #[serde(rename = "conversation.read")]
-    Read { at: DateTime<Utc> },
-    /// `reason`: `agent` (a command), `inbound` (the customer wrote), `snooze_ended`.
-    #[serde(rename = "conversation.status_changed")]
-    StatusChanged {
-        status: ConversationStatus,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        snoozed_until: Option<DateTime<Utc>>,
-        reason: String,
-        at: DateTime<Utc>,
-    },
+crate::event::event_enum! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum ConversationEvent {
+        #[serde(rename = "conversation.started")]
+        Started { channel_id: ChannelId, contact_id: ContactId },
+        #[serde(rename = "conversation.inbound_received")]
+        InboundReceived {
+            provider_message_id: String,
+            at: DateTime<Utc>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            message: Option<InboundMessage>,
+        },
+        /// The assignment after the change (schema v2; v1 carried a free-text `assignee`).
+        #[serde(rename = "conversation.assigned")]
+        Assigned { agent_id: Option<AgentId>, team_id: Option<TeamId>, reason: AssignReason },
+        #[serde(rename = "conversation.priority_changed")]
+        PriorityChanged { priority: Priority },
+        /// The author is the event's actor (and agent, when the key is bound to one).
+        #[serde(rename = "conversation.note_added")]
+        NoteAdded { note_id: NoteId, text: String, at: DateTime<Utc> },
+        #[serde(rename = "conversation.labels_changed")]
+        LabelsChanged { added: Vec<String>, removed: Vec<String> },
+        /// Read by the event's actor (and agent): unread counts start again from zero.
+        #[serde(rename = "conversation.read")]
+        Read { at: DateTime<Utc> },
+        /// `reason`: `agent` (a command), `inbound` (the customer wrote), `snooze_ended`.
+        #[serde(rename = "conversation.status_changed")]
+        StatusChanged {
+            status: ConversationStatus,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            snoozed_until: Option<DateTime<Utc>>,
+            reason: String,
+            at: DateTime<Utc>,
+        },
+    }
 }
 
 fn status_changed(

@@ -1,8 +1,8 @@
 //! The union of all aggregates' events, with the stable name and schema version of each variant.
 //!
-//! Names come from an exhaustive `match` (never from `type_name` or `Debug`), so renaming a Rust variant
-//! cannot silently change what is stored. The serialised payload carries the same name as its `type`
-//! tag; the write side checks both agree.
+//! Names are the variants' serde tags, declared once through [`event_enum!`] (never taken from
+//! `type_name` or `Debug`), so renaming a Rust variant cannot silently change what is stored, and the
+//! name in the `event_type` column is the payload's own tag.
 
 use crate::agent::AgentEvent;
 use crate::campaign::CampaignEvent;
@@ -31,95 +31,81 @@ pub enum DomainEvent {
     Canned(CannedEvent),
 }
 
+/// Declares an aggregate's event enum whose serde tags are the stored event type names: the one
+/// source of each name. Every variant starts with `#[serde(rename = "<category>.<verb>")]` (after
+/// its doc comment); the macro adds `TYPES` (every name) and `event_type()` from those same tags,
+/// so the name stored in the `event_type` column and the payload's tag cannot disagree.
+macro_rules! event_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                #[serde(rename = $type:literal)]
+                $variant:ident $({ $($fields:tt)* })?
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $(
+                $(#[doc = $doc])*
+                #[serde(rename = $type)]
+                $variant $({ $($fields)* })?
+            ),*
+        }
+
+        impl $name {
+            /// The stored names of these events, in declaration order.
+            pub const TYPES: &'static [&'static str] = &[$($type),*];
+
+            /// The stored name of this event, `<category>.<past_tense_verb>`.
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(Self::$variant { .. } => $type),*
+                }
+            }
+        }
+    };
+}
+pub(crate) use event_enum;
+
 impl DomainEvent {
-    /// Stable event type name, `<category>.<past_tense_verb>`.
+    /// Stable event type name, `<category>.<past_tense_verb>` (the variant's serde tag).
     pub fn event_type(&self) -> &'static str {
         match self {
-            Self::Workspace(e) => match e {
-                WorkspaceEvent::Created { .. } => "workspace.created",
-                WorkspaceEvent::ApiKeyIssued { .. } => "workspace.api_key_issued",
-                WorkspaceEvent::ApiKeyRevoked { .. } => "workspace.api_key_revoked",
-                WorkspaceEvent::SettingsUpdated { .. } => "workspace.settings_updated",
-            },
-            Self::Channel(e) => match e {
-                ChannelEvent::Connected { .. } => "channel.connected",
-                ChannelEvent::RateLimitChanged { .. } => "channel.rate_limit_changed",
-                ChannelEvent::Halted { .. } => "channel.halted",
-                ChannelEvent::Resumed => "channel.resumed",
-                ChannelEvent::InboxTeamSet { .. } => "channel.inbox_team_set",
-            },
-            Self::Contact(e) => match e {
-                ContactEvent::Created { .. } => "contact.created",
-                ContactEvent::Renamed { .. } => "contact.renamed",
-                ContactEvent::PhoneChanged { .. } => "contact.phone_changed",
-                ContactEvent::AttributesChanged { .. } => "contact.attributes_changed",
-                ContactEvent::OptedOut { .. } => "contact.opted_out",
-                ContactEvent::OptedIn { .. } => "contact.opted_in",
-                ContactEvent::Deleted { .. } => "contact.deleted",
-                ContactEvent::UserIdLinked { .. } => "contact.user_id_linked",
-                ContactEvent::LabelsChanged { .. } => "contact.labels_changed",
-            },
-            Self::Group(e) => match e {
-                GroupEvent::Created { .. } => "group.created",
-                GroupEvent::Renamed { .. } => "group.renamed",
-                GroupEvent::MembersAdded { .. } => "group.members_added",
-                GroupEvent::MembersRemoved { .. } => "group.members_removed",
-            },
-            Self::Template(e) => match e {
-                TemplateEvent::Created { .. } => "template.created",
-                TemplateEvent::ReviewStatusChanged { .. } => "template.review_status_changed",
-            },
-            Self::Message(e) => match e {
-                MessageEvent::Queued { .. } => "message.queued",
-                MessageEvent::Dispatched { .. } => "message.dispatched",
-                MessageEvent::Sent { .. } => "message.sent",
-                MessageEvent::Delivered { .. } => "message.delivered",
-                MessageEvent::Read { .. } => "message.read",
-                MessageEvent::Failed { .. } => "message.failed",
-                MessageEvent::Billed { .. } => "message.billed",
-                MessageEvent::RetryScheduled { .. } => "message.retry_scheduled",
-                MessageEvent::OutcomeUnknown { .. } => "message.outcome_unknown",
-            },
-            Self::Conversation(e) => match e {
-                ConversationEvent::Started { .. } => "conversation.started",
-                ConversationEvent::InboundReceived { .. } => "conversation.inbound_received",
-                ConversationEvent::Assigned { .. } => "conversation.assigned",
-                ConversationEvent::PriorityChanged { .. } => "conversation.priority_changed",
-                ConversationEvent::NoteAdded { .. } => "conversation.note_added",
-                ConversationEvent::StatusChanged { .. } => "conversation.status_changed",
-                ConversationEvent::LabelsChanged { .. } => "conversation.labels_changed",
-                ConversationEvent::Read { .. } => "conversation.read",
-            },
-            Self::Campaign(e) => match e {
-                CampaignEvent::Created { .. } => "campaign.created",
-                CampaignEvent::Scheduled { .. } => "campaign.scheduled",
-                CampaignEvent::LaunchStarted { .. } => "campaign.launch_started",
-                CampaignEvent::Launched { .. } => "campaign.launched",
-                CampaignEvent::Paused { .. } => "campaign.paused",
-                CampaignEvent::Resumed { .. } => "campaign.resumed",
-                CampaignEvent::Cancelled { .. } => "campaign.cancelled",
-                CampaignEvent::Completed { .. } => "campaign.completed",
-            },
-            Self::Agent(e) => match e {
-                AgentEvent::Created { .. } => "agent.created",
-                AgentEvent::Renamed { .. } => "agent.renamed",
-                AgentEvent::AvailabilityChanged { .. } => "agent.availability_changed",
-                AgentEvent::RoleChanged { .. } => "agent.role_changed",
-                AgentEvent::Deactivated => "agent.deactivated",
-                AgentEvent::Reactivated => "agent.reactivated",
-            },
-            Self::Team(e) => match e {
-                TeamEvent::Created { .. } => "team.created",
-                TeamEvent::Updated { .. } => "team.updated",
-                TeamEvent::MembersAdded { .. } => "team.members_added",
-                TeamEvent::MembersRemoved { .. } => "team.members_removed",
-            },
-            Self::Canned(e) => match e {
-                CannedEvent::Created { .. } => "canned_response.created",
-                CannedEvent::Updated { .. } => "canned_response.updated",
-                CannedEvent::Deleted => "canned_response.deleted",
-            },
+            Self::Workspace(e) => e.event_type(),
+            Self::Channel(e) => e.event_type(),
+            Self::Contact(e) => e.event_type(),
+            Self::Group(e) => e.event_type(),
+            Self::Template(e) => e.event_type(),
+            Self::Message(e) => e.event_type(),
+            Self::Conversation(e) => e.event_type(),
+            Self::Campaign(e) => e.event_type(),
+            Self::Agent(e) => e.event_type(),
+            Self::Team(e) => e.event_type(),
+            Self::Canned(e) => e.event_type(),
         }
+    }
+
+    /// Every event type this code writes or reads.
+    pub fn types() -> impl Iterator<Item = &'static str> {
+        [
+            WorkspaceEvent::TYPES,
+            ChannelEvent::TYPES,
+            ContactEvent::TYPES,
+            GroupEvent::TYPES,
+            TemplateEvent::TYPES,
+            MessageEvent::TYPES,
+            ConversationEvent::TYPES,
+            CampaignEvent::TYPES,
+            AgentEvent::TYPES,
+            TeamEvent::TYPES,
+            CannedEvent::TYPES,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
     }
 
     /// Current schema version of this event type. Bump it when the payload shape changes, and add an
@@ -135,12 +121,7 @@ pub fn schema_version_of(event_type: &str) -> Option<u32> {
         // v1: `{assignee: string|null}`; v2: agent and team ids (upcaster in the write side's codec).
         return Some(2);
     }
-    let (category, _) = event_type.split_once('.')?;
-    match category {
-        "workspace" | "channel" | "contact" | "group" | "template" | "message" | "conversation" | "campaign"
-        | "agent" | "team" | "canned_response" => Some(1),
-        _ => None,
-    }
+    DomainEvent::types().any(|t| t == event_type).then_some(1)
 }
 
 macro_rules! into_domain_event {

@@ -34,17 +34,19 @@ pub enum GroupCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum GroupEvent {
-    #[serde(rename = "group.created")]
-    Created { name: String },
-    #[serde(rename = "group.renamed")]
-    Renamed { name: String },
-    #[serde(rename = "group.members_added")]
-    MembersAdded { contacts: Vec<ContactId> },
-    #[serde(rename = "group.members_removed")]
-    MembersRemoved { contacts: Vec<ContactId> },
+crate::event::event_enum! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum GroupEvent {
+        #[serde(rename = "group.created")]
+        Created { name: String },
+        #[serde(rename = "group.renamed")]
+        Renamed { name: String },
+        #[serde(rename = "group.members_added")]
+        MembersAdded { contacts: Vec<ContactId> },
+        #[serde(rename = "group.members_removed")]
+        MembersRemoved { contacts: Vec<ContactId> },
+    }
 }
 
 fn batch(contacts: &[ContactId]) -> Result<(), DomainError> {

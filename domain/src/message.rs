@@ -318,42 +318,44 @@ pub enum MessageCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum MessageEvent {
-    #[serde(rename = "message.queued")]
-    Queued {
-        channel_id: ChannelId,
-        contact_id: ContactId,
-        /// The phone number it goes to; absent for a user known only by BSUID (`user_id`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        to: Option<PhoneNumber>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        user_id: Option<Bsuid>,
-        content: MessageContent,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reply_to: Option<String>,
-        /// The campaign that queued it, if any.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        campaign_id: Option<CampaignId>,
-        at: DateTime<Utc>,
-    },
-    #[serde(rename = "message.dispatched")]
-    Dispatched { attempt: u32, at: DateTime<Utc> },
-    #[serde(rename = "message.sent")]
-    Sent { provider_message_id: String, at: DateTime<Utc> },
-    #[serde(rename = "message.delivered")]
-    Delivered { at: DateTime<Utc> },
-    #[serde(rename = "message.read")]
-    Read { at: DateTime<Utc> },
-    #[serde(rename = "message.failed")]
-    Failed { error: ProviderError, at: DateTime<Utc> },
-    #[serde(rename = "message.outcome_unknown")]
-    OutcomeUnknown { attempt: u32, at: DateTime<Utc> },
-    #[serde(rename = "message.retry_scheduled")]
-    RetryScheduled { attempt: u32, error: ProviderError, not_before: DateTime<Utc>, at: DateTime<Utc> },
-    #[serde(rename = "message.billed")]
-    Billed { channel_id: ChannelId, pricing: Pricing, at: DateTime<Utc> },
+crate::event::event_enum! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum MessageEvent {
+        #[serde(rename = "message.queued")]
+        Queued {
+            channel_id: ChannelId,
+            contact_id: ContactId,
+            /// The phone number it goes to; absent for a user known only by BSUID (`user_id`).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            to: Option<PhoneNumber>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            user_id: Option<Bsuid>,
+            content: MessageContent,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            reply_to: Option<String>,
+            /// The campaign that queued it, if any.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            campaign_id: Option<CampaignId>,
+            at: DateTime<Utc>,
+        },
+        #[serde(rename = "message.dispatched")]
+        Dispatched { attempt: u32, at: DateTime<Utc> },
+        #[serde(rename = "message.sent")]
+        Sent { provider_message_id: String, at: DateTime<Utc> },
+        #[serde(rename = "message.delivered")]
+        Delivered { at: DateTime<Utc> },
+        #[serde(rename = "message.read")]
+        Read { at: DateTime<Utc> },
+        #[serde(rename = "message.failed")]
+        Failed { error: ProviderError, at: DateTime<Utc> },
+        #[serde(rename = "message.outcome_unknown")]
+        OutcomeUnknown { attempt: u32, at: DateTime<Utc> },
+        #[serde(rename = "message.retry_scheduled")]
+        RetryScheduled { attempt: u32, error: ProviderError, not_before: DateTime<Utc>, at: DateTime<Utc> },
+        #[serde(rename = "message.billed")]
+        Billed { channel_id: ChannelId, pricing: Pricing, at: DateTime<Utc> },
+    }
 }
 
 impl Aggregate for Message {

@@ -51,28 +51,30 @@ pub enum TeamCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum TeamEvent {
-    #[serde(rename = "team.created")]
-    Created {
-        name: String,
-        auto_assign: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        max_open_per_agent: Option<u32>,
-    },
-    /// The settings after the change.
-    #[serde(rename = "team.updated")]
-    Updated {
-        name: String,
-        auto_assign: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        max_open_per_agent: Option<u32>,
-    },
-    #[serde(rename = "team.members_added")]
-    MembersAdded { agents: Vec<AgentId> },
-    #[serde(rename = "team.members_removed")]
-    MembersRemoved { agents: Vec<AgentId> },
+crate::event::event_enum! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum TeamEvent {
+        #[serde(rename = "team.created")]
+        Created {
+            name: String,
+            auto_assign: bool,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            max_open_per_agent: Option<u32>,
+        },
+        /// The settings after the change.
+        #[serde(rename = "team.updated")]
+        Updated {
+            name: String,
+            auto_assign: bool,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            max_open_per_agent: Option<u32>,
+        },
+        #[serde(rename = "team.members_added")]
+        MembersAdded { agents: Vec<AgentId> },
+        #[serde(rename = "team.members_removed")]
+        MembersRemoved { agents: Vec<AgentId> },
+    }
 }
 
 fn cap(c: Option<u32>) -> Result<Option<u32>, DomainError> {

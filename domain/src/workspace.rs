@@ -62,32 +62,34 @@ pub enum WorkspaceCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum WorkspaceEvent {
-    #[serde(rename = "workspace.created")]
-    Created { name: String, timezone: TimeZone },
-    #[serde(rename = "workspace.api_key_issued")]
-    ApiKeyIssued {
-        key_id: ApiKeyId,
-        name: String,
-        role: Role,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        agent_id: Option<AgentId>,
-    },
-    #[serde(rename = "workspace.api_key_revoked")]
-    ApiKeyRevoked { key_id: ApiKeyId },
-    #[serde(rename = "workspace.settings_updated")]
-    SettingsUpdated {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        timezone: Option<TimeZone>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        opt_out_keywords: Option<Vec<String>>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        opt_in_keywords: Option<Vec<String>>,
-    },
+crate::event::event_enum! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum WorkspaceEvent {
+        #[serde(rename = "workspace.created")]
+        Created { name: String, timezone: TimeZone },
+        #[serde(rename = "workspace.api_key_issued")]
+        ApiKeyIssued {
+            key_id: ApiKeyId,
+            name: String,
+            role: Role,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            agent_id: Option<AgentId>,
+        },
+        #[serde(rename = "workspace.api_key_revoked")]
+        ApiKeyRevoked { key_id: ApiKeyId },
+        #[serde(rename = "workspace.settings_updated")]
+        SettingsUpdated {
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            name: Option<String>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            timezone: Option<TimeZone>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            opt_out_keywords: Option<Vec<String>>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            opt_in_keywords: Option<Vec<String>>,
+        },
+    }
 }
 
 impl Workspace {

@@ -44,19 +44,21 @@ pub enum TemplateCommand {
     RecordReview { status: ReviewStatus, reason: Option<String> },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum TemplateEvent {
-    #[serde(rename = "template.created")]
-    Created {
-        name: TemplateName,
-        language: Language,
-        category: Category,
-        components: Vec<Component>,
-        defaults: BTreeMap<String, String>,
-    },
-    #[serde(rename = "template.review_status_changed")]
-    ReviewStatusChanged { status: ReviewStatus, reason: Option<String> },
+crate::event::event_enum! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    pub enum TemplateEvent {
+        #[serde(rename = "template.created")]
+        Created {
+            name: TemplateName,
+            language: Language,
+            category: Category,
+            components: Vec<Component>,
+            defaults: BTreeMap<String, String>,
+        },
+        #[serde(rename = "template.review_status_changed")]
+        ReviewStatusChanged { status: ReviewStatus, reason: Option<String> },
+    }
 }
 
 impl Template {
