@@ -10,7 +10,8 @@
 //! partition (a workspace's events all go to one partition). Checkpoints are kept per projector and
 //! lane.
 
-use crate::runner::{Checkpoints, ProjectionError};
+use crate::checkpoints::{CheckpointTable, Checkpoints, Lane, LOG_LANE};
+use crate::error::ProjectionError;
 use async_trait::async_trait;
 use blazz_commands::store::{EventStore, LogCursor, RecordedEvent};
 use sqlx::postgres::PgListener;
@@ -18,11 +19,6 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// A lane of a feed: the log feed's only one is [`LOG_LANE`]; Kafka's are its partitions.
-pub type Lane = i32;
-/// The log feed's lane.
-pub const LOG_LANE: Lane = -1;
 
 /// Channel appends notify on (payload-free: a wake-up, never the data).
 pub const NOTIFY_CHANNEL: &str = "blazz_events";
@@ -37,15 +33,6 @@ pub struct FeedEvent {
     /// whose checkpoint is below it would skip an event: it does not apply this one (see the runner).
     pub prev: Option<LogCursor>,
     pub record: RecordedEvent,
-}
-
-/// Where a feed's checkpoints are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckpointTable {
-    /// `projection_checkpoints`: one row per projector (the log feed).
-    Log,
-    /// `projection_partition_checkpoints`: one row per projector and partition (the Kafka feed).
-    Partitions,
 }
 
 #[async_trait]

@@ -5,7 +5,9 @@
 //! # Layout
 //! - [`delta`]: [`delta::Delta`] and the in-process [`delta::Hub`] (broadcast plus a bounded replay
 //!   buffer for clients that reconnect).
-//! - [`projector`]: the [`projector::Projector`] trait and checkpoints.
+//! - [`error`]: [`error::ProjectionError`], what stops a batch.
+//! - [`checkpoints`]: where each projector is in each lane (read and locked by everything below).
+//! - [`projector`]: the [`projector::Projector`] trait and checkpoint moves.
 //! - [`feed`]: the [`feed::Feed`] trait and the log feed (reads the log gap-free, woken by
 //!   LISTEN/NOTIFY with polling as a fallback).
 //! - [`kafka`]: the scaled-out path: the relay (log → topic), the Kafka feed (consumer group) and
@@ -20,7 +22,9 @@
 //! - [`rebuild`]: rebuilding one projection from the log into fresh tables, switched in when caught up.
 //! - [`status`]: each projection's position and lag, and the age of the log's read horizon.
 
+pub mod checkpoints;
 pub mod delta;
+pub mod error;
 pub mod feed;
 pub mod kafka;
 pub mod parked;

@@ -12,11 +12,11 @@
 //! Errors that do not belong to the event (connection lost, a deadlock, a timeout) are not parked: the
 //! batch is retried as a whole.
 
+use crate::checkpoints::{Lane, LOG_LANE};
 use crate::delta::Change;
-use crate::feed::{Lane, LOG_LANE};
+use crate::error::ProjectionError;
 use crate::projector::{Applied, Projector};
 use crate::read_models;
-use crate::runner::ProjectionError;
 use blazz_commands::codec::Codec;
 use blazz_commands::store::{EventStore, RecordedEvent};
 use blazz_domain::values::scrubbed;

@@ -1,9 +1,8 @@
 //! How far the projectors are, for read-your-writes: a query may wait (bounded) until the projections
 //! it reads have applied the event a command answered with.
 
-use crate::feed::{CheckpointTable, Lane};
+use crate::checkpoints::{read_checkpoints, slowest_per_lane, CheckpointTable, Lane};
 use crate::kafka::partition_of;
-use crate::runner::{read_checkpoints, slowest_per_lane};
 use blazz_commands::store::LogCursor;
 use sqlx::PgPool;
 use std::collections::{BTreeSet, HashMap};

@@ -6,9 +6,8 @@
 //! one), reads the live checkpoint, applies the copy up to exactly that point, and swaps the copies in.
 //! A live batch that was waiting on the lock then fails once and is retried against the new tables.
 
-use crate::feed::CheckpointTable;
+use crate::checkpoints::{read_checkpoints, CheckpointTable};
 use crate::projector::{advance, checkpoint, Applied, Projector};
-use crate::runner::read_checkpoints;
 use blazz_commands::codec::Codec;
 use blazz_commands::store::{EventStore, LogCursor};
 use sqlx::{PgConnection, PgPool};
@@ -42,7 +41,7 @@ pub enum RebuildError {
     #[error("the copy could not reach the live projection's checkpoint; nothing was switched")]
     Behind,
     #[error(transparent)]
-    Projection(#[from] crate::runner::ProjectionError),
+    Projection(#[from] crate::error::ProjectionError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }

@@ -6,8 +6,10 @@
 //! So a projection rebuilt past the others (see [`crate::rebuild`]), a redelivered Kafka batch or a
 //! topic republished from an older point is never applied twice.
 
+use crate::checkpoints::{at, read_checkpoints, Checkpoint, CheckpointTable, Checkpoints, Lane, LOG_LANE};
 use crate::delta::{Change, Delta, DeltaKey, DeltaSink};
-use crate::feed::{CheckpointTable, Feed, FeedEvent, Lane, LogFeed, LOG_LANE};
+use crate::error::ProjectionError;
+use crate::feed::{Feed, FeedEvent, LogFeed};
 use crate::parked;
 use crate::progress::{Progress, Reached};
 use crate::projector::{Applied, Projector};
@@ -20,83 +22,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::watch;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProjectionError {
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Store(#[from] blazz_commands::store::StoreError),
-    #[error(transparent)]
-    Codec(#[from] blazz_commands::codec::CodecError),
-    #[error("kafka: {0}")]
-    Kafka(String),
-    #[error("a batch panicked outside the projectors: {0}")]
-    Panicked(String),
-    /// A projector could not apply an event of the batch (its data, or a panic): the batch is applied
-    /// again carefully, parking what fails (see [`crate::parked`]).
-    #[error("projection {projection} could not apply the batch: {error}")]
-    Poisoned { projection: &'static str, error: String },
-}
-
-/// Where one projector is in one lane: the last applied event, and the lane's epoch then.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Checkpoint {
-    pub cursor: LogCursor,
-    pub epoch: i64,
-}
-
-/// Checkpoints by projector and lane; a missing one is [`Checkpoint::default`] (before the first event).
-pub type Checkpoints = HashMap<(String, Lane), Checkpoint>;
-
-/// Reads the checkpoints of `names` (in `lanes`, for the partition table; `None`: all), locking them
-/// when `lock` (in a fixed order, so concurrent lockers cannot deadlock).
-pub async fn read_checkpoints<'c>(
-    conn: impl PgExecutor<'c>,
-    table: CheckpointTable,
-    names: &[&str],
-    lanes: Option<&[Lane]>,
-    lock: bool,
-) -> Result<Checkpoints, sqlx::Error> {
-    let lock = if lock { " FOR UPDATE" } else { "" };
-    let sql = match table {
-        CheckpointTable::Log => format!(
-            "SELECT projection, {LOG_LANE}::int4, transaction_id::text, position, 0::int8 FROM projection_checkpoints
-             WHERE projection = ANY($1) ORDER BY projection{lock}"
-        ),
-        CheckpointTable::Partitions => format!(
-            "SELECT projection, partition, transaction_id::text, position, epoch FROM projection_partition_checkpoints
-             WHERE projection = ANY($1) AND ($2::int4[] IS NULL OR partition = ANY($2))
-             ORDER BY projection, partition{lock}"
-        ),
-    };
-    let rows: Vec<(String, i32, String, i64, i64)> =
-        sqlx::query_as(&sql).bind(names).bind(lanes).fetch_all(conn).await?;
-    Ok(rows
-        .into_iter()
-        .map(|(p, lane, x, position, epoch)| {
-            let cursor = LogCursor { transaction_id: x.parse().unwrap_or(0), position };
-            ((p, lane), Checkpoint { cursor, epoch })
-        })
-        .collect())
-}
-
-fn at(cps: &Checkpoints, name: &str, lane: Lane) -> Checkpoint {
-    cps.get(&(name.to_owned(), lane)).copied().unwrap_or_default()
-}
-
-/// Per lane of `lanes`, the slowest of `names`' checkpoints; a projector without a checkpoint in a lane
-/// has applied nothing there.
-pub fn slowest_per_lane(
-    cps: &Checkpoints,
-    names: &[&str],
-    lanes: impl IntoIterator<Item = Lane>,
-) -> HashMap<Lane, LogCursor> {
-    lanes
-        .into_iter()
-        .map(|lane| (lane, names.iter().map(|n| at(cps, n, lane).cursor).min().unwrap_or_default()))
-        .collect()
-}
 
 /// One checkpoint move of a batch.
 struct Advance {

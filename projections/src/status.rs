@@ -4,9 +4,8 @@
 //! On the log feed a projection has one checkpoint; on the Kafka feed one per partition, and an event
 //! is behind when it is after the checkpoint of its workspace's partition.
 
-use crate::feed::CheckpointTable;
+use crate::checkpoints::{read_checkpoints, slowest_per_lane, CheckpointTable};
 use crate::kafka::partition_of;
-use crate::runner::{read_checkpoints, slowest_per_lane};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;

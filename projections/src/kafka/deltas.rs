@@ -8,9 +8,9 @@
 
 use super::wire::DeltaMessage;
 use super::{ensure_topics, kafka_error, partition_of, GroupMember, KafkaConfig};
+use crate::checkpoints::{read_checkpoints, CheckpointTable};
 use crate::delta::{Delta, DeltaKey, DeltaSink, Hub};
-use crate::feed::CheckpointTable;
-use crate::runner::{read_checkpoints, ProjectionError};
+use crate::error::ProjectionError;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};

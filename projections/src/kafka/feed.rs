@@ -17,8 +17,9 @@
 
 use super::wire::EventMessage;
 use super::{ensure_topics, kafka_error, GroupMember, Inspector, KafkaConfig};
-use crate::feed::{CheckpointTable, Feed, FeedEvent, Lane, BATCH};
-use crate::runner::{Checkpoints, ProjectionError};
+use crate::checkpoints::{CheckpointTable, Checkpoints, Lane};
+use crate::error::ProjectionError;
+use crate::feed::{Feed, FeedEvent, BATCH};
 use async_trait::async_trait;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;

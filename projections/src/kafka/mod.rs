@@ -21,7 +21,7 @@ pub mod wire;
 pub use feed::KafkaFeed;
 pub use relay::Relay;
 
-use crate::runner::ProjectionError;
+use crate::error::ProjectionError;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};

@@ -2,9 +2,9 @@
 //! (see the parent module's docs: floors, epochs, the slowest checkpoint).
 
 use super::{producer, store_partitions, Relay};
-use crate::feed::CheckpointTable;
+use crate::checkpoints::{read_checkpoints, slowest_per_lane, CheckpointTable};
+use crate::error::ProjectionError;
 use crate::kafka::ensure_topics;
-use crate::runner::{read_checkpoints, slowest_per_lane, ProjectionError};
 use blazz_commands::store::LogCursor;
 
 /// What the broker has of the events topic, compared with what the relay published.

@@ -26,8 +26,8 @@ mod check;
 
 use super::wire::EventMessage;
 use super::{kafka_error, partition_of, Inspector, KafkaConfig};
+use crate::error::ProjectionError;
 use crate::feed::LogFeed;
-use crate::runner::ProjectionError;
 use blazz_commands::store::{EventStore, LogCursor, RecordedEvent};
 use check::Probe;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
