@@ -4,8 +4,9 @@
 //! attempt recorded at an exact stream version before the provider call lets only one of them send.
 
 use crate::launcher::Launcher;
-use blazz_commands::dispatch::{Dispatched, Dispatcher};
+use blazz_commands::dispatch::{slots, Dispatched, Dispatcher};
 use blazz_domain::ids::{AgentId, CampaignId, ConversationId, MessageId, TeamId};
+use blazz_projections::read_models::outbox::{self, Due};
 use futures::StreamExt;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -178,58 +179,16 @@ async fn assign_waiting(pool: &PgPool, dispatcher: &Dispatcher) {
     }
 }
 
-/// A due message: workspace, message, channel, the channel's rate, and the recipient to pace (campaign
-/// messages only).
-type Due = (Uuid, Uuid, Uuid, i32, Option<Uuid>);
-
 /// Keeps the due messages that may go now: campaign messages take their recipient's pace slot on the
-/// channel (one per recipient per round, and none while an earlier one's slot is still running, shared
-/// with every other dispatcher through `dispatch_pace`); other messages pass.
+/// channel (one per recipient per round, and none while an earlier one's slot is still running);
+/// other messages pass.
 async fn paced(pool: &PgPool, due: Vec<Due>, pace: Duration) -> Result<Vec<Due>, sqlx::Error> {
-    let mut seen = std::collections::HashSet::new();
-    let (mut channels, mut contacts) = (vec![], vec![]);
-    for (_, _, c, _, r) in &due {
-        if let Some(r) = r {
-            if seen.insert((*c, *r)) {
-                channels.push(*c);
-                contacts.push(*r);
-            }
-        }
-    }
-    if channels.is_empty() {
-        return Ok(due);
-    }
-    let granted: Vec<(Uuid, Uuid)> = sqlx::query_as(
-        "INSERT INTO dispatch_pace (channel_id, contact_id, next_at)
-         SELECT c, r, now() + make_interval(secs => $3) FROM unnest($1::uuid[], $2::uuid[]) AS u(c, r)
-         ON CONFLICT (channel_id, contact_id) DO UPDATE SET next_at = excluded.next_at
-           WHERE dispatch_pace.next_at <= now()
-         RETURNING channel_id, contact_id",
-    )
-    .bind(&channels)
-    .bind(&contacts)
-    .bind(pace.as_secs_f64())
-    .fetch_all(pool)
-    .await?;
-    let mut granted: std::collections::HashSet<(Uuid, Uuid)> = granted.into_iter().collect();
+    let mut pairs: Vec<(Uuid, Uuid)> = due.iter().filter_map(|d| Some((d.channel_id, d.pace_contact?))).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut granted = slots::pace(pool, &pairs, pace).await?;
     // Each granted slot serves the first of that recipient's messages (in queue order) only.
-    Ok(due.into_iter().filter(|(_, _, c, _, r)| r.is_none_or(|r| granted.remove(&(*c, r)))).collect())
-}
-
-/// Reserves `n` send slots of `channel` at `per_second`, shared with every other dispatcher through
-/// `dispatch_rate`; returns how long from now the first slot is.
-async fn reserve(pool: &PgPool, channel: Uuid, n: usize, per_second: f64) -> Result<Duration, sqlx::Error> {
-    let span = n as f64 / per_second;
-    let (start_in,): (f64,) = sqlx::query_as(
-        "INSERT INTO dispatch_rate (channel_id, next_at) VALUES ($1, now() + make_interval(secs => $2))
-         ON CONFLICT (channel_id) DO UPDATE SET next_at = greatest(dispatch_rate.next_at, now()) + make_interval(secs => $2)
-         RETURNING extract(epoch FROM (next_at - make_interval(secs => $2)) - now())::float8",
-    )
-    .bind(channel)
-    .bind(span)
-    .fetch_one(pool)
-    .await?;
-    Ok(Duration::from_secs_f64(start_in.max(0.0)))
+    Ok(due.into_iter().filter(|d| d.pace_contact.is_none_or(|r| granted.remove(&(d.channel_id, r)))).collect())
 }
 
 /// Runs until `shutdown` turns true; finishes the sends in flight first. Each channel's messages go out
@@ -241,32 +200,8 @@ pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Rece
         // Sent here but still queued until the queue projection catches up: not fetched again, so they
         // do not crowd the batch out.
         let recent: Vec<Uuid> = handled.keys().copied().collect();
-        // Fair: every channel's due messages are looked up on their own (a second's worth at most), and
-        // the round takes them round-robin (every channel's first, then every channel's second, …), so
-        // a backlog on one channel or workspace never delays another channel's next message by more
-        // than a round.
-        let due: Vec<Due> = match sqlx::query_as(
-            "SELECT workspace_id, message_id, channel_id, rate, pace_contact FROM (
-                 SELECT q.*, row_number() OVER (PARTITION BY q.channel_id ORDER BY q.due_at) AS turn
-                 FROM rm_channels c
-                 CROSS JOIN LATERAL (
-                     SELECT q.workspace_id, q.message_id, q.channel_id, c.rate_limit_per_second AS rate,
-                            CASE WHEN q.campaign_id IS NOT NULL THEN q.contact_id END AS pace_contact, q.due_at
-                     FROM dispatch_queue q
-                     WHERE q.channel_id = c.channel_id AND q.workspace_id = c.workspace_id
-                       AND q.due_at <= now() AND q.message_id <> ALL($2)
-                       AND NOT EXISTS (SELECT 1 FROM dispatch_held h WHERE h.held_id IN (q.campaign_id, q.channel_id))
-                       AND NOT (q.campaign_id IS NOT NULL AND EXISTS (SELECT 1 FROM dispatch_pace p
-                                WHERE p.channel_id = q.channel_id AND p.contact_id = q.contact_id AND p.next_at > now()))
-                     ORDER BY q.due_at LIMIT greatest(c.rate_limit_per_second, 1)
-                 ) q
-             ) fair ORDER BY turn, due_at LIMIT $1",
-        )
-        .bind(BATCH)
-        .bind(&recent)
-        .fetch_all(&pool)
-        .await
-        {
+        // Fair across channels and workspaces (see `outbox::due`).
+        let due = match outbox::due(&pool, BATCH, &recent).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "dispatch queue unreadable; retrying");
@@ -279,9 +214,9 @@ pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Rece
         let due: Vec<Due> = due
             .into_iter()
             .filter(|d| {
-                let n = picked.entry(d.2).or_insert(0);
+                let n = picked.entry(d.channel_id).or_insert(0);
                 *n += 1;
-                *n <= d.3.max(1) as usize
+                *n <= d.rate.max(1) as usize
             })
             .collect();
         let due = match paced(&pool, due, dispatcher.policy().recipient_pace).await {
@@ -292,8 +227,9 @@ pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Rece
             }
         };
         let mut per_channel: HashMap<Uuid, (f64, Vec<(Uuid, Uuid)>)> = HashMap::new();
-        for (w, m, c, rate, _) in due {
-            per_channel.entry(c).or_insert_with(|| (f64::from(rate.max(1)), vec![])).1.push((w, m));
+        for d in due {
+            let rate = f64::from(d.rate.max(1));
+            per_channel.entry(d.channel_id).or_insert_with(|| (rate, vec![])).1.push((d.workspace_id, d.message_id));
         }
         if per_channel.is_empty() {
             tokio::select! {
@@ -304,7 +240,7 @@ pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Rece
         }
         let mut slotted = vec![];
         for (channel, (rate, rows)) in per_channel {
-            let first = match reserve(&pool, channel, rows.len(), rate).await {
+            let first = match slots::reserve(&pool, channel, rows.len(), rate).await {
                 Ok(d) => Instant::now() + d,
                 Err(e) => {
                     tracing::warn!(error = %e, "send slots unavailable; retrying");

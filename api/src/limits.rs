@@ -100,6 +100,23 @@ pub struct KeyRates {
     held: Mutex<HashMap<Uuid, Arc<tokio::sync::Semaphore>>>,
 }
 
+/// Sets a workspace's own request rate per key (`None`: back to the default). Gateways read it
+/// again within their override cache's time to live.
+pub async fn set_workspace_rate(pool: &PgPool, workspace: Uuid, rate: Option<i32>) -> Result<(), sqlx::Error> {
+    match rate {
+        Some(r) => sqlx::query(
+            "INSERT INTO workspace_rate_limits (workspace_id, requests_per_second) VALUES ($1, $2)
+             ON CONFLICT (workspace_id) DO UPDATE SET requests_per_second = $2, updated_at = now()",
+        )
+        .bind(workspace)
+        .bind(r),
+        None => sqlx::query("DELETE FROM workspace_rate_limits WHERE workspace_id = $1").bind(workspace),
+    }
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 impl KeyRates {
     pub fn new(default: Option<NonZeroU32>) -> Self {
         Self { default, overrides: Mutex::default(), limiters: Mutex::default(), held: Mutex::default() }

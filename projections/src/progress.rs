@@ -11,6 +11,18 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+/// Where in the log the event at `position` of `workspace` is; `None` for a position that is not one
+/// of that workspace's events (another tenant's position tells nothing).
+pub async fn cursor_of(pool: &PgPool, workspace: Uuid, position: i64) -> Result<Option<LogCursor>, sqlx::Error> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT transaction_id::text FROM events WHERE position = $1 AND workspace_id = $2")
+            .bind(position)
+            .bind(workspace)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.and_then(|(x,)| Some(LogCursor { transaction_id: x.parse().ok()?, position })))
+}
+
 /// What the projectors have applied.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reached {

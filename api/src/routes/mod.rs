@@ -98,7 +98,7 @@ pub fn router() -> Router<AppState> {
             "/v1/webhooks/meta/{channel_id}",
             get(webhooks::verify).post(webhooks::receive).layer(DefaultBodyLimit::max(webhooks::WEBHOOK_BODY_LIMIT)),
         )
-        .route("/v1/operator/webhook-exceptions", get(webhooks::exceptions))
+        .route("/v1/operator/webhook-exceptions", get(webhooks::list_exceptions))
         .route("/v1/operator/parked-events", get(parked::list))
         .route("/v1/operator/workspaces/{id}/rate-limit", put(workspaces::set_rate_limit))
         .route("/v1/operator/parked-events/{id}/retry", post(parked::retry))

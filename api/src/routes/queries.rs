@@ -10,7 +10,6 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use blazz_commands::store::LogCursor;
 use blazz_domain::conversation::{ConversationStatus, Priority};
 use blazz_domain::role::Action;
 use blazz_projections::queries::{self, Filter, List, Page};
@@ -57,18 +56,12 @@ async fn consistent(s: &AppState, caller: &Caller, min_position: Option<i64>) ->
     let Some(position) = min_position else {
         return Ok(());
     };
-    let row: Option<(String, uuid::Uuid)> = sqlx::query_as(
-        "SELECT transaction_id::text, workspace_id FROM events WHERE position = $1 AND workspace_id = $2",
-    )
-    .bind(position)
-    .bind(caller.workspace_id())
-    .fetch_optional(&s.pool)
-    .await
-    .map_err(|e| ApiError::internal(&e))?;
-    let Some((transaction_id, workspace)) = row.and_then(|(x, w)| Some((x.parse().ok()?, w))) else {
-        return Err(ApiError::bad_request("unknown_position", "min_position is not a position of the log"));
-    };
-    if s.progress.wait_for(workspace, LogCursor { transaction_id, position }, CONSISTENCY_WAIT).await {
+    let workspace = caller.workspace_id();
+    let cursor = blazz_projections::progress::cursor_of(&s.pool, workspace, position)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| ApiError::bad_request("unknown_position", "min_position is not a position of the log"))?;
+    if s.progress.wait_for(workspace, cursor, CONSISTENCY_WAIT).await {
         Ok(())
     } else {
         Err(ApiError::new(

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use blazz_commands::credentials::{CredentialError, StoredCredentials};
-use blazz_commands::handlers::webhook::{Exception, WebhookTarget};
+use blazz_commands::handlers::webhook::{exceptions, WebhookTarget};
 use blazz_commands::provider::meta::webhook::Notification;
 use blazz_commands::provider::signature;
 use blazz_domain::ids::ChannelId;
@@ -83,7 +83,7 @@ pub async fn receive(
     }
     let target = WebhookTarget { workspace_id: stored.workspace_id, channel_id: ChannelId::from_uuid(channel) };
     let report = s.commands.ingest_meta_webhook(target, notification, meta.request_id.clone()).await?;
-    record_exceptions(&s, &target, &report.exceptions).await?;
+    exceptions::record(&s.pool, &target, &report.exceptions).await?;
     Ok(Json(json!({
         "statuses": report.statuses,
         "inbound": report.inbound,
@@ -93,35 +93,6 @@ pub async fn receive(
         "position": report.position,
     }))
     .into_response())
-}
-
-async fn record_exceptions(s: &AppState, target: &WebhookTarget, exceptions: &[Exception]) -> Result<(), ApiError> {
-    if exceptions.is_empty() {
-        return Ok(());
-    }
-    for e in exceptions {
-        tracing::warn!(kind = e.kind, phone_number_id = e.phone_number_id.as_deref(), detail = %e.detail.escape_debug(), "webhook exception");
-    }
-    // Kept as received, except for NULs (which PostgreSQL cannot store): those become U+FFFD.
-    use blazz_domain::values::{scrub_json, scrubbed};
-    let kinds: Vec<&str> = exceptions.iter().map(|e| e.kind).collect();
-    let numbers: Vec<Option<String>> = exceptions.iter().map(|e| e.phone_number_id.as_deref().map(scrubbed)).collect();
-    let details: Vec<String> = exceptions.iter().map(|e| scrubbed(&e.detail)).collect();
-    let payloads: Vec<serde_json::Value> = exceptions.iter().map(|e| scrub_json(&e.payload)).collect();
-    sqlx::query(
-        "INSERT INTO webhook_exceptions (channel_id, workspace_id, kind, phone_number_id, detail, payload)
-         SELECT $1, $2, k, n, d, p FROM unnest($3::text[], $4::text[], $5::text[], $6::jsonb[]) AS t(k, n, d, p)",
-    )
-    .bind(target.channel_id.as_uuid())
-    .bind(target.workspace_id)
-    .bind(&kinds)
-    .bind(&numbers)
-    .bind(&details)
-    .bind(&payloads)
-    .execute(&s.pool)
-    .await
-    .map_err(blazz_commands::CommandError::from)?;
-    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,7 +105,7 @@ pub struct ExceptionsQuery {
 }
 
 /// `GET /v1/operator/webhook-exceptions`: the newest first, or after an id.
-pub async fn exceptions(
+pub async fn list_exceptions(
     State(s): State<AppState>,
     _operator: Operator,
     Query(q): Query<ExceptionsQuery>,
@@ -143,24 +114,7 @@ pub async fn exceptions(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("invalid_limit", "limit must be between 1 and 1000"));
     }
-    type Row = (i64, chrono::DateTime<chrono::Utc>, Uuid, Uuid, String, Option<String>, String, serde_json::Value);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, received_at, channel_id, workspace_id, kind, phone_number_id, detail, payload FROM webhook_exceptions
-         WHERE ($1::text IS NULL OR kind = $1) AND id > coalesce($2, 0) ORDER BY id LIMIT $3",
-    )
-    .bind(&q.kind)
-    .bind(q.after)
-    .bind(limit)
-    .fetch_all(&s.pool)
-    .await
-    .map_err(blazz_commands::CommandError::from)?;
-    let next = rows.last().map(|r| r.0);
-    let items: Vec<_> = rows
-        .into_iter()
-        .map(|(id, at, channel, workspace, kind, number, detail, payload)| {
-            json!({ "id": id, "received_at": at, "channel_id": channel, "workspace_id": workspace, "kind": kind,
-                    "phone_number_id": number, "detail": detail, "payload": payload })
-        })
-        .collect();
+    let items = exceptions::list(&s.pool, q.kind.as_deref(), q.after, limit).await?;
+    let next = items.last().map(|e| e.id);
     Ok(Json(json!({ "items": items, "next_after": next })).into_response())
 }

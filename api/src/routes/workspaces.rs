@@ -105,21 +105,7 @@ pub async fn set_rate_limit(
             )))
         }
     };
-    let done = match rate {
-        Some(r) => {
-            sqlx::query(
-                "INSERT INTO workspace_rate_limits (workspace_id, requests_per_second) VALUES ($1, $2)
-             ON CONFLICT (workspace_id) DO UPDATE SET requests_per_second = $2, updated_at = now()",
-            )
-            .bind(id)
-            .bind(r)
-            .execute(&s.pool)
-            .await
-        }
-        None => {
-            sqlx::query("DELETE FROM workspace_rate_limits WHERE workspace_id = $1").bind(id).execute(&s.pool).await
-        }
-    };
+    let done = crate::limits::set_workspace_rate(&s.pool, id, rate).await;
     done.map_err(blazz_commands::CommandError::from)?;
     Ok(Json(json!({ "workspace_id": id, "requests_per_second": rate })).into_response())
 }

@@ -9,9 +9,11 @@
 //!
 //! - [`policy`]: backoff and attempts for retry-later errors.
 //! - [`recent`]: sending channels and running campaigns remembered for a second.
+//! - [`slots`]: send slots shared by every dispatcher (channel rate, recipient pace).
 
 mod policy;
 mod recent;
+pub mod slots;
 
 use crate::context::CommandContext;
 use crate::credentials::{ChannelSecrets, CredentialError, CredentialStore};

@@ -11,7 +11,7 @@ use blazz_domain::channel::ChannelEvent;
 use blazz_domain::message::MessageEvent;
 use blazz_domain::DomainEvent;
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -164,4 +164,44 @@ impl Projector for Outbox {
         // The queue is internal: no deltas for live clients.
         Ok(vec![vec![]; run.len()])
     }
+}
+
+/// A message due for sending, with its channel's rate and, for a campaign message, the recipient
+/// to pace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct Due {
+    pub workspace_id: Uuid,
+    pub message_id: Uuid,
+    pub channel_id: Uuid,
+    pub rate: i32,
+    pub pace_contact: Option<Uuid>,
+}
+
+/// Up to `limit` messages due now, fairly across channels: every channel's due messages are looked
+/// up on their own (a second's worth at most) and taken round-robin (every channel's first, then
+/// every channel's second, …), so a backlog on one channel or workspace never delays another's next
+/// message by more than a round. Leaves out `except` (sent, not yet projected), held messages, and
+/// campaign messages whose recipient's pace slot is still running.
+pub async fn due(pool: &PgPool, limit: i64, except: &[Uuid]) -> Result<Vec<Due>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT workspace_id, message_id, channel_id, rate, pace_contact FROM (
+             SELECT q.*, row_number() OVER (PARTITION BY q.channel_id ORDER BY q.due_at) AS turn
+             FROM rm_channels c
+             CROSS JOIN LATERAL (
+                 SELECT q.workspace_id, q.message_id, q.channel_id, c.rate_limit_per_second AS rate,
+                        CASE WHEN q.campaign_id IS NOT NULL THEN q.contact_id END AS pace_contact, q.due_at
+                 FROM dispatch_queue q
+                 WHERE q.channel_id = c.channel_id AND q.workspace_id = c.workspace_id
+                   AND q.due_at <= now() AND q.message_id <> ALL($2)
+                   AND NOT EXISTS (SELECT 1 FROM dispatch_held h WHERE h.held_id IN (q.campaign_id, q.channel_id))
+                   AND NOT (q.campaign_id IS NOT NULL AND EXISTS (SELECT 1 FROM dispatch_pace p
+                            WHERE p.channel_id = q.channel_id AND p.contact_id = q.contact_id AND p.next_at > now()))
+                 ORDER BY q.due_at LIMIT greatest(c.rate_limit_per_second, 1)
+             ) q
+         ) fair ORDER BY turn, due_at LIMIT $1",
+    )
+    .bind(limit)
+    .bind(except)
+    .fetch_all(pool)
+    .await
 }

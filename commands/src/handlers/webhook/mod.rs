@@ -7,8 +7,9 @@
 //!
 //! What cannot be routed (an unknown phone number id, message or template) or is not tied to a message
 //! (`value.errors`) is returned as an [`Exception`] for operators, never as a failure: Meta would retry
-//! it for days.
+//! it for days. [`exceptions`] stores and lists them.
 
+pub mod exceptions;
 mod inbound;
 mod statuses;
 
