@@ -319,7 +319,7 @@ impl Commands {
             AppendError::ClaimTaken { scope, value, owner } => CommandError::Taken {
                 code: scopes::taken_code(&scope),
                 message: format!("{} is already used", scopes::display_value(&value)),
-                existing_id: owner.and_then(|o| o.split_once('-').map(|(_, id)| id.to_owned())),
+                existing_id: owner.as_deref().and_then(blazz_domain::aggregate::id_of).map(|id| id.to_string()),
             },
             AppendError::IdempotencyKeyUsed { key } => CommandError::Conflict(format!("idempotency key {key}")),
             AppendError::Rejected(reason) => CommandError::Rejected(reason),

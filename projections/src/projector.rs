@@ -17,7 +17,7 @@ pub struct Applied {
 impl Applied {
     /// The aggregate id of the event's stream (`contact-<uuid>` → the uuid).
     pub fn aggregate_id(&self) -> uuid::Uuid {
-        self.record.stream_id.split_once('-').and_then(|(_, id)| uuid::Uuid::try_parse(id).ok()).unwrap_or_default()
+        blazz_domain::aggregate::id_of(&self.record.stream_id).unwrap_or_default()
     }
 }
 

@@ -76,9 +76,7 @@ pub async fn stream(
     Query(p): Query<StreamParams>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::Read)?;
-    let well_formed =
-        stream_id.split_once('-').is_some_and(|(cat, id)| !cat.is_empty() && uuid::Uuid::try_parse(id).is_ok());
-    if !well_formed {
+    if blazz_domain::aggregate::StreamId::parse(&stream_id).is_none() {
         return Err(ApiError::bad_request("invalid_path", "stream ids look like contact-<uuid>"));
     }
     let from = p.from_version.unwrap_or(1).max(1);

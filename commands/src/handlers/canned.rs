@@ -84,7 +84,7 @@ impl Commands {
         let claim = self.store().claim(scopes::CANNED_CODE, &format!("{ws}:{code}")).await?;
         let id = claim
             .filter(|c| c.workspace_id == ws)
-            .and_then(|c| c.owner.split_once('-').and_then(|(_, id)| Uuid::try_parse(id).ok()))
+            .and_then(|c| blazz_domain::aggregate::id_of(&c.owner))
             .ok_or(DomainError::NotFound("canned response"))?;
         let canned = self.load::<CannedResponse>(ws, id).await?.state;
         let agent = match ctx.agent_id {

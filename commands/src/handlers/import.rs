@@ -167,7 +167,8 @@ impl Commands {
 fn not_imported(line: usize, e: AppendError) -> RowError {
     match e {
         AppendError::ClaimTaken { owner, .. } => {
-            let existing = owner.and_then(|o| o.split_once('-').map(|(_, id)| id.to_owned())).unwrap_or_default();
+            let existing =
+                owner.as_deref().and_then(blazz_domain::aggregate::id_of).map(|id| id.to_string()).unwrap_or_default();
             RowError::new(line, "phone_taken", format!("the phone number belongs to contact {existing}"))
         }
         e => RowError::new(line, "not_imported", format!("not imported, retry this row: {e}")),

@@ -60,7 +60,7 @@ impl Commands {
                 let by_phone: HashSet<String> = owners.iter().cloned().collect();
                 let users = self.store().claim_owners(scopes::CONTACT_USER_ID, ws).await?;
                 owners.extend(users.into_iter().filter(|o| !by_phone.contains(o)));
-                owners.iter().filter_map(|o| super::super::webhook::owner_id(o)).map(ContactId::from_uuid).collect()
+                owners.iter().filter_map(|o| blazz_domain::aggregate::id_of(o)).map(ContactId::from_uuid).collect()
             }
             Audience::Groups { group_ids } => {
                 let streams: Vec<String> = group_ids.iter().map(|g| stream_id::<ContactGroup>(g.as_uuid())).collect();

@@ -5,14 +5,14 @@
 //! keywords change the contact's consent. The conversation's append claims `<channel>:<wamid>`, so a
 //! redelivered message is absorbed even when two deliveries race.
 
-use super::{owner_id, part_failed, part_problem, IngestReport};
+use super::{part_failed, part_problem, IngestReport};
 use crate::context::CommandContext;
 use crate::error::CommandError;
 use crate::handlers::contact::{phone_claim, user_id_claim};
 use crate::provider::meta::webhook::{InboundParts, WaContact, MAX_PROVIDER_ID};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::Claim;
-use blazz_domain::aggregate::{stream_id, Aggregate};
+use blazz_domain::aggregate::{id_of, stream_id, Aggregate};
 use blazz_domain::contact::{ConsentSource, Contact, ContactCommand};
 use blazz_domain::conversation::{Conversation, ConversationCommand, InboundMessage};
 use blazz_domain::ids::{ChannelId, ContactId, ConversationId, MessageId};
@@ -163,7 +163,7 @@ impl Commands {
     ) -> Result<ContactId, CommandError> {
         let ws = ctx.workspace_id;
         let owner_of = |scope: &'static str, value: String| async move {
-            Ok::<_, CommandError>(self.store().claim(scope, &value).await?.and_then(|c| owner_id(&c.owner)))
+            Ok::<_, CommandError>(self.store().claim(scope, &value).await?.and_then(|c| id_of(&c.owner)))
         };
         if let Some(user) = &sender.user_id {
             if let Some(id) = owner_of(scopes::CONTACT_USER_ID, format!("{ws}:{user}")).await? {

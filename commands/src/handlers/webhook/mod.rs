@@ -17,6 +17,7 @@ use crate::context::CommandContext;
 use crate::error::CommandError;
 use crate::provider::meta::webhook::{Change, MessagesValue, Notification, TemplateStatusUpdate};
 use crate::service::{scopes, Commands};
+use blazz_domain::aggregate::id_of;
 use blazz_domain::ids::{ChannelId, TemplateId};
 use blazz_domain::provider::check_timestamp;
 use blazz_domain::template::ReviewStatus;
@@ -74,11 +75,6 @@ impl IngestReport {
             payload,
         });
     }
-}
-
-/// The id inside a stream name `<category>-<uuid>`.
-pub(crate) fn owner_id(owner: &str) -> Option<Uuid> {
-    owner.split_once('-').and_then(|(_, id)| Uuid::try_parse(id).ok())
 }
 
 /// Whether a failure belongs to the part being applied (the part becomes an exception and the rest
@@ -193,7 +189,7 @@ impl Commands {
         let claim = self.store().claim(scopes::CHANNEL_NUMBER, phone_number_id).await?;
         Ok(claim
             .filter(|c| c.workspace_id == target.workspace_id)
-            .and_then(|c| owner_id(&c.owner))
+            .and_then(|c| id_of(&c.owner))
             .map(ChannelId::from_uuid))
     }
 
@@ -215,7 +211,7 @@ impl Commands {
             return Ok(());
         }
         let key = format!("{}:{}:{}", ctx.workspace_id, update.message_template_name, update.message_template_language);
-        let Some(template) = self.store().claim(scopes::TEMPLATE_NAME, &key).await?.and_then(|c| owner_id(&c.owner))
+        let Some(template) = self.store().claim(scopes::TEMPLATE_NAME, &key).await?.and_then(|c| id_of(&c.owner))
         else {
             let detail = format!("no template {} ({})", update.message_template_name, update.message_template_language);
             report.exception("unknown_template", None, detail, value);

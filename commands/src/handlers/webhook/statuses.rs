@@ -3,13 +3,13 @@
 //! reports), and the appends go out concurrently so that group commit writes them in few transactions.
 //! A message changed concurrently (another notification about it) is re-decided on fresh state.
 
-use super::{owner_id, part_failed, part_problem, IngestReport};
+use super::{part_failed, part_problem, IngestReport};
 use crate::context::CommandContext;
 use crate::error::CommandError;
 use crate::provider::meta::webhook::Status;
 use crate::service::{scopes, Commands, Plan};
 use crate::store::{Claim, ExpectedVersion, RecordedEvent};
-use blazz_domain::aggregate::{stream_id, Aggregate};
+use blazz_domain::aggregate::{id_of, stream_id, Aggregate};
 use blazz_domain::contact::ConsentSource;
 use blazz_domain::ids::{ChannelId, MessageId};
 use blazz_domain::message::{Message, MessageCommand, MessageEvent, Pricing, ProviderError, StatusUpdate};
@@ -94,7 +94,7 @@ impl Commands {
             return Ok(Some(MessageId::from_uuid(id)));
         }
         let claim = self.store().claim(scopes::PROVIDER_MESSAGE, &s.id).await?;
-        Ok(claim.and_then(|c| owner_id(&c.owner)).map(MessageId::from_uuid))
+        Ok(claim.and_then(|c| id_of(&c.owner)).map(MessageId::from_uuid))
     }
 
     pub(super) async fn apply_statuses(
@@ -177,7 +177,7 @@ impl Commands {
             let result = match result {
                 // Another notification about this message won the race: decide again on fresh state.
                 Err(CommandError::Conflict(_)) => {
-                    let id = owner_id(stream).unwrap_or_default();
+                    let id = id_of(stream).unwrap_or_default();
                     self.execute::<Message>(ctx, id, |m| decide(stream, ctx.workspace_id, m, statuses)).await
                 }
                 other => other,
