@@ -191,6 +191,22 @@ async fn paced(pool: &PgPool, due: Vec<Due>, pace: Duration) -> Result<Vec<Due>,
     Ok(due.into_iter().filter(|d| d.pace_contact.is_none_or(|r| granted.remove(&(d.channel_id, r)))).collect())
 }
 
+/// Counts a dispatch by channel, outcome and, for a provider error, its class (`blazz_dispatch_total`).
+fn count_attempt(channel: Uuid, result: &Result<Dispatched, blazz_commands::CommandError>) {
+    let (outcome, class) = match result {
+        Ok(Dispatched::Sent { .. }) => ("sent", ""),
+        Ok(Dispatched::Failed(e)) => ("failed", e.class().as_str()),
+        Ok(Dispatched::Retrying { error, .. }) => ("retrying", error.class().as_str()),
+        Ok(Dispatched::Unknown(_)) => ("unknown", ""),
+        Ok(Dispatched::Skipped) => ("skipped", ""),
+        Ok(Dispatched::Held) => ("held", ""),
+        Ok(Dispatched::NotYet(_)) => ("not_yet", ""),
+        Err(_) => ("error", ""),
+    };
+    metrics::counter!("blazz_dispatch_total", "channel" => channel.to_string(), "outcome" => outcome, "class" => class)
+        .increment(1);
+}
+
 /// Runs until `shutdown` turns true; finishes the sends in flight first. Each channel's messages go out
 /// at its rate (one second's worth of slots reserved at a time, spaced evenly).
 pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
@@ -248,16 +264,18 @@ pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Rece
                 }
             };
             for (i, (w, m)) in rows.into_iter().enumerate() {
-                slotted.push((first + Duration::from_secs_f64(i as f64 / rate), w, m));
+                slotted.push((first + Duration::from_secs_f64(i as f64 / rate), w, m, channel));
             }
         }
-        slotted.sort_by_key(|(at, _, _)| *at);
+        slotted.sort_by_key(|(at, ..)| *at);
         let done: Vec<Uuid> = futures::stream::iter(slotted)
-            .map(|(at, workspace, message)| {
+            .map(|(at, workspace, message, channel)| {
                 let dispatcher = &dispatcher;
                 async move {
                     tokio::time::sleep_until(at.into()).await;
-                    match dispatcher.dispatch(workspace, MessageId::from_uuid(message)).await {
+                    let result = dispatcher.dispatch(workspace, MessageId::from_uuid(message)).await;
+                    count_attempt(channel, &result);
+                    match result {
                         Ok(Dispatched::Failed(e)) => tracing::info!(%message, code = e.code, "send failed"),
                         // Looked at again as soon as it is due or released.
                         Ok(Dispatched::Held | Dispatched::Retrying { .. } | Dispatched::NotYet(_)) => {

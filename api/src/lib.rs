@@ -25,6 +25,7 @@ pub mod error;
 pub mod extract;
 pub mod launcher;
 pub mod limits;
+pub mod metrics;
 pub mod routes;
 pub mod server;
 pub mod state;

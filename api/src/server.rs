@@ -111,6 +111,8 @@ pub async fn state(
     shutdown: watch::Receiver<bool>,
     own_url: &str,
 ) -> Result<AppState, StartError> {
+    // The recorder is in place before the first append, batch or request is counted.
+    crate::metrics::handle();
     let config = BatchConfig { writers: settings.append_writers, ..BatchConfig::default() };
     let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone(), config));
     let hub = Hub::new(settings.delta_buffer);
@@ -131,6 +133,7 @@ pub async fn state(
     };
     let commands = Commands::new(store, Codec::new()).with_bulk_share(settings.limits.bulk_share);
     let launcher = Launcher::new(commands.clone());
+    let kafka_partitions = settings.kafka.as_ref().map(|k| k.partitions);
     let edge = settings.edge;
     let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
     let ticks = crate::ticker::spawn(pool.clone(), shutdown.clone());
@@ -149,6 +152,7 @@ pub async fn state(
         credentials,
         ticks,
         launcher,
+        kafka_partitions,
     })
 }
 
@@ -288,6 +292,8 @@ pub fn app(state: AppState) -> Router {
                     tokio::sync::Semaphore::new(limits.max_concurrent),
                 ))),
         )
+        // Outside the limits: shed and timed-out requests are counted too.
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
             let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");

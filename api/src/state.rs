@@ -29,4 +29,6 @@ pub struct AppState {
     pub ticks: tokio::sync::broadcast::Sender<crate::ticker::Tick>,
     /// Campaign fan-outs in the background.
     pub launcher: crate::launcher::Launcher,
+    /// The Kafka topic's partitions when projectors read it (`None`: the log feed), for status.
+    pub kafka_partitions: Option<i32>,
 }

@@ -199,6 +199,7 @@ impl Commands {
     }
 
     /// The shared cycle: replay, load, decide (through `plan`), append; re-decides on a lost race.
+    #[tracing::instrument(level = "debug", skip_all, fields(aggregate = A::CATEGORY, %id, workspace = %ctx.workspace_id))]
     pub(crate) async fn execute<A>(
         &self,
         ctx: &CommandContext,
@@ -256,6 +257,7 @@ impl Commands {
     }
 
     /// Appends a plan to a stream with the context's metadata and idempotency record.
+    #[tracing::instrument(level = "debug", skip_all, fields(%stream))]
     pub(crate) async fn append<E>(
         &self,
         ctx: &CommandContext,

@@ -144,6 +144,7 @@ impl<F: Feed> Runner<F> {
     }
 
     /// Applies the next batch; returns how many events the feed delivered (0: nothing new now).
+    #[tracing::instrument(level = "debug", skip_all, fields(events))]
     pub async fn step(&mut self) -> Result<usize, ProjectionError> {
         let names = self.names();
         self.ensure_rows(&self.pool.clone(), &[]).await?;
@@ -154,6 +155,8 @@ impl<F: Feed> Runner<F> {
             return Ok(0);
         }
         let n = delivered.len();
+        tracing::Span::current().record("events", n);
+        let started = std::time::Instant::now();
         let mut events = Vec::with_capacity(n);
         for FeedEvent { lane, epoch, prev, record } in delivered {
             let decoded: Decoded = match self.codec.decode(&record) {
@@ -248,6 +251,8 @@ impl<F: Feed> Runner<F> {
         }
         store_advances(&mut tx, self.table(), &advances).await?;
         tx.commit().await?;
+        metrics::histogram!("blazz_projection_batch_events").record(n as f64);
+        metrics::histogram!("blazz_projection_batch_seconds").record(started.elapsed().as_secs_f64());
         self.feed.committed().await?;
         self.publish(deltas);
         let mut after = before;

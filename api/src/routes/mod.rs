@@ -104,6 +104,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/operator/parked-events/{id}/retry", post(parked::retry))
         .route("/v1/operator/parked-events/{id}/skip", post(parked::skip))
         .route("/v1/usage", get(q::usage))
+        .route("/metrics", get(crate::metrics::scrape))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 

@@ -115,12 +115,18 @@ async fn serve(
     workspace: Uuid,
     after: Option<DeltaKey>,
 ) {
+    let subscribers = metrics::gauge!("blazz_websocket_subscribers");
+    subscribers.increment(1.0);
     let reason = match run(&mut socket, &s, &secret, ticks, workspace, after).await {
-        Ok(reason) => reason,
-        Err(Stop::Gone) => return,
-        Err(Stop::Stalled) => "the client did not read in time",
+        Ok(reason) => Some(reason),
+        Err(Stop::Gone) => None,
+        Err(Stop::Stalled) => Some("the client did not read in time"),
     };
-    socket.resync(reason).await;
+    subscribers.decrement(1.0);
+    if let Some(reason) = reason {
+        metrics::counter!("blazz_websocket_resyncs_total").increment(1);
+        socket.resync(reason).await;
+    }
 }
 
 /// Serves deltas and ticks until the socket must stop; `Ok(reason)`: tell the client to resync.

@@ -84,6 +84,7 @@ pub async fn receive(
     let target = WebhookTarget { workspace_id: stored.workspace_id, channel_id: ChannelId::from_uuid(channel) };
     let report = s.commands.ingest_meta_webhook(target, notification, meta.request_id.clone()).await?;
     exceptions::record(&s.pool, &target, &report.exceptions).await?;
+    count_parts(&report);
     Ok(Json(json!({
         "statuses": report.statuses,
         "inbound": report.inbound,
@@ -117,4 +118,19 @@ pub async fn list_exceptions(
     let items = exceptions::list(&s.pool, q.kind.as_deref(), q.after, limit).await?;
     let next = items.last().map(|e| e.id);
     Ok(Json(json!({ "items": items, "next_after": next })).into_response())
+}
+
+/// Counts a notification's parts by outcome (`blazz_webhook_parts_total`), exceptions by kind.
+fn count_parts(report: &blazz_commands::handlers::webhook::IngestReport) {
+    for (outcome, n) in [
+        ("status", report.statuses),
+        ("inbound", report.inbound),
+        ("template_update", report.template_updates),
+        ("absorbed", report.absorbed),
+    ] {
+        metrics::counter!("blazz_webhook_parts_total", "outcome" => outcome, "kind" => "").increment(n as u64);
+    }
+    for e in &report.exceptions {
+        metrics::counter!("blazz_webhook_parts_total", "outcome" => "exception", "kind" => e.kind).increment(1);
+    }
 }

@@ -166,6 +166,26 @@ impl Projector for Outbox {
     }
 }
 
+/// How many messages wait in the dispatch queue: due now, scheduled later (or under way), held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct Depth {
+    pub due: i64,
+    pub waiting: i64,
+    pub held: i64,
+}
+
+pub async fn depth(pool: &PgPool) -> Result<Depth, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE NOT held AND due_at <= now()) AS due,
+                count(*) FILTER (WHERE NOT held AND (due_at IS NULL OR due_at > now())) AS waiting,
+                count(*) FILTER (WHERE held) AS held
+         FROM (SELECT q.due_at, EXISTS (SELECT 1 FROM dispatch_held h WHERE h.held_id IN (q.campaign_id, q.channel_id)) AS held
+               FROM dispatch_queue q) d",
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// A message due for sending, with its channel's rate and, for a campaign message, the recipient
 /// to pace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]

@@ -45,7 +45,14 @@ pub(super) async fn writer(pool: PgPool, queue: Arc<FairQueue>, max_events: usiz
         let workspaces = batch.workspaces().to_vec();
         let (requests, replies): (Vec<AppendRequest>, Vec<Reply>) =
             batch.pending.into_iter().map(|p| (p.request, p.reply)).unzip();
-        match write_isolating(&pool, &requests, &notify).await {
+        let started = std::time::Instant::now();
+        let events: usize = requests.iter().map(|r| r.events.len()).sum();
+        let written = write_isolating(&pool, &requests, &notify).await;
+        metrics::histogram!("blazz_append_batch_events").record(events as f64);
+        metrics::histogram!("blazz_append_batch_seconds").record(started.elapsed().as_secs_f64());
+        let outcome = if written.is_ok() { "written" } else { "failed" };
+        metrics::counter!("blazz_append_batches_total", "outcome" => outcome).increment(1);
+        match written {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);

@@ -42,6 +42,19 @@ const BATCH: usize = 1000;
 /// How often the relay checks that the broker still has what it published.
 const VERIFY_EVERY: Duration = Duration::from_secs(1);
 
+/// How far each topic's relay is behind the log: `(topic, events not published yet, age in seconds
+/// of the oldest of them)`. None when no relay has run.
+pub async fn lag(pool: &PgPool) -> Result<Vec<(String, i64, f64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT r.topic, count(e.position),
+                coalesce(extract(epoch FROM now() - min(e.recorded_at))::float8, 0)
+         FROM kafka_relay r LEFT JOIN events e ON (e.transaction_id, e.position) > (r.transaction_id, r.position)
+         GROUP BY r.topic",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// Where the relay is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayState {
