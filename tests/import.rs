@@ -1,5 +1,5 @@
-//! Bulk contact import over HTTP: JSON and CSV, bad rows reported by line, the rest imported, and
-//! 100,000 rows in one request.
+//! Bulk contact import over HTTP: JSON and CSV, bad rows reported by line, the rest imported,
+//! 100,000 rows in one request, and the CLI importer (chunks, progress, the file's line numbers).
 
 use blazz_tests::TestApp;
 use serde_json::{json, Value};
@@ -190,4 +190,66 @@ async fn nested_values_in_json_rows_are_row_errors(pool: PgPool) {
         "{body}"
     );
     assert_eq!(body["imported"], 1);
+}
+
+/// A `Write` whose bytes a test reads afterwards.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn the_cli_imports_a_file_in_chunks_with_progress_and_the_files_own_line_numbers(pool: PgPool) {
+    use blazz_api::cli::{import, progress::JobProgress};
+    let app = TestApp::spawn(pool).await;
+    let ws = app.workspace().await;
+    // 12 rows, a quoted name over two lines in row 3, bad phones on rows 5 and 11; chunks of 4.
+    let mut csv = String::from("phone,name,city\n");
+    for i in 1..=12 {
+        let phone = if i == 5 || i == 11 { "not-a-phone".to_owned() } else { format!("+62812000000{i:02}") };
+        let name = if i == 3 { "\"Budi\nSantoso\"".to_owned() } else { format!("Contact {i}") };
+        csv.push_str(&format!("{phone},{name},Bandung\n"));
+    }
+    let dir = std::env::temp_dir().join(format!("blazz-import-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("contacts.csv");
+    std::fs::write(&file, &csv).unwrap();
+    let out = Captured::default();
+    let mut progress = JobProgress::lines(Box::new(out.clone()), "contacts", "rows", 0);
+    let url = app.server.url("");
+    let summary = import::contacts(&app.client, &url, &ws.key, &file, 4, &mut progress).await.unwrap();
+
+    assert_eq!((summary.rows, summary.imported, summary.failed), (12, 10, 2), "{summary:?}");
+    // File lines: header 1, rows 2..; row 3 takes lines 4 and 5, so row 5 is line 7 and row 11 line 13.
+    let lines: Vec<&Value> = summary.errors.iter().map(|e| &e["line"]).collect();
+    assert_eq!(lines, [&json!(7), &json!(13)], "{:?}", summary.errors);
+    let listed = app.eventually(&ws, "/v1/contacts?limit=100", |l| l["items"].as_array().unwrap().len() == 10).await;
+    let names: Vec<&str> = listed["items"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    assert!(names.contains(&"Budi\nSantoso"), "{names:?}");
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    assert!(text.lines().next().is_some_and(|l| l.starts_with("contacts: 0/12 rows (0%)")), "{text}");
+    let last = text.lines().last().unwrap_or_default();
+    assert!(last.starts_with("contacts: 12/12 rows (100%), ") && last.contains("rows/s, ETA 0 s"), "{text}");
+
+    // Again: nothing new, every row reported (the phones are taken), never a second contact.
+    let mut quiet = JobProgress::lines(Box::new(std::io::sink()), "contacts", "rows", 0);
+    let again = import::contacts(&app.client, &url, &ws.key, &file, 4, &mut quiet).await.unwrap();
+    assert_eq!((again.imported, again.failed), (0, 12), "{again:?}");
+    assert_eq!(
+        app.get("/v1/contacts?limit=100", &ws.key).await.expect(200).body["items"].as_array().unwrap().len(),
+        10
+    );
+    // A file the importer cannot read is refused before anything is sent.
+    let other = dir.join("contacts.txt");
+    std::fs::write(&other, "x").unwrap();
+    assert!(import::contacts(&app.client, &url, &ws.key, &other, 4, &mut quiet).await.is_err());
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod dispatch;

@@ -50,6 +50,44 @@ enum Cmd {
         #[command(subcommand)]
         which: Projections,
     },
+    /// Import from a file through a running gateway, with progress.
+    Import {
+        #[command(subcommand)]
+        which: Import,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Import {
+    /// Contacts from a CSV (header: phone, name, attributes…) or JSON file, in chunks of
+    /// `--chunk-rows` through `POST /v1/contacts/import`.
+    Contacts {
+        file: std::path::PathBuf,
+        /// The gateway.
+        #[arg(long, env = "BLAZZ_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A key of the workspace to import into (agent or above).
+        #[arg(long, env = "BLAZZ_API_KEY", hide_env_values = true)]
+        key: String,
+        #[arg(long, default_value_t = blazz_api::cli::import::CHUNK_ROWS)]
+        chunk_rows: usize,
+    },
+}
+
+async fn import(which: Import) -> Result<(), Error> {
+    use blazz_api::cli::{import, progress::JobProgress};
+    let Import::Contacts { file, url, key, chunk_rows } = which;
+    let mut progress = JobProgress::stderr("contacts", "rows", 0);
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(300)).build()?;
+    let summary = import::contacts(&client, &url, &key, &file, chunk_rows, &mut progress).await?;
+    for e in summary.errors.iter().take(20) {
+        eprintln!("line {}: {} {}", e["line"], e["code"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or(""));
+    }
+    if summary.errors.len() > 20 {
+        eprintln!("… and {} more", summary.errors.len() - 20);
+    }
+    println!("{} rows: {} imported, {} not imported", summary.rows, summary.imported, summary.failed);
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,7 +129,6 @@ async fn projections(config: Config, which: Projections) -> Result<(), Error> {
     use blazz_commands::codec::Codec;
     use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
     use blazz_projections::{read_models, rebuild, status};
-    use std::io::Write;
     let pool = server::connect_and_migrate(&existing_database(&config)?, 4).await?;
     match which {
         Projections::Status => {
@@ -146,18 +183,13 @@ async fn projections(config: Config, which: Projections) -> Result<(), Error> {
         Projections::Rebuild { name } => {
             let projector = read_models::by_name(&name).ok_or_else(|| format!("unknown projection {name:?}"))?;
             let store = std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
+            let mut bar = blazz_api::cli::progress::JobProgress::stderr(&name, "events", 0);
             let done = rebuild::rebuild(&pool, store, &Codec::new(), projector, |p| {
-                eprint!(
-                    "\r{name}: {} / {} events, {:.0}/s, ETA {:.0} s   ",
-                    p.done,
-                    p.total,
-                    p.per_second,
-                    p.eta_seconds()
-                );
-                let _ = std::io::stderr().flush();
+                bar.set_total(p.total);
+                bar.set(p.done);
             })
             .await?;
-            eprintln!();
+            bar.finish();
             println!("{name} rebuilt from {} events at {:.0} events/s and switched in", done.done, done.per_second);
         }
     }
@@ -389,6 +421,7 @@ async fn main() -> std::process::ExitCode {
             }
             Cmd::Bench { which } => bench::run(config, which).await,
             Cmd::Projections { which } => projections(config, which).await,
+            Cmd::Import { which } => import(which).await,
         }
     }
     .await;

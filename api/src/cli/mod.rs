@@ -1,0 +1,7 @@
+//! What the `blazz` binary does besides serving: long jobs with progress.
+//!
+//! - [`progress`]: a bar with rate and ETA on a terminal, plain lines otherwise.
+//! - [`import`]: `blazz import contacts FILE`, a CSV or JSON file sent to a gateway in chunks.
+
+pub mod import;
+pub mod progress;
