@@ -205,6 +205,20 @@ fn count_attempt(channel: Uuid, result: &Result<Dispatched, blazz_commands::Comm
     };
     metrics::counter!("blazz_dispatch_total", "channel" => channel.to_string(), "outcome" => outcome, "class" => class)
         .increment(1);
+    if outcome == "sent" {
+        *sent_here().lock().unwrap_or_else(|e| e.into_inner()).entry(channel).or_default() += 1;
+    }
+}
+
+fn sent_here() -> &'static std::sync::Mutex<HashMap<Uuid, u64>> {
+    static SENT: std::sync::OnceLock<std::sync::Mutex<HashMap<Uuid, u64>>> = std::sync::OnceLock::new();
+    SENT.get_or_init(Default::default)
+}
+
+/// Messages this process's dispatchers have sent, per channel, since it started (the operations
+/// page turns two readings into a rate).
+pub fn sent_by_channel() -> HashMap<Uuid, u64> {
+    sent_here().lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// Runs until `shutdown` turns true; finishes the sends in flight first. Each channel's messages go out

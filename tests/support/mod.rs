@@ -2,6 +2,7 @@
 //! from `#[sqlx::test]`), and a client that speaks to it over HTTP.
 
 pub mod broker;
+pub mod browser;
 pub mod fake_graph;
 pub mod inbox;
 

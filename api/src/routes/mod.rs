@@ -105,6 +105,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/operator/parked-events/{id}/skip", post(parked::skip))
         .route("/v1/usage", get(q::usage))
         .route("/metrics", get(crate::metrics::scrape))
+        .route("/ops", get(crate::ops::page))
+        .route("/v1/operator/overview", get(crate::ops::overview_json))
+        .route("/v1/operator/stream", get(crate::ops::stream))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 

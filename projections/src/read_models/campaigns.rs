@@ -255,3 +255,18 @@ impl Projector for Campaigns {
         }
     }
 }
+
+/// Campaigns launching, running or paused in every workspace (the operations page), newest launch
+/// first, at most `limit`: name, ids, counts and progress, and `total` (every message of the launch).
+pub async fn active(pool: &sqlx::PgPool, limit: i64) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+    sqlx::query_scalar(&format!(
+        "SELECT {PROGRESS_JSON} || jsonb_build_object('workspace_id', workspace_id, 'campaign_id', campaign_id,
+             'name', name, 'launched_at', launched_at,
+             'total', queued + dispatched + unknown + sent + delivered + read + failed)
+         FROM {WITH_PROGRESS} t WHERE status IN ('launching', 'running', 'paused')
+         ORDER BY launched_at DESC NULLS LAST, campaign_id LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

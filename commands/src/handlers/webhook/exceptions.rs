@@ -68,3 +68,19 @@ pub async fn list(
     .fetch_all(pool)
     .await?)
 }
+
+/// The `limit` newest exceptions, newest first, and how many came in the last hour.
+pub async fn recent(pool: &PgPool, limit: i64) -> Result<(Vec<StoredException>, i64), CommandError> {
+    let items = sqlx::query_as(
+        "SELECT id, received_at, channel_id, workspace_id, kind, phone_number_id, detail, payload FROM webhook_exceptions
+         ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let hour: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_exceptions WHERE received_at > now() - interval '1 hour'")
+            .fetch_one(pool)
+            .await?;
+    Ok((items, hour))
+}
