@@ -67,7 +67,8 @@ pub(crate) fn context(
         actor,
         agent_id: None,
         request_id: meta.request_id.clone(),
-        correlation_id: Uuid::now_v7(),
+        correlation_id: meta.correlation_id,
+        follows: None,
         idempotency: meta
             .idempotency_key
             .clone()

@@ -128,6 +128,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 #[derive(Debug, Clone)]
 pub struct RequestMeta {
     pub request_id: Option<String>,
+    /// The request's correlation id ([`correlate`]): every event it causes carries it.
+    pub correlation_id: uuid::Uuid,
     pub idempotency_key: Option<String>,
     /// Fingerprint of a request without a body (method and path).
     pub fingerprint: String,
@@ -155,6 +157,24 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
             Some(_) => fingerprint(&parts.method, parts.uri.path(), b""),
             None => String::new(),
         };
-        Ok(Self { request_id: header_str("x-request-id"), idempotency_key, fingerprint })
+        let correlation_id = parts.extensions.get::<CorrelationId>().map_or_else(uuid::Uuid::now_v7, |c| c.0);
+        Ok(Self { request_id: header_str("x-request-id"), correlation_id, idempotency_key, fingerprint })
     }
+}
+
+/// A request's correlation id, set by [`correlate`].
+#[derive(Debug, Clone, Copy)]
+pub struct CorrelationId(pub uuid::Uuid);
+
+/// Gives every request a correlation id and answers it in `X-Correlation-Id`: the events the request
+/// writes, and everything the system does in reaction (dispatch, delivery statuses, a campaign's
+/// messages), carry it; `GET /v1/history/correlations/{id}` lists them.
+pub async fn correlate(mut req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let id = uuid::Uuid::now_v7();
+    req.extensions_mut().insert(CorrelationId(id));
+    let mut response = next.run(req).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert("x-correlation-id", value);
+    }
+    response
 }

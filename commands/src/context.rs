@@ -1,6 +1,6 @@
 //! The context every command runs in.
 
-use crate::store::EventMetadata;
+use crate::store::{EventMetadata, Lineage};
 use blazz_domain::ids::AgentId;
 use blazz_domain::role::Role;
 use chrono::{DateTime, Utc};
@@ -24,6 +24,10 @@ pub struct CommandContext {
     pub agent_id: Option<AgentId>,
     pub request_id: Option<String>,
     pub correlation_id: Uuid,
+    /// Set when the command reacts to a stream's events (the dispatcher to a queued message, a
+    /// fan-out to a launch): its events then carry that stream's correlation and name the event
+    /// reacted to as their cause, so one request's consequences can be traced.
+    pub follows: Option<Lineage>,
     pub idempotency: Option<Idempotency>,
     /// The time the command is decided at.
     pub now: DateTime<Utc>,
@@ -39,9 +43,16 @@ impl CommandContext {
             agent_id: None,
             request_id: None,
             correlation_id: Uuid::now_v7(),
+            follows: None,
             idempotency: None,
             now: Utc::now(),
         }
+    }
+
+    /// This context reacting to a stream with `lineage` (nothing changes for `None`).
+    pub fn following(mut self, lineage: Option<Lineage>) -> Self {
+        self.follows = lineage.or(self.follows);
+        self
     }
 
     pub fn metadata(&self) -> EventMetadata {

@@ -9,7 +9,8 @@ use crate::error::CommandError;
 use crate::keys::KeyCache;
 use crate::pacing::BulkPacer;
 use crate::store::{
-    AppendError, AppendRequest, Claim, ClaimRelease, EventStore, ExpectedVersion, IdempotencyWrite, RecordedEvent,
+    AppendError, AppendRequest, Claim, ClaimRelease, EventStore, ExpectedVersion, IdempotencyWrite, Lineage,
+    RecordedEvent,
 };
 use blazz_domain::aggregate::{stream_id, Aggregate};
 use blazz_domain::{DomainError, DomainEvent};
@@ -95,11 +96,18 @@ pub struct Plan<E> {
     pub secret_fields: Option<Value>,
     /// The workspace the events belong to when it is not the caller's (workspace creation).
     pub workspace: Option<Uuid>,
+    /// The events react to this stream's (see [`CommandContext::follows`]); the plan's wins.
+    pub follows: Option<Lineage>,
 }
 
 impl<E> Plan<E> {
     pub fn new(events: Vec<E>, result: Value) -> Self {
-        Self { events, claims: vec![], releases: vec![], result, secret_fields: None, workspace: None }
+        Self { events, claims: vec![], releases: vec![], result, secret_fields: None, workspace: None, follows: None }
+    }
+
+    pub fn following(mut self, lineage: Option<Lineage>) -> Self {
+        self.follows = lineage;
+        self
     }
 }
 
@@ -198,6 +206,16 @@ impl Commands {
         self.fold(workspace, &events)
     }
 
+    /// Like [`Commands::load`], with the stream's [`Lineage`] (what a reaction to it follows).
+    pub async fn load_traced<A>(&self, workspace: Uuid, id: Uuid) -> Result<(Loaded<A>, Option<Lineage>), CommandError>
+    where
+        A: Aggregate,
+        A::Event: TryFrom<DomainEvent>,
+    {
+        let events = self.store.read_stream(&stream_id::<A>(id), 1, None).await?;
+        Ok((self.fold(workspace, &events)?, Lineage::of(&events)))
+    }
+
     /// The shared cycle: replay, load, decide (through `plan`), append; re-decides on a lost race.
     #[tracing::instrument(level = "debug", skip_all, fields(aggregate = A::CATEGORY, %id, workspace = %ctx.workspace_id))]
     pub(crate) async fn execute<A>(
@@ -240,10 +258,14 @@ impl Commands {
     where
         E: Into<DomainEvent>,
     {
-        let Plan { events, claims, releases, result, secret_fields, workspace } = plan;
+        let Plan { events, claims, releases, result, secret_fields, workspace, follows } = plan;
         let events: Vec<_> = events.into_iter().map(|e| self.codec.encode(&e.into())).collect();
-        let mut request =
-            AppendRequest::new(stream, workspace.unwrap_or(ctx.workspace_id), expected, events, ctx.metadata());
+        let mut metadata = ctx.metadata();
+        if let Some(l) = follows.or(ctx.follows) {
+            metadata.correlation_id = l.correlation_id;
+            metadata.causation_id = Some(l.event_id);
+        }
+        let mut request = AppendRequest::new(stream, workspace.unwrap_or(ctx.workspace_id), expected, events, metadata);
         request.claims = claims;
         request.releases = releases;
         request.idempotency = ctx.idempotency.as_ref().map(|i| IdempotencyWrite {

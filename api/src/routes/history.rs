@@ -2,6 +2,7 @@
 //! - `GET /v1/history/events?after=<cursor>&limit=<n>`: the workspace's events in gap-free log order,
 //!   paged by an opaque cursor.
 //! - `GET /v1/history/streams/{stream_id}?from_version=<v>&to_version=<v>&limit=<n>`: one stream.
+//! - `GET /v1/history/correlations/{id}?after=<cursor>&limit=<n>`: everything one request caused.
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -9,7 +10,7 @@ use crate::extract::{Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
-use blazz_commands::store::{LogCursor, RecordedEvent};
+use blazz_commands::store::{LogCursor, LogPage, RecordedEvent};
 use blazz_domain::role::Action;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -44,22 +45,43 @@ pub struct LogParams {
     limit: Option<usize>,
 }
 
+fn after(p: &LogParams) -> Result<LogCursor, ApiError> {
+    match p.after.as_deref() {
+        None | Some("") => Ok(LogCursor::START),
+        Some(c) => LogCursor::decode(c)
+            .ok_or_else(|| ApiError::bad_request("invalid_cursor", "after must be a cursor from a previous page")),
+    }
+}
+
+fn page_json(page: &LogPage) -> Json<Value> {
+    Json(json!({
+        "events": page.events.iter().map(event_json).collect::<Vec<_>>(),
+        "next_cursor": page.next.encode(),
+    }))
+}
+
 pub async fn log(
     State(s): State<AppState>,
     caller: Caller,
     Query(p): Query<LogParams>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::Read)?;
-    let after = match p.after.as_deref() {
-        None | Some("") => LogCursor::START,
-        Some(c) => LogCursor::decode(c)
-            .ok_or_else(|| ApiError::bad_request("invalid_cursor", "after must be a cursor from a previous page"))?,
-    };
-    let page = s.commands.store().read_log(after, limit(p.limit)?, Some(caller.workspace_id())).await?;
-    Ok(Json(json!({
-        "events": page.events.iter().map(event_json).collect::<Vec<_>>(),
-        "next_cursor": page.next.encode(),
-    })))
+    let page = s.commands.store().read_log(after(&p)?, limit(p.limit)?, Some(caller.workspace_id())).await?;
+    Ok(page_json(&page))
+}
+
+/// Everything one request caused, in log order: the events carrying its correlation id (the
+/// `X-Correlation-Id` answer header of the request; system reactions such as dispatch and delivery
+/// statuses carry it on). Another workspace's correlation answers an empty page.
+pub async fn correlation(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<uuid::Uuid>,
+    Query(p): Query<LogParams>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::Read)?;
+    let page = s.commands.store().read_correlation(caller.workspace_id(), id, after(&p)?, limit(p.limit)?).await?;
+    Ok(page_json(&page))
 }
 
 #[derive(Debug, Deserialize)]

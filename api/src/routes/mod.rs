@@ -94,6 +94,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/stream", get(stream::stream))
         .route("/v1/history/events", get(history::log))
         .route("/v1/history/streams/{stream_id}", get(history::stream))
+        .route("/v1/history/correlations/{id}", get(history::correlation))
         .route(
             "/v1/webhooks/meta/{channel_id}",
             get(webhooks::verify).post(webhooks::receive).layer(DefaultBodyLimit::max(webhooks::WEBHOOK_BODY_LIMIT)),

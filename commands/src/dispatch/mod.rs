@@ -127,9 +127,10 @@ impl Dispatcher {
     /// Sends `message` if it is still queued.
     #[tracing::instrument(skip_all, fields(message = %message), err)]
     pub async fn dispatch(&self, workspace: Uuid, message: MessageId) -> Result<Dispatched, CommandError> {
-        let ctx = Self::context(workspace);
         let c = &self.commands;
-        let loaded = c.load::<Message>(workspace, message.as_uuid()).await?;
+        let (loaded, lineage) = c.load_traced::<Message>(workspace, message.as_uuid()).await?;
+        // Every event of this attempt follows the message's last event (its request's correlation).
+        let ctx = Self::context(workspace).following(lineage);
         let m = loaded.state;
         let (Some(channel_id), Some(to), Some(content)) = (m.channel_id, m.destination(), m.content.clone()) else {
             return Ok(Dispatched::Skipped);

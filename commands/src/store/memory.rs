@@ -132,6 +132,26 @@ impl EventStore for MemoryEventStore {
             .collect())
     }
 
+    async fn read_correlation(
+        &self,
+        workspace: Uuid,
+        correlation_id: Uuid,
+        after: LogCursor,
+        limit: usize,
+    ) -> Result<LogPage, StoreError> {
+        let events: Vec<RecordedEvent> = self
+            .lock()
+            .events
+            .iter()
+            .filter(|e| e.workspace_id == workspace && e.metadata.correlation_id == correlation_id)
+            .filter(|e| LogCursor::of(e) > after)
+            .take(limit)
+            .cloned()
+            .collect();
+        let next = events.last().map(LogCursor::of).unwrap_or(after);
+        Ok(LogPage { events, next })
+    }
+
     async fn read_streams(&self, stream_ids: &[String]) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut out: Vec<RecordedEvent> =
             self.lock().events.iter().filter(|e| stream_ids.contains(&e.stream_id)).cloned().collect();

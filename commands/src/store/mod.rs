@@ -193,6 +193,22 @@ pub struct RecordedEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// Where a reaction to a stream comes from: its last event (the one reacted to), whose correlation the
+/// reaction carries on and which it names as its cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lineage {
+    pub correlation_id: Uuid,
+    pub event_id: Uuid,
+}
+
+impl Lineage {
+    /// The lineage of a stream's events (in version order); `None` for no events.
+    pub fn of(events: &[RecordedEvent]) -> Option<Self> {
+        let last = events.last()?;
+        Some(Self { correlation_id: last.metadata.correlation_id, event_id: last.event_id })
+    }
+}
+
 /// A position in the gap-free order of the whole log: `(transaction id, position)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct LogCursor {
@@ -241,6 +257,16 @@ pub trait EventStore: Send + Sync + 'static {
         }
         out
     }
+
+    /// Up to `limit` events of `workspace` carrying `correlation_id` (everything one request caused),
+    /// after `after` in gap-free log order.
+    async fn read_correlation(
+        &self,
+        workspace: Uuid,
+        correlation_id: Uuid,
+        after: LogCursor,
+        limit: usize,
+    ) -> Result<LogPage, StoreError>;
 
     /// Events of one stream with `from_version <= version <= to_version`, in version order.
     async fn read_stream(

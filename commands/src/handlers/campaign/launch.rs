@@ -209,7 +209,10 @@ impl Commands {
     #[tracing::instrument(skip_all, fields(campaign = %id), err)]
     pub async fn fan_out(&self, ctx: &CommandContext, id: CampaignId) -> Result<LaunchOutcome, CommandError> {
         let ws = ctx.workspace_id;
-        let current = self.load::<Campaign>(ws, id.as_uuid()).await?.state;
+        let (loaded, lineage) = self.load_traced::<Campaign>(ws, id.as_uuid()).await?;
+        let current = loaded.state;
+        // The messages and the launch's counts follow the launch (its request's correlation).
+        let ctx = &ctx.clone().following(lineage);
         if !current.fan_out_pending || current.status == CampaignStatus::Cancelled {
             return Ok(LaunchOutcome { queued: current.queued, skipped: current.skipped });
         }

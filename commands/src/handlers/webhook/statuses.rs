@@ -169,6 +169,8 @@ impl Commands {
                 continue;
             }
             let stops = plan.events.iter().any(stops_marketing);
+            // A status follows the message's last event: the chain from its request goes on.
+            let plan = plan.following(crate::store::Lineage::of(events));
             plans.push((stream.clone(), ExpectedVersion::from_current(loaded.version), plan));
             facts.push((stream, statuses, loaded.state.contact_id, stops));
         }

@@ -189,6 +189,16 @@ impl EventStore for PgEventStore {
         read::stream(&self.pool, stream_id, from_version, to_version).await
     }
 
+    async fn read_correlation(
+        &self,
+        workspace: Uuid,
+        correlation_id: Uuid,
+        after: LogCursor,
+        limit: usize,
+    ) -> Result<LogPage, StoreError> {
+        read::correlation(&self.pool, workspace, correlation_id, after, limit).await
+    }
+
     async fn read_streams(&self, stream_ids: &[String]) -> Result<Vec<RecordedEvent>, StoreError> {
         if stream_ids.len() >= DIRECT_READ_STREAMS {
             // Already a batch (a fan-out's chunk of contacts): coalescing it would only make the small

@@ -35,6 +35,34 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// A correlation's events (index `events_correlation`), in the log's gap-free order.
+pub(super) async fn correlation(
+    pool: &PgPool,
+    workspace: Uuid,
+    correlation_id: Uuid,
+    after: LogCursor,
+    limit: usize,
+) -> Result<LogPage, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events
+         WHERE workspace_id = $1 AND (metadata->>'correlation_id') = $2
+           AND (transaction_id, position) > ($3::text::xid8, $4)
+           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY transaction_id, position LIMIT $5"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(workspace)
+        .bind(correlation_id.to_string())
+        .bind(after.transaction_id.to_string())
+        .bind(after.position)
+        .bind(to_i64(limit as u64))
+        .fetch_all(pool)
+        .await?;
+    let events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    let next = events.last().map(LogCursor::of).unwrap_or(after);
+    Ok(LogPage { events, next })
+}
+
 pub(super) async fn stream(
     pool: &PgPool,
     stream_id: &str,
