@@ -1,7 +1,7 @@
 //! History for auditors: a stream's events and the workspace's log, paged, with metadata; and
 //! everything one request caused, by its correlation id.
 
-use blazz_tests::{quick_sandbox, Settings, TestApp, OPERATOR_TOKEN};
+use blazz_tests::{sandbox_app, TestApp};
 use reqwest::Method;
 use serde_json::json;
 use sqlx::PgPool;
@@ -88,13 +88,7 @@ async fn correlated(app: &TestApp, key: &str, correlation: &str) -> Vec<serde_js
 
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn a_messages_causal_chain_runs_from_its_request_to_read(pool: PgPool) {
-    let mut settings = Settings::new(4, Some(OPERATOR_TOKEN.into()));
-    settings.edge.dispatch = true;
-    settings.edge.sandbox = quick_sandbox();
-    let app = TestApp::spawn_with(pool, settings).await;
-    let ws = app.workspace().await;
-    let (channel, _) = app.channel_of(&ws, "sandbox").await;
-    app.credentials(&ws, &channel).await;
+    let (app, ws, channel) = sandbox_app(pool).await;
     let contact = app.contact(&ws, "+6281234567890", json!({"first_name": "Budi"})).await;
     let template = app.template(&ws, "welcome", "UTILITY", "APPROVED").await;
     let body = json!({"channel_id": channel, "contact_id": contact, "type": "template", "template": {"id": template}});

@@ -2,7 +2,7 @@
 //! kind (requests, appends, projector batches, a sandbox send with its webhooks, a WebSocket) each
 //! family of series is there, by matched route rather than raw path, with histograms in buckets.
 
-use blazz_tests::{quick_sandbox, Live, Settings, TestApp, OPERATOR_TOKEN};
+use blazz_tests::{sandbox_app, Live, TestApp, OPERATOR_TOKEN};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -18,13 +18,7 @@ async fn scrape(app: &TestApp, token: &str) -> (u16, String) {
 
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn metrics_count_requests_by_route_and_show_appends_projections_dispatch_and_sockets(pool: PgPool) {
-    let mut settings = Settings::new(4, Some(OPERATOR_TOKEN.into()));
-    settings.edge.dispatch = true;
-    settings.edge.sandbox = quick_sandbox();
-    let app = TestApp::spawn_with(pool, settings).await;
-    let ws = app.workspace().await;
-    let (channel, _) = app.channel_of(&ws, "sandbox").await;
-    app.credentials(&ws, &channel).await;
+    let (app, ws, channel) = sandbox_app(pool).await;
     let contact = app.contact(&ws, "+6281234567890", json!({"first_name": "Budi"})).await;
     // A message through the sandbox: dispatched, then its statuses come back as signed webhooks.
     let template = app.template(&ws, "welcome", "UTILITY", "APPROVED").await;

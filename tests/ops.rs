@@ -4,7 +4,7 @@
 //! Also the overview's JSON for scripts, behind the operator token.
 
 use blazz_tests::browser::Browser;
-use blazz_tests::{quick_sandbox, Settings, TestApp, OPERATOR_TOKEN};
+use blazz_tests::{sandbox_app, OPERATOR_TOKEN};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -13,13 +13,7 @@ const QUEUED: &str = "const td = document.querySelector('#campaigns tr[data-camp
 
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn the_operations_page_shows_a_running_campaign_moving(pool: PgPool) {
-    let mut settings = Settings::new(4, Some(OPERATOR_TOKEN.into()));
-    settings.edge.dispatch = true;
-    settings.edge.sandbox = quick_sandbox();
-    let app = TestApp::spawn_with(pool, settings).await;
-    let ws = app.workspace().await;
-    let (channel, _) = app.channel_of(&ws, "sandbox").await;
-    app.credentials(&ws, &channel).await;
+    let (app, ws, channel) = sandbox_app(pool).await;
     // 40 recipients at 4 messages a second: about ten seconds of visible progress.
     app.patch(&format!("/v1/channels/{channel}"), &ws.key, json!({"rate_limit_per_second": 4})).await.expect(200);
     let rows: Vec<Value> =

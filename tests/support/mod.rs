@@ -381,6 +381,19 @@ impl Live {
     }
 }
 
+/// A gateway that dispatches to a quick sandbox ([`quick_sandbox`]), with a workspace and a sandbox
+/// channel that has credentials: the app, the workspace and the channel id.
+pub async fn sandbox_app(pool: PgPool) -> (TestApp, Ws, String) {
+    let mut settings = Settings::new(4, Some(OPERATOR_TOKEN.into()));
+    settings.edge.dispatch = true;
+    settings.edge.sandbox = quick_sandbox();
+    let app = TestApp::spawn_with(pool, settings).await;
+    let ws = app.workspace().await;
+    let (channel, _) = app.channel_of(&ws, "sandbox").await;
+    app.credentials(&ws, &channel).await;
+    (app, ws, channel)
+}
+
 /// A sandbox that plays a message's life back quickly (sent, delivered, read within 60 ms), without
 /// a reply.
 pub fn quick_sandbox() -> blazz_commands::provider::sandbox::SandboxScript {
