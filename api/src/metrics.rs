@@ -77,10 +77,7 @@ async fn refresh_gauges(s: &AppState) {
                 metrics::gauge!("blazz_projection_parked_events", "projection" => name).set(p.parked as f64);
             }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "projection status unreadable for /metrics");
-            metrics::counter!("blazz_metrics_refresh_failures_total").increment(1);
-        }
+        Err(e) => refresh_failed("projection status", &e),
     }
     if s.kafka_partitions.is_some() {
         match blazz_projections::kafka::relay::lag(&s.pool).await {
@@ -90,10 +87,7 @@ async fn refresh_gauges(s: &AppState) {
                     metrics::gauge!("blazz_kafka_relay_lag_seconds", "topic" => topic).set(seconds);
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "relay position unreadable for /metrics");
-                metrics::counter!("blazz_metrics_refresh_failures_total").increment(1);
-            }
+            Err(e) => refresh_failed("relay position", &e),
         }
     }
     match blazz_projections::read_models::outbox::depth(&s.pool).await {
@@ -102,9 +96,12 @@ async fn refresh_gauges(s: &AppState) {
             metrics::gauge!("blazz_dispatch_queue_depth", "state" => "waiting").set(depth.waiting as f64);
             metrics::gauge!("blazz_dispatch_queue_depth", "state" => "held").set(depth.held as f64);
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "dispatch queue unreadable for /metrics");
-            metrics::counter!("blazz_metrics_refresh_failures_total").increment(1);
-        }
+        Err(e) => refresh_failed("dispatch queue", &e),
     }
+}
+
+/// A gauge's source could not be read: the previous value stays, the failure is logged and counted.
+fn refresh_failed(what: &str, e: &sqlx::Error) {
+    tracing::warn!(error = %e, "{what} unreadable for /metrics");
+    metrics::counter!("blazz_metrics_refresh_failures_total").increment(1);
 }

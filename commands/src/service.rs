@@ -202,8 +202,7 @@ impl Commands {
         A: Aggregate,
         A::Event: TryFrom<DomainEvent>,
     {
-        let events = self.store.read_stream(&stream_id::<A>(id), 1, None).await?;
-        self.fold(workspace, &events)
+        Ok(self.load_traced(workspace, id).await?.0)
     }
 
     /// Like [`Commands::load`], with the stream's [`Lineage`] (what a reaction to it follows).

@@ -174,14 +174,18 @@ pub struct Depth {
     pub held: i64,
 }
 
+/// Queue rows with whether a paused campaign or a halted channel holds them (`held`).
+const WITH_HELD: &str =
+    "(SELECT q.*, EXISTS (SELECT 1 FROM dispatch_held h WHERE h.held_id IN (q.campaign_id, q.channel_id)) AS held
+    FROM dispatch_queue q)";
+
 pub async fn depth(pool: &PgPool) -> Result<Depth, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(&format!(
         "SELECT count(*) FILTER (WHERE NOT held AND due_at <= now()) AS due,
                 count(*) FILTER (WHERE NOT held AND (due_at IS NULL OR due_at > now())) AS waiting,
                 count(*) FILTER (WHERE held) AS held
-         FROM (SELECT q.due_at, EXISTS (SELECT 1 FROM dispatch_held h WHERE h.held_id IN (q.campaign_id, q.channel_id)) AS held
-               FROM dispatch_queue q) d",
-    )
+         FROM {WITH_HELD} d"
+    ))
     .fetch_one(pool)
     .await
 }
@@ -189,18 +193,17 @@ pub async fn depth(pool: &PgPool) -> Result<Depth, sqlx::Error> {
 /// Every channel (the operations page) with its rate limit, halt, and the messages of its queue due
 /// now and held, busiest first, at most `limit`.
 pub async fn channels(pool: &PgPool, limit: i64) -> Result<Vec<serde_json::Value>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar(&format!(
         "SELECT jsonb_build_object('workspace_id', c.workspace_id, 'channel_id', c.channel_id, 'provider', c.provider,
                     'display_phone_number', c.display_phone_number, 'rate_limit_per_second', c.rate_limit_per_second,
                     'halted', c.halted, 'due', coalesce(q.due, 0), 'held', coalesce(q.held, 0))
          FROM rm_channels c
          LEFT JOIN LATERAL (
              SELECT count(*) FILTER (WHERE NOT held AND due_at <= now()) AS due, count(*) FILTER (WHERE held) AS held
-             FROM (SELECT d.due_at, EXISTS (SELECT 1 FROM dispatch_held h WHERE h.held_id IN (d.campaign_id, d.channel_id)) AS held
-                   FROM dispatch_queue d WHERE d.workspace_id = c.workspace_id AND d.channel_id = c.channel_id) x
+             FROM {WITH_HELD} x WHERE x.workspace_id = c.workspace_id AND x.channel_id = c.channel_id
          ) q ON true
-         ORDER BY coalesce(q.due, 0) + coalesce(q.held, 0) DESC, c.channel_id LIMIT $1",
-    )
+         ORDER BY coalesce(q.due, 0) + coalesce(q.held, 0) DESC, c.channel_id LIMIT $1"
+    ))
     .bind(limit)
     .fetch_all(pool)
     .await

@@ -38,6 +38,8 @@ pub async fn record(pool: &PgPool, target: &WebhookTarget, exceptions: &[Excepti
     Ok(())
 }
 
+const COLUMNS: &str = "id, received_at, channel_id, workspace_id, kind, phone_number_id, detail, payload";
+
 /// A stored exception.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct StoredException {
@@ -58,10 +60,10 @@ pub async fn list(
     after: Option<i64>,
     limit: i64,
 ) -> Result<Vec<StoredException>, CommandError> {
-    Ok(sqlx::query_as(
-        "SELECT id, received_at, channel_id, workspace_id, kind, phone_number_id, detail, payload FROM webhook_exceptions
-         WHERE ($1::text IS NULL OR kind = $1) AND id > coalesce($2, 0) ORDER BY id LIMIT $3",
-    )
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM webhook_exceptions
+         WHERE ($1::text IS NULL OR kind = $1) AND id > coalesce($2, 0) ORDER BY id LIMIT $3"
+    ))
     .bind(kind)
     .bind(after)
     .bind(limit)
@@ -71,13 +73,10 @@ pub async fn list(
 
 /// The `limit` newest exceptions, newest first, and how many came in the last hour.
 pub async fn recent(pool: &PgPool, limit: i64) -> Result<(Vec<StoredException>, i64), CommandError> {
-    let items = sqlx::query_as(
-        "SELECT id, received_at, channel_id, workspace_id, kind, phone_number_id, detail, payload FROM webhook_exceptions
-         ORDER BY id DESC LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
+    let items = sqlx::query_as(&format!("SELECT {COLUMNS} FROM webhook_exceptions ORDER BY id DESC LIMIT $1"))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
     let hour: i64 =
         sqlx::query_scalar("SELECT count(*) FROM webhook_exceptions WHERE received_at > now() - interval '1 hour'")
             .fetch_one(pool)
