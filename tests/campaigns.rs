@@ -4,7 +4,7 @@
 use blazz_api::server::{dispatcher, EdgeSettings};
 use blazz_commands::dispatch::{Dispatched, Dispatcher};
 use blazz_commands::provider::sandbox::SandboxScript;
-use blazz_domain::campaign::CampaignCommand;
+use blazz_domain::campaign::{CampaignCommand, CampaignStatus};
 use blazz_domain::ids::{CampaignId, MessageId};
 use blazz_domain::message::MessageEvent;
 use blazz_domain::DomainEvent;
@@ -181,7 +181,7 @@ async fn the_fan_out_runs_after_the_launch_answer_and_not_for_a_cancelled_campai
     let campaign = CampaignId::from_uuid(Uuid::parse_str(&id).unwrap());
     // The request's part alone (no launcher): the launch has started and nothing is queued yet.
     let started = commands.start_launch(&ctx, campaign).await.unwrap();
-    assert_eq!(started.body["status"], "launching", "{}", started.body);
+    assert_eq!(started.outcome.status, CampaignStatus::Launching, "{started:?}");
     assert!(s.messages_of(&id).await.is_empty());
     commands.change_campaign(&ctx, campaign, |at| CampaignCommand::Cancel { at }).await.unwrap();
     let outcome = commands.fan_out(&ctx, campaign).await.unwrap();

@@ -2,7 +2,6 @@
 //! projectors keep running through it.
 
 use blazz_commands::codec::Codec;
-use blazz_domain::ids::ContactId;
 use blazz_projections::{read_models, rebuild, status};
 use blazz_tests::{dump, mixed_workload, TestApp};
 use serde_json::json;
@@ -74,7 +73,6 @@ async fn a_rebuild_ahead_of_the_live_projection_is_not_applied_twice(pool: PgPoo
     use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
     use blazz_commands::store::{EventStore, LogCursor};
     use blazz_commands::{CommandContext, Commands};
-    use blazz_domain::ids::GroupId;
     use blazz_domain::values::PhoneNumber;
     use blazz_projections::delta::Hub;
     use blazz_projections::runner::Runner;
@@ -83,7 +81,7 @@ async fn a_rebuild_ahead_of_the_live_projection_is_not_applied_twice(pool: PgPoo
     let commands = Commands::new(store.clone(), Codec::new());
     let ctx = CommandContext::system(Uuid::now_v7(), "test");
     let group = commands.create_group(&ctx, "VIP".into()).await.expect("group");
-    let group = GroupId::from_uuid(Uuid::parse_str(group.body["group_id"].as_str().expect("id")).expect("uuid"));
+    let group = group.outcome.group_id;
     let mut members = vec![];
     for i in 0..3 {
         let c = NewContact {
@@ -92,7 +90,7 @@ async fn a_rebuild_ahead_of_the_live_projection_is_not_applied_twice(pool: PgPoo
             attributes: Default::default(),
         };
         let r = commands.create_contact(&ctx, c).await.expect("contact");
-        members.push(ContactId::from_uuid(Uuid::parse_str(r.body["contact_id"].as_str().expect("id")).expect("uuid")));
+        members.push(r.outcome.contact_id);
     }
     let last = commands.add_group_members(&ctx, group, members).await.expect("members").position.expect("position");
 

@@ -9,7 +9,7 @@ use blazz_commands::handlers::channel::ConnectChannel;
 use blazz_commands::CommandContext;
 use blazz_domain::agent::Availability;
 use blazz_domain::channel::ProviderKind;
-use blazz_domain::ids::{AgentId, ChannelId, TeamId};
+use blazz_domain::ids::ChannelId;
 use blazz_domain::role::Role;
 use blazz_domain::team::TeamSettings;
 use blazz_domain::values::PhoneNumber;
@@ -28,18 +28,11 @@ pub struct Demo {
 /// What the sandbox recipient answers in the demo when `BLAZZ_SANDBOX_REPLY` is not set.
 pub const DEMO_REPLY: &str = "Thanks! Can someone help me with my order?";
 
-fn id_in(body: &serde_json::Value, pointer: &str) -> Result<Uuid, Box<dyn std::error::Error + Send + Sync>> {
-    body.pointer(pointer)
-        .and_then(|v| v.as_str())
-        .and_then(|s| Uuid::try_parse(s).ok())
-        .ok_or_else(|| format!("missing {pointer} in {body}").into())
-}
-
 pub async fn create(state: &AppState) -> Result<Demo, Box<dyn std::error::Error + Send + Sync>> {
     let ctx = |workspace_id| CommandContext::system(workspace_id, "demo");
     let created = state.commands.create_workspace(&ctx(Uuid::nil()), "Demo".into(), None).await?;
-    let workspace_id = id_in(&created.body, "/workspace_id")?;
-    let api_key = created.body.pointer("/api_key/key").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let workspace_id = created.outcome.workspace_id.as_uuid();
+    let api_key = created.outcome.api_key.key.unwrap_or_default();
     let number_id = format!("sandbox-{}", Uuid::new_v4().simple());
     let connect = ConnectChannel {
         provider: ProviderKind::Sandbox,
@@ -48,7 +41,7 @@ pub async fn create(state: &AppState) -> Result<Demo, Box<dyn std::error::Error 
         rate_limit_per_second: None,
     };
     let channel = state.commands.connect_channel(&ctx(workspace_id), connect).await?;
-    let channel_id = id_in(&channel.body, "/channel_id")?;
+    let channel_id = channel.outcome.channel_id.as_uuid();
     let secrets = ChannelSecrets {
         access_token: Secret::new("sandbox"),
         app_secret: Secret::new(Uuid::new_v4().simple().to_string()),
@@ -59,13 +52,13 @@ pub async fn create(state: &AppState) -> Result<Demo, Box<dyn std::error::Error 
     let c = &state.commands;
     let owner = ctx(workspace_id);
     let agent = c.create_agent(&owner, "Demo Agent".into(), "agent@demo.example".into(), Role::Agent).await?;
-    let agent_id = id_in(&agent.body, "/agent_id")?;
-    let agent_key = c.issue_api_key(&owner, "Demo Agent".into(), None, Some(AgentId::from_uuid(agent_id))).await?;
-    let agent_key = agent_key.body.pointer("/key").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-    c.set_agent_availability(&owner, AgentId::from_uuid(agent_id), Availability::Online).await?;
+    let agent_id = agent.outcome.agent_id;
+    let agent_key = c.issue_api_key(&owner, "Demo Agent".into(), None, Some(agent_id)).await?.outcome.key;
+    let agent_key = agent_key.unwrap_or_default();
+    c.set_agent_availability(&owner, agent_id, Availability::Online).await?;
     let settings = TeamSettings { name: Some("Support".into()), auto_assign: Some(true), max_open_per_agent: None };
-    let team = TeamId::from_uuid(id_in(&c.create_team(&owner, settings).await?.body, "/team_id")?);
-    c.change_team_members(&owner, team, vec![AgentId::from_uuid(agent_id)], true).await?;
+    let team = c.create_team(&owner, settings).await?.outcome.team_id;
+    c.change_team_members(&owner, team, vec![agent_id], true).await?;
     c.set_channel_inbox_team(&owner, ChannelId::from_uuid(channel_id), Some(team)).await?;
-    Ok(Demo { workspace_id, channel_id, api_key, agent_id, agent_key })
+    Ok(Demo { workspace_id, channel_id, api_key, agent_id: agent_id.as_uuid(), agent_key })
 }

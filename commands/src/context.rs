@@ -66,12 +66,20 @@ impl CommandContext {
     }
 }
 
-/// What a command answers: the JSON body (ids it created and the like) and the log position it wrote.
+/// What a command answers: its typed outcome (ids it created and the like, see [`crate::outcome`])
+/// and the log position it wrote.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CommandResult {
-    pub body: serde_json::Value,
+pub struct CommandResult<T> {
+    pub outcome: T,
     /// Position of the last event written; `None` when the command changed nothing.
     pub position: Option<i64>,
     /// True when this is the stored answer of an earlier request with the same idempotency key.
     pub replayed: bool,
+}
+
+impl<T> CommandResult<T> {
+    /// The same answer with another outcome (a route merging several commands' answers).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> CommandResult<U> {
+        CommandResult { outcome: f(self.outcome), position: self.position, replayed: self.replayed }
+    }
 }

@@ -22,6 +22,7 @@ pub mod dispatch;
 pub mod error;
 pub mod handlers;
 pub mod keys;
+pub mod outcome;
 pub mod pacing;
 pub mod provider;
 pub mod service;

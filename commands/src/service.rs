@@ -7,10 +7,11 @@ use crate::codec::Codec;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
 use crate::keys::KeyCache;
+use crate::outcome::Outcome;
 use crate::pacing::BulkPacer;
 use crate::store::{
     AppendError, AppendRequest, Claim, ClaimRelease, EventStore, ExpectedVersion, IdempotencyWrite, Lineage,
-    RecordedEvent,
+    RecordedEvent, StoreError,
 };
 use blazz_domain::aggregate::{stream_id, Aggregate};
 use blazz_domain::{DomainError, DomainEvent};
@@ -86,23 +87,21 @@ pub struct Loaded<A> {
 
 /// What a handler decided: the events plus what must commit with them.
 #[derive(Debug)]
-pub struct Plan<E> {
+pub struct Plan<E, T> {
     pub events: Vec<E>,
     pub claims: Vec<Claim>,
     pub releases: Vec<ClaimRelease>,
-    /// The answer to the client (stored for idempotent replay).
-    pub result: Value,
-    /// Fields added to the first answer only, never stored (e.g. a new API key's secret).
-    pub secret_fields: Option<Value>,
+    /// The answer to the client (stored for idempotent replay as [`Outcome::stored`]).
+    pub result: T,
     /// The workspace the events belong to when it is not the caller's (workspace creation).
     pub workspace: Option<Uuid>,
     /// The events react to this stream's (see [`CommandContext::follows`]); the plan's wins.
     pub follows: Option<Lineage>,
 }
 
-impl<E> Plan<E> {
-    pub fn new(events: Vec<E>, result: Value) -> Self {
-        Self { events, claims: vec![], releases: vec![], result, secret_fields: None, workspace: None, follows: None }
+impl<E, T> Plan<E, T> {
+    pub fn new(events: Vec<E>, result: T) -> Self {
+        Self { events, claims: vec![], releases: vec![], result, workspace: None, follows: None }
     }
 
     pub fn following(mut self, lineage: Option<Lineage>) -> Self {
@@ -111,22 +110,9 @@ impl<E> Plan<E> {
     }
 }
 
-/// The answer to a command, given once its events are written.
-#[derive(Debug)]
-struct Answer {
-    result: Value,
-    /// Fields shown once, never stored (see [`Plan::secret_fields`]).
-    secret_fields: Option<Value>,
-}
-
-impl Answer {
-    fn written(self, position: Option<i64>) -> CommandResult {
-        let mut body = self.result;
-        if let (Value::Object(b), Some(Value::Object(s))) = (&mut body, self.secret_fields) {
-            b.extend(s);
-        }
-        CommandResult { body, position, replayed: false }
-    }
+/// The answer to a command once its events are written at `position`.
+fn written<T>(outcome: T, position: Option<i64>) -> CommandResult<T> {
+    CommandResult { outcome, position, replayed: false }
 }
 
 impl Commands {
@@ -164,7 +150,7 @@ impl Commands {
     }
 
     /// The stored answer for this context's idempotency key, if a command with it already ran.
-    pub async fn replayed(&self, ctx: &CommandContext) -> Result<Option<CommandResult>, CommandError> {
+    pub async fn replayed<T: Outcome>(&self, ctx: &CommandContext) -> Result<Option<CommandResult<T>>, CommandError> {
         let Some(idem) = &ctx.idempotency else {
             return Ok(None);
         };
@@ -174,7 +160,9 @@ impl Commands {
         if record.fingerprint != idem.fingerprint {
             return Err(CommandError::IdempotencyKeyReused);
         }
-        Ok(Some(CommandResult { body: record.result, position: record.position, replayed: true }))
+        let outcome = serde_json::from_value(record.result)
+            .map_err(|e| StoreError::Corrupt(format!("idempotency record {}: {e}", idem.key)))?;
+        Ok(Some(CommandResult { outcome, position: record.position, replayed: true }))
     }
 
     /// Folds stored events of one aggregate, rejecting streams of other workspaces as not found.
@@ -217,14 +205,15 @@ impl Commands {
 
     /// The shared cycle: replay, load, decide (through `plan`), append; re-decides on a lost race.
     #[tracing::instrument(level = "debug", skip_all, fields(aggregate = A::CATEGORY, %id, workspace = %ctx.workspace_id))]
-    pub(crate) async fn execute<A>(
+    pub(crate) async fn execute<A, T>(
         &self,
         ctx: &CommandContext,
         id: Uuid,
-        plan: impl Fn(&A) -> Result<Plan<A::Event>, CommandError>,
-    ) -> Result<CommandResult, CommandError>
+        plan: impl Fn(&A) -> Result<Plan<A::Event, T>, CommandError>,
+    ) -> Result<CommandResult<T>, CommandError>
     where
         A: Aggregate,
+        T: Outcome,
         A::Event: TryFrom<DomainEvent> + Into<DomainEvent> + Clone,
     {
         if let Some(r) = self.replayed(ctx).await? {
@@ -247,17 +236,17 @@ impl Commands {
     ///
     /// Whatever the handler and the domain checked, nothing the database cannot store leaves here:
     /// a value it refuses would fail the write it travels in (see [`storable_request`]).
-    fn request<E>(
+    fn request<E, T: Outcome>(
         &self,
         ctx: &CommandContext,
         stream: String,
         expected: ExpectedVersion,
-        plan: Plan<E>,
-    ) -> Result<(AppendRequest, Answer), CommandError>
+        plan: Plan<E, T>,
+    ) -> Result<(AppendRequest, T), CommandError>
     where
         E: Into<DomainEvent>,
     {
-        let Plan { events, claims, releases, result, secret_fields, workspace, follows } = plan;
+        let Plan { events, claims, releases, result, workspace, follows } = plan;
         let events: Vec<_> = events.into_iter().map(|e| self.codec.encode(&e.into())).collect();
         let mut metadata = ctx.metadata();
         if let Some(l) = follows.or(ctx.follows) {
@@ -267,32 +256,34 @@ impl Commands {
         let mut request = AppendRequest::new(stream, workspace.unwrap_or(ctx.workspace_id), expected, events, metadata);
         request.claims = claims;
         request.releases = releases;
-        request.idempotency = ctx.idempotency.as_ref().map(|i| IdempotencyWrite {
-            scope: ctx.workspace_id,
-            key: i.key.clone(),
-            fingerprint: i.fingerprint.clone(),
-            result: result.clone(),
-        });
+        if let Some(i) = &ctx.idempotency {
+            request.idempotency = Some(IdempotencyWrite {
+                scope: ctx.workspace_id,
+                key: i.key.clone(),
+                fingerprint: i.fingerprint.clone(),
+                result: stored(&result)?,
+            });
+        }
         storable_request(&request)?;
-        Ok((request, Answer { result, secret_fields }))
+        Ok((request, result))
     }
 
     /// Appends a plan to a stream with the context's metadata and idempotency record.
     #[tracing::instrument(level = "debug", skip_all, fields(%stream))]
-    pub(crate) async fn append<E>(
+    pub(crate) async fn append<E, T: Outcome>(
         &self,
         ctx: &CommandContext,
         stream: String,
         expected: ExpectedVersion,
-        plan: Plan<E>,
-    ) -> Result<CommandResult, CommandError>
+        plan: Plan<E, T>,
+    ) -> Result<CommandResult<T>, CommandError>
     where
         E: Into<DomainEvent>,
     {
         let (request, answer) = self.request(ctx, stream, expected, plan)?;
         self.pacer.note(request.workspace_id);
         match self.store.append(request).await {
-            Ok(out) => Ok(answer.written(out.position)),
+            Ok(out) => Ok(written(answer, out.position)),
             // A concurrent request with the same key committed first: answer with its result.
             Err(AppendError::IdempotencyKeyUsed { key }) => match self.replayed(ctx).await? {
                 Some(first) => Ok(first),
@@ -304,17 +295,17 @@ impl Commands {
 
     /// Appends several plans of one context (without an idempotency key) together: each succeeds or
     /// fails on its own, and they share a round trip. Answers in the order of `plans`.
-    pub(crate) async fn append_each<E>(
+    pub(crate) async fn append_each<E, T: Outcome>(
         &self,
         ctx: &CommandContext,
-        plans: Vec<(String, ExpectedVersion, Plan<E>)>,
-    ) -> Vec<Result<CommandResult, CommandError>>
+        plans: Vec<(String, ExpectedVersion, Plan<E, T>)>,
+    ) -> Vec<Result<CommandResult<T>, CommandError>>
     where
         E: Into<DomainEvent>,
     {
         debug_assert!(ctx.idempotency.is_none(), "one idempotency key cannot cover several appends");
         // A plan that cannot be stored fails alone; the others are appended together.
-        let mut out: Vec<Option<Result<CommandResult, CommandError>>> = Vec::with_capacity(plans.len());
+        let mut out: Vec<Option<Result<CommandResult<T>, CommandError>>> = Vec::with_capacity(plans.len());
         let (mut requests, mut answers) = (vec![], vec![]);
         for (stream, expected, plan) in plans {
             match self.request(ctx, stream, expected, plan) {
@@ -329,7 +320,7 @@ impl Commands {
         let outcomes = self.store.append_all(requests).await;
         for ((i, answer), outcome) in answers.into_iter().zip(outcomes) {
             out[i] = Some(match outcome {
-                Ok(o) => Ok(answer.written(o.position)),
+                Ok(o) => Ok(written(answer, o.position)),
                 Err(e) => Err(Self::append_error(e)),
             });
         }
@@ -349,6 +340,11 @@ impl Commands {
             AppendError::Store(e) => CommandError::Store(e),
         }
     }
+}
+
+/// The JSON an idempotency record keeps of an answer.
+pub(crate) fn stored<T: Outcome>(outcome: &T) -> Result<Value, CommandError> {
+    serde_json::to_value(outcome.stored()).map_err(|e| CommandError::Rejected(format!("answer: {e}")))
 }
 
 /// Checks everything an append writes for values the database cannot store (see

@@ -11,7 +11,6 @@ use blazz_commands::provider::meta::webhook::Notification;
 use blazz_commands::store::memory::MemoryEventStore;
 use blazz_commands::{CommandContext, Commands};
 use blazz_domain::channel::ProviderKind;
-use blazz_domain::ids::ChannelId;
 use blazz_domain::values::{first_unstorable, scrub_json, PhoneNumber};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -110,7 +109,7 @@ fn any_notification_is_taken_part_by_part_without_panicking() {
             rate_limit_per_second: None,
         };
         let r = commands.connect_channel(&ctx, connect).await.expect("channel");
-        ChannelId::from_uuid(r.body["channel_id"].as_str().and_then(|s| Uuid::parse_str(s).ok()).expect("id"))
+        r.outcome.channel_id
     });
     let known: Vec<String> = (0..3).map(|_| Uuid::now_v7().to_string()).collect();
     let target = WebhookTarget { workspace_id: workspace, channel_id: channel };

@@ -65,7 +65,7 @@ pub async fn run(
             for _ in (w..messages).step_by(64) {
                 let ctx = CommandContext::system(workspace, "bench");
                 let r = commands.send_message(&ctx, send.clone()).await?;
-                ids.push(r.body["message_id"].as_str().unwrap_or_default().to_owned());
+                ids.push(r.outcome.message_id.to_string());
             }
             Ok::<_, blazz_commands::CommandError>(ids)
         }

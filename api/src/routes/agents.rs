@@ -15,7 +15,7 @@ use blazz_domain::agent::Availability;
 use blazz_domain::ids::{AgentId, TeamId};
 use blazz_domain::role::Role;
 use blazz_domain::team::TeamSettings;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +42,14 @@ pub struct AgentChange {
     role: Option<String>,
 }
 
+/// The answer to `PATCH /v1/agents/{id}`: the agent, and its role when that changed.
+#[derive(Debug, Serialize)]
+pub struct AgentUpdated {
+    agent_id: AgentId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Role>,
+}
+
 /// `PATCH /v1/agents/{id}`: name and/or role, each its own command; the answer merges them.
 pub async fn update(
     State(s): State<AppState>,
@@ -55,16 +63,20 @@ pub async fn update(
     if name.is_none() && role.is_none() {
         return Err(blazz_domain::DomainError::invalid("body", "give name and/or role").into());
     }
-    let mut results = vec![];
-    if let Some(name) = name {
-        results.push(s.commands.rename_agent(&ctx, id, name).await?);
-    }
-    if let Some(role) = role {
-        // One idempotency key per request: the first command keeps it.
-        let ctx = if results.is_empty() { ctx.clone() } else { CommandContext { idempotency: None, ..ctx.clone() } };
-        results.push(s.commands.change_agent_role(&ctx, id, role).await?);
-    }
-    Ok(command_response(StatusCode::OK, merged(results)))
+    let renamed = match name {
+        Some(name) => Some(s.commands.rename_agent(&ctx, id, name).await?),
+        None => None,
+    };
+    let role = match role {
+        Some(role) => {
+            // One idempotency key per request: the first command keeps it.
+            let ctx = if renamed.is_none() { ctx.clone() } else { CommandContext { idempotency: None, ..ctx.clone() } };
+            Some(s.commands.change_agent_role(&ctx, id, role).await?)
+        }
+        None => None,
+    };
+    let result = merged(renamed, role, |_, role| AgentUpdated { agent_id: id, role: role.map(|r| r.role) });
+    Ok(command_response(StatusCode::OK, result))
 }
 
 /// `POST /v1/agents/{id}/deactivate`: offline, no new conversations, bound keys refused, its

@@ -11,12 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use blazz_commands::credentials::{ChannelSecrets, CredentialError, Secret};
 use blazz_commands::handlers::channel::ConnectChannel;
+use blazz_commands::CommandContext;
 use blazz_domain::channel::{Channel, ProviderKind};
 use blazz_domain::ids::{ChannelId, TeamId};
 use blazz_domain::role::Action;
 use blazz_domain::values::PhoneNumber;
 use blazz_domain::DomainError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -52,6 +53,17 @@ pub struct Update {
     inbox_team_id: Option<Option<Uuid>>,
 }
 
+/// The answer to `PATCH /v1/channels/{id}`: the fields it changed.
+#[derive(Debug, Serialize)]
+pub struct ChannelUpdated {
+    channel_id: ChannelId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_per_second: Option<u32>,
+    /// The inbox team; `null` when it was cleared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    team_id: Option<Option<TeamId>>,
+}
+
 /// `PATCH /v1/channels/{id}`: the send rate and/or the inbox team (each field applied as its own
 /// command; the answer merges them and carries the last position written).
 pub async fn update(
@@ -65,15 +77,24 @@ pub async fn update(
     if b.rate_limit_per_second.is_none() && b.inbox_team_id.is_none() {
         return Err(DomainError::invalid("body", "give rate_limit_per_second and/or inbox_team_id").into());
     }
-    let mut results = vec![];
-    if let Some(rate) = b.rate_limit_per_second {
-        results.push(s.commands.set_channel_rate_limit(&ctx, channel, rate).await?);
-    }
-    if let Some(team) = b.inbox_team_id {
-        let ctx = blazz_commands::CommandContext { idempotency: None, ..ctx.clone() };
-        results.push(s.commands.set_channel_inbox_team(&ctx, channel, team.map(TeamId::from_uuid)).await?);
-    }
-    Ok(command_response(StatusCode::OK, super::merged(results)))
+    let rate = match b.rate_limit_per_second {
+        Some(rate) => Some(s.commands.set_channel_rate_limit(&ctx, channel, rate).await?),
+        None => None,
+    };
+    let team = match b.inbox_team_id {
+        Some(team) => {
+            // One idempotency key per request: the first command keeps it.
+            let ctx = if rate.is_none() { ctx.clone() } else { CommandContext { idempotency: None, ..ctx.clone() } };
+            Some(s.commands.set_channel_inbox_team(&ctx, channel, team.map(TeamId::from_uuid)).await?)
+        }
+        None => None,
+    };
+    let result = super::merged(rate, team, |rate, team| ChannelUpdated {
+        channel_id: channel,
+        rate_limit_per_second: rate.map(|r| r.rate_limit_per_second),
+        team_id: team.map(|t| t.team_id),
+    });
+    Ok(command_response(StatusCode::OK, result))
 }
 
 #[derive(Deserialize)]

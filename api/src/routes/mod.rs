@@ -27,7 +27,7 @@ use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use blazz_commands::CommandResult;
 use queries as q;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Largest body of an ordinary request.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -112,12 +112,18 @@ pub fn router() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
-/// The HTTP answer to a command: its body plus `position`.
-pub(crate) fn command_response(status: StatusCode, result: CommandResult) -> Response {
-    let mut body = result.body;
-    if let serde_json::Value::Object(map) = &mut body {
-        map.insert("position".into(), result.position.into());
-    }
+/// The body of a command's answer: its outcome and the log position it wrote (`null` when the
+/// command changed nothing). Pass `position` as `min_position` to a query to read your write.
+#[derive(Debug, Serialize)]
+pub struct Written<T> {
+    #[serde(flatten)]
+    pub outcome: T,
+    pub position: Option<i64>,
+}
+
+/// The HTTP answer to a command: its outcome plus `position`.
+pub(crate) fn command_response<T: Serialize>(status: StatusCode, result: CommandResult<T>) -> Response {
+    let body = Written { outcome: result.outcome, position: result.position };
     let mut response = (status, Json(body)).into_response();
     if result.replayed {
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -125,19 +131,16 @@ pub(crate) fn command_response(status: StatusCode, result: CommandResult) -> Res
     response
 }
 
-/// The answer to several commands of one request: their bodies merged, the last position written,
-/// replayed when every one was.
-pub(crate) fn merged(results: Vec<CommandResult>) -> CommandResult {
-    let mut body = serde_json::Map::new();
-    let (mut position, mut replayed) = (None, !results.is_empty());
-    for r in results {
-        if let serde_json::Value::Object(m) = r.body {
-            body.extend(m);
-        }
-        position = r.position.or(position);
-        replayed &= r.replayed;
-    }
-    CommandResult { body: body.into(), position, replayed }
+/// The answer to up to two commands of one request (a PATCH of two fields): `merge` of their
+/// outcomes, the last position written, replayed when every one was.
+pub(crate) fn merged<A, B, T>(
+    first: Option<CommandResult<A>>,
+    second: Option<CommandResult<B>>,
+    merge: impl FnOnce(Option<A>, Option<B>) -> T,
+) -> CommandResult<T> {
+    let replayed = first.as_ref().is_none_or(|r| r.replayed) && second.as_ref().is_none_or(|r| r.replayed);
+    let position = second.as_ref().and_then(|r| r.position).or(first.as_ref().and_then(|r| r.position));
+    CommandResult { outcome: merge(first.map(|r| r.outcome), second.map(|r| r.outcome)), position, replayed }
 }
 
 /// The body of `POST …/labels` (conversations and contacts): labels to add and to remove.

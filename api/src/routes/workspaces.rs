@@ -11,9 +11,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use blazz_commands::handlers::workspace::SettingsChange;
-use blazz_domain::role::Action;
+use blazz_domain::ids::ApiKeyId;
+use blazz_domain::role::{Action, Role};
 use blazz_domain::workspace::Workspace;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -38,21 +39,42 @@ pub async fn show(State(s): State<AppState>, caller: Caller) -> Result<Response,
     caller.require(Action::Read)?;
     let ws = s.commands.load::<Workspace>(caller.workspace_id(), caller.workspace_id()).await?;
     let w = ws.state;
-    let keys: Vec<_> = w
+    let api_keys = w
         .keys
         .iter()
-        .map(|(id, k)| json!({ "id": id, "name": k.name, "role": k.role, "revoked": k.revoked }))
+        .map(|(id, k)| KeyView { id: *id, name: k.name.clone(), role: k.role, revoked: k.revoked })
         .collect();
-    Ok(Json(json!({
-        "workspace_id": caller.workspace_id(),
-        "name": w.name,
-        "timezone": w.timezone,
-        "opt_out_keywords": w.opt_out_keywords,
-        "opt_in_keywords": w.opt_in_keywords,
-        "api_keys": keys,
-        "version": ws.version,
-    }))
-    .into_response())
+    let view = WorkspaceView {
+        workspace_id: caller.workspace_id(),
+        name: w.name,
+        timezone: w.timezone,
+        opt_out_keywords: w.opt_out_keywords,
+        opt_in_keywords: w.opt_in_keywords,
+        api_keys,
+        version: ws.version,
+    };
+    Ok(Json(view).into_response())
+}
+
+/// The workspace's settings and keys (never their secrets), from its stream.
+#[derive(Debug, Serialize)]
+pub struct WorkspaceView {
+    workspace_id: Uuid,
+    name: String,
+    timezone: Option<blazz_domain::values::TimeZone>,
+    opt_out_keywords: Vec<String>,
+    opt_in_keywords: Vec<String>,
+    api_keys: Vec<KeyView>,
+    /// The workspace stream's version.
+    version: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    id: ApiKeyId,
+    name: String,
+    role: Role,
+    revoked: bool,
 }
 
 #[derive(Debug, Deserialize)]

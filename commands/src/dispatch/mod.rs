@@ -18,6 +18,7 @@ pub mod slots;
 use crate::context::CommandContext;
 use crate::credentials::{ChannelSecrets, CredentialError, CredentialStore};
 use crate::error::CommandError;
+use crate::outcome::Done;
 use crate::provider::{Outbound, Provider, SendError, Sender};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::Claim;
@@ -112,8 +113,8 @@ impl Dispatcher {
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
         let r = self
             .commands
-            .execute::<Message>(&ctx, message.as_uuid(), |m| {
-                Ok(Plan::new(m.decide(MessageCommand::MarkOutcomeUnknown { older_than, at: ctx.now })?, json!({})))
+            .execute::<Message, _>(&ctx, message.as_uuid(), |m| {
+                Ok(Plan::new(m.decide(MessageCommand::MarkOutcomeUnknown { older_than, at: ctx.now })?, Done {}))
             })
             .await?;
         Ok(r.position.is_some())
@@ -174,7 +175,7 @@ impl Dispatcher {
         }
         let stream = stream_id::<Message>(message.as_uuid());
         let expected = crate::store::ExpectedVersion::from_current(loaded.version);
-        match c.append(&ctx, stream.clone(), expected, Plan::new(marked, json!({}))).await {
+        match c.append(&ctx, stream.clone(), expected, Plan::new(marked, Done {})).await {
             Err(CommandError::Conflict(_)) => return Ok(Dispatched::Skipped),
             other => other?,
         };
@@ -190,10 +191,10 @@ impl Dispatcher {
         match self.providers.of(provider).send(&sender, &secrets, &outbound).await {
             Ok(accepted) => {
                 let id = accepted.provider_message_id.clone();
-                let sent = |m: &Message| -> Result<Plan<blazz_domain::message::MessageEvent>, CommandError> {
+                let sent = |m: &Message| -> Result<Plan<blazz_domain::message::MessageEvent, Done>, CommandError> {
                     let update = StatusUpdate::Sent { provider_message_id: id.clone() };
                     let events = m.decide(MessageCommand::RecordStatus { update, at: ctx.now })?;
-                    let mut plan = Plan::new(events, json!({}));
+                    let mut plan = Plan::new(events, Done {});
                     if m.provider_message_id.is_none() && !plan.events.is_empty() {
                         plan.claims.push(Claim {
                             scope: scopes::PROVIDER_MESSAGE.into(),
@@ -211,7 +212,7 @@ impl Dispatcher {
                 let after_attempt = crate::store::ExpectedVersion::Exact(loaded.version + 1);
                 match c.append(&ctx, stream.clone(), after_attempt, sent(&attempted)?).await {
                     Err(CommandError::Conflict(_)) => {
-                        c.execute::<Message>(&ctx, message.as_uuid(), sent).await?;
+                        c.execute::<Message, _>(&ctx, message.as_uuid(), sent).await?;
                     }
                     other => {
                         other?;
@@ -336,9 +337,9 @@ impl Dispatcher {
         not_before: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), CommandError> {
         self.commands
-            .execute::<Message>(ctx, message.as_uuid(), |m| {
+            .execute::<Message, _>(ctx, message.as_uuid(), |m| {
                 let retry = MessageCommand::ScheduleRetry { error: error.clone(), not_before, at: ctx.now };
-                Ok(Plan::new(m.decide(retry)?, json!({})))
+                Ok(Plan::new(m.decide(retry)?, Done {}))
             })
             .await?;
         Ok(())
@@ -351,9 +352,9 @@ impl Dispatcher {
         error: &ProviderError,
     ) -> Result<(), CommandError> {
         self.commands
-            .execute::<Message>(ctx, message.as_uuid(), |m| {
+            .execute::<Message, _>(ctx, message.as_uuid(), |m| {
                 let update = StatusUpdate::Failed { error: error.clone() };
-                Ok(Plan::new(m.decide(MessageCommand::RecordStatus { update, at: ctx.now })?, json!({})))
+                Ok(Plan::new(m.decide(MessageCommand::RecordStatus { update, at: ctx.now })?, Done {}))
             })
             .await?;
         Ok(())

@@ -5,6 +5,7 @@
 use super::require;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
+use crate::outcome::{AgentActivity, AgentAvailability, AgentRole, AgentWritten, TeamMembers, TeamWritten};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::Claim;
 use blazz_domain::agent::{email, Agent, AgentCommand, Availability};
@@ -24,13 +25,13 @@ impl Commands {
         name: String,
         address: String,
         role: Role,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<AgentWritten>, CommandError> {
         require(ctx.role, Action::ManageAgents)?;
         let id = AgentId::from_uuid(Uuid::now_v7());
         let ws = ctx.workspace_id;
-        self.execute::<Agent>(ctx, id.as_uuid(), |a| {
+        self.execute::<Agent, _>(ctx, id.as_uuid(), |a| {
             let events = a.decide(AgentCommand::Create { name: name.clone(), email: address.clone(), role })?;
-            let mut plan = Plan::new(events, json!({ "agent_id": id }));
+            let mut plan = Plan::new(events, AgentWritten { agent_id: id });
             plan.claims.push(Claim {
                 scope: scopes::AGENT_EMAIL.into(),
                 value: format!("{ws}:{}", email(&address)?),
@@ -48,10 +49,10 @@ impl Commands {
         ctx: &CommandContext,
         id: AgentId,
         name: String,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<AgentWritten>, CommandError> {
         require(ctx.role, Action::ManageAgents)?;
-        self.execute::<Agent>(ctx, id.as_uuid(), |a| {
-            Ok(Plan::new(a.decide(AgentCommand::Rename { name: name.clone() })?, json!({ "agent_id": id })))
+        self.execute::<Agent, _>(ctx, id.as_uuid(), |a| {
+            Ok(Plan::new(a.decide(AgentCommand::Rename { name: name.clone() })?, AgentWritten { agent_id: id }))
         })
         .await
     }
@@ -62,13 +63,13 @@ impl Commands {
         ctx: &CommandContext,
         id: AgentId,
         availability: Availability,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<AgentAvailability>, CommandError> {
         if ctx.agent_id != Some(id) {
             require(ctx.role, Action::ManageAgents)?;
         }
-        self.execute::<Agent>(ctx, id.as_uuid(), |a| {
+        self.execute::<Agent, _>(ctx, id.as_uuid(), |a| {
             let events = a.decide(AgentCommand::SetAvailability { availability })?;
-            Ok(Plan::new(events, json!({ "agent_id": id, "availability": availability })))
+            Ok(Plan::new(events, AgentAvailability { agent_id: id, availability }))
         })
         .await
     }
@@ -80,11 +81,11 @@ impl Commands {
         ctx: &CommandContext,
         id: AgentId,
         role: Role,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<AgentRole>, CommandError> {
         require(ctx.role, Action::ManageAgents)?;
         let result = self
-            .execute::<Agent>(ctx, id.as_uuid(), |a| {
-                Ok(Plan::new(a.decide(AgentCommand::ChangeRole { role })?, json!({ "agent_id": id, "role": role })))
+            .execute::<Agent, _>(ctx, id.as_uuid(), |a| {
+                Ok(Plan::new(a.decide(AgentCommand::ChangeRole { role })?, AgentRole { agent_id: id, role }))
             })
             .await;
         self.key_cache().forget_agent(id);
@@ -98,12 +99,12 @@ impl Commands {
         ctx: &CommandContext,
         id: AgentId,
         active: bool,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<AgentActivity>, CommandError> {
         require(ctx.role, Action::ManageAgents)?;
         let result = self
-            .execute::<Agent>(ctx, id.as_uuid(), |a| {
+            .execute::<Agent, _>(ctx, id.as_uuid(), |a| {
                 let command = if active { AgentCommand::Reactivate } else { AgentCommand::Deactivate };
-                Ok(Plan::new(a.decide(command)?, json!({ "agent_id": id, "active": active })))
+                Ok(Plan::new(a.decide(command)?, AgentActivity { agent_id: id, active }))
             })
             .await;
         self.key_cache().forget_agent(id);
@@ -124,11 +125,11 @@ impl Commands {
         &self,
         ctx: &CommandContext,
         settings: TeamSettings,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<TeamWritten>, CommandError> {
         require(ctx.role, Action::ManageAgents)?;
         let id = TeamId::from_uuid(Uuid::now_v7());
-        self.execute::<Team>(ctx, id.as_uuid(), |t| {
-            Ok(Plan::new(t.decide(TeamCommand::Create { settings: settings.clone() })?, json!({ "team_id": id })))
+        self.execute::<Team, _>(ctx, id.as_uuid(), |t| {
+            Ok(Plan::new(t.decide(TeamCommand::Create { settings: settings.clone() })?, TeamWritten { team_id: id }))
         })
         .await
     }
@@ -138,10 +139,10 @@ impl Commands {
         ctx: &CommandContext,
         id: TeamId,
         settings: TeamSettings,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<TeamWritten>, CommandError> {
         require(ctx.role, Action::ManageAgents)?;
-        self.execute::<Team>(ctx, id.as_uuid(), |t| {
-            Ok(Plan::new(t.decide(TeamCommand::Update { settings: settings.clone() })?, json!({ "team_id": id })))
+        self.execute::<Team, _>(ctx, id.as_uuid(), |t| {
+            Ok(Plan::new(t.decide(TeamCommand::Update { settings: settings.clone() })?, TeamWritten { team_id: id }))
         })
         .await
     }
@@ -153,17 +154,17 @@ impl Commands {
         id: TeamId,
         agents: Vec<AgentId>,
         add: bool,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<TeamMembers>, CommandError> {
         require(ctx.role, Action::ManageAgents)?;
         if add {
             self.check_agents(ctx.workspace_id, &agents).await?;
         }
-        self.execute::<Team>(ctx, id.as_uuid(), |t| {
+        self.execute::<Team, _>(ctx, id.as_uuid(), |t| {
             let agents = agents.clone();
             let command = if add { TeamCommand::AddMembers { agents } } else { TeamCommand::RemoveMembers { agents } };
             let events = t.decide(command)?;
             let after = events.iter().fold(t.clone(), Team::evolve);
-            Ok(Plan::new(events, json!({ "team_id": id, "members": after.members })))
+            Ok(Plan::new(events, TeamMembers { team_id: id, members: after.members.into_iter().collect() }))
         })
         .await
     }

@@ -5,6 +5,7 @@
 use super::require;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
+use crate::outcome::{CannedCreated, CannedDeleted, CannedWritten};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::{Claim, ClaimRelease};
 use blazz_domain::agent::Agent;
@@ -32,13 +33,13 @@ impl Commands {
         ctx: &CommandContext,
         code: String,
         text: String,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<CannedCreated>, CommandError> {
         require(ctx.role, Action::WorkConversations)?;
         let id = Uuid::now_v7();
         let ws = ctx.workspace_id;
-        self.execute::<CannedResponse>(ctx, id, |c| {
+        self.execute::<CannedResponse, _>(ctx, id, |c| {
             let events = c.decide(CannedCommand::Create { short_code: code.clone(), text: text.clone() })?;
-            let mut plan = Plan::new(events, json!({ "canned_response_id": id, "short_code": short_code(&code)? }));
+            let mut plan = Plan::new(events, CannedCreated { canned_response_id: id, short_code: short_code(&code)? });
             plan.claims.push(code_claim(ws, id, &short_code(&code)?));
             Ok(plan)
         })
@@ -50,20 +51,27 @@ impl Commands {
         ctx: &CommandContext,
         id: Uuid,
         text: String,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<CannedWritten>, CommandError> {
         require(ctx.role, Action::WorkConversations)?;
-        self.execute::<CannedResponse>(ctx, id, |c| {
-            Ok(Plan::new(c.decide(CannedCommand::Update { text: text.clone() })?, json!({ "canned_response_id": id })))
+        self.execute::<CannedResponse, _>(ctx, id, |c| {
+            Ok(Plan::new(
+                c.decide(CannedCommand::Update { text: text.clone() })?,
+                CannedWritten { canned_response_id: id },
+            ))
         })
         .await
     }
 
-    pub async fn delete_canned_response(&self, ctx: &CommandContext, id: Uuid) -> Result<CommandResult, CommandError> {
+    pub async fn delete_canned_response(
+        &self,
+        ctx: &CommandContext,
+        id: Uuid,
+    ) -> Result<CommandResult<CannedDeleted>, CommandError> {
         require(ctx.role, Action::WorkConversations)?;
         let ws = ctx.workspace_id;
-        self.execute::<CannedResponse>(ctx, id, |c| {
+        self.execute::<CannedResponse, _>(ctx, id, |c| {
             let mut plan =
-                Plan::new(c.decide(CannedCommand::Delete)?, json!({ "canned_response_id": id, "deleted": true }));
+                Plan::new(c.decide(CannedCommand::Delete)?, CannedDeleted { canned_response_id: id, deleted: true });
             let claim = code_claim(ws, id, &c.short_code);
             plan.releases.push(ClaimRelease { scope: claim.scope, value: claim.value, owner: claim.owner });
             Ok(plan)

@@ -3,6 +3,7 @@
 use super::require;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
+use crate::outcome::{ChannelHalt, ChannelRate, ChannelTeam, ChannelWritten};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::Claim;
 use blazz_domain::aggregate::{stream_id, Aggregate};
@@ -28,18 +29,18 @@ impl Commands {
         &self,
         ctx: &CommandContext,
         input: ConnectChannel,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ChannelWritten>, CommandError> {
         require(ctx.role, Action::ManageChannels)?;
         let id = ChannelId::from_uuid(Uuid::now_v7());
         let number_id = validate_phone_number_id(&input.phone_number_id)?;
-        self.execute::<Channel>(ctx, id.as_uuid(), |c| {
+        self.execute::<Channel, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ChannelCommand::Connect {
                 provider: input.provider,
                 phone_number_id: number_id.clone(),
                 display_phone_number: input.display_phone_number.clone(),
                 rate_limit_per_second: input.rate_limit_per_second,
             })?;
-            let mut plan = Plan::new(events, json!({ "channel_id": id }));
+            let mut plan = Plan::new(events, ChannelWritten { channel_id: id });
             plan.claims.push(Claim {
                 scope: scopes::CHANNEL_NUMBER.into(),
                 value: number_id.clone(),
@@ -57,49 +58,49 @@ impl Commands {
         ctx: &CommandContext,
         id: ChannelId,
         per_second: u32,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ChannelRate>, CommandError> {
         require(ctx.role, Action::ManageChannels)?;
-        self.execute::<Channel>(ctx, id.as_uuid(), |c| {
+        self.execute::<Channel, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ChannelCommand::SetRateLimit { per_second })?;
-            Ok(Plan::new(events, json!({ "channel_id": id, "rate_limit_per_second": per_second })))
+            Ok(Plan::new(events, ChannelRate { channel_id: id, rate_limit_per_second: per_second }))
         })
         .await
     }
 
-    /// Halts (`halt` with a reason and the provider's code) or resumes a channel.
     /// The team new conversations of the channel go to (`None`: none).
     pub async fn set_channel_inbox_team(
         &self,
         ctx: &CommandContext,
         id: ChannelId,
         team: Option<TeamId>,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ChannelTeam>, CommandError> {
         require(ctx.role, Action::ManageChannels)?;
         if let Some(t) = team {
             self.check_team(ctx.workspace_id, t).await?;
         }
-        self.execute::<Channel>(ctx, id.as_uuid(), |c| {
+        self.execute::<Channel, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ChannelCommand::SetInboxTeam { team })?;
-            Ok(Plan::new(events, json!({ "channel_id": id, "team_id": team })))
+            Ok(Plan::new(events, ChannelTeam { channel_id: id, team_id: team }))
         })
         .await
     }
 
+    /// Halts (`halt` with a reason and the provider's code) or resumes a channel.
     pub async fn set_channel_halted(
         &self,
         ctx: &CommandContext,
         id: ChannelId,
         halt: Option<(String, i64)>,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ChannelHalt>, CommandError> {
         require(ctx.role, Action::ManageChannels)?;
-        self.execute::<Channel>(ctx, id.as_uuid(), |c| {
+        self.execute::<Channel, _>(ctx, id.as_uuid(), |c| {
             let command = match halt.clone() {
                 Some((reason, code)) => ChannelCommand::Halt { reason, code },
                 None => ChannelCommand::Resume,
             };
             let events = c.decide(command)?;
             let halted = events.iter().fold(c.clone(), Channel::evolve).halted;
-            Ok(Plan::new(events, json!({ "channel_id": id, "halted": halted })))
+            Ok(Plan::new(events, ChannelHalt { channel_id: id, halted }))
         })
         .await
     }

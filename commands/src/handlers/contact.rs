@@ -4,6 +4,7 @@
 use super::require;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
+use crate::outcome::{ContactConsent, ContactDeleted, ContactLabels, ContactWritten};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::{Claim, ClaimRelease};
 use blazz_domain::aggregate::{stream_id, Aggregate};
@@ -59,7 +60,7 @@ pub(crate) fn creation_plan(
     workspace: Uuid,
     id: ContactId,
     input: NewContact,
-) -> Result<Plan<ContactEvent>, CommandError> {
+) -> Result<Plan<ContactEvent, ContactWritten>, CommandError> {
     let phone = input.phone.clone();
     let events = Contact::default().decide(ContactCommand::Create {
         phone: Some(input.phone),
@@ -67,16 +68,20 @@ pub(crate) fn creation_plan(
         name: input.name,
         attributes: input.attributes,
     })?;
-    let mut plan = Plan::new(events, json!({ "contact_id": id }));
+    let mut plan = Plan::new(events, ContactWritten { contact_id: id });
     plan.claims.push(phone_claim(workspace, id, &phone));
     Ok(plan)
 }
 
 impl Commands {
-    pub async fn create_contact(&self, ctx: &CommandContext, input: NewContact) -> Result<CommandResult, CommandError> {
+    pub async fn create_contact(
+        &self,
+        ctx: &CommandContext,
+        input: NewContact,
+    ) -> Result<CommandResult<ContactWritten>, CommandError> {
         require(ctx.role, Action::ManageContacts)?;
         let id = ContactId::from_uuid(Uuid::now_v7());
-        self.execute::<Contact>(ctx, id.as_uuid(), |_| creation_plan(ctx.workspace_id, id, input.clone())).await
+        self.execute::<Contact, _>(ctx, id.as_uuid(), |_| creation_plan(ctx.workspace_id, id, input.clone())).await
     }
 
     pub async fn update_contact(
@@ -84,17 +89,17 @@ impl Commands {
         ctx: &CommandContext,
         id: ContactId,
         change: ContactChange,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ContactWritten>, CommandError> {
         require(ctx.role, Action::ManageContacts)?;
         let ws = ctx.workspace_id;
-        self.execute::<Contact>(ctx, id.as_uuid(), |c| {
+        self.execute::<Contact, _>(ctx, id.as_uuid(), |c| {
             let change = change.clone();
             let events = c.decide(ContactCommand::Update {
                 name: change.name,
                 phone: change.phone,
                 attributes: change.attributes,
             })?;
-            let mut plan = Plan::new(vec![], json!({ "contact_id": id }));
+            let mut plan = Plan::new(vec![], ContactWritten { contact_id: id });
             for e in &events {
                 if let ContactEvent::PhoneChanged { phone } = e {
                     plan.claims.push(phone_claim(ws, id, phone));
@@ -117,9 +122,9 @@ impl Commands {
         opt_out: bool,
         reason: Option<String>,
         source: ConsentSource,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ContactConsent>, CommandError> {
         require(ctx.role, Action::ManageContacts)?;
-        self.execute::<Contact>(ctx, id.as_uuid(), |c| {
+        self.execute::<Contact, _>(ctx, id.as_uuid(), |c| {
             let (reason, at) = (reason.clone(), ctx.now);
             let command = if opt_out {
                 ContactCommand::OptOut { reason, source, at }
@@ -127,7 +132,7 @@ impl Commands {
                 ContactCommand::OptIn { reason, source, at }
             };
             let events = c.decide(command)?;
-            Ok(Plan::new(events, json!({ "contact_id": id, "opted_out": opt_out })))
+            Ok(Plan::new(events, ContactConsent { contact_id: id, opted_out: opt_out }))
         })
         .await
     }
@@ -139,23 +144,27 @@ impl Commands {
         id: ContactId,
         add: Vec<String>,
         remove: Vec<String>,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ContactLabels>, CommandError> {
         require(ctx.role, Action::ManageContacts)?;
-        self.execute::<Contact>(ctx, id.as_uuid(), |c| {
+        self.execute::<Contact, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ContactCommand::Label { add: add.clone(), remove: remove.clone() })?;
             let after = events.iter().fold(c.clone(), Contact::evolve);
-            Ok(Plan::new(events, json!({ "contact_id": id, "labels": after.labels })))
+            Ok(Plan::new(events, ContactLabels { contact_id: id, labels: after.labels.into_iter().collect() }))
         })
         .await
     }
 
     /// Deletes a contact and frees its phone number for a new contact.
-    pub async fn delete_contact(&self, ctx: &CommandContext, id: ContactId) -> Result<CommandResult, CommandError> {
+    pub async fn delete_contact(
+        &self,
+        ctx: &CommandContext,
+        id: ContactId,
+    ) -> Result<CommandResult<ContactDeleted>, CommandError> {
         require(ctx.role, Action::ManageContacts)?;
         let ws = ctx.workspace_id;
-        self.execute::<Contact>(ctx, id.as_uuid(), |c| {
+        self.execute::<Contact, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ContactCommand::Delete { at: ctx.now })?;
-            let mut plan = Plan::new(events, json!({ "contact_id": id, "deleted": true }));
+            let mut plan = Plan::new(events, ContactDeleted { contact_id: id, deleted: true });
             if let Some(phone) = &c.phone {
                 plan.releases.push(phone_release(ws, id, phone));
             }

@@ -6,6 +6,10 @@ use super::message::{SendContent, SendMessage};
 use super::require;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
+use crate::outcome::{
+    ConversationAssignment, ConversationLabels, ConversationNote, ConversationPriority, ConversationRead,
+    ConversationState, ConversationWritten, MessageQueued,
+};
 use crate::service::{Commands, Plan};
 use blazz_domain::aggregate::Aggregate;
 use blazz_domain::conversation::{Conversation, ConversationCommand, ConversationEvent, ConversationStatus, Priority};
@@ -13,7 +17,6 @@ use blazz_domain::ids::{AgentId, ConversationId, NoteId, TeamId};
 use blazz_domain::role::Action;
 use blazz_domain::DomainError;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use uuid::Uuid;
 
 impl Commands {
@@ -24,14 +27,14 @@ impl Commands {
         id: ConversationId,
         status: ConversationStatus,
         until: Option<DateTime<Utc>>,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ConversationState>, CommandError> {
         require(ctx.role, Action::WorkConversations)?;
-        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+        self.execute::<Conversation, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ConversationCommand::SetStatus { status, until, now: ctx.now })?;
             let after = events.iter().fold(c.clone(), Conversation::evolve);
             Ok(Plan::new(
                 events,
-                json!({ "conversation_id": id, "status": after.status, "snoozed_until": after.snoozed_until }),
+                ConversationState { conversation_id: id, status: after.status, snoozed_until: after.snoozed_until },
             ))
         })
         .await
@@ -42,11 +45,11 @@ impl Commands {
         &self,
         ctx: &CommandContext,
         id: ConversationId,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ConversationRead>, CommandError> {
         require(ctx.role, Action::WorkConversations)?;
-        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+        self.execute::<Conversation, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ConversationCommand::MarkRead { now: ctx.now })?;
-            Ok(Plan::new(events, json!({ "conversation_id": id, "unread_count": 0 })))
+            Ok(Plan::new(events, ConversationRead { conversation_id: id, unread_count: 0 }))
         })
         .await
     }
@@ -58,12 +61,15 @@ impl Commands {
         id: ConversationId,
         add: Vec<String>,
         remove: Vec<String>,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ConversationLabels>, CommandError> {
         require(ctx.role, Action::WorkConversations)?;
-        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+        self.execute::<Conversation, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ConversationCommand::Label { add: add.clone(), remove: remove.clone() })?;
             let after = events.iter().fold(c.clone(), Conversation::evolve);
-            Ok(Plan::new(events, json!({ "conversation_id": id, "labels": after.labels })))
+            Ok(Plan::new(
+                events,
+                ConversationLabels { conversation_id: id, labels: after.labels.into_iter().collect() },
+            ))
         })
         .await
     }
@@ -75,7 +81,7 @@ impl Commands {
         id: ConversationId,
         agent: Option<Option<AgentId>>,
         team: Option<Option<TeamId>>,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ConversationAssignment>, CommandError> {
         require(ctx.role, Action::WorkConversations)?;
         if let Some(Some(a)) = agent {
             self.check_active_agent(ctx.workspace_id, a).await?;
@@ -83,7 +89,7 @@ impl Commands {
         if let Some(Some(t)) = team {
             self.check_team(ctx.workspace_id, t).await?;
         }
-        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+        self.execute::<Conversation, _>(ctx, id.as_uuid(), |c| {
             assignment(id, c, ConversationCommand::Assign { agent, team })
         })
         .await
@@ -97,8 +103,8 @@ impl Commands {
         id: ConversationId,
         team: TeamId,
         agent: Option<AgentId>,
-    ) -> Result<CommandResult, CommandError> {
-        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+    ) -> Result<CommandResult<ConversationAssignment>, CommandError> {
+        self.execute::<Conversation, _>(ctx, id.as_uuid(), |c| {
             assignment(id, c, ConversationCommand::AutoAssign { team, agent })
         })
         .await
@@ -111,9 +117,11 @@ impl Commands {
         ctx: &CommandContext,
         id: ConversationId,
         agent: AgentId,
-    ) -> Result<CommandResult, CommandError> {
-        self.execute::<Conversation>(ctx, id.as_uuid(), |c| assignment(id, c, ConversationCommand::Release { agent }))
-            .await
+    ) -> Result<CommandResult<ConversationAssignment>, CommandError> {
+        self.execute::<Conversation, _>(ctx, id.as_uuid(), |c| {
+            assignment(id, c, ConversationCommand::Release { agent })
+        })
+        .await
     }
 
     pub async fn set_conversation_priority(
@@ -121,11 +129,11 @@ impl Commands {
         ctx: &CommandContext,
         id: ConversationId,
         priority: Priority,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ConversationPriority>, CommandError> {
         require(ctx.role, Action::WorkConversations)?;
-        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+        self.execute::<Conversation, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ConversationCommand::SetPriority { priority })?;
-            Ok(Plan::new(events, json!({ "conversation_id": id, "priority": priority })))
+            Ok(Plan::new(events, ConversationPriority { conversation_id: id, priority }))
         })
         .await
     }
@@ -136,12 +144,12 @@ impl Commands {
         ctx: &CommandContext,
         id: ConversationId,
         text: String,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ConversationNote>, CommandError> {
         require(ctx.role, Action::WorkConversations)?;
         let note_id = NoteId::from_uuid(Uuid::now_v7());
-        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+        self.execute::<Conversation, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ConversationCommand::AddNote { note_id, text: text.clone(), now: ctx.now })?;
-            Ok(Plan::new(events, json!({ "conversation_id": id, "note_id": note_id })))
+            Ok(Plan::new(events, ConversationNote { conversation_id: id, note_id }))
         })
         .await
     }
@@ -154,7 +162,7 @@ impl Commands {
         id: ConversationId,
         content: SendContent,
         reply_to: Option<String>,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<MessageQueued>, CommandError> {
         require(ctx.role, Action::SendMessages)?;
         let c = self.load::<Conversation>(ctx.workspace_id, id.as_uuid()).await?.state;
         let (Some(channel_id), Some(contact_id)) = (c.channel_id, c.contact_id) else {
@@ -169,10 +177,10 @@ impl Commands {
         &self,
         ctx: &CommandContext,
         id: ConversationId,
-    ) -> Result<CommandResult, CommandError> {
-        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+    ) -> Result<CommandResult<ConversationWritten>, CommandError> {
+        self.execute::<Conversation, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ConversationCommand::Wake { now: ctx.now })?;
-            Ok(Plan::new(events, json!({ "conversation_id": id })))
+            Ok(Plan::new(events, ConversationWritten { conversation_id: id }))
         })
         .await
     }
@@ -183,8 +191,11 @@ fn assignment(
     id: ConversationId,
     c: &Conversation,
     command: ConversationCommand,
-) -> Result<Plan<ConversationEvent>, CommandError> {
+) -> Result<Plan<ConversationEvent, ConversationAssignment>, CommandError> {
     let events = c.decide(command)?;
     let after = events.iter().fold(c.clone(), Conversation::evolve);
-    Ok(Plan::new(events, json!({ "conversation_id": id, "agent_id": after.agent_id, "team_id": after.team_id })))
+    Ok(Plan::new(
+        events,
+        ConversationAssignment { conversation_id: id, agent_id: after.agent_id, team_id: after.team_id },
+    ))
 }

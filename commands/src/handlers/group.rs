@@ -5,6 +5,7 @@
 use super::require;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
+use crate::outcome::{GroupMembersAdded, GroupMembersRemoved, GroupWritten};
 use crate::service::{scopes, Commands, Plan};
 use blazz_domain::aggregate::{stream_id, Aggregate};
 use blazz_domain::contact::Contact;
@@ -12,7 +13,6 @@ use blazz_domain::group::{ContactGroup, GroupCommand, GroupEvent};
 use blazz_domain::ids::{ContactId, GroupId};
 use blazz_domain::role::Action;
 use blazz_domain::DomainError;
-use serde_json::json;
 use std::collections::HashSet;
 use uuid::Uuid;
 
@@ -28,11 +28,15 @@ fn members_changed(events: &[GroupEvent]) -> usize {
 }
 
 impl Commands {
-    pub async fn create_group(&self, ctx: &CommandContext, name: String) -> Result<CommandResult, CommandError> {
+    pub async fn create_group(
+        &self,
+        ctx: &CommandContext,
+        name: String,
+    ) -> Result<CommandResult<GroupWritten>, CommandError> {
         require(ctx.role, Action::ManageGroups)?;
         let id = GroupId::from_uuid(Uuid::now_v7());
-        self.execute::<ContactGroup>(ctx, id.as_uuid(), |g| {
-            Ok(Plan::new(g.decide(GroupCommand::Create { name: name.clone() })?, json!({ "group_id": id })))
+        self.execute::<ContactGroup, _>(ctx, id.as_uuid(), |g| {
+            Ok(Plan::new(g.decide(GroupCommand::Create { name: name.clone() })?, GroupWritten { group_id: id }))
         })
         .await
     }
@@ -42,10 +46,10 @@ impl Commands {
         ctx: &CommandContext,
         id: GroupId,
         name: String,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<GroupWritten>, CommandError> {
         require(ctx.role, Action::ManageGroups)?;
-        self.execute::<ContactGroup>(ctx, id.as_uuid(), |g| {
-            Ok(Plan::new(g.decide(GroupCommand::Rename { name: name.clone() })?, json!({ "group_id": id })))
+        self.execute::<ContactGroup, _>(ctx, id.as_uuid(), |g| {
+            Ok(Plan::new(g.decide(GroupCommand::Rename { name: name.clone() })?, GroupWritten { group_id: id }))
         })
         .await
     }
@@ -56,13 +60,13 @@ impl Commands {
         ctx: &CommandContext,
         id: GroupId,
         contacts: Vec<ContactId>,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<GroupMembersAdded>, CommandError> {
         require(ctx.role, Action::ManageGroups)?;
         self.check_active_contacts(ctx.workspace_id, &contacts).await?;
-        self.execute::<ContactGroup>(ctx, id.as_uuid(), |g| {
+        self.execute::<ContactGroup, _>(ctx, id.as_uuid(), |g| {
             let events = g.decide(GroupCommand::AddMembers { contacts: contacts.clone() })?;
             let added = members_changed(&events);
-            Ok(Plan::new(events, json!({ "group_id": id, "added": added })))
+            Ok(Plan::new(events, GroupMembersAdded { group_id: id, added }))
         })
         .await
     }
@@ -72,12 +76,12 @@ impl Commands {
         ctx: &CommandContext,
         id: GroupId,
         contacts: Vec<ContactId>,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<GroupMembersRemoved>, CommandError> {
         require(ctx.role, Action::ManageGroups)?;
-        self.execute::<ContactGroup>(ctx, id.as_uuid(), |g| {
+        self.execute::<ContactGroup, _>(ctx, id.as_uuid(), |g| {
             let events = g.decide(GroupCommand::RemoveMembers { contacts: contacts.clone() })?;
             let removed = members_changed(&events);
-            Ok(Plan::new(events, json!({ "group_id": id, "removed": removed })))
+            Ok(Plan::new(events, GroupMembersRemoved { group_id: id, removed }))
         })
         .await
     }

@@ -6,6 +6,7 @@ use super::contact::{creation_plan, NewContact};
 use super::require;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
+use crate::outcome::ImportReport;
 use crate::service::Commands;
 use crate::store::{AppendError, AppendRequest, ExpectedVersion, IdempotencyWrite};
 use blazz_domain::aggregate::stream_id;
@@ -15,8 +16,6 @@ use blazz_domain::role::Action;
 use blazz_domain::values::{Attributes, PhoneNumber};
 use blazz_domain::DomainEvent;
 use futures::stream::{self, StreamExt};
-use serde::Serialize;
-use serde_json::json;
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -36,18 +35,7 @@ pub struct ImportRow {
     pub attributes: Attributes,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct RowError {
-    pub line: usize,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl RowError {
-    pub fn new(line: usize, code: &'static str, message: impl Into<String>) -> Self {
-        Self { line, code, message: message.into() }
-    }
-}
+pub use crate::outcome::RowError;
 
 impl Commands {
     /// Imports contacts. `errors` holds rows already rejected while parsing. With an idempotency key,
@@ -58,14 +46,14 @@ impl Commands {
         ctx: &CommandContext,
         rows: Vec<ImportRow>,
         mut errors: Vec<RowError>,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ImportReport>, CommandError> {
         require(ctx.role, Action::ManageContacts)?;
         if let Some(r) = self.replayed(ctx).await? {
             return Ok(r);
         }
         let ws = ctx.workspace_id;
         let mut first_line: HashMap<PhoneNumber, usize> = HashMap::new();
-        let (mut imported, mut position) = (0usize, None);
+        let (mut imported, mut position) = (0u64, None);
         let mut rows = rows.into_iter().peekable();
         // Chunk by chunk, each in a turn of the workspace's bulk work, resting after it while other
         // workspaces are active (see [`crate::pacing`]).
@@ -94,17 +82,17 @@ impl Commands {
             self.pacer().end(turn).await;
         }
         errors.sort_by_key(|e| e.line);
-        let body = json!({ "imported": imported, "failed": errors.len(), "errors": errors });
+        let report = ImportReport { imported, failed: errors.len(), errors };
         if let Some(idem) = &ctx.idempotency {
             let write = IdempotencyWrite {
                 scope: ws,
                 key: idem.key.clone(),
                 fingerprint: idem.fingerprint.clone(),
-                result: body.clone(),
+                result: crate::service::stored(&report)?,
             };
             self.store().put_idempotency_record(write, position).await?;
         }
-        Ok(CommandResult { body, position, replayed: false })
+        Ok(CommandResult { outcome: report, position, replayed: false })
     }
 
     /// The appends of one chunk of rows (line and request); invalid rows go to `errors`.

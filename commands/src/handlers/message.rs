@@ -6,6 +6,7 @@
 use super::{of_stream, require};
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
+use crate::outcome::{ConversationWritten, MessageQueued};
 use crate::service::{Commands, Plan};
 use crate::store::ExpectedVersion;
 use blazz_domain::aggregate::{stream_id, Aggregate};
@@ -20,7 +21,6 @@ use blazz_domain::role::Action;
 use blazz_domain::template::{RenderInput, Template};
 use blazz_domain::DomainError;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -62,7 +62,11 @@ pub struct SendMessage {
 }
 
 impl Commands {
-    pub async fn send_message(&self, ctx: &CommandContext, input: SendMessage) -> Result<CommandResult, CommandError> {
+    pub async fn send_message(
+        &self,
+        ctx: &CommandContext,
+        input: SendMessage,
+    ) -> Result<CommandResult<MessageQueued>, CommandError> {
         require(ctx.role, Action::SendMessages)?;
         if let Some(r) = self.replayed(ctx).await? {
             return Ok(r);
@@ -130,7 +134,7 @@ impl Commands {
             campaign_id: None,
             at: ctx.now,
         })?;
-        let plan = Plan::new(queued, json!({ "message_id": id, "status": "queued" }));
+        let plan = Plan::new(queued, MessageQueued { message_id: id, status: "queued".into() });
         self.append(ctx, stream_id::<Message>(id.as_uuid()), ExpectedVersion::NoStream, plan).await
     }
 
@@ -143,9 +147,9 @@ impl Commands {
         contact_id: ContactId,
         provider_message_id: String,
         at: DateTime<Utc>,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ConversationWritten>, CommandError> {
         let id = ConversationId::for_pair(channel_id, contact_id);
-        self.execute::<Conversation>(ctx, id.as_uuid(), |c| {
+        self.execute::<Conversation, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ConversationCommand::RecordInbound {
                 channel_id,
                 contact_id,
@@ -153,7 +157,7 @@ impl Commands {
                 message: None,
                 at,
             })?;
-            Ok(Plan::new(events, json!({ "conversation_id": id })))
+            Ok(Plan::new(events, ConversationWritten { conversation_id: id }))
         })
         .await
     }

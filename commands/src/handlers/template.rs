@@ -3,6 +3,7 @@
 use super::require;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
+use crate::outcome::TemplateReview;
 use crate::service::{scopes, Commands, Plan};
 use crate::store::Claim;
 use blazz_domain::aggregate::{stream_id, Aggregate};
@@ -27,10 +28,10 @@ impl Commands {
         &self,
         ctx: &CommandContext,
         input: NewTemplate,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<TemplateReview>, CommandError> {
         require(ctx.role, Action::ManageTemplates)?;
         let id = TemplateId::from_uuid(Uuid::now_v7());
-        self.execute::<Template>(ctx, id.as_uuid(), |t| {
+        self.execute::<Template, _>(ctx, id.as_uuid(), |t| {
             let i = input.clone();
             let events = t.decide(TemplateCommand::Create {
                 name: i.name.clone(),
@@ -39,7 +40,7 @@ impl Commands {
                 components: i.components,
                 defaults: i.defaults,
             })?;
-            let mut plan = Plan::new(events, json!({ "template_id": id, "status": ReviewStatus::Pending }));
+            let mut plan = Plan::new(events, TemplateReview { template_id: id, status: ReviewStatus::Pending });
             plan.claims.push(Claim {
                 scope: scopes::TEMPLATE_NAME.into(),
                 value: format!("{}:{}:{}", ctx.workspace_id, i.name.as_str(), i.language.as_str()),
@@ -59,10 +60,10 @@ impl Commands {
         id: TemplateId,
         status: ReviewStatus,
         reason: Option<String>,
-    ) -> Result<CommandResult, CommandError> {
-        self.execute::<Template>(ctx, id.as_uuid(), |t| {
+    ) -> Result<CommandResult<TemplateReview>, CommandError> {
+        self.execute::<Template, _>(ctx, id.as_uuid(), |t| {
             let events = t.decide(TemplateCommand::RecordReview { status: status.clone(), reason: reason.clone() })?;
-            Ok(Plan::new(events, json!({ "template_id": id, "status": status })))
+            Ok(Plan::new(events, TemplateReview { template_id: id, status: status.clone() }))
         })
         .await
     }

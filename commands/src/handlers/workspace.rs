@@ -3,6 +3,7 @@
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
 use crate::keys::{self, StoredKey};
+use crate::outcome::{ApiKeyIssued, ApiKeyRevoked, IssuedKey, WorkspaceCreated, WorkspaceWritten};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::{Claim, ClaimRelease, ExpectedVersion};
 use blazz_domain::agent::Agent;
@@ -12,7 +13,6 @@ use blazz_domain::role::Role;
 use blazz_domain::workspace::{Workspace, WorkspaceCommand};
 use blazz_domain::DomainError;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
 /// An authenticated API key.
@@ -62,7 +62,7 @@ impl Commands {
         ctx: &CommandContext,
         name: String,
         timezone: Option<String>,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<WorkspaceCreated>, CommandError> {
         if let Some(r) = self.replayed(ctx).await? {
             return Ok(r);
         }
@@ -74,9 +74,9 @@ impl Commands {
             owner_key: key.id,
             owner_key_name: "owner".into(),
         })?;
-        let mut plan = Plan::new(events, json!({ "workspace_id": id, "api_key": { "id": key.id, "role": "owner" } }));
+        let api_key = IssuedKey { id: key.id, role: Role::Owner, key: Some(key.secret.clone()) };
+        let mut plan = Plan::new(events, WorkspaceCreated { workspace_id: WorkspaceId::from_uuid(id), api_key });
         plan.claims.push(key_claim(id, &key, Role::Owner, None));
-        plan.secret_fields = Some(json!({ "api_key": { "id": key.id, "role": "owner", "key": key.secret } }));
         // The events belong to the new workspace; the idempotency key stays in the operator's scope.
         plan.workspace = Some(id);
         self.append(ctx, stream_id::<Workspace>(id), ExpectedVersion::NoStream, plan).await
@@ -90,7 +90,7 @@ impl Commands {
         name: String,
         role: Option<Role>,
         agent: Option<AgentId>,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<ApiKeyIssued>, CommandError> {
         let role = match (agent, role) {
             (Some(a), role) => {
                 let agent = self.load::<Agent>(ctx.workspace_id, a.as_uuid()).await?.state;
@@ -114,7 +114,7 @@ impl Commands {
         };
         let key = keys::generate();
         let ws = ctx.workspace_id;
-        self.execute::<Workspace>(ctx, ws, |w| {
+        self.execute::<Workspace, _>(ctx, ws, |w| {
             let events = w.decide(WorkspaceCommand::IssueApiKey {
                 key_id: key.id,
                 name: name.clone(),
@@ -122,21 +122,30 @@ impl Commands {
                 by: ctx.role,
                 agent_id: agent,
             })?;
-            let mut plan =
-                Plan::new(events, json!({ "id": key.id, "name": name.trim(), "role": role, "agent_id": agent }));
+            let issued = ApiKeyIssued {
+                id: key.id,
+                name: name.trim().into(),
+                role,
+                agent_id: agent,
+                key: Some(key.secret.clone()),
+            };
+            let mut plan = Plan::new(events, issued);
             plan.claims.push(key_claim(ws, &key, role, agent));
-            plan.secret_fields = Some(json!({ "key": key.secret }));
             Ok(plan)
         })
         .await
     }
 
-    pub async fn revoke_api_key(&self, ctx: &CommandContext, key_id: ApiKeyId) -> Result<CommandResult, CommandError> {
+    pub async fn revoke_api_key(
+        &self,
+        ctx: &CommandContext,
+        key_id: ApiKeyId,
+    ) -> Result<CommandResult<ApiKeyRevoked>, CommandError> {
         let ws = ctx.workspace_id;
         let result = self
-            .execute::<Workspace>(ctx, ws, |w| {
+            .execute::<Workspace, _>(ctx, ws, |w| {
                 let events = w.decide(WorkspaceCommand::RevokeApiKey { key_id, by: ctx.role })?;
-                let mut plan = Plan::new(events, json!({ "id": key_id, "revoked": true }));
+                let mut plan = Plan::new(events, ApiKeyRevoked { id: key_id, revoked: true });
                 plan.releases.push(ClaimRelease {
                     scope: scopes::API_KEY.into(),
                     value: key_id.to_string(),
@@ -153,9 +162,9 @@ impl Commands {
         &self,
         ctx: &CommandContext,
         change: SettingsChange,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<WorkspaceWritten>, CommandError> {
         let ws = ctx.workspace_id;
-        self.execute::<Workspace>(ctx, ws, |w| {
+        self.execute::<Workspace, _>(ctx, ws, |w| {
             let c = change.clone();
             let events = w.decide(WorkspaceCommand::UpdateSettings {
                 by: ctx.role,
@@ -164,7 +173,7 @@ impl Commands {
                 opt_out_keywords: c.opt_out_keywords,
                 opt_in_keywords: c.opt_in_keywords,
             })?;
-            Ok(Plan::new(events, json!({ "workspace_id": ws })))
+            Ok(Plan::new(events, WorkspaceWritten { workspace_id: WorkspaceId::from_uuid(ws) }))
         })
         .await
     }

@@ -11,6 +11,7 @@
 use super::super::of_stream;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
+use crate::outcome::{CampaignLaunched, CampaignState, MessageQueued};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::ExpectedVersion;
 use blazz_domain::aggregate::{stream_id, Aggregate};
@@ -24,7 +25,6 @@ use blazz_domain::role::Action;
 use blazz_domain::template::{RenderInput, Template};
 use blazz_domain::DomainError;
 use serde::Serialize;
-use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use uuid::Uuid;
 
@@ -39,7 +39,7 @@ pub struct LaunchOutcome {
     pub skipped: Skipped,
 }
 
-type Queued = (String, ExpectedVersion, Plan<MessageEvent>);
+type Queued = (String, ExpectedVersion, Plan<MessageEvent, MessageQueued>);
 
 /// What a launch needs, loaded and checked.
 struct Ready {
@@ -154,7 +154,7 @@ impl Commands {
                 plans.push((
                     stream_id::<Message>(message.as_uuid()),
                     ExpectedVersion::NoStream,
-                    Plan::new(events, json!({ "message_id": message })),
+                    Plan::new(events, MessageQueued { message_id: message, status: "queued".into() }),
                 ));
             }
         }
@@ -185,7 +185,11 @@ impl Commands {
     /// Starts a launch (also resumes one a crash interrupted): checks it can run and appends
     /// `campaign.launch_started`; the fan-out ([`Self::fan_out`]) runs after, in the background.
     #[tracing::instrument(skip_all, fields(campaign = %id), err)]
-    pub async fn start_launch(&self, ctx: &CommandContext, id: CampaignId) -> Result<CommandResult, CommandError> {
+    pub async fn start_launch(
+        &self,
+        ctx: &CommandContext,
+        id: CampaignId,
+    ) -> Result<CommandResult<CampaignState>, CommandError> {
         super::super::require(ctx.role, Action::ManageCampaigns)?;
         if let Some(r) = self.replayed(ctx).await? {
             return Ok(r);
@@ -195,10 +199,10 @@ impl Commands {
         // Refused here, before any work, if the state does not allow a launch.
         campaign.decide(CampaignCommand::StartLaunch { at: ctx.now })?;
         self.ready(ws, id).await?;
-        self.execute::<Campaign>(ctx, id.as_uuid(), |c| {
+        self.execute::<Campaign, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(CampaignCommand::StartLaunch { at: ctx.now })?;
             let status = events.iter().fold(c.clone(), Campaign::evolve).status;
-            Ok(Plan::new(events, json!({ "campaign_id": id, "status": status })))
+            Ok(Plan::new(events, CampaignState { campaign_id: id, status }))
         })
         .await
     }
@@ -236,9 +240,9 @@ impl Commands {
             self.pacer().end(turn).await;
         }
         let outcome = LaunchOutcome { queued, skipped };
-        self.execute::<Campaign>(ctx, id.as_uuid(), |c| {
+        self.execute::<Campaign, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(CampaignCommand::FinishLaunch { queued, skipped, at: ctx.now })?;
-            Ok(Plan::new(events, json!({ "campaign_id": id, "queued": queued, "skipped": skipped })))
+            Ok(Plan::new(events, CampaignLaunched { campaign_id: id, queued, skipped }))
         })
         .await?;
         Ok(outcome)

@@ -8,6 +8,7 @@ pub use launch::LaunchOutcome;
 use super::require;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
+use crate::outcome::{CampaignCompleted, CampaignState, CampaignWritten};
 use crate::service::{Commands, Plan};
 use blazz_domain::aggregate::Aggregate;
 use blazz_domain::campaign::{Audience, Campaign, CampaignCommand, FinalCounts, VariableMapping};
@@ -17,7 +18,6 @@ use blazz_domain::role::Action;
 use blazz_domain::template::{ParameterFormat, Template};
 use blazz_domain::DomainError;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -53,7 +53,7 @@ impl Commands {
         &self,
         ctx: &CommandContext,
         input: NewCampaign,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<CampaignWritten>, CommandError> {
         require(ctx.role, Action::ManageCampaigns)?;
         let ws = ctx.workspace_id;
         let channel = self.load::<Channel>(ws, input.channel_id.as_uuid()).await?.state;
@@ -75,7 +75,7 @@ impl Commands {
             self.check_groups(ws, group_ids).await?;
         }
         let id = CampaignId::from_uuid(Uuid::now_v7());
-        self.execute::<Campaign>(ctx, id.as_uuid(), |c| {
+        self.execute::<Campaign, _>(ctx, id.as_uuid(), |c| {
             let i = input.clone();
             let events = c.decide(CampaignCommand::Create {
                 name: i.name,
@@ -86,7 +86,7 @@ impl Commands {
                 schedule_at: i.schedule_at,
                 now: ctx.now,
             })?;
-            Ok(Plan::new(events, json!({ "campaign_id": id })))
+            Ok(Plan::new(events, CampaignWritten { campaign_id: id }))
         })
         .await
     }
@@ -110,11 +110,11 @@ impl Commands {
         ctx: &CommandContext,
         id: CampaignId,
         counts: FinalCounts,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<CampaignCompleted>, CommandError> {
         require(ctx.role, Action::ManageCampaigns)?;
-        self.execute::<Campaign>(ctx, id.as_uuid(), |c| {
+        self.execute::<Campaign, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(CampaignCommand::Complete { counts, at: ctx.now })?;
-            Ok(Plan::new(events, json!({ "campaign_id": id, "counts": counts })))
+            Ok(Plan::new(events, CampaignCompleted { campaign_id: id, counts }))
         })
         .await
     }
@@ -125,12 +125,12 @@ impl Commands {
         ctx: &CommandContext,
         id: CampaignId,
         command: impl Fn(DateTime<Utc>) -> CampaignCommand,
-    ) -> Result<CommandResult, CommandError> {
+    ) -> Result<CommandResult<CampaignState>, CommandError> {
         require(ctx.role, Action::ManageCampaigns)?;
-        self.execute::<Campaign>(ctx, id.as_uuid(), |c| {
+        self.execute::<Campaign, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(command(ctx.now))?;
             let status = events.iter().fold(c.clone(), Campaign::evolve).status;
-            Ok(Plan::new(events, json!({ "campaign_id": id, "status": status })))
+            Ok(Plan::new(events, CampaignState { campaign_id: id, status }))
         })
         .await
     }

@@ -9,6 +9,7 @@ use super::{part_failed, part_problem, IngestReport};
 use crate::context::CommandContext;
 use crate::error::CommandError;
 use crate::handlers::contact::{phone_claim, user_id_claim};
+use crate::outcome::{ContactWritten, ConversationWritten};
 use crate::provider::meta::webhook::{InboundParts, WaContact, MAX_PROVIDER_ID};
 use crate::service::{scopes, Commands, Plan};
 use crate::store::Claim;
@@ -122,7 +123,7 @@ impl Commands {
         let conversation = ConversationId::for_pair(channel, contact);
         let owner = stream_id::<Conversation>(conversation.as_uuid());
         let recorded = self
-            .execute::<Conversation>(ctx, conversation.as_uuid(), |c| {
+            .execute::<Conversation, _>(ctx, conversation.as_uuid(), |c| {
                 let events = c.decide(ConversationCommand::RecordInbound {
                     channel_id: channel,
                     contact_id: contact,
@@ -130,7 +131,7 @@ impl Commands {
                     message: Some(message.clone()),
                     at: parts.timestamp,
                 })?;
-                let mut plan = Plan::new(events, json!({ "conversation_id": conversation }));
+                let mut plan = Plan::new(events, ConversationWritten { conversation_id: conversation });
                 plan.claims.push(Claim {
                     scope: scopes::INBOUND_MESSAGE.into(),
                     value: dedupe_key.clone(),
@@ -181,7 +182,7 @@ impl Commands {
         }
         let id = ContactId::from_uuid(Uuid::now_v7());
         let created = self
-            .execute::<Contact>(ctx, id.as_uuid(), |_| {
+            .execute::<Contact, _>(ctx, id.as_uuid(), |_| {
                 let create = |name| ContactCommand::Create {
                     phone: sender.phone.clone(),
                     user_id: sender.user_id.clone(),
@@ -193,7 +194,7 @@ impl Commands {
                     Ok(events) => events,
                     Err(_) => Contact::default().decide(create(None))?,
                 };
-                let mut plan = Plan::new(events, json!({ "contact_id": id }));
+                let mut plan = Plan::new(events, ContactWritten { contact_id: id });
                 plan.claims.extend(sender.phone.iter().map(|p| phone_claim(ws, id, p)));
                 plan.claims.extend(sender.user_id.iter().map(|u| user_id_claim(ws, id, u)));
                 Ok(plan)
@@ -214,9 +215,9 @@ impl Commands {
     async fn link_user_id(&self, ctx: &CommandContext, id: ContactId, user: &Bsuid) -> Result<(), CommandError> {
         let ws = ctx.workspace_id;
         let linked = self
-            .execute::<Contact>(ctx, id.as_uuid(), |c| {
+            .execute::<Contact, _>(ctx, id.as_uuid(), |c| {
                 let events = c.decide(ContactCommand::LinkUserId { user_id: user.clone() })?;
-                let mut plan = Plan::new(events, json!({ "contact_id": id }));
+                let mut plan = Plan::new(events, ContactWritten { contact_id: id });
                 if !plan.events.is_empty() {
                     plan.claims.push(user_id_claim(ws, id, user));
                 }

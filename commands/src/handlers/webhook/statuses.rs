@@ -6,6 +6,7 @@
 use super::{part_failed, part_problem, IngestReport};
 use crate::context::CommandContext;
 use crate::error::CommandError;
+use crate::outcome::Done;
 use crate::provider::meta::webhook::Status;
 use crate::service::{scopes, Commands, Plan};
 use crate::store::{Claim, ExpectedVersion, RecordedEvent};
@@ -56,7 +57,7 @@ fn decide(
     workspace: Uuid,
     state: &Message,
     statuses: &[Status],
-) -> Result<Plan<MessageEvent>, CommandError> {
+) -> Result<Plan<MessageEvent, Done>, CommandError> {
     let mut state = state.clone();
     let mut events = vec![];
     for s in statuses {
@@ -72,7 +73,7 @@ fn decide(
             events.push(e);
         }
     }
-    let mut plan = Plan::new(events, json!({}));
+    let mut plan = Plan::new(events, Done {});
     for e in &plan.events {
         if let MessageEvent::Sent { provider_message_id, .. } = e {
             plan.claims.push(Claim {
@@ -180,7 +181,7 @@ impl Commands {
                 // Another notification about this message won the race: decide again on fresh state.
                 Err(CommandError::Conflict(_)) => {
                     let id = id_of(stream).unwrap_or_default();
-                    self.execute::<Message>(ctx, id, |m| decide(stream, ctx.workspace_id, m, statuses)).await
+                    self.execute::<Message, _>(ctx, id, |m| decide(stream, ctx.workspace_id, m, statuses)).await
                 }
                 other => other,
             };
