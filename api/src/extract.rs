@@ -109,6 +109,21 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
+/// A WebSocket handshake; a plain HTTP request is a 400 with code `websocket_required`.
+#[derive(Debug)]
+pub struct Upgrade(pub axum::extract::ws::WebSocketUpgrade);
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, state)
+            .await
+            .map(Self)
+            .map_err(|e| ApiError::bad_request("websocket_required", e.body_text()))
+    }
+}
+
 /// Query parameters; malformed ones are a 400 with code `invalid_query`.
 #[derive(Debug)]
 pub struct Query<T>(pub T);

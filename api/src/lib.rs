@@ -27,6 +27,7 @@ pub mod extract;
 pub mod launcher;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod routes;
 pub mod server;

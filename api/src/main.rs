@@ -55,6 +55,8 @@ enum Cmd {
         #[command(subcommand)]
         which: Import,
     },
+    /// Print the OpenAPI document the gateway serves at /openapi.json (docs/openapi.json).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -422,6 +424,10 @@ async fn main() -> std::process::ExitCode {
             Cmd::Bench { which } => bench::run(config, which).await,
             Cmd::Projections { which } => projections(config, which).await,
             Cmd::Import { which } => import(which).await,
+            Cmd::Openapi => {
+                println!("{}", blazz_api::openapi::document().to_pretty_json()?);
+                Ok(())
+            }
         }
     }
     .await;

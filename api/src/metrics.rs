@@ -57,6 +57,13 @@ pub async fn track(req: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`: the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operator",
+    responses((status = 200, description = "Prometheus text format (docs/operations.md#metrics).", body = String, content_type = "text/plain")),
+    security(("operator" = []))
+)]
 pub async fn scrape(State(s): State<AppState>, _operator: Operator) -> Result<Response, ApiError> {
     let handle = handle();
     refresh_gauges(&s).await;

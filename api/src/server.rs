@@ -275,11 +275,21 @@ async fn bounded_request_id(mut req: axum::extract::Request) -> axum::extract::R
     req
 }
 
+/// `GET /openapi.json`: the OpenAPI document of every other route (see [`crate::openapi`]).
+async fn openapi_json(document: Arc<str>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], document.to_string()).into_response()
+}
+
 /// The full router with request ids and request spans that record the matched route, not the raw URI.
 pub fn app(state: AppState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let limits = state.limits;
-    routes::router()
+    let (router, document) = routes::router();
+    // Rendered once: the document describes the routes, which do not change while serving.
+    let document: Arc<str> = document.to_json().unwrap_or_default().into();
+    router
+        .route("/openapi.json", axum::routing::get(move || openapi_json(document.clone())))
         .with_state(state)
         // Inside the concurrency limit: a request counts until it ends or times out.
         .layer(axum::middleware::from_fn_with_state(limits, crate::limits::timeout))

@@ -1,5 +1,6 @@
-//! What commands answer: one type per answer shape, serialised by the gateway (which adds the log
-//! `position`). The idempotency record stores them as JSON and a replay reads them back.
+//! What commands answer: one type per answer shape. The gateway serialises them (adding the log
+//! `position`) and the OpenAPI document describes them from these types; the idempotency record
+//! stores them as JSON and a replay reads them back.
 
 use blazz_domain::agent::Availability;
 use blazz_domain::campaign::{CampaignStatus, FinalCounts, Skipped};
@@ -13,6 +14,7 @@ use blazz_domain::template::ReviewStatus;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// An answer a command gives, and stores for an idempotent replay.
@@ -26,14 +28,14 @@ pub trait Outcome: Serialize + DeserializeOwned + Clone + Send + Sync + 'static 
 macro_rules! outcomes {
     ($($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* $(,)? })*) => {$(
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
         pub struct $name { $($(#[$fdoc])* pub $field: $ty),* }
         impl Outcome for $name {}
     )*};
 }
 
 /// A command of the system's own (webhook ingestion and the like) that answers nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Done {}
 impl Outcome for Done {}
 
@@ -57,6 +59,7 @@ outcomes! {
 
     TemplateReview {
         template_id: TemplateId,
+        #[schema(value_type = String)]
         status: ReviewStatus,
     }
 
@@ -112,7 +115,7 @@ outcomes! {
 }
 
 /// One row an import did not take.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RowError {
     /// The row's line (CSV, counting the header as line 1) or index + 1 (JSON).
     pub line: usize,
@@ -127,7 +130,7 @@ impl RowError {
 }
 
 /// A key as it is issued: its secret `key` only in the first answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct IssuedKey {
     pub id: ApiKeyId,
     pub role: Role,
@@ -136,7 +139,7 @@ pub struct IssuedKey {
     pub key: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct WorkspaceCreated {
     pub workspace_id: WorkspaceId,
     pub api_key: IssuedKey,
@@ -148,7 +151,7 @@ impl Outcome for WorkspaceCreated {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ApiKeyIssued {
     pub id: ApiKeyId,
     pub name: String,

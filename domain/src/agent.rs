@@ -11,7 +11,7 @@ use crate::values::bounded_text;
 use serde::{Deserialize, Serialize};
 
 /// Whether an agent takes new conversations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Availability {
     Online,

@@ -46,7 +46,7 @@ impl VariableMapping {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignStatus {
     #[default]
@@ -78,7 +78,7 @@ impl CampaignStatus {
 }
 
 /// Recipients left out at launch, by reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Skipped {
     pub opted_out: u64,
     pub duplicate: u64,
@@ -96,7 +96,7 @@ impl Skipped {
 
 /// A finished campaign's messages by final status (a message `sent` may still be delivered and read
 /// later: these are the figures when the campaign completed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FinalCounts {
     pub sent: u64,
     pub delivered: u64,

@@ -9,8 +9,9 @@
 
 use crate::auth::Operator;
 use crate::error::ApiError;
+use crate::extract::Upgrade;
 use crate::state::AppState;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
@@ -25,6 +26,12 @@ const TOKEN_WAIT: Duration = Duration::from_secs(5);
 const EVERY: Duration = Duration::from_secs(1);
 
 /// `GET /ops`.
+#[utoipa::path(
+    get,
+    path = "/ops",
+    tag = "operator",
+    responses((status = 200, description = "The live operations page (it asks for the operator token).", body = String, content_type = "text/html"))
+)]
 pub async fn page() -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Html(PAGE)).into_response()
 }
@@ -58,12 +65,25 @@ pub async fn overview(s: &AppState) -> Result<Value, ApiError> {
 }
 
 /// `GET /v1/operator/overview`.
+#[utoipa::path(
+    get,
+    path = "/v1/operator/overview",
+    tag = "operator",
+    responses((status = 200, description = "What the operations page shows: campaigns, projections, dispatch, exceptions, parked events.", body = Object)),
+    security(("operator" = []))
+)]
 pub async fn overview_json(State(s): State<AppState>, _operator: Operator) -> Result<Json<Value>, ApiError> {
     Ok(Json(overview(&s).await?))
 }
 
 /// `GET /v1/operator/stream`: the overview once a second, after the token.
-pub async fn stream(State(s): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+#[utoipa::path(
+    get,
+    path = "/v1/operator/stream",
+    tag = "operator",
+    responses((status = 101, description = "A WebSocket: send the operator token as the first message, then receive an overview every second."))
+)]
+pub async fn stream(State(s): State<AppState>, Upgrade(upgrade): Upgrade) -> Response {
     upgrade.on_upgrade(move |socket| serve(socket, s))
 }
 

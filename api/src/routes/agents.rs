@@ -2,6 +2,7 @@
 //! `/deactivate`, `/reactivate`,
 //! `POST /v1/teams`, `PATCH /v1/teams/{id}`, `POST /v1/teams/{id}/members[/remove]`.
 
+use super::Written;
 use super::{command_response, merged};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -10,6 +11,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use blazz_commands::outcome::{AgentActivity, AgentAvailability, AgentWritten, TeamMembers, TeamWritten};
 use blazz_commands::CommandContext;
 use blazz_domain::agent::Availability;
 use blazz_domain::ids::{AgentId, TeamId};
@@ -18,7 +20,7 @@ use blazz_domain::team::TeamSettings;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAgent {
     name: String,
@@ -27,6 +29,14 @@ pub struct NewAgent {
     role: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents",
+    tag = "agents",
+    request_body = NewAgent,
+    responses((status = 201, description = "Created.", body = Written<AgentWritten>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<NewAgent>) -> Result<Response, ApiError> {
     let b = body.value;
     let role = b.role.as_deref().map(Role::parse).transpose()?.unwrap_or(Role::Agent);
@@ -34,7 +44,7 @@ pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<Ne
     Ok(command_response(StatusCode::CREATED, result))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentChange {
     name: Option<String>,
@@ -43,7 +53,7 @@ pub struct AgentChange {
 }
 
 /// The answer to `PATCH /v1/agents/{id}`: the agent, and its role when that changed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AgentUpdated {
     agent_id: AgentId,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,6 +61,15 @@ pub struct AgentUpdated {
 }
 
 /// `PATCH /v1/agents/{id}`: name and/or role, each its own command; the answer merges them.
+#[utoipa::path(
+    patch,
+    path = "/v1/agents/{id}",
+    tag = "agents",
+    params(("id" = Uuid, Path)),
+    request_body = AgentChange,
+    responses((status = 200, description = "Done.", body = Written<AgentUpdated>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn update(
     State(s): State<AppState>,
     caller: Caller,
@@ -81,24 +100,49 @@ pub async fn update(
 
 /// `POST /v1/agents/{id}/deactivate`: offline, no new conversations, bound keys refused, its
 /// conversations handed back to their teams.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{id}/deactivate",
+    tag = "agents",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "Done.", body = Written<AgentActivity>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn deactivate(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
     let result = s.commands.set_agent_active(&caller.context(None), AgentId::from_uuid(id), false).await?;
     Ok(command_response(StatusCode::OK, result))
 }
 
 /// `POST /v1/agents/{id}/reactivate`: back, offline until it sets its availability.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{id}/reactivate",
+    tag = "agents",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "Done.", body = Written<AgentActivity>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn reactivate(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
     let result = s.commands.set_agent_active(&caller.context(None), AgentId::from_uuid(id), true).await?;
     Ok(command_response(StatusCode::OK, result))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetAvailability {
     /// `online`, `busy` or `offline`.
     availability: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{id}/availability",
+    tag = "agents",
+    params(("id" = Uuid, Path)),
+    request_body = SetAvailability,
+    responses((status = 200, description = "Done.", body = Written<AgentAvailability>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn availability(
     State(s): State<AppState>,
     caller: Caller,
@@ -111,7 +155,7 @@ pub async fn availability(
     Ok(command_response(StatusCode::OK, result))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Team {
     name: Option<String>,
@@ -128,6 +172,14 @@ impl From<Team> for TeamSettings {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/teams",
+    tag = "agents",
+    request_body = Team,
+    responses((status = 201, description = "Created.", body = Written<TeamWritten>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn create_team(
     State(s): State<AppState>,
     caller: Caller,
@@ -137,6 +189,15 @@ pub async fn create_team(
     Ok(command_response(StatusCode::CREATED, result))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/teams/{id}",
+    tag = "agents",
+    params(("id" = Uuid, Path)),
+    request_body = Team,
+    responses((status = 200, description = "Done.", body = Written<TeamWritten>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn update_team(
     State(s): State<AppState>,
     caller: Caller,
@@ -148,7 +209,8 @@ pub async fn update_team(
     Ok(command_response(StatusCode::OK, result))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = TeamMemberIds)]
 #[serde(deny_unknown_fields)]
 pub struct Members {
     agent_ids: Vec<Uuid>,
@@ -167,6 +229,15 @@ async fn members(
     Ok(command_response(StatusCode::OK, result))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/teams/{id}/members",
+    tag = "agents",
+    params(("id" = Uuid, Path)),
+    request_body = Members,
+    responses((status = 200, description = "Done.", body = Written<TeamMembers>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn add_members(
     State(s): State<AppState>,
     caller: Caller,
@@ -176,6 +247,15 @@ pub async fn add_members(
     members(&s, &caller, id, body, true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/teams/{id}/members/remove",
+    tag = "agents",
+    params(("id" = Uuid, Path)),
+    request_body = Members,
+    responses((status = 200, description = "Done.", body = Written<TeamMembers>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn remove_members(
     State(s): State<AppState>,
     caller: Caller,

@@ -2,6 +2,7 @@
 //! be bound to an agent: it then acts as that agent, with the agent's role.
 
 use super::command_response;
+use super::Written;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Path};
@@ -9,12 +10,13 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use blazz_commands::outcome::{ApiKeyIssued, ApiKeyRevoked};
 use blazz_domain::ids::{AgentId, ApiKeyId};
 use blazz_domain::role::Role;
 use serde::Deserialize;
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueKey {
     name: String,
@@ -24,6 +26,14 @@ pub struct IssueKey {
     agent_id: Option<Uuid>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/api-keys",
+    tag = "workspaces",
+    request_body = IssueKey,
+    responses((status = 201, description = "Created.", body = Written<ApiKeyIssued>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn issue(State(s): State<AppState>, caller: Caller, body: JsonBody<IssueKey>) -> Result<Response, ApiError> {
     let IssueKey { name, role, agent_id } = body.value;
     let role = role.as_deref().map(Role::parse).transpose()?;
@@ -32,6 +42,14 @@ pub async fn issue(State(s): State<AppState>, caller: Caller, body: JsonBody<Iss
     Ok(command_response(StatusCode::CREATED, result))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/api-keys/{id}",
+    tag = "workspaces",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "Done.", body = Written<ApiKeyRevoked>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn revoke(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
     let result = s.commands.revoke_api_key(&caller.context(None), ApiKeyId::from_uuid(id)).await?;
     Ok(command_response(StatusCode::OK, result))

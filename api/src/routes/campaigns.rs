@@ -1,6 +1,7 @@
 //! `POST /v1/campaigns` and the lifecycle: `…/{id}/launch`, `/schedule`, `/pause`, `/resume`, `/cancel`.
 
 use super::command_response;
+use super::Written;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Path};
@@ -9,6 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use blazz_commands::handlers::campaign::NewCampaign;
+use blazz_commands::outcome::{CampaignState, CampaignWritten};
 use blazz_domain::campaign::{Audience, CampaignCommand, VariableMapping};
 use blazz_domain::ids::{CampaignId, ChannelId, ContactId, GroupId, TemplateId};
 use blazz_domain::DomainError;
@@ -17,7 +19,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AudienceBody {
     /// `all`, `groups` or `contacts`.
@@ -28,7 +30,8 @@ pub struct AudienceBody {
     contact_ids: Vec<Uuid>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = NewCampaign)]
 #[serde(deny_unknown_fields)]
 pub struct Create {
     name: String,
@@ -36,6 +39,7 @@ pub struct Create {
     template_id: Uuid,
     audience: AudienceBody,
     #[serde(default)]
+    #[schema(value_type = Object)]
     variables: BTreeMap<String, VariableMapping>,
     /// In the workspace's time zone, e.g. `2026-12-01T09:00:00`.
     schedule_at: Option<String>,
@@ -68,6 +72,14 @@ async fn schedule_time(s: &AppState, caller: &Caller, at: &str) -> Result<DateTi
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns",
+    tag = "campaigns",
+    request_body = Create,
+    responses((status = 201, description = "Created.", body = Written<CampaignWritten>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<Create>) -> Result<Response, ApiError> {
     let b = body.value;
     let schedule_at = match &b.schedule_at {
@@ -88,6 +100,14 @@ pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<Cr
 
 /// Starts a launch (202 `launching`); the fan-out runs in the background and ends with the campaign
 /// `running` and its counts (`GET /v1/campaigns/{id}`, `campaign` deltas).
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns/{id}/launch",
+    tag = "campaigns",
+    params(("id" = Uuid, Path)),
+    responses((status = 202, description = "Accepted.", body = Written<CampaignState>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn launch(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
     let (ctx, id) = (caller.context(None), CampaignId::from_uuid(id));
     let result = s.commands.start_launch(&ctx, id).await?;
@@ -95,12 +115,21 @@ pub async fn launch(State(s): State<AppState>, caller: Caller, Path(id): Path<Uu
     Ok(command_response(StatusCode::ACCEPTED, result))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
     at: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns/{id}/schedule",
+    tag = "campaigns",
+    params(("id" = Uuid, Path)),
+    request_body = Schedule,
+    responses((status = 200, description = "Done.", body = Written<CampaignState>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn schedule(
     State(s): State<AppState>,
     caller: Caller,
@@ -116,12 +145,21 @@ pub async fn schedule(
     Ok(command_response(StatusCode::OK, result))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pause {
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns/{id}/pause",
+    tag = "campaigns",
+    params(("id" = Uuid, Path)),
+    request_body = Pause,
+    responses((status = 200, description = "Done.", body = Written<CampaignState>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn pause(
     State(s): State<AppState>,
     caller: Caller,
@@ -137,6 +175,14 @@ pub async fn pause(
     Ok(command_response(StatusCode::OK, result))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns/{id}/resume",
+    tag = "campaigns",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "Done.", body = Written<CampaignState>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn resume(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
     let ctx = caller.context(None);
     let result =
@@ -144,6 +190,14 @@ pub async fn resume(State(s): State<AppState>, caller: Caller, Path(id): Path<Uu
     Ok(command_response(StatusCode::OK, result))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns/{id}/cancel",
+    tag = "campaigns",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "Done.", body = Written<CampaignState>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn cancel(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
     let ctx = caller.context(None);
     let result =

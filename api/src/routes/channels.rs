@@ -1,6 +1,7 @@
 //! `POST /v1/channels`, `PATCH /v1/channels/{id}`, `PUT /v1/channels/{id}/credentials`.
 
 use super::command_response;
+use super::Written;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Path};
@@ -11,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use blazz_commands::credentials::{ChannelSecrets, CredentialError, Secret};
 use blazz_commands::handlers::channel::ConnectChannel;
+use blazz_commands::outcome::{ChannelHalt, ChannelWritten};
 use blazz_commands::CommandContext;
 use blazz_domain::channel::{Channel, ProviderKind};
 use blazz_domain::ids::{ChannelId, TeamId};
@@ -21,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Connect {
     provider: String,
@@ -30,6 +32,14 @@ pub struct Connect {
     rate_limit_per_second: Option<u32>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/channels",
+    tag = "channels",
+    request_body = Connect,
+    responses((status = 201, description = "Created.", body = Written<ChannelWritten>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn connect(State(s): State<AppState>, caller: Caller, body: JsonBody<Connect>) -> Result<Response, ApiError> {
     let b = body.value;
     let display = PhoneNumber::parse(&b.display_phone_number)
@@ -44,7 +54,8 @@ pub async fn connect(State(s): State<AppState>, caller: Caller, body: JsonBody<C
     Ok(command_response(StatusCode::CREATED, result))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChannelChange)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
     rate_limit_per_second: Option<u32>,
@@ -54,18 +65,28 @@ pub struct Update {
 }
 
 /// The answer to `PATCH /v1/channels/{id}`: the fields it changed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChannelUpdated {
     channel_id: ChannelId,
     #[serde(skip_serializing_if = "Option::is_none")]
     rate_limit_per_second: Option<u32>,
     /// The inbox team; `null` when it was cleared.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<TeamId>)]
     team_id: Option<Option<TeamId>>,
 }
 
 /// `PATCH /v1/channels/{id}`: the send rate and/or the inbox team (each field applied as its own
 /// command; the answer merges them and carries the last position written).
+#[utoipa::path(
+    patch,
+    path = "/v1/channels/{id}",
+    tag = "channels",
+    params(("id" = Uuid, Path)),
+    request_body = Update,
+    responses((status = 200, description = "Done.", body = Written<ChannelUpdated>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn update(
     State(s): State<AppState>,
     caller: Caller,
@@ -97,7 +118,7 @@ pub async fn update(
     Ok(command_response(StatusCode::OK, result))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     access_token: String,
@@ -120,6 +141,15 @@ fn secret(field: &'static str, value: String) -> Result<Secret, DomainError> {
 
 /// `PUT /v1/channels/{id}/credentials`: sets or rotates the channel's secrets. They are sealed outside
 /// the event log and never returned.
+#[utoipa::path(
+    put,
+    path = "/v1/channels/{id}/credentials",
+    tag = "channels",
+    params(("id" = Uuid, Path)),
+    request_body = Credentials,
+    responses((status = 200, description = "Done.", body = Object)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn set_credentials(
     State(s): State<AppState>,
     caller: Caller,
@@ -147,6 +177,14 @@ pub async fn set_credentials(
 }
 
 /// `POST /v1/channels/{id}/resume`: sends again after the channel was halted (fix its credentials first).
+#[utoipa::path(
+    post,
+    path = "/v1/channels/{id}/resume",
+    tag = "channels",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "Done.", body = Written<ChannelHalt>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn resume(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
     let result = s.commands.set_channel_halted(&caller.context(None), ChannelId::from_uuid(id), None).await?;
     Ok(command_response(StatusCode::OK, result))

@@ -1,5 +1,6 @@
 //! `POST /v1/contacts`, `PATCH|DELETE /v1/contacts/{id}`, `POST /v1/contacts/{id}/opt-out|opt-in`.
 
+use super::Written;
 use super::{command_response, double_option, LabelChange};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -9,21 +10,32 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use blazz_commands::handlers::contact::{ContactChange, NewContact};
+use blazz_commands::outcome::{ContactConsent, ContactDeleted, ContactLabels, ContactWritten};
 use blazz_domain::contact::ConsentSource;
 use blazz_domain::ids::ContactId;
 use blazz_domain::values::{Attributes, PhoneNumber};
 use serde::Deserialize;
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = NewContact)]
 #[serde(deny_unknown_fields)]
 pub struct Create {
     phone: String,
     name: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     attributes: Attributes,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/contacts",
+    tag = "contacts",
+    request_body = Create,
+    responses((status = 201, description = "Created.", body = Written<ContactWritten>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<Create>) -> Result<Response, ApiError> {
     let b = body.value;
     let input = NewContact { phone: PhoneNumber::parse(&b.phone)?, name: b.name, attributes: b.attributes };
@@ -31,7 +43,8 @@ pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<Cr
     Ok(command_response(StatusCode::CREATED, result))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ContactChange)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
     #[serde(default, deserialize_with = "double_option")]
@@ -39,9 +52,19 @@ pub struct Update {
     phone: Option<String>,
     /// Attributes to set; `null` removes one.
     #[serde(default)]
+    #[schema(value_type = Object)]
     attributes: Attributes,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/contacts/{id}",
+    tag = "contacts",
+    params(("id" = Uuid, Path)),
+    request_body = Update,
+    responses((status = 200, description = "Done.", body = Written<ContactWritten>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn update(
     State(s): State<AppState>,
     caller: Caller,
@@ -59,12 +82,20 @@ pub async fn update(
     Ok(command_response(StatusCode::OK, result))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/contacts/{id}",
+    tag = "contacts",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "Done.", body = Written<ContactDeleted>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn delete(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
     let result = s.commands.delete_contact(&caller.context(None), ContactId::from_uuid(id)).await?;
     Ok(command_response(StatusCode::OK, result))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Consent {
     reason: Option<String>,
@@ -86,6 +117,15 @@ async fn consent(
     Ok(command_response(StatusCode::OK, result))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/{id}/opt-out",
+    tag = "contacts",
+    params(("id" = Uuid, Path)),
+    request_body = Consent,
+    responses((status = 200, description = "Done.", body = Written<ContactConsent>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn opt_out(
     State(s): State<AppState>,
     caller: Caller,
@@ -95,6 +135,15 @@ pub async fn opt_out(
     consent(s, caller, id, body, true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/{id}/opt-in",
+    tag = "contacts",
+    params(("id" = Uuid, Path)),
+    request_body = Consent,
+    responses((status = 200, description = "Done.", body = Written<ContactConsent>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn opt_in(
     State(s): State<AppState>,
     caller: Caller,
@@ -104,6 +153,15 @@ pub async fn opt_in(
     consent(s, caller, id, body, false).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/{id}/labels",
+    tag = "contacts",
+    params(("id" = Uuid, Path)),
+    request_body = LabelChange,
+    responses((status = 200, description = "Done.", body = Written<ContactLabels>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn labels(
     State(s): State<AppState>,
     caller: Caller,

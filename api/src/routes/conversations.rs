@@ -2,6 +2,7 @@
 //! and `/read`: a conversation's inbox status, labels, assignment, priority, private notes,
 //! replies, and who read it.
 
+use super::Written;
 use super::{command_response, LabelChange};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -10,6 +11,10 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use blazz_commands::outcome::{
+    ConversationAssignment, ConversationLabels, ConversationNote, ConversationPriority, ConversationRead,
+    ConversationState, MessageQueued,
+};
 use blazz_domain::conversation::{ConversationStatus, Priority};
 use blazz_domain::ids::{AgentId, ConversationId, TeamId};
 use blazz_domain::DomainError;
@@ -17,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetStatus {
     /// `open`, `pending`, `snoozed` or `resolved`.
@@ -26,6 +31,15 @@ pub struct SetStatus {
     snoozed_until: Option<DateTime<Utc>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/status",
+    tag = "inbox",
+    params(("id" = Uuid, Path)),
+    request_body = SetStatus,
+    responses((status = 200, description = "Done.", body = Written<ConversationState>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn set_status(
     State(s): State<AppState>,
     caller: Caller,
@@ -41,6 +55,15 @@ pub async fn set_status(
     Ok(command_response(StatusCode::OK, result))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/labels",
+    tag = "inbox",
+    params(("id" = Uuid, Path)),
+    request_body = super::LabelChange,
+    responses((status = 200, description = "Done.", body = Written<ConversationLabels>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn labels(
     State(s): State<AppState>,
     caller: Caller,
@@ -53,7 +76,7 @@ pub async fn labels(
     Ok(command_response(StatusCode::OK, result))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Assignment {
     /// The agent; `null` unassigns; absent leaves it as it is.
@@ -64,6 +87,15 @@ pub struct Assignment {
     team_id: Option<Option<Uuid>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/assignment",
+    tag = "inbox",
+    params(("id" = Uuid, Path)),
+    request_body = Assignment,
+    responses((status = 200, description = "Done.", body = Written<ConversationAssignment>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn assign(
     State(s): State<AppState>,
     caller: Caller,
@@ -81,13 +113,22 @@ pub async fn assign(
     Ok(command_response(StatusCode::OK, result))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPriority {
     /// `none`, `low`, `medium`, `high` or `urgent`.
     priority: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/priority",
+    tag = "inbox",
+    params(("id" = Uuid, Path)),
+    request_body = SetPriority,
+    responses((status = 200, description = "Done.", body = Written<ConversationPriority>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn priority(
     State(s): State<AppState>,
     caller: Caller,
@@ -100,12 +141,21 @@ pub async fn priority(
     Ok(command_response(StatusCode::OK, result))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Note {
     text: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/notes",
+    tag = "inbox",
+    params(("id" = Uuid, Path)),
+    request_body = Note,
+    responses((status = 201, description = "Created.", body = Written<ConversationNote>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn add_note(
     State(s): State<AppState>,
     caller: Caller,
@@ -119,6 +169,15 @@ pub async fn add_note(
 
 /// A reply: the body of `POST /v1/messages` without `channel_id` and `contact_id` (the
 /// conversation's are used).
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/messages",
+    tag = "inbox",
+    params(("id" = Uuid, Path)),
+    request_body = super::messages::Send,
+    responses((status = 202, description = "Accepted.", body = Written<MessageQueued>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn reply(
     State(s): State<AppState>,
     caller: Caller,
@@ -135,6 +194,14 @@ pub async fn reply(
 }
 
 /// `POST /v1/conversations/{id}/read`: read by the caller; its unread count starts again from zero.
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/read",
+    tag = "inbox",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "Done.", body = Written<ConversationRead>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn read(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
     let result = s.commands.mark_conversation_read(&caller.context(None), ConversationId::from_uuid(id)).await?;
     Ok(command_response(StatusCode::OK, result))

@@ -39,7 +39,8 @@ fn limit(l: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
     after: Option<String>,
     limit: Option<usize>,
@@ -60,6 +61,14 @@ fn page_json(page: &LogPage) -> Json<Value> {
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/history/events",
+    tag = "history",
+    params(LogParams),
+    responses((status = 200, description = "Done.", body = crate::openapi::EventPage)),
+    security(("api_key" = ["owner", "admin", "agent", "viewer"]))
+)]
 pub async fn log(
     State(s): State<AppState>,
     caller: Caller,
@@ -73,6 +82,14 @@ pub async fn log(
 /// Everything one request caused, in log order: the events carrying its correlation id (the
 /// `X-Correlation-Id` answer header of the request; system reactions such as dispatch and delivery
 /// statuses carry it on). Another workspace's correlation answers an empty page.
+#[utoipa::path(
+    get,
+    path = "/v1/history/correlations/{id}",
+    tag = "history",
+    params(("id" = Uuid, Path), LogParams),
+    responses((status = 200, description = "Done.", body = crate::openapi::EventPage)),
+    security(("api_key" = ["owner", "admin", "agent", "viewer"]))
+)]
 pub async fn correlation(
     State(s): State<AppState>,
     caller: Caller,
@@ -84,13 +101,22 @@ pub async fn correlation(
     Ok(page_json(&page))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamParams {
     from_version: Option<u64>,
     to_version: Option<u64>,
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/history/streams/{stream_id}",
+    tag = "history",
+    params(("stream_id" = String, Path, description = "`<category>-<uuid>`, e.g. `contact-…`"), StreamParams),
+    responses((status = 200, description = "Done.", body = crate::openapi::StreamPage)),
+    security(("api_key" = ["owner", "admin", "agent", "viewer"]))
+)]
 pub async fn stream(
     State(s): State<AppState>,
     caller: Caller,

@@ -10,6 +10,7 @@
 //! ```
 
 use super::command_response;
+use super::Written;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -18,6 +19,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use blazz_commands::handlers::message::{SendContent, SendMessage};
+use blazz_commands::outcome::MessageQueued;
 use blazz_domain::ids::{ChannelId, ContactId, TemplateId};
 use blazz_domain::message::{MediaKind, MediaRef, ReplyButton};
 use blazz_domain::DomainError;
@@ -25,7 +27,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Text {
     body: String,
@@ -33,7 +35,7 @@ pub struct Text {
     preview_url: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateRef {
     id: Uuid,
@@ -41,7 +43,7 @@ pub struct TemplateRef {
     variables: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Media {
     id: Option<String>,
@@ -50,22 +52,23 @@ pub struct Media {
     filename: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Interactive {
     body: String,
+    #[schema(value_type = Vec<Object>)]
     buttons: Vec<ReplyButton>,
     header: Option<String>,
     footer: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CannedRef {
     short_code: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Send {
     /// Required on `POST /v1/messages`; refused on a conversation's reply (it has its own).
@@ -132,6 +135,14 @@ pub(crate) fn content(b: Send) -> Result<(SendContent, Send), ApiError> {
     Ok((c, b))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "messages",
+    request_body = Send,
+    responses((status = 202, description = "Accepted.", body = Written<MessageQueued>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn send(State(s): State<AppState>, caller: Caller, body: JsonBody<Send>) -> Result<Response, ApiError> {
     let (content, b) = content(body.value)?;
     let required = |field: &str| DomainError::invalid(field, "is required");

@@ -23,11 +23,13 @@ use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use blazz_commands::CommandResult;
 use queries as q;
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest body of an ordinary request.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -35,86 +37,96 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// body as a stream and applies this itself.
 pub const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
-        .route("/v1/workspaces", post(workspaces::create))
-        .route("/v1/workspace", get(workspaces::show).patch(workspaces::update))
-        .route("/v1/api-keys", post(api_keys::issue))
-        .route("/v1/api-keys/{id}", axum::routing::delete(api_keys::revoke))
-        .route("/v1/channels", post(channels::connect).get(q::channels))
-        .route("/v1/channels/{id}", patch(channels::update).get(q::channel))
-        .route("/v1/channels/{id}/credentials", put(channels::set_credentials))
-        .route("/v1/channels/{id}/resume", post(channels::resume))
-        .route("/v1/contacts", post(contacts::create).get(q::contacts))
-        .route("/v1/contacts/{id}", patch(contacts::update).delete(contacts::delete).get(q::contact))
-        .route("/v1/contacts/{id}/opt-out", post(contacts::opt_out))
-        .route("/v1/contacts/{id}/opt-in", post(contacts::opt_in))
-        .route("/v1/contacts/{id}/labels", post(contacts::labels))
-        .route("/v1/contacts/import", post(import::import))
-        .route("/v1/groups", post(groups::create).get(q::groups))
-        .route("/v1/groups/{id}", patch(groups::rename).get(q::group))
-        .route("/v1/groups/{id}/members", post(groups::add_members))
-        .route("/v1/groups/{id}/members/remove", post(groups::remove_members))
-        .route("/v1/templates", post(templates::create).get(q::templates))
-        .route("/v1/templates/{id}", get(q::template))
-        .route("/v1/templates/{id}/review", post(templates::review))
-        .route("/v1/messages", post(messages::send).get(q::messages))
-        .route("/v1/campaigns", post(campaigns::create).get(q::campaigns))
-        .route("/v1/campaigns/{id}", get(q::campaign))
-        .route("/v1/campaigns/{id}/launch", post(campaigns::launch))
-        .route("/v1/campaigns/{id}/schedule", post(campaigns::schedule))
-        .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
-        .route("/v1/campaigns/{id}/resume", post(campaigns::resume))
-        .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
-        .route("/v1/messages/{id}", get(q::message))
-        .route("/v1/conversations", get(q::conversations))
-        .route("/v1/conversations/{id}/status", post(conversations::set_status))
-        .route("/v1/conversations/{id}/labels", post(conversations::labels))
-        .route("/v1/conversations/{id}/read", post(conversations::read))
-        .route("/v1/conversations/{id}/assignment", post(conversations::assign))
-        .route("/v1/conversations/{id}/priority", post(conversations::priority))
-        .route("/v1/conversations/{id}/notes", post(conversations::add_note).get(q::notes))
-        .route("/v1/conversations/{id}/messages", post(conversations::reply))
-        .route("/v1/conversations/{id}", get(q::conversation))
-        .route("/v1/agents", post(agents::create).get(q::agents))
-        .route("/v1/agents/{id}", patch(agents::update).get(q::agent))
-        .route("/v1/agents/{id}/deactivate", post(agents::deactivate))
-        .route("/v1/agents/{id}/reactivate", post(agents::reactivate))
-        .route("/v1/agents/{id}/availability", post(agents::availability))
-        .route("/v1/canned-responses", post(canned::create).get(q::canned_responses))
-        .route("/v1/canned-responses/{id}", patch(canned::update).delete(canned::delete))
-        .route("/v1/teams", post(agents::create_team).get(q::teams))
-        .route("/v1/teams/{id}", patch(agents::update_team).get(q::team))
-        .route("/v1/teams/{id}/members", post(agents::add_members))
-        .route("/v1/teams/{id}/members/remove", post(agents::remove_members))
-        .route("/v1/stats/daily", get(q::daily_stats))
-        .route("/v1/reports/inbox", get(q::inbox_report))
-        .route("/v1/reports/campaigns/{id}", get(q::campaign_report))
-        .route("/v1/stream", get(stream::stream))
-        .route("/v1/history/events", get(history::log))
-        .route("/v1/history/streams/{stream_id}", get(history::stream))
-        .route("/v1/history/correlations/{id}", get(history::correlation))
-        .route(
-            "/v1/webhooks/meta/{channel_id}",
-            get(webhooks::verify).post(webhooks::receive).layer(DefaultBodyLimit::max(webhooks::WEBHOOK_BODY_LIMIT)),
-        )
-        .route("/v1/operator/webhook-exceptions", get(webhooks::list_exceptions))
-        .route("/v1/operator/parked-events", get(parked::list))
-        .route("/v1/operator/workspaces/{id}/rate-limit", put(workspaces::set_rate_limit))
-        .route("/v1/operator/parked-events/{id}/retry", post(parked::retry))
-        .route("/v1/operator/parked-events/{id}/skip", post(parked::skip))
-        .route("/v1/usage", get(q::usage))
-        .route("/metrics", get(crate::metrics::scrape))
-        .route("/ops", get(crate::ops::page))
-        .route("/v1/operator/overview", get(crate::ops::overview_json))
-        .route("/v1/operator/stream", get(crate::ops::stream))
+/// Every route, with its OpenAPI operation: a route exists exactly when it is in the document.
+pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let webhook = OpenApiRouter::new()
+        .routes(routes!(webhooks::verify, webhooks::receive))
+        .layer(DefaultBodyLimit::max(webhooks::WEBHOOK_BODY_LIMIT));
+    let (router, mut document) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(workspaces::create))
+        .routes(routes!(workspaces::show, workspaces::update))
+        .routes(routes!(api_keys::issue))
+        .routes(routes!(api_keys::revoke))
+        .routes(routes!(channels::connect, q::channels))
+        .routes(routes!(channels::update, q::channel))
+        .routes(routes!(channels::set_credentials))
+        .routes(routes!(channels::resume))
+        .routes(routes!(contacts::create, q::contacts))
+        .routes(routes!(contacts::update, contacts::delete, q::contact))
+        .routes(routes!(contacts::opt_out))
+        .routes(routes!(contacts::opt_in))
+        .routes(routes!(contacts::labels))
+        .routes(routes!(import::import))
+        .routes(routes!(groups::create, q::groups))
+        .routes(routes!(groups::rename, q::group))
+        .routes(routes!(groups::add_members))
+        .routes(routes!(groups::remove_members))
+        .routes(routes!(templates::create, q::templates))
+        .routes(routes!(q::template))
+        .routes(routes!(templates::review))
+        .routes(routes!(messages::send, q::messages))
+        .routes(routes!(q::message))
+        .routes(routes!(campaigns::create, q::campaigns))
+        .routes(routes!(q::campaign))
+        .routes(routes!(campaigns::launch))
+        .routes(routes!(campaigns::schedule))
+        .routes(routes!(campaigns::pause))
+        .routes(routes!(campaigns::resume))
+        .routes(routes!(campaigns::cancel))
+        .routes(routes!(q::conversations))
+        .routes(routes!(q::conversation))
+        .routes(routes!(conversations::set_status))
+        .routes(routes!(conversations::labels))
+        .routes(routes!(conversations::read))
+        .routes(routes!(conversations::assign))
+        .routes(routes!(conversations::priority))
+        .routes(routes!(conversations::add_note, q::notes))
+        .routes(routes!(conversations::reply))
+        .routes(routes!(agents::create, q::agents))
+        .routes(routes!(agents::update, q::agent))
+        .routes(routes!(agents::deactivate))
+        .routes(routes!(agents::reactivate))
+        .routes(routes!(agents::availability))
+        .routes(routes!(canned::create, q::canned_responses))
+        .routes(routes!(canned::update, canned::delete))
+        .routes(routes!(agents::create_team, q::teams))
+        .routes(routes!(agents::update_team, q::team))
+        .routes(routes!(agents::add_members))
+        .routes(routes!(agents::remove_members))
+        .routes(routes!(q::daily_stats))
+        .routes(routes!(q::inbox_report))
+        .routes(routes!(q::campaign_report))
+        .routes(routes!(q::usage))
+        .routes(routes!(stream::stream))
+        .routes(routes!(history::log))
+        .routes(routes!(history::stream))
+        .routes(routes!(history::correlation))
+        .merge(webhook)
+        .routes(routes!(webhooks::list_exceptions))
+        .routes(routes!(parked::list))
+        .routes(routes!(parked::retry))
+        .routes(routes!(parked::skip))
+        .routes(routes!(workspaces::set_rate_limit))
+        .routes(routes!(crate::metrics::scrape))
+        .routes(routes!(crate::ops::page))
+        .routes(routes!(crate::ops::overview_json))
+        .routes(routes!(crate::ops::stream))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .split_for_parts();
+    crate::openapi::Conventions.modify(&mut document);
+    (router, document)
+}
+
+/// The gateway is up (it answers without the database).
+#[utoipa::path(get, path = "/healthz", tag = "operator", responses((status = 200, body = Object, example = json!({"status": "ok"}))))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// The body of a command's answer: its outcome and the log position it wrote (`null` when the
 /// command changed nothing). Pass `position` as `min_position` to a query to read your write.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Written<T> {
     #[serde(flatten)]
     pub outcome: T,
@@ -144,7 +156,7 @@ pub(crate) fn merged<A, B, T>(
 }
 
 /// The body of `POST …/labels` (conversations and contacts): labels to add and to remove.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelChange {
     #[serde(default)]

@@ -15,7 +15,8 @@ use blazz_projections::parked::{self, ResolveError};
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default)]
@@ -24,6 +25,14 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/operator/parked-events",
+    tag = "operator",
+    params(ListQuery),
+    responses((status = 200, description = "Done.", body = crate::openapi::OperatorPage)),
+    security(("operator" = []))
+)]
 pub async fn list(
     State(s): State<AppState>,
     _operator: Operator,
@@ -48,12 +57,28 @@ fn resolve_error(e: ResolveError) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/operator/parked-events/{id}/retry",
+    tag = "operator",
+    params(("id" = i64, Path)),
+    responses((status = 200, description = "Done.", body = Object)),
+    security(("operator" = []))
+)]
 pub async fn retry(State(s): State<AppState>, _operator: Operator, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let c = &s.commands;
     let r = parked::retry(&s.pool, c.store().as_ref(), c.codec(), id).await.map_err(resolve_error)?;
     Ok(Json(r).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/operator/parked-events/{id}/skip",
+    tag = "operator",
+    params(("id" = i64, Path)),
+    responses((status = 200, description = "Done.", body = Object)),
+    security(("operator" = []))
+)]
 pub async fn skip(State(s): State<AppState>, _operator: Operator, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let c = &s.commands;
     let r = parked::skip(&s.pool, c.store().as_ref(), c.codec(), id).await.map_err(resolve_error)?;

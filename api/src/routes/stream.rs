@@ -18,10 +18,10 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::Query;
+use crate::extract::{Query, Upgrade};
 use crate::state::AppState;
 use crate::ticker::Tick;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -34,7 +34,8 @@ use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Params {
     after: Option<String>,
 }
@@ -42,12 +43,20 @@ pub struct Params {
 /// How often an open socket's key is checked again (revocation closes it).
 pub const KEY_RECHECK: Duration = Duration::from_secs(1);
 
+#[utoipa::path(
+    get,
+    path = "/v1/stream",
+    tag = "live",
+    params(Params),
+    responses((status = 101, description = "Switching to the WebSocket protocol.")),
+    security(("api_key" = ["owner", "admin", "agent", "viewer"]))
+)]
 pub async fn stream(
     State(s): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     Query(p): Query<Params>,
-    ws: WebSocketUpgrade,
+    Upgrade(ws): Upgrade,
 ) -> Result<Response, ApiError> {
     caller.require(Action::Read)?;
     let after = match p.after.as_deref() {

@@ -2,6 +2,7 @@
 //! e.g. for sandbox channels; Meta's webhook does the same for real ones).
 
 use super::command_response;
+use super::Written;
 use crate::auth::{Caller, Operator};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Path};
@@ -10,23 +11,34 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use blazz_commands::handlers::template::NewTemplate;
+use blazz_commands::outcome::TemplateReview;
 use blazz_domain::ids::TemplateId;
 use blazz_domain::template::{Category, Component, Language, ReviewStatus, TemplateName};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = NewTemplate)]
 #[serde(deny_unknown_fields)]
 pub struct Create {
     name: String,
     language: String,
     category: String,
+    #[schema(value_type = Vec<Object>)]
     components: Vec<Component>,
     #[serde(default)]
     defaults: BTreeMap<String, String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/templates",
+    tag = "templates",
+    request_body = Create,
+    responses((status = 201, description = "Created.", body = Written<TemplateReview>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<Create>) -> Result<Response, ApiError> {
     let b = body.value;
     let input = NewTemplate {
@@ -40,7 +52,7 @@ pub async fn create(State(s): State<AppState>, caller: Caller, body: JsonBody<Cr
     Ok(command_response(StatusCode::CREATED, result))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Review {
     workspace_id: Uuid,
@@ -48,6 +60,15 @@ pub struct Review {
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/templates/{id}/review",
+    tag = "operator",
+    params(("id" = Uuid, Path)),
+    request_body = Review,
+    responses((status = 200, description = "Done.", body = Written<TemplateReview>)),
+    security(("operator" = []))
+)]
 pub async fn review(
     State(s): State<AppState>,
     op: Operator,

@@ -39,7 +39,8 @@ async fn credentials(s: &AppState, channel: Uuid) -> Result<StoredCredentials, A
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Handshake {
     #[serde(rename = "hub.mode")]
     mode: Option<String>,
@@ -49,6 +50,13 @@ pub struct Handshake {
     verify_token: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/meta/{channel_id}",
+    tag = "webhooks",
+    params(("channel_id" = Uuid, Path), Handshake),
+    responses((status = 200, description = "The `hub.challenge`, echoed.", body = String, content_type = "text/plain"))
+)]
 pub async fn verify(
     State(s): State<AppState>,
     Path(channel): Path<Uuid>,
@@ -64,6 +72,17 @@ pub async fn verify(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/meta/{channel_id}",
+    tag = "webhooks",
+    params(
+        ("channel_id" = Uuid, Path),
+        ("X-Hub-Signature-256" = String, Header, description = "`sha256=<hex HMAC-SHA256 of the body with the app secret>`")
+    ),
+    request_body(content = Object, description = "A WhatsApp Cloud API notification (`object: whatsapp_business_account`)."),
+    responses((status = 200, description = "Taken: every part recorded, or parked as an exception.", body = Object))
+)]
 pub async fn receive(
     State(s): State<AppState>,
     Path(channel): Path<Uuid>,
@@ -96,7 +115,8 @@ pub async fn receive(
     .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExceptionsQuery {
     kind: Option<String>,
@@ -106,6 +126,14 @@ pub struct ExceptionsQuery {
 }
 
 /// `GET /v1/operator/webhook-exceptions`: the newest first, or after an id.
+#[utoipa::path(
+    get,
+    path = "/v1/operator/webhook-exceptions",
+    tag = "operator",
+    params(ExceptionsQuery),
+    responses((status = 200, description = "Done.", body = crate::openapi::OperatorPage)),
+    security(("operator" = []))
+)]
 pub async fn list_exceptions(
     State(s): State<AppState>,
     _operator: Operator,

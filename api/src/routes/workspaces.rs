@@ -2,6 +2,7 @@
 //! `PUT /v1/operator/workspaces/{id}/rate-limit` (operator).
 
 use super::command_response;
+use super::Written;
 use crate::auth::{Caller, Operator};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Path};
@@ -11,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use blazz_commands::handlers::workspace::SettingsChange;
+use blazz_commands::outcome::{WorkspaceCreated, WorkspaceWritten};
 use blazz_domain::ids::ApiKeyId;
 use blazz_domain::role::{Action, Role};
 use blazz_domain::workspace::Workspace;
@@ -18,13 +20,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
     name: String,
     timezone: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces",
+    tag = "workspaces",
+    request_body = CreateWorkspace,
+    responses((status = 201, description = "Created.", body = Written<WorkspaceCreated>)),
+    security(("operator" = []))
+)]
 pub async fn create(
     State(s): State<AppState>,
     op: Operator,
@@ -35,6 +45,13 @@ pub async fn create(
     Ok(command_response(StatusCode::CREATED, result))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspace",
+    tag = "workspaces",
+    responses((status = 200, description = "Done.", body = WorkspaceView)),
+    security(("api_key" = ["owner", "admin", "agent", "viewer"]))
+)]
 pub async fn show(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Action::Read)?;
     let ws = s.commands.load::<Workspace>(caller.workspace_id(), caller.workspace_id()).await?;
@@ -57,10 +74,11 @@ pub async fn show(State(s): State<AppState>, caller: Caller) -> Result<Response,
 }
 
 /// The workspace's settings and keys (never their secrets), from its stream.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WorkspaceView {
     workspace_id: Uuid,
     name: String,
+    #[schema(value_type = Option<String>)]
     timezone: Option<blazz_domain::values::TimeZone>,
     opt_out_keywords: Vec<String>,
     opt_in_keywords: Vec<String>,
@@ -69,7 +87,7 @@ pub struct WorkspaceView {
     version: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     id: ApiKeyId,
     name: String,
@@ -77,7 +95,7 @@ pub struct KeyView {
     revoked: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkspace {
     name: Option<String>,
@@ -86,6 +104,14 @@ pub struct UpdateWorkspace {
     opt_in_keywords: Option<Vec<String>>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/workspace",
+    tag = "workspaces",
+    request_body = UpdateWorkspace,
+    responses((status = 200, description = "Done.", body = Written<WorkspaceWritten>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
 pub async fn update(
     State(s): State<AppState>,
     caller: Caller,
@@ -102,7 +128,7 @@ pub async fn update(
     Ok(command_response(StatusCode::OK, result))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitBody {
     /// Requests per second per API key of the workspace; `null` returns to the gateway's default.
@@ -111,6 +137,15 @@ pub struct RateLimitBody {
 
 /// `PUT /v1/operator/workspaces/{id}/rate-limit` (operator): the workspace's own per-key request rate.
 /// Gateways pick it up within seconds.
+#[utoipa::path(
+    put,
+    path = "/v1/operator/workspaces/{id}/rate-limit",
+    tag = "operator",
+    params(("id" = Uuid, Path)),
+    request_body = RateLimitBody,
+    responses((status = 200, description = "Done.", body = Object)),
+    security(("operator" = []))
+)]
 pub async fn set_rate_limit(
     State(s): State<AppState>,
     _operator: Operator,

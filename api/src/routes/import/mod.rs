@@ -13,11 +13,13 @@ use super::{command_response, IMPORT_BODY_LIMIT};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{fingerprint_hasher, is_json};
+use crate::routes::Written;
 use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use blazz_commands::handlers::import::{ImportRow, RowError, MAX_IMPORT_ROWS};
+use blazz_commands::outcome::ImportReport;
 use blazz_domain::role::Action;
 use body::{BodyReader, Overrun};
 use std::io::BufReader;
@@ -94,6 +96,14 @@ async fn parse(req: Request, format: Format, idempotent: bool) -> Result<(Parsed
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/import",
+    tag = "contacts",
+    request_body(content((Vec<Object> = "application/json"), (String = "text/csv")), description = "Rows: a JSON array of `{phone, name?, attributes?}` or CSV with a `phone` column."),
+    responses((status = 200, description = "Done.", body = Written<ImportReport>)),
+    security(("api_key" = ["owner", "admin", "agent"]))
+)]
 pub async fn import(State(s): State<AppState>, caller: Caller, req: Request) -> Result<Response, ApiError> {
     caller.require(Action::ManageContacts)?;
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
