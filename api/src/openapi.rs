@@ -12,14 +12,6 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-/// Roles as they appear in security requirements: who may read, who may work the inbox and
-/// contacts, who may administer.
-pub mod roles {
-    pub const READ: [&str; 4] = ["owner", "admin", "agent", "viewer"];
-    pub const WORK: [&str; 3] = ["owner", "admin", "agent"];
-    pub const ADMIN: [&str; 2] = ["owner", "admin"];
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(
