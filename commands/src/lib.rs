@@ -15,6 +15,7 @@
 //! - [`dispatch`]: sending one queued message, attempt recorded before the provider call.
 //! - [`provider`]: the [`provider::Provider`] trait, the Meta Cloud API client and the sandbox.
 
+pub mod as_of;
 pub mod codec;
 pub mod context;
 pub mod credentials;

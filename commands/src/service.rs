@@ -176,12 +176,20 @@ impl Commands {
         }
         let mut state = A::default();
         for e in events {
-            let decoded = A::Event::try_from(self.codec.decode(e)?).map_err(|_| {
-                crate::store::StoreError::Corrupt(format!("{} in stream {}", e.event_type, e.stream_id))
-            })?;
-            state = state.evolve(&decoded);
+            state = self.evolved(state, e)?;
         }
         Ok(Loaded { state, version: events.last().map_or(0, |e| e.stream_version) })
+    }
+
+    /// `state` with one stored event of its stream folded in.
+    pub(crate) fn evolved<A>(&self, state: A, e: &RecordedEvent) -> Result<A, CommandError>
+    where
+        A: Aggregate,
+        A::Event: TryFrom<DomainEvent>,
+    {
+        let decoded = A::Event::try_from(self.codec.decode(e)?)
+            .map_err(|_| crate::store::StoreError::Corrupt(format!("{} in stream {}", e.event_type, e.stream_id)))?;
+        Ok(state.evolve(&decoded))
     }
 
     /// Loads an aggregate of the caller's workspace.

@@ -42,7 +42,7 @@ impl Availability {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Agent {
     pub created: bool,
     pub name: String,

@@ -112,7 +112,7 @@ impl FinalCounts {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Campaign {
     pub created: bool,
     pub status: CampaignStatus,

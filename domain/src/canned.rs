@@ -97,7 +97,7 @@ fn replace_placeholder(text: &str, name: &str, value: &str) -> String {
     out
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CannedResponse {
     pub created: bool,
     pub deleted: bool,

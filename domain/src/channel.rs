@@ -33,7 +33,7 @@ impl ProviderKind {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Channel {
     pub connected: bool,
     pub provider: Option<ProviderKind>,

@@ -44,7 +44,7 @@ pub struct OptOut {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Contact {
     pub created: bool,
     pub deleted: bool,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// How long after the contact's last inbound message free-form messages may be sent.
 pub const SERVICE_WINDOW: Duration = Duration::hours(24);
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Conversation {
     pub started: bool,
     pub channel_id: Option<ChannelId>,

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 /// Most contacts one add/remove command may carry.
 pub const MAX_MEMBERS_PER_COMMAND: usize = 100_000;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ContactGroup {
     pub created: bool,
     pub name: String,

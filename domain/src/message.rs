@@ -238,7 +238,7 @@ pub struct RecipientFacts {
     pub window_open: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     pub queued: bool,
     pub status: MessageStatus,

@@ -15,7 +15,7 @@ pub const MAX_MEMBERS: usize = 500;
 /// The highest per-agent cap of open conversations.
 pub const MAX_OPEN_CAP: u32 = 10_000;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Team {
     pub created: bool,
     pub name: String,

@@ -22,7 +22,7 @@ pub struct ApiKeyInfo {
     pub agent_id: Option<AgentId>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Workspace {
     pub created: bool,
     pub name: String,

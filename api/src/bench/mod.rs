@@ -8,6 +8,7 @@
 //! - `webhooks` ([`webhooks`]): signed Meta webhook POSTs of 100 statuses each, at a fixed concurrency.
 //! - `dispatch` ([`dispatch`]): achieved send rate against the configured one, and CPU per message.
 //! - `fanout` ([`fanout`]): time to launch a campaign to N imported contacts.
+//! - `as-of` ([`as_of`]): state-as-of latency on one long stream, against the plain read of it.
 //! - `live` ([`live`]): commands at a fixed rate, measuring command-accepted → WebSocket-delta latency
 //!   and the projections' lag meanwhile.
 //!
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+mod as_of;
 mod dispatch;
 mod fanout;
 mod live;
@@ -76,6 +78,14 @@ pub enum Which {
         rate: u32,
         #[arg(long, default_value_t = 800)]
         messages: usize,
+    },
+    /// State-as-of queries on one stream of `events` events, against the plain read of the stream.
+    AsOf {
+        #[arg(long, default_value_t = 10_000)]
+        events: u64,
+        /// Timed queries per point.
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
     },
     /// Launch a campaign to N recipients (imported first) and time the fan-out.
     Fanout {
@@ -203,6 +213,7 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
                 live::run(pool, config.append_writers, rate, seconds, config.kafka.clone()).await
             }
             Which::Replay { events } => replay::run(pool, config.append_writers, events).await,
+            Which::AsOf { events, rounds } => as_of::run(pool, config.append_writers, events, rounds).await,
             Which::Neighbours { concurrency, seconds, campaign, flood } => {
                 neighbours::run(pool, &config, concurrency, seconds, campaign, &flood).await
             }

@@ -10,8 +10,11 @@ use crate::extract::{Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
+use blazz_commands::as_of::{AsOf, StateAt};
 use blazz_commands::store::{LogCursor, LogPage, RecordedEvent};
+use blazz_domain::aggregate::StreamId;
 use blazz_domain::role::Action;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -124,7 +127,7 @@ pub async fn stream(
     Query(p): Query<StreamParams>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::Read)?;
-    if blazz_domain::aggregate::StreamId::parse(&stream_id).is_none() {
+    if StreamId::parse(&stream_id).is_none() {
         return Err(ApiError::bad_request("invalid_path", "stream ids look like contact-<uuid>"));
     }
     let from = p.from_version.unwrap_or(1).max(1);
@@ -146,4 +149,49 @@ pub async fn stream(
         "events": events.iter().map(event_json).collect::<Vec<_>>(),
         "next_from_version": next,
     })))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct StateParams {
+    /// The state after the events up to this log position.
+    at_position: Option<i64>,
+    /// The state after the events recorded at or before this time (RFC 3339).
+    at_time: Option<DateTime<Utc>>,
+}
+
+/// An aggregate's state as of a past point, folded from its stream (the latest without a point):
+/// what a command at that point would have decided on.
+#[utoipa::path(
+    get,
+    path = "/v1/history/streams/{stream_id}/state",
+    tag = "history",
+    params(("stream_id" = String, Path, description = "`<category>-<uuid>`, e.g. `contact-…`"), StateParams),
+    responses((status = 200, description = "Found.", body = StateAt)),
+    security(("api_key" = ["owner", "admin", "agent", "viewer"]))
+)]
+pub async fn state(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(stream_id): Path<String>,
+    Query(p): Query<StateParams>,
+) -> Result<Json<StateAt>, ApiError> {
+    let at = match (p.at_position, p.at_time) {
+        (Some(position), None) => AsOf::Position(position),
+        (None, Some(time)) => AsOf::Time(time),
+        (None, None) => AsOf::Now,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("invalid_query", "give at_position or at_time, not both"))
+        }
+    };
+    let stream = StreamId::parse(&stream_id)
+        .ok_or_else(|| ApiError::bad_request("invalid_path", "stream ids look like contact-<uuid>"))?;
+    state_at(&s, &caller, &stream, at).await.map(Json)
+}
+
+/// The state of `stream` of the caller's workspace at `at` (404 for another workspace's stream).
+pub(crate) async fn state_at(s: &AppState, caller: &Caller, stream: &StreamId, at: AsOf) -> Result<StateAt, ApiError> {
+    caller.require(Action::Read)?;
+    s.commands.state_at(caller.workspace_id(), stream, at).await?.ok_or_else(|| ApiError::not_found("stream"))
 }

@@ -101,6 +101,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(stream::stream))
         .routes(routes!(history::log))
         .routes(routes!(history::stream))
+        .routes(routes!(history::state))
         .routes(routes!(history::correlation))
         .merge(webhook)
         .routes(routes!(webhooks::list_exceptions))

@@ -18,7 +18,7 @@ use crate::error::DomainError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Template {
     pub created: bool,
     pub name: Option<TemplateName>,

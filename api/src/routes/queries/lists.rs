@@ -1,7 +1,7 @@
 //! The lists and single rows of the read models.
 
 use super::{list, one, Params};
-use super::{AtPosition, Paging};
+use super::{one_as_of, AsOfParam, AtPosition, Paging};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Path, Query};
@@ -48,7 +48,7 @@ pub async fn contacts(
     get,
     path = "/v1/contacts/{id}",
     tag = "contacts",
-    params(("id" = Uuid, Path), AtPosition),
+    params(("id" = Uuid, Path), AtPosition, AsOfParam),
     responses((status = 200, description = "Found.", body = Object)),
     security(("api_key" = ["owner", "admin", "agent", "viewer"]))
 )]
@@ -58,7 +58,7 @@ pub async fn contact(
     Path(id): Path<Uuid>,
     Query(p): Query<Params>,
 ) -> Result<Json<Value>, ApiError> {
-    one(&s, &caller, List::Contacts, id, p.min_position, "contact").await
+    one_as_of::<blazz_domain::contact::Contact>(&s, &caller, List::Contacts, id, &p, "contact").await
 }
 
 #[utoipa::path(
@@ -209,7 +209,7 @@ pub async fn conversations(
     get,
     path = "/v1/conversations/{id}",
     tag = "inbox",
-    params(("id" = Uuid, Path), AtPosition),
+    params(("id" = Uuid, Path), AtPosition, AsOfParam),
     responses((status = 200, description = "Found.", body = Object)),
     security(("api_key" = ["owner", "admin", "agent", "viewer"]))
 )]
@@ -219,7 +219,8 @@ pub async fn conversation(
     Path(id): Path<Uuid>,
     Query(p): Query<Params>,
 ) -> Result<Json<Value>, ApiError> {
-    one(&s, &caller, List::Conversations, id, p.min_position, "conversation").await
+    one_as_of::<blazz_domain::conversation::Conversation>(&s, &caller, List::Conversations, id, &p, "conversation")
+        .await
 }
 
 /// `GET /v1/conversations/{id}/notes`: its private notes, oldest first.
@@ -337,7 +338,7 @@ pub async fn messages(
     get,
     path = "/v1/messages/{id}",
     tag = "messages",
-    params(("id" = Uuid, Path), AtPosition),
+    params(("id" = Uuid, Path), AtPosition, AsOfParam),
     responses((status = 200, description = "Found.", body = Object)),
     security(("api_key" = ["owner", "admin", "agent", "viewer"]))
 )]
@@ -347,7 +348,7 @@ pub async fn message(
     Path(id): Path<Uuid>,
     Query(p): Query<Params>,
 ) -> Result<Json<Value>, ApiError> {
-    one(&s, &caller, List::Messages, id, p.min_position, "message").await
+    one_as_of::<blazz_domain::message::Message>(&s, &caller, List::Messages, id, &p, "message").await
 }
 
 #[utoipa::path(
@@ -374,7 +375,7 @@ pub async fn campaigns(
     get,
     path = "/v1/campaigns/{id}",
     tag = "campaigns",
-    params(("id" = Uuid, Path), AtPosition),
+    params(("id" = Uuid, Path), AtPosition, AsOfParam),
     responses((status = 200, description = "Found.", body = Object)),
     security(("api_key" = ["owner", "admin", "agent", "viewer"]))
 )]
@@ -384,7 +385,7 @@ pub async fn campaign(
     Path(id): Path<Uuid>,
     Query(p): Query<Params>,
 ) -> Result<Json<Value>, ApiError> {
-    one(&s, &caller, List::Campaigns, id, p.min_position, "campaign").await
+    one_as_of::<blazz_domain::campaign::Campaign>(&s, &caller, List::Campaigns, id, &p, "campaign").await
 }
 
 #[utoipa::path(

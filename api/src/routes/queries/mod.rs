@@ -14,6 +14,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::http::StatusCode;
 use axum::Json;
+use blazz_commands::as_of::AsOf;
+use blazz_domain::aggregate::StreamId;
 use blazz_domain::role::Action;
 use blazz_projections::queries::{self, Filter, List, Page};
 use chrono::NaiveDate;
@@ -54,6 +56,8 @@ pub struct Params {
     conversation_id: Option<Uuid>,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
+    /// A single row as of a past point, from the log: a log position, or an RFC 3339 time.
+    as_of: Option<String>,
 }
 
 /// The paging parameters of every list, as the OpenAPI document shows them ([`Params`] reads them).
@@ -62,6 +66,9 @@ pub struct Paging;
 /// `min_position` alone (a single row's query).
 #[derive(Debug)]
 pub struct AtPosition;
+/// `as_of` of a single row (contacts, conversations, messages, campaigns).
+#[derive(Debug)]
+pub struct AsOfParam;
 /// The days of a report, and `min_position`.
 #[derive(Debug)]
 pub struct Days;
@@ -99,6 +106,21 @@ impl IntoParams for Paging {
 impl IntoParams for AtPosition {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         vec![min_position()]
+    }
+}
+
+impl IntoParams for AsOfParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let description = "Answer from the log, as of a past point: a log position, or an RFC 3339 time. \
+            The answer is then the aggregate's state there (as `GET /v1/history/streams/{id}/state`).";
+        let schema = ObjectBuilder::new().schema_type(Type::String);
+        vec![ParameterBuilder::new()
+            .name("as_of")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(schema))
+            .build()]
     }
 }
 
@@ -159,6 +181,30 @@ async fn list(
         .await
         .map_err(|e| ApiError::internal(&e))?;
     Ok(page_json(page))
+}
+
+/// A single row: from its read model, or with `as_of` the aggregate's state at that point of the log.
+async fn one_as_of<A: blazz_domain::Aggregate>(
+    s: &AppState,
+    caller: &Caller,
+    which: List,
+    id: Uuid,
+    p: &Params,
+    what: &str,
+) -> Result<Json<Value>, ApiError> {
+    let Some(as_of) = p.as_of.as_deref() else {
+        return one(s, caller, which, id, p.min_position, what).await;
+    };
+    let at = match as_of.parse::<i64>() {
+        Ok(position) => AsOf::Position(position),
+        Err(_) => AsOf::Time(
+            chrono::DateTime::parse_from_rfc3339(as_of)
+                .map_err(|_| ApiError::bad_request("invalid_query", "as_of is a log position or an RFC 3339 time"))?
+                .to_utc(),
+        ),
+    };
+    let state = super::history::state_at(s, caller, &StreamId::of::<A>(id), at).await?;
+    Ok(Json(serde_json::to_value(state).map_err(|e| ApiError::internal(&e))?))
 }
 
 async fn one(

@@ -8,11 +8,13 @@ mod batch;
 mod coalesce;
 mod fair;
 mod read;
+mod snapshots;
 
 use super::{
     AppendError, AppendOutcome, AppendRequest, Claim, EventStore, ExpectedVersion, IdempotencyRecord, IdempotencyWrite,
-    LogCursor, LogPage, RecordedEvent, StoreError,
+    LogCursor, LogPage, RecordedEvent, Snapshot, StoreError,
 };
+use crate::as_of::AsOf;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::sync::Arc;
@@ -197,6 +199,14 @@ impl EventStore for PgEventStore {
         limit: usize,
     ) -> Result<LogPage, StoreError> {
         read::correlation(&self.pool, workspace, correlation_id, after, limit).await
+    }
+
+    async fn snapshot(&self, stream_id: &str, code: &str, at: AsOf) -> Result<Option<Snapshot>, StoreError> {
+        snapshots::newest(&self.pool, stream_id, code, at).await
+    }
+
+    async fn put_snapshots(&self, snapshots: Vec<Snapshot>) -> Result<(), StoreError> {
+        snapshots::put(&self.pool, &snapshots).await
     }
 
     async fn read_streams(&self, stream_ids: &[String]) -> Result<Vec<RecordedEvent>, StoreError> {
