@@ -57,6 +57,31 @@ enum Cmd {
     },
     /// Print the OpenAPI document the gateway serves at /openapi.json (docs/openapi.json).
     Openapi,
+    /// For auditors (DATABASE_URL, or the cluster of a running `blazz up`).
+    Audit {
+        #[command(subcommand)]
+        which: Audit,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Audit {
+    /// Write a workspace's events recorded in [--from, --to], in log order, a line each.
+    Export {
+        #[arg(long)]
+        workspace: uuid::Uuid,
+        /// RFC 3339; the start of the log when absent.
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// RFC 3339; now when absent.
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: blazz_api::cli::audit::Format,
+        /// The file to write; standard output when absent.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +143,27 @@ enum Projections {
     },
     /// Drop a parked event for good, then retry the events of its stream parked behind it.
     Skip { id: i64 },
+}
+
+async fn audit(config: Config, which: Audit) -> Result<(), Error> {
+    use blazz_api::cli::audit::{export, Selection};
+    use blazz_api::cli::progress::JobProgress;
+    use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
+    let pool = server::connect_and_migrate(&existing_database(&config)?, 4).await?;
+    match which {
+        Audit::Export { workspace, from, to, format, out } => {
+            let store = PgEventStore::new(pool, BatchConfig::default());
+            let selection = Selection { workspace, from, to };
+            let mut progress = JobProgress::stderr("export", "events", store.count(workspace, from, to).await?);
+            let mut out: Box<dyn std::io::Write> = match out {
+                Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let written = export(&store, selection, format, &mut *out, &mut progress).await?;
+            eprintln!("exported {written} events");
+        }
+    }
+    Ok(())
 }
 
 /// DATABASE_URL, or the private cluster of a `blazz up` running on the same data directory.
@@ -424,6 +470,7 @@ async fn main() -> std::process::ExitCode {
             Cmd::Bench { which } => bench::run(config, which).await,
             Cmd::Projections { which } => projections(config, which).await,
             Cmd::Import { which } => import(which).await,
+            Cmd::Audit { which } => audit(config, which).await,
             Cmd::Openapi => {
                 println!("{}", blazz_api::openapi::document().to_pretty_json()?);
                 Ok(())

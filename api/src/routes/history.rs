@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 
 const MAX_LIMIT: usize = 1000;
 
-fn event_json(e: &RecordedEvent) -> Value {
+/// An event as the history answers it (and `blazz audit export` writes it).
+pub(crate) fn event_json(e: &RecordedEvent) -> Value {
     json!({
         "position": e.position,
         "cursor": LogCursor::of(e).encode(),

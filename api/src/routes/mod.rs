@@ -25,6 +25,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use blazz_commands::CommandResult;
+pub(crate) use history::event_json;
 use queries as q;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{Modify, OpenApi};

@@ -128,6 +128,25 @@ impl PgEventStore {
         Self { pool, queue, reads }
     }
 
+    /// How many events of `workspace` were recorded in `[from, to]` (either end open).
+    pub async fn count(
+        &self,
+        workspace: Uuid,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE workspace_id = $1 \
+             AND ($2::timestamptz IS NULL OR recorded_at >= $2) AND ($3::timestamptz IS NULL OR recorded_at <= $3)",
+        )
+        .bind(workspace)
+        .bind(from)
+        .bind(to)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.max(0) as u64)
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
