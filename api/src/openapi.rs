@@ -7,7 +7,7 @@
 //! `Idempotency-Key` header of commands, operation ids, and what the security requirement's list
 //! means: the roles whose API keys may call the operation.
 
-use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -265,22 +265,25 @@ impl Modify for Conventions {
 }
 
 fn idempotency_header(op: &mut Operation) {
-    let parameters = op.parameters.get_or_insert_with(Vec::new);
-    let header = |name: &str, description: &str| {
-        let visible_ascii = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[!-~]{1,255}$"));
-        ParameterBuilder::new()
-            .name(name)
-            .parameter_in(ParameterIn::Header)
-            .required(Required::False)
-            .description(Some(description))
-            .schema(Some(visible_ascii))
-            .build()
-    };
-    parameters.push(header(
+    let visible_ascii = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[!-~]{1,255}$"));
+    op.parameters.get_or_insert_with(Vec::new).push(optional_param(
         "Idempotency-Key",
+        ParameterIn::Header,
+        visible_ascii,
         "1-255 visible ASCII characters. A retry with the same key and body answers the first answer \
          again; with another body, 422 `idempotency_key_reused`.",
     ));
+}
+
+/// An optional parameter, for operations whose parameters are not read by one `IntoParams` type.
+pub(crate) fn optional_param(name: &str, at: ParameterIn, schema: ObjectBuilder, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(at)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
 }
 
 /// The document of the routes (see [`crate::routes::router`]).

@@ -276,9 +276,9 @@ async fn bounded_request_id(mut req: axum::extract::Request) -> axum::extract::R
 }
 
 /// `GET /openapi.json`: the OpenAPI document of every other route (see [`crate::openapi`]).
-async fn openapi_json(document: Arc<str>) -> axum::response::Response {
+async fn openapi_json(document: axum::body::Bytes) -> axum::response::Response {
     use axum::response::IntoResponse;
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], document.to_string()).into_response()
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], document).into_response()
 }
 
 /// The full router with request ids and request spans that record the matched route, not the raw URI.
@@ -287,7 +287,8 @@ pub fn app(state: AppState) -> Router {
     let limits = state.limits;
     let (router, document) = routes::router();
     // Rendered once: the document describes the routes, which do not change while serving.
-    let document: Arc<str> = document.to_json().unwrap_or_default().into();
+    // Shared, not copied, by every answer.
+    let document = axum::body::Bytes::from(document.to_json().unwrap_or_default());
     router
         .route("/openapi.json", axum::routing::get(move || openapi_json(document.clone())))
         .with_state(state)

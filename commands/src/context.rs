@@ -76,10 +76,3 @@ pub struct CommandResult<T> {
     /// True when this is the stored answer of an earlier request with the same idempotency key.
     pub replayed: bool,
 }
-
-impl<T> CommandResult<T> {
-    /// The same answer with another outcome (a route merging several commands' answers).
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> CommandResult<U> {
-        CommandResult { outcome: f(self.outcome), position: self.position, replayed: self.replayed }
-    }
-}

@@ -11,6 +11,7 @@ pub use reports::*;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::openapi::optional_param;
 use crate::state::AppState;
 use axum::http::StatusCode;
 use axum::Json;
@@ -22,8 +23,8 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
-use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::{KnownFormat, ObjectBuilder, Required, SchemaFormat, Type};
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -76,13 +77,8 @@ pub struct Days;
 /// An optional query parameter of `format` (a string of it, or `int64`).
 fn query_param(name: &str, format: KnownFormat, description: &str) -> Parameter {
     let kind = if format == KnownFormat::Int64 { Type::Integer } else { Type::String };
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .description(Some(description))
-        .schema(Some(ObjectBuilder::new().schema_type(kind).format(Some(SchemaFormat::KnownFormat(format)))))
-        .build()
+    let schema = ObjectBuilder::new().schema_type(kind).format(Some(SchemaFormat::KnownFormat(format)));
+    optional_param(name, ParameterIn::Query, schema, description)
 }
 
 fn min_position() -> Parameter {
@@ -113,14 +109,7 @@ impl IntoParams for AsOfParam {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         let description = "Answer from the log, as of a past point: a log position, or an RFC 3339 time. \
             The answer is then the aggregate's state there (as `GET /v1/history/streams/{id}/state`).";
-        let schema = ObjectBuilder::new().schema_type(Type::String);
-        vec![ParameterBuilder::new()
-            .name("as_of")
-            .parameter_in(ParameterIn::Query)
-            .required(Required::False)
-            .description(Some(description))
-            .schema(Some(schema))
-            .build()]
+        vec![optional_param("as_of", ParameterIn::Query, ObjectBuilder::new().schema_type(Type::String), description)]
     }
 }
 
