@@ -23,6 +23,11 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// `BLAZZ_SECRET_KEYS_PREVIOUS`: comma-separated earlier keys, accepted for opening during rotation.
     pub previous_secret_keys: Vec<String>,
+    /// `BLAZZ_AUDIT_SIGNING_KEY`: base64 of the 32-byte Ed25519 seed audit checkpoints are signed
+    /// with. Unset: one generated once and kept in the data directory.
+    pub audit_signing_key: Option<String>,
+    /// `BLAZZ_AUDIT_CHECKPOINT_SECS`: how often the sealer signs checkpoints (default 300).
+    pub audit_checkpoint_secs: u64,
     /// `BLAZZ_META_BASE_URL` (default `https://graph.facebook.com`).
     pub meta_base_url: String,
     /// `BLAZZ_META_API_VERSION` (default `v21.0`).
@@ -83,6 +88,13 @@ impl Config {
             previous_secret_keys: var("BLAZZ_SECRET_KEYS_PREVIOUS")
                 .map(|v| v.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect())
                 .unwrap_or_default(),
+            audit_signing_key: var("BLAZZ_AUDIT_SIGNING_KEY"),
+            audit_checkpoint_secs: match parsed("BLAZZ_AUDIT_CHECKPOINT_SECS", 300)? {
+                0 => {
+                    return Err(ConfigError { name: "BLAZZ_AUDIT_CHECKPOINT_SECS", message: "must be positive".into() })
+                }
+                n => n,
+            },
             meta_base_url: var("BLAZZ_META_BASE_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
             meta_api_version: var("BLAZZ_META_API_VERSION").unwrap_or_else(|| "v21.0".into()),
             public_url: var("BLAZZ_PUBLIC_URL"),
@@ -190,6 +202,8 @@ impl std::fmt::Debug for Config {
             .field("append_writers", &self.append_writers)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
             .field("previous_secret_keys", &self.previous_secret_keys.len())
+            .field("audit_signing_key", &self.audit_signing_key.as_ref().map(|_| "<redacted>"))
+            .field("audit_checkpoint_secs", &self.audit_checkpoint_secs)
             .field("meta_base_url", &self.meta_base_url)
             .field("meta_api_version", &self.meta_api_version)
             .field("public_url", &self.public_url)
@@ -216,6 +230,8 @@ mod tests {
             append_writers: 1,
             secret_key: Some("c2VrcmV0LWtleQ==".into()),
             previous_secret_keys: vec![],
+            audit_signing_key: Some("YXVkaXQta2V5".into()),
+            audit_checkpoint_secs: 300,
             meta_base_url: "https://graph.facebook.com".into(),
             meta_api_version: "v21.0".into(),
             public_url: None,
@@ -230,5 +246,6 @@ mod tests {
         };
         let shown = format!("{c:?}");
         assert!(!shown.contains("sekret") && !shown.contains("pw@") && !shown.contains("c2VrcmV0"));
+        assert!(!shown.contains("YXVkaXQta2V5"));
     }
 }

@@ -82,6 +82,25 @@ enum Audit {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Check every event's digest and link, and every head against the signed checkpoints, of one
+    /// workspace or the whole log; report the first broken link (exit status 1).
+    Verify {
+        /// Absent: the whole log, every workspace in it.
+        #[arg(long)]
+        workspace: Option<uuid::Uuid>,
+        /// The trusted signer (hex); the configured signing key's when absent.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Print the signed checkpoints of a workspace (or of the whole log), a JSON line each.
+    Checkpoints {
+        #[arg(long)]
+        workspace: Option<uuid::Uuid>,
+    },
+    /// Fold the log and sign checkpoints now, rather than at the sealer's next round.
+    Seal,
+    /// Print the public key checkpoints are signed with (hex), for auditors to keep.
+    PublicKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +166,11 @@ enum Projections {
 
 async fn audit(config: Config, which: Audit) -> Result<(), Error> {
     use blazz_api::cli::audit::{export, Selection};
+    use blazz_commands::audit::{checkpoint, seal, verify};
+    if let Audit::PublicKey = which {
+        println!("{}", hex::encode(audit_settings(&config)?.signer.public_key()));
+        return Ok(());
+    }
     use blazz_api::cli::progress::JobProgress;
     use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
     let pool = server::connect_and_migrate(&existing_database(&config)?, 4).await?;
@@ -162,6 +186,40 @@ async fn audit(config: Config, which: Audit) -> Result<(), Error> {
             let written = export(&store, selection, format, &mut *out, &mut progress).await?;
             eprintln!("exported {written} events");
         }
+        Audit::Verify { workspace, public_key } => {
+            let trusted: [u8; 32] = match public_key {
+                Some(k) => {
+                    hex::decode(k.trim()).ok().and_then(|b| b.try_into().ok()).ok_or("--public-key: 64 hex digits")?
+                }
+                None => audit_settings(&config)?.signer.public_key(),
+            };
+            let total: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM events WHERE $1::uuid IS NULL OR workspace_id = $1")
+                    .bind(workspace)
+                    .fetch_one(&pool)
+                    .await?;
+            let mut progress = JobProgress::stderr("verify", "events", total.max(0) as u64);
+            let started = std::time::Instant::now();
+            let v = verify::verify(&pool, workspace, &trusted, &mut |n| progress.set(n)).await?;
+            progress.finish();
+            let rate = v.events as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            println!("checked {} events ({rate:.0}/s) and {} checkpoints", v.events, v.checkpoints);
+            if let Some(broken) = v.broken {
+                println!("BROKEN at {broken}");
+                return Err("the log does not verify".into());
+            }
+            println!("intact; {} events after the last checkpoint are covered by their links only", v.unsigned_tail);
+        }
+        Audit::Checkpoints { workspace } => {
+            for c in checkpoint::list(&pool, workspace.unwrap_or(checkpoint::LOG)).await? {
+                println!("{}", serde_json::to_string(&c)?);
+            }
+        }
+        Audit::Seal => {
+            let s = seal::round(&pool, &audit_settings(&config)?.signer).await?;
+            println!("sealed {} older events, folded {}, signed {} checkpoints", s.sealed, s.folded, s.checkpoints);
+        }
+        Audit::PublicKey => {} // answered above, without a database
     }
     Ok(())
 }
@@ -274,30 +332,54 @@ fn operator_token(config: &Config) -> Result<(String, Option<std::path::PathBuf>
     Ok((token, Some(path)))
 }
 
+/// A key from configuration (`env`), or one generated once and kept (mode 0600) in the data
+/// directory as `file`.
+fn kept_key(
+    config: &Config,
+    configured: &Option<String>,
+    env: &str,
+    file: &str,
+    generate: fn() -> String,
+) -> Result<String, Error> {
+    if let Some(k) = configured {
+        return Ok(k.clone());
+    }
+    let path = config.data_dir.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(k) if !k.trim().is_empty() => Ok(k.trim().to_owned()),
+        _ => {
+            if config.database_url.is_some() {
+                tracing::warn!("{env} is not set: generated one in {}; every instance must share it", path.display());
+            }
+            std::fs::create_dir_all(&config.data_dir)?;
+            let k = generate();
+            write_private(&path, &k)?;
+            Ok(k)
+        }
+    }
+}
+
 /// The credential sealing keys: BLAZZ_SECRET_KEY, or one generated once and kept in the data directory.
 fn secret_keys(config: &Config) -> Result<Keyring, Error> {
-    let current = match &config.secret_key {
-        Some(k) => k.clone(),
-        None => {
-            let path = config.data_dir.join("secret.key");
-            match std::fs::read_to_string(&path) {
-                Ok(k) if !k.trim().is_empty() => k.trim().to_owned(),
-                _ => {
-                    if config.database_url.is_some() {
-                        tracing::warn!(
-                            "BLAZZ_SECRET_KEY is not set: generated one in {}; every instance must share it",
-                            path.display()
-                        );
-                    }
-                    std::fs::create_dir_all(&config.data_dir)?;
-                    let k = Keyring::generate_base64();
-                    write_private(&path, &k)?;
-                    k
-                }
-            }
-        }
-    };
+    let current = kept_key(config, &config.secret_key, "BLAZZ_SECRET_KEY", "secret.key", Keyring::generate_base64)?;
     Ok(Keyring::from_base64(&current, &config.previous_secret_keys)?)
+}
+
+/// The audit sealer's settings: BLAZZ_AUDIT_SIGNING_KEY, or a key generated once and kept in the
+/// data directory; BLAZZ_AUDIT_CHECKPOINT_SECS.
+fn audit_settings(config: &Config) -> Result<server::AuditSettings, Error> {
+    use blazz_commands::audit::checkpoint::Signer;
+    let seed = kept_key(
+        config,
+        &config.audit_signing_key,
+        "BLAZZ_AUDIT_SIGNING_KEY",
+        "audit-signing.key",
+        Signer::generate_base64,
+    )?;
+    Ok(server::AuditSettings {
+        signer: Signer::from_base64(&seed)?,
+        interval: std::time::Duration::from_secs(config.audit_checkpoint_secs),
+    })
 }
 
 fn edge_settings(config: &Config, dispatch: bool) -> Result<server::EdgeSettings, Error> {
@@ -364,6 +446,7 @@ async fn project(config: Config) -> Result<(), Error> {
     let url = config.database_url.clone().ok_or("`blazz project` needs DATABASE_URL")?;
     let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sealer = server::spawn_sealer(pool.clone(), audit_settings(&config)?, stopped.clone());
     let task = match &config.kafka {
         Some(kafka) => server::spawn_kafka_projectors(pool, kafka, None, stopped).await?.0,
         None => {
@@ -375,6 +458,7 @@ async fn project(config: Config) -> Result<(), Error> {
     server::shutdown_signal().await;
     let _ = stop.send(true);
     task.await?;
+    sealer.await?;
     Ok(())
 }
 
@@ -418,6 +502,7 @@ async fn run_server(mut config: Config, embedded_allowed: bool, demo: bool) -> R
             edge: edge_settings(&config, embedded_allowed)?,
             kafka: config.kafka.clone(),
             limits: config.limits,
+            audit: embedded_allowed.then(|| audit_settings(&config)).transpose()?,
             ..server::Settings::new(config.append_writers, Some(token))
         };
         let state = server::state(pool, settings, stopped, &format!("http://{addr}")).await?;

@@ -94,6 +94,7 @@ pub struct HistoryEvent {
     pub position: i64,
     /// Where a reader that has seen this event continues (`after`).
     pub cursor: String,
+    pub workspace_id: uuid::Uuid,
     pub stream_id: String,
     pub stream_version: i64,
     pub event_id: uuid::Uuid,
@@ -105,6 +106,9 @@ pub struct HistoryEvent {
     /// `correlation_id`, `causation_id`, `actor`, `request_id`, `agent_id`.
     #[schema(value_type = Object)]
     pub metadata: (),
+    /// The link chaining the event to its stream predecessor (hex SHA-256; `blazz audit verify`,
+    /// docs/operations.md#tamper-evidence); `null` only on an event not sealed yet.
+    pub hash: Option<String>,
 }
 
 /// A page of the log, in commit order.

@@ -8,6 +8,7 @@ use crate::state::AppState;
 use axum::extract::MatchedPath;
 use axum::http::{HeaderName, Request};
 use axum::Router;
+use blazz_commands::audit::{checkpoint::Signer, seal};
 use blazz_commands::codec::Codec;
 use blazz_commands::credentials::{CredentialStore, Keyring};
 use blazz_commands::dispatch::{Dispatcher, Providers, RetryPolicy};
@@ -49,6 +50,30 @@ pub struct Settings {
     pub kafka: Option<KafkaConfig>,
     /// Request timeout, concurrency limit, per-key rates.
     pub limits: LimitSettings,
+    /// Run the audit sealer in this process (with the projectors). `None`: it runs elsewhere.
+    pub audit: Option<AuditSettings>,
+}
+
+/// The audit sealer: the key checkpoints are signed with, and how often.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub signer: Signer,
+    pub interval: std::time::Duration,
+}
+
+/// Starts the audit sealer (`blazz_commands::audit::seal`), supervised, until `shutdown`.
+pub fn spawn_sealer(
+    pool: PgPool,
+    audit: AuditSettings,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(supervise("audit sealer", shutdown.clone(), move || {
+        let (pool, audit, shutdown) = (pool.clone(), audit.clone(), shutdown.clone());
+        async move {
+            seal::run(pool, audit.signer, audit.interval, shutdown).await;
+            Ok::<(), std::convert::Infallible>(())
+        }
+    }))
 }
 
 /// The WhatsApp edge: credential sealing, providers, and whether this process dispatches.
@@ -88,6 +113,7 @@ impl Settings {
             edge: EdgeSettings::default(),
             kafka: None,
             limits: LimitSettings::default(),
+            audit: None,
         }
     }
 }
@@ -137,6 +163,9 @@ pub async fn state(
     let edge = settings.edge;
     let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
     let ticks = crate::ticker::spawn(pool.clone(), shutdown.clone());
+    if let (true, Some(audit)) = (settings.projectors, settings.audit) {
+        spawn_sealer(pool.clone(), audit, shutdown.clone());
+    }
     if edge.dispatch {
         let dispatcher = dispatcher(commands.clone(), credentials.clone(), &edge, own_url);
         spawn_dispatcher(pool.clone(), dispatcher, launcher.clone(), shutdown);

@@ -176,6 +176,7 @@ mod tests {
                 agent_id: None,
             },
             recorded_at: chrono::Utc::now(),
+            hash: None,
         }
     }
 

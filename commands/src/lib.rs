@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`store`]: the [`store::EventStore`] trait, its PostgreSQL (group commit, gap-free reads) and
 //!   in-memory implementations, and the conformance suite both pass.
+//! - [`audit`]: tamper evidence: hash chains over the log, signed checkpoints, verification.
 //! - [`codec`]: the stored form of domain events, with upcasting of old schema versions.
 //! - [`context`]: who issues a command, for which workspace, with which idempotency key.
 //! - [`error`]: [`CommandError`], everything a command can fail with.
@@ -16,6 +17,7 @@
 //! - [`provider`]: the [`provider::Provider`] trait, the Meta Cloud API client and the sandbox.
 
 pub mod as_of;
+pub mod audit;
 pub mod codec;
 pub mod context;
 pub mod credentials;

@@ -91,5 +91,6 @@ fn cloud_event(e: &RecordedEvent) -> Value {
         "blazzcorrelationid": e.metadata.correlation_id,
         "blazzcausationid": e.metadata.causation_id,
         "blazzactor": e.metadata.actor,
+        "blazzhash": e.hash.map(hex::encode),
     })
 }

@@ -25,6 +25,7 @@ pub(crate) fn event_json(e: &RecordedEvent) -> Value {
     json!({
         "position": e.position,
         "cursor": LogCursor::of(e).encode(),
+        "workspace_id": e.workspace_id,
         "stream_id": e.stream_id,
         "stream_version": e.stream_version,
         "event_id": e.event_id,
@@ -33,6 +34,7 @@ pub(crate) fn event_json(e: &RecordedEvent) -> Value {
         "recorded_at": e.recorded_at,
         "payload": e.payload,
         "metadata": e.metadata,
+        "hash": e.hash.map(hex::encode),
     })
 }
 

@@ -93,6 +93,7 @@ impl EventStore for MemoryEventStore {
                 payload: e.payload.clone(),
                 metadata: r.metadata.clone(),
                 recorded_at: now,
+                hash: None,
             });
             position = Some(pos);
         }

@@ -192,6 +192,9 @@ pub struct RecordedEvent {
     pub payload: serde_json::Value,
     pub metadata: EventMetadata,
     pub recorded_at: DateTime<Utc>,
+    /// The link chaining it to its stream predecessor (`crate::audit::chain`); `None` where the
+    /// store keeps no chain (the in-memory store, the Kafka topic) or not yet sealed.
+    pub hash: Option<crate::audit::chain::Hash>,
 }
 
 /// An aggregate's state after `version` events of its stream, as the fold `code` made it.

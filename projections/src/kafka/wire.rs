@@ -61,6 +61,7 @@ impl EventMessage {
             payload: self.payload,
             metadata: self.metadata,
             recorded_at: self.recorded_at,
+            hash: None,
         };
         (self.epoch, self.prev, record)
     }
@@ -135,6 +136,7 @@ mod tests {
                 agent_id: None,
             },
             recorded_at: Utc::now(),
+            hash: None,
         };
         let prev = Some(LogCursor { transaction_id: 9, position: 41 });
         let bytes = serde_json::to_vec(&EventMessage::new(7, prev, &e)).expect("encode");

@@ -5,9 +5,13 @@
 //! A failing command must not fail its batch-mates: every statement uses `ON CONFLICT DO NOTHING
 //! RETURNING` to learn which rows went in, commands with a missing row are marked failed, and whatever
 //! they did write is deleted again before the transaction commits.
+//!
+//! Each event goes in with its content digest; the trigger `events_chain` links it to its stream
+//! predecessor (`crate::audit::chain`).
 
 use super::fair::FairQueue;
 use super::Reply;
+use crate::audit::chain;
 use crate::store::{AppendError, AppendOutcome, AppendRequest, ExpectedVersion, StoreError};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::collections::{HashMap, HashSet};
@@ -272,6 +276,7 @@ async fn insert_events(
     let mut workspaces = Vec::with_capacity(n);
     let mut payloads = Vec::with_capacity(n);
     let mut metadata = Vec::with_capacity(n);
+    let mut digests = Vec::with_capacity(n);
     for r in requests {
         let (exp, any) = expectation(r.expected);
         let meta = serde_json::to_value(&r.metadata).unwrap_or_default();
@@ -285,6 +290,18 @@ async fn insert_events(
             versions.push(e.schema_version);
             workspaces.push(r.workspace_id);
             payloads.push(&e.payload);
+            digests.push(
+                chain::content_digest(&chain::Content {
+                    event_id: e.event_id,
+                    event_type: &e.event_type,
+                    metadata: &meta,
+                    payload: &e.payload,
+                    schema_version: e.schema_version,
+                    stream_id: r.stream_id.as_str(),
+                    workspace_id: r.workspace_id,
+                })
+                .to_vec(),
+            );
             metadata.push(meta.clone());
         }
     }
@@ -296,8 +313,9 @@ async fn insert_events(
     let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
         "WITH input AS (
              SELECT * FROM unnest($1::text[], $2::int8[], $3::bool[], $4::int8[], $5::uuid[], $6::text[], $7::int4[],
-                                  $8::uuid[], $9::jsonb[], $10::jsonb[])
-                 AS t(stream_id, expected, is_any, ord, event_id, event_type, schema_version, workspace_id, payload, metadata)
+                                  $8::uuid[], $9::jsonb[], $10::jsonb[], $11::bytea[])
+                 AS t(stream_id, expected, is_any, ord, event_id, event_type, schema_version, workspace_id, payload, metadata,
+                      content_digest)
          ), versioned AS (
              SELECT i.*,
                     CASE WHEN i.is_any
@@ -311,8 +329,9 @@ async fn insert_events(
              ) v ON true
              WHERE i.is_any OR i.expected = 0 OR v.found
          )
-         INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, workspace_id, payload, metadata)
-         SELECT stream_id, stream_version, event_id, event_type, schema_version, workspace_id, payload, metadata
+         INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, workspace_id, payload, metadata,
+                             content_digest)
+         SELECT stream_id, stream_version, event_id, event_type, schema_version, workspace_id, payload, metadata, content_digest
          FROM versioned ORDER BY stream_id, stream_version
          ON CONFLICT DO NOTHING
          RETURNING event_id, position, stream_version",
@@ -327,6 +346,7 @@ async fn insert_events(
     .bind(&workspaces)
     .bind(&payloads)
     .bind(&metadata)
+    .bind(&digests)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(|(id, pos, ver)| (id, (pos, ver as u64))).collect())

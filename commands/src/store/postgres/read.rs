@@ -9,7 +9,7 @@ use uuid::Uuid;
 // meaning the xid8 column (an output column of the same name would win and sort as text, where
 // "10000" < "9999", which breaks the log order and lets a reader skip events).
 const COLUMNS: &str = "position, transaction_id::text AS xid_text, stream_id, stream_version, event_id, \
-     event_type, schema_version, workspace_id, payload, metadata, recorded_at";
+     event_type, schema_version, workspace_id, payload, metadata, recorded_at, hash";
 
 fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
@@ -28,6 +28,7 @@ fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         payload: row.try_get("payload")?,
         metadata: serde_json::from_value::<EventMetadata>(metadata).map_err(|e| corrupt("metadata", &e))?,
         recorded_at: row.try_get("recorded_at")?,
+        hash: crate::audit::chain::hash_of(row.try_get::<Option<Vec<u8>>, _>("hash")?.as_deref()),
     })
 }
 
