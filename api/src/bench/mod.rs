@@ -9,6 +9,7 @@
 //! - `dispatch` ([`dispatch`]): achieved send rate against the configured one, and CPU per message.
 //! - `fanout` ([`fanout`]): time to launch a campaign to N imported contacts.
 //! - `as-of` ([`as_of`]): state-as-of latency on one long stream, against the plain read of it.
+//! - `verify` ([`verify`]): `audit verify` events/s over a large log, against a plain read of it.
 //! - `live` ([`live`]): commands at a fixed rate, measuring command-accepted → WebSocket-delta latency
 //!   and the projections' lag meanwhile.
 //!
@@ -31,6 +32,7 @@ mod fanout;
 mod live;
 mod neighbours;
 mod replay;
+mod verify;
 mod webhooks;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -85,6 +87,14 @@ pub enum Which {
         events: u64,
         /// Timed queries per point.
         #[arg(long, default_value_t = 50)]
+        rounds: usize,
+    },
+    /// `audit verify` of the whole log of `events` events (seeded if shorter), against a plain read
+    /// of the same rows, `rounds` times in turn.
+    Verify {
+        #[arg(long, default_value_t = 500_000)]
+        events: u64,
+        #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
     /// Launch a campaign to N recipients (imported first) and time the fan-out.
@@ -214,6 +224,7 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
             }
             Which::Replay { events } => replay::run(pool, config.append_writers, events).await,
             Which::AsOf { events, rounds } => as_of::run(pool, config.append_writers, events, rounds).await,
+            Which::Verify { events, rounds } => verify::run(pool, config.append_writers, events, rounds).await,
             Which::Neighbours { concurrency, seconds, campaign, flood } => {
                 neighbours::run(pool, &config, concurrency, seconds, campaign, &flood).await
             }
@@ -227,6 +238,34 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
 }
 
 /// The workspace benchmark data belongs to.
+/// Appends `contact.created` events from 64 writers until the log holds `events` (if it is shorter).
+pub(crate) async fn seed_contacts(pool: &sqlx::PgPool, store: &Arc<dyn EventStore>, events: u64) -> Result<(), Error> {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await?;
+    let missing = Arc::new(AtomicI64::new(events as i64 - have));
+    if missing.load(Ordering::Relaxed) <= 0 {
+        return Ok(());
+    }
+    eprintln!("seeding {} contact.created events", missing.load(Ordering::Relaxed));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (store, missing) = (store.clone(), missing.clone());
+            tokio::spawn(async move {
+                while missing.fetch_sub(1, Ordering::Relaxed) > 0 {
+                    store.append(new_contact_event()).await?;
+                }
+                Ok::<_, blazz_commands::store::AppendError>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 pub(crate) const BENCH_WORKSPACE: Uuid = Uuid::from_u128(0xb1a2_2000_0000_7000_8000_0000_0000_0001);
 
 /// A `contact.created` event of a new contact, as one append (real domain events keep the log

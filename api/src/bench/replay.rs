@@ -2,40 +2,19 @@
 //! `contact.created` events up to the requested size (if it is shorter), then rebuilds the contacts
 //! projection into fresh tables and switches it in, reporting events per second.
 
-use super::{new_contact_event, Error};
+use super::Error;
 use blazz_commands::codec::Codec;
 use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
 use blazz_commands::store::EventStore;
 use blazz_projections::{read_models, rebuild};
 use std::io::Write;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 pub async fn run(pool: sqlx::PgPool, append_writers: usize, events: u64) -> Result<(), Error> {
     let store: Arc<dyn EventStore> =
         Arc::new(PgEventStore::new(pool.clone(), BatchConfig { writers: append_writers, ..BatchConfig::default() }));
-    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
-    let missing = Arc::new(AtomicI64::new(events as i64 - have));
-    if missing.load(Ordering::Relaxed) > 0 {
-        eprintln!("seeding {} contact.created events", missing.load(Ordering::Relaxed));
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..64)
-            .map(|_| {
-                let (store, missing) = (store.clone(), missing.clone());
-                tokio::spawn(async move {
-                    while missing.fetch_sub(1, Ordering::Relaxed) > 0 {
-                        store.append(new_contact_event()).await?;
-                    }
-                    Ok::<_, blazz_commands::store::AppendError>(())
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await??;
-        }
-        eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
-    }
+    super::seed_contacts(&pool, &store, events).await?;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
     let projector = read_models::by_name("contacts").ok_or("no contacts projection")?;
     let started = Instant::now();
