@@ -4,6 +4,7 @@
 //! driver cost alone), and the verification (read, digest, links, heads, checkpoints).
 
 use super::{seed_contacts, Error};
+use blazz_commands::audit::chain::{StoredEvent, STORED_COLUMNS};
 use blazz_commands::audit::checkpoint::Signer;
 use blazz_commands::audit::{seal, verify};
 use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
@@ -52,37 +53,20 @@ pub async fn run(pool: sqlx::PgPool, append_writers: usize, events: u64, rounds:
 
 /// The rows `verify` reads, read the same way and thrown away.
 async fn plain_read(pool: &sqlx::PgPool) -> Result<u64, Error> {
-    type Row = (
-        i64,
-        String,
-        String,
-        i64,
-        uuid::Uuid,
-        String,
-        i32,
-        uuid::Uuid,
-        serde_json::Value,
-        serde_json::Value,
-        chrono::DateTime<chrono::Utc>,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-    );
     let (mut after, mut n) = (("0".to_string(), 0i64), 0u64);
     loop {
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT position, transaction_id::text AS xid_text, stream_id, stream_version, event_id, event_type,
-                    schema_version, workspace_id, payload, metadata, recorded_at, content_digest, hash
-             FROM events
+        let rows: Vec<StoredEvent> = sqlx::query_as(&format!(
+            "SELECT {STORED_COLUMNS} FROM events
              WHERE (transaction_id, position) > ($1::text::xid8, $2)
                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY events.transaction_id, events.position LIMIT 10000",
-        )
+             ORDER BY events.transaction_id, events.position LIMIT 10000"
+        ))
         .bind(&after.0)
         .bind(after.1)
         .fetch_all(pool)
         .await?;
         let Some(last) = rows.last() else { return Ok(n) };
-        after = (last.1.clone(), last.0);
+        after = (last.xid_text.clone(), last.position);
         n += rows.len() as u64;
     }
 }

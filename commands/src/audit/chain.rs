@@ -80,6 +80,53 @@ pub fn fold(head: &Hash, event_hash: &Hash) -> Hash {
     h.finalize().into()
 }
 
+/// An event row as the sealer and the verifier read it: what its digest and link cover, and the
+/// stored digest and link. Select it with [`STORED_COLUMNS`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub position: i64,
+    /// The writing transaction's id, as text.
+    pub xid_text: String,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub workspace_id: Uuid,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    pub content_digest: Option<Vec<u8>>,
+    pub hash: Option<Vec<u8>>,
+}
+
+/// The columns of [`StoredEvent`] (the transaction id goes out under another name so that
+/// `ORDER BY transaction_id` keeps meaning the xid8 column).
+pub const STORED_COLUMNS: &str = "position, transaction_id::text AS xid_text, stream_id, stream_version, event_id, \
+     event_type, schema_version, workspace_id, payload, metadata, recorded_at, content_digest, hash";
+
+impl StoredEvent {
+    pub fn content(&self) -> Content<'_> {
+        Content {
+            event_id: self.event_id,
+            event_type: &self.event_type,
+            metadata: &self.metadata,
+            payload: &self.payload,
+            schema_version: self.schema_version,
+            stream_id: &self.stream_id,
+            workspace_id: self.workspace_id,
+        }
+    }
+
+    pub fn place(&self) -> Place {
+        Place {
+            stream_version: self.stream_version,
+            position: self.position,
+            recorded_at_micros: self.recorded_at.timestamp_micros(),
+        }
+    }
+}
+
 /// A stored hash column as a [`Hash`] (`None` when absent or not 32 bytes long).
 pub fn hash_of(bytes: Option<&[u8]>) -> Option<Hash> {
     bytes.and_then(|b| b.try_into().ok())

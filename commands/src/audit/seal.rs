@@ -6,10 +6,8 @@
 //! sealer works at a time across all processes (a transaction-scoped advisory lock), so several
 //! `blazz project` or `blazz up` instances may each run one.
 
-use super::chain::{self, Hash, Place};
+use super::chain::{self, Hash, StoredEvent, STORED_COLUMNS};
 use super::checkpoint::{self, Signer, LOG};
-use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -87,31 +85,25 @@ async fn locked<T>(
     Ok(Some(out))
 }
 
-type Older = (i64, String, i64, Uuid, String, i32, Uuid, Value, Value, DateTime<Utc>);
-
 /// Gives up to a page of unsealed events (in stream order) their digest and link; answers how many.
 fn seal_older(conn: &mut PgConnection) -> Work<'_, u64> {
     Box::pin(async move {
-        let rows: Vec<Older> = sqlx::query_as(
-            "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, workspace_id, payload,
-                    metadata, recorded_at
-             FROM events WHERE hash IS NULL ORDER BY stream_id, stream_version LIMIT 1000",
-        )
+        let rows: Vec<StoredEvent> = sqlx::query_as(&format!(
+            "SELECT {STORED_COLUMNS} FROM events WHERE hash IS NULL ORDER BY stream_id, stream_version LIMIT 1000"
+        ))
         .fetch_all(&mut *conn)
         .await?;
         let mut links: HashMap<(String, i64), Hash> = HashMap::new();
         let (mut positions, mut digests, mut hashes) = (vec![], vec![], vec![]);
-        for (position, stream_id, version, event_id, event_type, schema_version, workspace_id, payload, metadata, at) in
-            rows
-        {
-            let previous = match links.get(&(stream_id.clone(), version - 1)) {
-                _ if version == 1 => chain::ZERO,
+        for e in rows {
+            let previous = match links.get(&(e.stream_id.clone(), e.stream_version - 1)) {
+                _ if e.stream_version == 1 => chain::ZERO,
                 Some(h) => *h,
                 None => {
                     let stored: Option<Option<Vec<u8>>> =
                         sqlx::query_scalar("SELECT hash FROM events WHERE stream_id = $1 AND stream_version = $2")
-                            .bind(&stream_id)
-                            .bind(version - 1)
+                            .bind(&e.stream_id)
+                            .bind(e.stream_version - 1)
                             .fetch_optional(&mut *conn)
                             .await?;
                     // Sealed in stream order, so a predecessor is sealed; one that is missing leaves
@@ -119,19 +111,10 @@ fn seal_older(conn: &mut PgConnection) -> Work<'_, u64> {
                     chain::hash_of(stored.flatten().as_deref()).unwrap_or(chain::ZERO)
                 }
             };
-            let digest = chain::content_digest(&chain::Content {
-                event_id,
-                event_type: &event_type,
-                metadata: &metadata,
-                payload: &payload,
-                schema_version,
-                stream_id: &stream_id,
-                workspace_id,
-            });
-            let place = Place { stream_version: version, position, recorded_at_micros: at.timestamp_micros() };
-            let hash = chain::link(&previous, &digest, place);
-            links.insert((stream_id, version), hash);
-            positions.push(position);
+            let digest = chain::content_digest(&e.content());
+            let hash = chain::link(&previous, &digest, e.place());
+            positions.push(e.position);
+            links.insert((e.stream_id, e.stream_version), hash);
             digests.push(digest.to_vec());
             hashes.push(hash.to_vec());
         }

@@ -3,10 +3,8 @@
 //! link: an event whose content changed, one missing from its stream, events reordered, a checkpoint
 //! whose events were deleted, altered or reordered, or one not signed by the trusted key.
 
-use super::chain::{self, Content, Hash, Place};
+use super::chain::{self, Hash, StoredEvent, STORED_COLUMNS};
 use super::checkpoint::{self, Checkpoint, LOG};
-use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -45,15 +43,10 @@ impl std::fmt::Display for Broken {
     }
 }
 
-type Row =
-    (i64, String, String, i64, Uuid, String, i32, Uuid, Value, Value, DateTime<Utc>, Option<Vec<u8>>, Option<Vec<u8>>);
-
-async fn page(pool: PgPool, workspace: Option<Uuid>, after: (String, i64)) -> Result<Vec<Row>, sqlx::Error> {
+async fn page(pool: PgPool, workspace: Option<Uuid>, after: (String, i64)) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let filter = if workspace.is_some() { "AND workspace_id = $3" } else { "" };
     let sql = format!(
-        "SELECT position, transaction_id::text AS xid_text, stream_id, stream_version, event_id, event_type,
-                schema_version, workspace_id, payload, metadata, recorded_at, content_digest, hash
-         FROM events
+        "SELECT {STORED_COLUMNS} FROM events
          WHERE (transaction_id, position) > ($1::text::xid8, $2)
            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) {filter}
          ORDER BY events.transaction_id, events.position LIMIT {PAGE}"
@@ -100,7 +93,7 @@ pub async fn verify(
     loop {
         let rows = next.await.map_err(|e| sqlx::Error::Protocol(format!("reading the log: {e}")))??;
         let Some(last) = rows.last() else { break };
-        next = tokio::spawn(page(pool.clone(), workspace, (last.1.clone(), last.0)));
+        next = tokio::spawn(page(pool.clone(), workspace, (last.xid_text.clone(), last.position)));
         for row in rows {
             out.events += 1;
             if let Some(broken) = check(row, &mut streams, &mut scopes, workspace.is_none(), trusted, &mut out) {
@@ -138,62 +131,41 @@ pub async fn verify(
 }
 
 fn check(
-    row: Row,
+    e: StoredEvent,
     streams: &mut HashMap<String, (i64, Hash)>,
     scopes: &mut HashMap<Uuid, Scope>,
     whole_log: bool,
     trusted: &[u8; 32],
     out: &mut Verification,
 ) -> Option<Broken> {
-    let (
-        position,
-        _,
-        stream_id,
-        version,
-        event_id,
-        event_type,
-        schema_version,
-        workspace_id,
-        payload,
-        metadata,
-        at,
-        digest,
-        hash,
-    ) = row;
+    let (position, version) = (e.position, e.stream_version);
     let broken = |reason: String| {
-        Some(Broken { position, stream_id: Some(stream_id.clone()), stream_version: Some(version), reason })
+        Some(Broken { position, stream_id: Some(e.stream_id.clone()), stream_version: Some(version), reason })
     };
-    let (Some(stored_digest), Some(hash)) = (chain::hash_of(digest.as_deref()), chain::hash_of(hash.as_deref())) else {
+    let (Some(stored_digest), Some(hash)) =
+        (chain::hash_of(e.content_digest.as_deref()), chain::hash_of(e.hash.as_deref()))
+    else {
         return broken(
             "not sealed: no digest or link (an event older than migration 0025 the sealer has not reached)".into(),
         );
     };
-    let content = Content {
-        event_id,
-        event_type: &event_type,
-        metadata: &metadata,
-        payload: &payload,
-        schema_version,
-        stream_id: &stream_id,
-        workspace_id,
-    };
-    if chain::content_digest(&content) != stored_digest {
+    if chain::content_digest(&e.content()) != stored_digest {
         return broken("the content differs from what was appended (payload, metadata, type or ids changed)".into());
     }
-    let (previous_version, previous) = streams.get(&stream_id).copied().unwrap_or((0, chain::ZERO));
+    let (previous_version, previous) = streams.get(&e.stream_id).copied().unwrap_or((0, chain::ZERO));
     if version != previous_version + 1 {
         return broken(format!(
             "the stream goes from version {previous_version} to {version}: events are missing or reordered"
         ));
     }
-    let place = Place { stream_version: version, position, recorded_at_micros: at.timestamp_micros() };
-    if chain::link(&previous, &stored_digest, place) != hash {
+    if chain::link(&previous, &stored_digest, e.place()) != hash {
         return broken(
             "the link to the stream's previous event does not hold (position, time or version changed)".into(),
         );
     }
-    streams.insert(stream_id.clone(), (version, hash));
-    let mut names = vec![workspace_id];
+    let workspace = e.workspace_id;
+    streams.insert(e.stream_id.clone(), (version, hash));
+    let mut names = vec![workspace];
     if whole_log {
         names.push(LOG);
     }
