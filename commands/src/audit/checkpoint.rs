@@ -138,23 +138,31 @@ type Row = (Uuid, i64, i64, Vec<u8>, DateTime<Utc>, Vec<u8>, Vec<u8>);
 
 /// The checkpoints of a scope (a workspace, or [`LOG`]), oldest first.
 pub async fn list(pool: &PgPool, scope: Uuid) -> Result<Vec<Checkpoint>, sqlx::Error> {
+    Ok(of(pool, Some(scope)).await?.into_iter().map(|(_, c)| c).collect())
+}
+
+/// The checkpoints of one scope, or of every scope (`None`), each with its scope's id, oldest first.
+pub async fn of(pool: &PgPool, scope: Option<Uuid>) -> Result<Vec<(Uuid, Checkpoint)>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT scope, events, position, head, signed_at, public_key, signature
-         FROM audit_checkpoints WHERE scope = $1 ORDER BY events",
+         FROM audit_checkpoints WHERE $1::uuid IS NULL OR scope = $1 ORDER BY scope, events",
     )
     .bind(scope)
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(scope, events, position, head, signed_at, public_key, signature)| Checkpoint {
-            scope: scope_name(scope),
-            events,
-            position,
-            head: head.try_into().unwrap_or_default(),
-            signed_at: timestamp(signed_at),
-            public_key: public_key.try_into().unwrap_or_default(),
-            signature,
+        .map(|(scope, events, position, head, signed_at, public_key, signature)| {
+            let c = Checkpoint {
+                scope: scope_name(scope),
+                events,
+                position,
+                head: head.try_into().unwrap_or_default(),
+                signed_at: timestamp(signed_at),
+                public_key: public_key.try_into().unwrap_or_default(),
+                signature,
+            };
+            (scope, c)
         })
         .collect())
 }

@@ -77,15 +77,9 @@ pub async fn verify(
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Verification, sqlx::Error> {
     let mut scopes: HashMap<Uuid, Scope> = HashMap::new();
-    let wanted: Vec<Uuid> = match workspace {
-        Some(w) => vec![w],
-        None => sqlx::query_scalar("SELECT DISTINCT scope FROM audit_checkpoints").fetch_all(pool).await?,
-    };
-    for scope in wanted {
-        let entry = scopes.entry(scope).or_default();
-        for c in checkpoint::list(pool, scope).await? {
-            entry.checkpoints.insert(c.events, c);
-        }
+    // A workspace's own checkpoints, or every scope's for the whole log.
+    for (scope, c) in checkpoint::of(pool, workspace).await? {
+        scopes.entry(scope).or_default().checkpoints.insert(c.events, c);
     }
     let mut streams: HashMap<String, (i64, Hash)> = HashMap::new();
     let mut out = Verification::default();
