@@ -50,7 +50,8 @@ pub struct Settings {
     pub kafka: Option<KafkaConfig>,
     /// Request timeout, concurrency limit, per-key rates.
     pub limits: LimitSettings,
-    /// Run the audit sealer in this process (with the projectors). `None`: it runs elsewhere.
+    /// Run the audit sealer in this process (`blazz up` does, beside its projectors). `None`: it runs
+    /// elsewhere (`blazz project`).
     pub audit: Option<AuditSettings>,
 }
 
@@ -163,7 +164,7 @@ pub async fn state(
     let edge = settings.edge;
     let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
     let ticks = crate::ticker::spawn(pool.clone(), shutdown.clone());
-    if let (true, Some(audit)) = (settings.projectors, settings.audit) {
+    if let Some(audit) = settings.audit {
         spawn_sealer(pool.clone(), audit, shutdown.clone());
     }
     if edge.dispatch {

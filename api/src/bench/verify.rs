@@ -4,7 +4,6 @@
 //! driver cost alone), and the verification (read, digest, links, heads, checkpoints).
 
 use super::{seed_contacts, Error};
-use blazz_commands::audit::chain::{StoredEvent, STORED_COLUMNS};
 use blazz_commands::audit::checkpoint::Signer;
 use blazz_commands::audit::{seal, verify};
 use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
@@ -55,16 +54,7 @@ pub async fn run(pool: sqlx::PgPool, append_writers: usize, events: u64, rounds:
 async fn plain_read(pool: &sqlx::PgPool) -> Result<u64, Error> {
     let (mut after, mut n) = (("0".to_string(), 0i64), 0u64);
     loop {
-        let rows: Vec<StoredEvent> = sqlx::query_as(&format!(
-            "SELECT {STORED_COLUMNS} FROM events
-             WHERE (transaction_id, position) > ($1::text::xid8, $2)
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY events.transaction_id, events.position LIMIT 10000"
-        ))
-        .bind(&after.0)
-        .bind(after.1)
-        .fetch_all(pool)
-        .await?;
+        let rows = verify::page(pool.clone(), None, after).await?;
         let Some(last) = rows.last() else { return Ok(n) };
         after = (last.xid_text.clone(), last.position);
         n += rows.len() as u64;

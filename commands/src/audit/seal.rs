@@ -8,7 +8,7 @@
 
 use super::chain::{self, Hash, StoredEvent, STORED_COLUMNS};
 use super::checkpoint::{self, Signer, LOG};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
@@ -34,22 +34,26 @@ pub struct Sealed {
 pub async fn round(pool: &PgPool, signer: &Signer) -> Result<Sealed, sqlx::Error> {
     let mut done = Sealed::default();
     loop {
-        let Some(n) = locked(pool, seal_older).await? else { return Ok(done) };
+        let Some(mut tx) = begin_locked(pool).await? else { return Ok(done) };
+        let n = seal_older(&mut tx).await?;
+        tx.commit().await?;
         done.sealed += n;
         if n == 0 {
             break;
         }
     }
     loop {
-        let Some(n) = locked(pool, fold_page).await? else { return Ok(done) };
+        let Some(mut tx) = begin_locked(pool).await? else { return Ok(done) };
+        let n = fold_page(&mut tx).await?;
+        tx.commit().await?;
         done.folded += n;
         if n == 0 {
             break;
         }
     }
-    let signer = signer.clone();
-    let signed = locked(pool, move |conn| Box::pin(async move { sign_moved(conn, &signer).await })).await?;
-    done.checkpoints = signed.unwrap_or(0);
+    let Some(mut tx) = begin_locked(pool).await? else { return Ok(done) };
+    done.checkpoints = sign_moved(&mut tx, signer).await?;
+    tx.commit().await?;
     Ok(done)
 }
 
@@ -68,146 +72,132 @@ pub async fn run(pool: PgPool, signer: Signer, interval: Duration, mut shutdown:
     }
 }
 
-type Work<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
-
-/// Runs `work` in a transaction holding the sealer's lock; `None` when another sealer holds it.
-async fn locked<T>(
-    pool: &PgPool,
-    work: impl for<'c> FnOnce(&'c mut PgConnection) -> Work<'c, T>,
-) -> Result<Option<T>, sqlx::Error> {
+/// A transaction holding the sealer's lock; `None` when another sealer holds it.
+async fn begin_locked(pool: &PgPool) -> Result<Option<Transaction<'static, Postgres>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(LOCK).fetch_one(&mut *tx).await?;
-    if !mine {
-        return Ok(None);
-    }
-    let out = work(&mut tx).await?;
-    tx.commit().await?;
-    Ok(Some(out))
+    Ok(mine.then_some(tx))
 }
 
 /// Gives up to a page of unsealed events (in stream order) their digest and link; answers how many.
-fn seal_older(conn: &mut PgConnection) -> Work<'_, u64> {
-    Box::pin(async move {
-        let rows: Vec<StoredEvent> = sqlx::query_as(&format!(
-            "SELECT {STORED_COLUMNS} FROM events WHERE hash IS NULL ORDER BY stream_id, stream_version LIMIT 1000"
-        ))
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut links: HashMap<(String, i64), Hash> = HashMap::new();
-        let (mut positions, mut digests, mut hashes) = (vec![], vec![], vec![]);
-        for e in rows {
-            let previous = match links.get(&(e.stream_id.clone(), e.stream_version - 1)) {
-                _ if e.stream_version == 1 => chain::ZERO,
-                Some(h) => *h,
-                None => {
-                    let stored: Option<Option<Vec<u8>>> =
-                        sqlx::query_scalar("SELECT hash FROM events WHERE stream_id = $1 AND stream_version = $2")
-                            .bind(&e.stream_id)
-                            .bind(e.stream_version - 1)
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                    // Sealed in stream order, so a predecessor is sealed; one that is missing leaves
-                    // a link `audit verify` reports.
-                    chain::hash_of(stored.flatten().as_deref()).unwrap_or(chain::ZERO)
-                }
-            };
-            let digest = chain::content_digest(&e.content());
-            let hash = chain::link(&previous, &digest, e.place());
-            positions.push(e.position);
-            links.insert((e.stream_id, e.stream_version), hash);
-            digests.push(digest.to_vec());
-            hashes.push(hash.to_vec());
-        }
-        // The one update the log ever sees: NULL to the values every later event gets at insert.
-        sqlx::query(
-            "UPDATE events e SET content_digest = s.digest, hash = s.hash
-             FROM unnest($1::int8[], $2::bytea[], $3::bytea[]) AS s(position, digest, hash)
-             WHERE e.position = s.position AND e.hash IS NULL",
-        )
-        .bind(&positions)
-        .bind(&digests)
-        .bind(&hashes)
-        .execute(&mut *conn)
-        .await?;
-        Ok(positions.len() as u64)
-    })
+async fn seal_older(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    let rows: Vec<StoredEvent> = sqlx::query_as(&format!(
+        "SELECT {STORED_COLUMNS} FROM events WHERE hash IS NULL ORDER BY stream_id, stream_version LIMIT 1000"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut links: HashMap<(String, i64), Hash> = HashMap::new();
+    let (mut positions, mut digests, mut hashes) = (vec![], vec![], vec![]);
+    for e in rows {
+        let previous = match links.get(&(e.stream_id.clone(), e.stream_version - 1)) {
+            _ if e.stream_version == 1 => chain::ZERO,
+            Some(h) => *h,
+            None => {
+                let stored: Option<Option<Vec<u8>>> =
+                    sqlx::query_scalar("SELECT hash FROM events WHERE stream_id = $1 AND stream_version = $2")
+                        .bind(&e.stream_id)
+                        .bind(e.stream_version - 1)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                // Sealed in stream order, so a predecessor is sealed; one that is missing leaves
+                // a link `audit verify` reports.
+                chain::hash_of(stored.flatten().as_deref()).unwrap_or(chain::ZERO)
+            }
+        };
+        let digest = chain::content_digest(&e.content());
+        let hash = chain::link(&previous, &digest, e.place());
+        positions.push(e.position);
+        links.insert((e.stream_id, e.stream_version), hash);
+        digests.push(digest.to_vec());
+        hashes.push(hash.to_vec());
+    }
+    // The one update the log ever sees: NULL to the values every later event gets at insert.
+    sqlx::query(
+        "UPDATE events e SET content_digest = s.digest, hash = s.hash
+         FROM unnest($1::int8[], $2::bytea[], $3::bytea[]) AS s(position, digest, hash)
+         WHERE e.position = s.position AND e.hash IS NULL",
+    )
+    .bind(&positions)
+    .bind(&digests)
+    .bind(&hashes)
+    .execute(&mut *conn)
+    .await?;
+    Ok(positions.len() as u64)
 }
 
 /// Folds the next page of events below the read horizon into their heads; answers how many. Stops
 /// short of an unsealed event (the next round seals it first).
-fn fold_page(conn: &mut PgConnection) -> Work<'_, u64> {
-    Box::pin(async move {
-        let cursor: Option<(String, i64)> =
-            sqlx::query_as("SELECT transaction_id::text, position FROM audit_heads WHERE scope = $1")
-                .bind(LOG)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let (xid, position) = cursor.unwrap_or(("0".into(), 0));
-        let rows: Vec<(Uuid, String, i64, Option<Vec<u8>>)> = sqlx::query_as(&format!(
-            "SELECT workspace_id, transaction_id::text AS xid_text, position, hash FROM events
-             WHERE (transaction_id, position) > ($1::text::xid8, $2)
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY events.transaction_id, events.position LIMIT {PAGE}"
-        ))
-        .bind(&xid)
-        .bind(position)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut scopes: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
-        scopes.push(LOG);
-        scopes.sort_unstable();
-        scopes.dedup();
-        let mut heads: HashMap<Uuid, Head> = sqlx::query_as::<_, (Uuid, i64, Vec<u8>, String, i64)>(
-            "SELECT scope, events, head, transaction_id::text, position FROM audit_heads WHERE scope = ANY($1)",
-        )
-        .bind(&scopes)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .map(|(scope, events, head, xid, position)| {
-            (scope, Head { events, head: chain::hash_of(Some(&head)).unwrap_or(chain::ZERO), xid, position })
-        })
-        .collect();
-        let mut folded = 0;
-        for (workspace, xid, position, hash) in rows {
-            let Some(hash) = chain::hash_of(hash.as_deref()) else { break };
-            for scope in [workspace, LOG] {
-                let head = heads.entry(scope).or_insert_with(Head::start);
-                head.events += 1;
-                head.head = chain::fold(&head.head, &hash);
-                head.xid.clone_from(&xid);
-                head.position = position;
-            }
-            folded += 1;
-        }
-        if folded == 0 {
-            return Ok(0);
-        }
-        let (mut s, mut e, mut h, mut x, mut p) = (vec![], vec![], vec![], vec![], vec![]);
-        for (scope, head) in heads {
-            s.push(scope);
-            e.push(head.events);
-            h.push(head.head.to_vec());
-            x.push(head.xid);
-            p.push(head.position);
-        }
-        sqlx::query(
-            "INSERT INTO audit_heads (scope, events, head, transaction_id, position)
-             SELECT scope, events, head, xid::xid8, position
-             FROM unnest($1::uuid[], $2::int8[], $3::bytea[], $4::text[], $5::int8[]) AS t(scope, events, head, xid, position)
-             ON CONFLICT (scope) DO UPDATE
-             SET events = excluded.events, head = excluded.head, transaction_id = excluded.transaction_id,
-                 position = excluded.position",
-        )
-        .bind(&s)
-        .bind(&e)
-        .bind(&h)
-        .bind(&x)
-        .bind(&p)
-        .execute(&mut *conn)
-        .await?;
-        Ok(folded)
+async fn fold_page(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    let cursor: Option<(String, i64)> =
+        sqlx::query_as("SELECT transaction_id::text, position FROM audit_heads WHERE scope = $1")
+            .bind(LOG)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (xid, position) = cursor.unwrap_or(("0".into(), 0));
+    let rows: Vec<(Uuid, String, i64, Option<Vec<u8>>)> = sqlx::query_as(&format!(
+        "SELECT workspace_id, transaction_id::text AS xid_text, position, hash FROM events
+         WHERE (transaction_id, position) > ($1::text::xid8, $2)
+           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY events.transaction_id, events.position LIMIT {PAGE}"
+    ))
+    .bind(&xid)
+    .bind(position)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut scopes: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    scopes.push(LOG);
+    scopes.sort_unstable();
+    scopes.dedup();
+    let mut heads: HashMap<Uuid, Head> = sqlx::query_as::<_, (Uuid, i64, Vec<u8>, String, i64)>(
+        "SELECT scope, events, head, transaction_id::text, position FROM audit_heads WHERE scope = ANY($1)",
+    )
+    .bind(&scopes)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|(scope, events, head, xid, position)| {
+        (scope, Head { events, head: chain::hash_of(Some(&head)).unwrap_or(chain::ZERO), xid, position })
     })
+    .collect();
+    let mut folded = 0;
+    for (workspace, xid, position, hash) in rows {
+        let Some(hash) = chain::hash_of(hash.as_deref()) else { break };
+        for scope in [workspace, LOG] {
+            let head = heads.entry(scope).or_insert_with(Head::start);
+            head.events += 1;
+            head.head = chain::fold(&head.head, &hash);
+            head.xid.clone_from(&xid);
+            head.position = position;
+        }
+        folded += 1;
+    }
+    if folded == 0 {
+        return Ok(0);
+    }
+    let (mut s, mut e, mut h, mut x, mut p) = (vec![], vec![], vec![], vec![], vec![]);
+    for (scope, head) in heads {
+        s.push(scope);
+        e.push(head.events);
+        h.push(head.head.to_vec());
+        x.push(head.xid);
+        p.push(head.position);
+    }
+    sqlx::query(
+        "INSERT INTO audit_heads (scope, events, head, transaction_id, position)
+         SELECT scope, events, head, xid::xid8, position
+         FROM unnest($1::uuid[], $2::int8[], $3::bytea[], $4::text[], $5::int8[]) AS t(scope, events, head, xid, position)
+         ON CONFLICT (scope) DO UPDATE
+         SET events = excluded.events, head = excluded.head, transaction_id = excluded.transaction_id,
+             position = excluded.position",
+    )
+    .bind(&s)
+    .bind(&e)
+    .bind(&h)
+    .bind(&x)
+    .bind(&p)
+    .execute(&mut *conn)
+    .await?;
+    Ok(folded)
 }
 
 #[derive(Debug)]

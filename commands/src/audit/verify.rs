@@ -43,7 +43,13 @@ impl std::fmt::Display for Broken {
     }
 }
 
-async fn page(pool: PgPool, workspace: Option<Uuid>, after: (String, i64)) -> Result<Vec<StoredEvent>, sqlx::Error> {
+/// The next page of stored events after `after` (transaction id as text, position), in log order,
+/// below the read horizon: of one workspace, or of the whole log.
+pub async fn page(
+    pool: PgPool,
+    workspace: Option<Uuid>,
+    after: (String, i64),
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let filter = if workspace.is_some() { "AND workspace_id = $3" } else { "" };
     let sql = format!(
         "SELECT {STORED_COLUMNS} FROM events
