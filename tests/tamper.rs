@@ -47,10 +47,16 @@ impl Fixture {
         self.ws.id.parse().expect("uuid")
     }
 
-    /// Waits until every event is below the read horizon, then runs a sealer round.
-    async fn seal(&self) -> seal::Sealed {
+    /// Waits until every committed event is below the read horizon (a transaction of another test
+    /// may hold it back), so the sealer and the verifier see them all.
+    async fn settle(&self) {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&self.app.pool).await.expect("count");
         blazz_commands::store::conformance::read_whole_log(&**self.app.commands().store(), None, n as usize).await;
+    }
+
+    /// Settles, then runs a sealer round.
+    async fn seal(&self) -> seal::Sealed {
+        self.settle().await;
         seal::round(&self.app.pool, &self.signer).await.expect("sealer round")
     }
 
@@ -116,8 +122,7 @@ async fn an_untouched_log_verifies_with_signed_checkpoints_of_each_workspace_and
 
     // New events: their links hold; the next round signs them.
     f.app.patch(&format!("/v1/contacts/{}", f.contact), &f.ws.key, json!({"name": "Pak Budi"})).await.expect(200);
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&f.app.pool).await.expect("count");
-    blazz_commands::store::conformance::read_whole_log(&**f.app.commands().store(), None, n as usize).await;
+    f.settle().await;
     let v = f.verify(Some(f.workspace())).await;
     assert_eq!((v.broken, v.unsigned_tail), (None, 1));
     let round = f.seal().await;
@@ -302,6 +307,7 @@ async fn events_appended_before_the_chain_existed_are_sealed_once_then_verify(po
         .await
         .expect("insert");
     }
+    f.settle().await;
     let v = f.verify(Some(f.workspace())).await;
     assert!(v.broken.as_ref().is_some_and(|b| b.reason.contains("not sealed")), "{v:?}");
     let round = f.seal().await;
