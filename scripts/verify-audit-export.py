@@ -58,7 +58,9 @@ def canonical(v):
 
 
 def digest(e):
-    content = {k: e[k] for k in ("event_id", "event_type", "metadata", "payload", "schema_version", "stream_id", "workspace_id")}
+    """Over the payload as stored: with personal fields sealed (`sealed_payload`) where it has them."""
+    content = {k: e[k] for k in ("event_id", "event_type", "metadata", "schema_version", "stream_id", "workspace_id")}
+    content["payload"] = e.get("sealed_payload", e["payload"])
     return hashlib.sha256(canonical(content).encode("utf-8")).digest()
 
 

@@ -4,19 +4,32 @@
 
 use blazz_api::server::{self, projection_names};
 use blazz_commands::codec::Codec;
+use blazz_commands::personal::Vault;
+use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
+use blazz_commands::store::EventStore;
 use blazz_projections::delta::{Delta, DeltaSink, Hub};
 use blazz_projections::kafka::{ensure_topics, partition_of, KafkaFeed, Relay};
 use blazz_projections::projector::{Applied, Projector};
 use blazz_projections::{delta::Change, read_models, rebuild, runner::Runner, status};
 use blazz_tests::broker::Broker;
 use blazz_tests::{dump, mixed_workload, Live, Settings, TestApp, Ws, OPERATOR_TOKEN};
-use serde_json::json;
+use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
+
+/// The log as stored, personal fields sealed: what the relay publishes.
+fn sealed(pool: &PgPool) -> Arc<dyn EventStore> {
+    Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()))
+}
+
+/// The app's data keys, for projectors that open what the topic carries sealed.
+fn vault(app: &TestApp) -> Vault {
+    app.commands().vault().expect("the app seals personal data").clone()
+}
 
 fn kafka_settings(broker: &Broker, projectors: bool) -> Settings {
     Settings { projectors, kafka: Some(broker.config()), ..Settings::new(4, Some(OPERATOR_TOKEN.into())) }
@@ -132,8 +145,9 @@ async fn a_restarted_relay_resumes_where_it_stopped(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, false)).await;
     let kafka = broker.config();
     let (_stop_projectors, projecting) = watch::channel(false);
-    let _projectors = server::spawn_kafka_projectors(pool.clone(), &kafka, None, projecting).await.expect("projectors");
-    let store = app.commands().store().clone();
+    let _projectors =
+        server::spawn_kafka_projectors(pool.clone(), &kafka, vault(&app), None, projecting).await.expect("projectors");
+    let store = sealed(&pool);
     let (stop_relay, relaying) = watch::channel(false);
     let relay = server::spawn_relay(pool.clone(), store.clone(), &kafka, relaying).await.expect("relay");
     let ws = app.workspace().await;
@@ -198,7 +212,7 @@ async fn gateway_and_relay(pool: &PgPool) -> (Broker, TestApp, watch::Sender<boo
     let broker = Broker::start().await;
     let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, false)).await;
     let (stop, relaying) = watch::channel(false);
-    server::spawn_relay(pool.clone(), app.commands().store().clone(), &broker.config(), relaying).await.expect("relay");
+    server::spawn_relay(pool.clone(), sealed(pool), &broker.config(), relaying).await.expect("relay");
     (broker, app, stop)
 }
 
@@ -223,7 +237,7 @@ async fn a_projector_killed_mid_batch_applies_the_batch_once_after_restart(pool:
             }
         })
         .collect();
-    let feed = KafkaFeed::new(&kafka).await.expect("feed");
+    let feed = KafkaFeed::new(&kafka).await.expect("feed").revealing(vault(&app));
     let runner = Runner::with_feed(pool.clone(), feed, Codec::new(), projectors, Vec::<Arc<dyn DeltaSink>>::new());
     let (_stop, stopped) = watch::channel(false);
     let doomed = tokio::spawn(runner.run(stopped));
@@ -239,7 +253,8 @@ async fn a_projector_killed_mid_batch_applies_the_batch_once_after_restart(pool:
 
     // The restarted projectors get the batch again (no offset was committed) and apply it once.
     let (_stop_projectors, projecting) = watch::channel(false);
-    let _projectors = server::spawn_kafka_projectors(pool.clone(), &kafka, None, projecting).await.expect("projectors");
+    let _projectors =
+        server::spawn_kafka_projectors(pool.clone(), &kafka, vault(&app), None, projecting).await.expect("projectors");
     let c = app.post("/v1/contacts", &ws.key, json!({"phone": "+6281200000006"})).await.expect(201);
     consistent(&app, &ws, c.body["position"].as_i64().expect("p")).await;
     assert_eq!(contacts_in(&app, &ws).await, 6);
@@ -259,7 +274,7 @@ async fn redelivered_events_are_not_applied_again(pool: PgPool) {
 
     // A consumer in a new group is handed the whole topic again.
     let kafka = blazz_projections::kafka::KafkaConfig { group: "another-group".into(), ..broker.config() };
-    let feed = KafkaFeed::new(&kafka).await.expect("feed");
+    let feed = KafkaFeed::new(&kafka).await.expect("feed").revealing(vault(&app));
     let mut runner = Runner::with_feed(pool.clone(), feed, Codec::new(), read_models::all(), vec![]);
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.expect("count");
     let mut delivered = 0;
@@ -339,10 +354,8 @@ async fn messages_published_into_an_emptied_topic_wait_for_the_ones_it_lost(pool
     // The gateway only: the test steps the relay and the projectors itself.
     let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, false)).await;
     let kafka = broker.config();
-    let mut relay = Relay::new(pool.clone(), app.commands().store().clone(), kafka.clone(), projection_names())
-        .await
-        .expect("relay");
-    let feed = KafkaFeed::new(&kafka).await.expect("feed");
+    let mut relay = Relay::new(pool.clone(), sealed(&pool), kafka.clone(), projection_names()).await.expect("relay");
+    let feed = KafkaFeed::new(&kafka).await.expect("feed").revealing(vault(&app));
     let mut runner = Runner::with_feed(pool.clone(), feed, Codec::new(), read_models::all(), vec![]);
     let ws = app.workspace().await;
     let phone = |i: i32| format!("+628120000000{i}");
@@ -386,9 +399,7 @@ async fn messages_published_into_an_emptied_topic_wait_for_the_ones_it_lost(pool
 async fn a_busy_topic_is_not_mistaken_for_a_lost_one(pool: PgPool) {
     let broker = Broker::start().await;
     let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, false)).await;
-    let mut relay = Relay::new(pool.clone(), app.commands().store().clone(), broker.config(), projection_names())
-        .await
-        .expect("relay");
+    let mut relay = Relay::new(pool.clone(), sealed(&pool), broker.config(), projection_names()).await.expect("relay");
     let ws = app.workspace().await;
     // Many events of one workspace in one step: one partition, multi-message produce requests (tansu
     // reports a high watermark behind such a request).
@@ -439,9 +450,13 @@ async fn projector_processes_share_the_partitions_and_one_takes_over_when_the_ot
     let (hub_a, hub_b) = (Hub::new(100_000), Hub::new(100_000));
     let (mut from_a, mut from_b) = (Delivered::from(&hub_a), Delivered::from(&hub_b));
     let (stop_a, a_running) = watch::channel(false);
-    let (a, _) = server::spawn_kafka_projectors(pool.clone(), &kafka, Some(hub_a.clone()), a_running).await.expect("a");
+    let (a, _) = server::spawn_kafka_projectors(pool.clone(), &kafka, vault(&app), Some(hub_a.clone()), a_running)
+        .await
+        .expect("a");
     let (_stop_b, b_running) = watch::channel(false);
-    let _b = server::spawn_kafka_projectors(pool.clone(), &kafka, Some(hub_b.clone()), b_running).await.expect("b");
+    let _b = server::spawn_kafka_projectors(pool.clone(), &kafka, vault(&app), Some(hub_b.clone()), b_running)
+        .await
+        .expect("b");
 
     // A workspace on every partition.
     let mut workspaces = vec![];
@@ -490,5 +505,54 @@ async fn projector_processes_share_the_partitions_and_one_takes_over_when_the_ot
         assert!(tokio::time::Instant::now() < deadline, "b applies every workspace now, a's too");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    applied_exactly_once(&pool).await;
+}
+
+/// The first `contact.created` of `stream` a consumer of its own (group `group`) reads from the topic.
+async fn created_on_topic(kafka: &blazz_projections::kafka::KafkaConfig, vault: Option<Vault>, stream: &str) -> Value {
+    use blazz_projections::feed::Feed;
+    let config =
+        blazz_projections::kafka::KafkaConfig { group: format!("auditor-{}", Uuid::now_v7()), ..kafka.clone() };
+    let mut feed = KafkaFeed::new(&config).await.expect("feed");
+    if let Some(v) = vault {
+        feed = feed.revealing(v);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let batch = feed.next_batch(&Default::default()).await.expect("batch");
+        if let Some(e) = batch.iter().find(|e| e.record.stream_id == stream && e.record.event_type == "contact.created")
+        {
+            return json!({"payload": e.record.payload, "erased": e.record.erased});
+        }
+        feed.committed().await.expect("commit");
+        assert!(tokio::time::Instant::now() < deadline, "{stream} never came on the topic");
+    }
+}
+
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn the_topic_carries_personal_data_sealed_and_consumers_see_it_erased_after_erasure(pool: PgPool) {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, true)).await;
+    let kafka = broker.config();
+    let ws = app.workspace().await;
+    let c =
+        app.post("/v1/contacts", &ws.key, json!({"phone": "+6281234567890", "name": "Wulan Sari"})).await.expect(201);
+    let id = c.id("contact_id");
+    // The projectors behind Kafka opened it.
+    let shown = app.get(&format!("/v1/contacts/{id}?min_position={}", c.body["position"]), &ws.key).await.expect(200);
+    assert_eq!(shown.body["name"], "Wulan Sari");
+    // What the topic itself holds: sealed.
+    let stream = format!("contact-{id}");
+    let raw = created_on_topic(&kafka, None, &stream).await;
+    assert!(raw["payload"]["name"].get("$pii").is_some(), "{raw}");
+    assert!(!raw.to_string().contains("Wulan") && !raw.to_string().contains("6281234567890"), "{raw}");
+
+    let erased = app.post(&format!("/v1/contacts/{id}/erase"), &ws.key, json!({})).await.expect(200);
+    let gone = app.get(&format!("/v1/contacts/{id}?min_position={}", erased.body["position"]), &ws.key).await;
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    // A consumer reading the topic afresh (a new projector, a rebuild over Kafka) finds it erased.
+    let later = created_on_topic(&kafka, Some(vault(&app)), &stream).await;
+    assert_eq!(later["payload"]["name"], serde_json::Value::Null);
+    assert_eq!(later["erased"], json!(["/phone", "/name", "/attributes"]));
     applied_exactly_once(&pool).await;
 }

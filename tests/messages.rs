@@ -143,8 +143,9 @@ async fn invalid_content_and_unknown_recipients_are_rejected(pool: PgPool) {
 /// this gateway must see it on the next send, not act on its cached state.
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn a_change_made_through_another_gateway_is_seen_by_the_next_send(pool: PgPool) {
+    use blazz_api::server::{event_store, EdgeSettings};
     use blazz_commands::codec::Codec;
-    use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
+    use blazz_commands::store::postgres::BatchConfig;
     use blazz_commands::Commands;
     use blazz_domain::contact::ConsentSource;
 
@@ -153,7 +154,9 @@ async fn a_change_made_through_another_gateway_is_seen_by_the_next_send(pool: Pg
     let send = json!({"type": "template", "template": {"id": marketing}});
     s.send(send.clone()).await.expect(202);
 
-    let other = Commands::new(Arc::new(PgEventStore::new(pool, BatchConfig::default())), Codec::new());
+    // Another gateway of the deployment: its own store over the same database, the same secret key.
+    let store = event_store(&pool, BatchConfig::default(), &EdgeSettings::default().keys);
+    let other = Commands::new(Arc::new(store), Codec::new());
     let contact = ContactId::from_uuid(Uuid::parse_str(&s.contact).expect("uuid"));
     other
         .set_contact_consent(&s.app.system(&s.ws), contact, true, Some("STOP".into()), ConsentSource::Keyword)

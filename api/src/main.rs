@@ -62,6 +62,10 @@ enum Cmd {
         #[command(subcommand)]
         which: Audit,
     },
+    /// Re-seal every channel credential and contact data key not sealed with the current
+    /// BLAZZ_SECRET_KEY (rotation: set the new key, keep the old in BLAZZ_SECRET_KEYS_PREVIOUS, run
+    /// this, then drop the old). Events are not touched.
+    Reseal,
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,14 +180,15 @@ async fn audit(config: Config, which: Audit) -> Result<(), Error> {
     let pool = server::connect_and_migrate(&existing_database(&config)?, 4).await?;
     match which {
         Audit::Export { workspace, from, to, format, out } => {
-            let store = PgEventStore::new(pool, BatchConfig::default());
+            let store = PgEventStore::new(pool.clone(), BatchConfig::default());
+            let vault = blazz_commands::personal::Vault::new(pool, secret_keys(&config)?);
             let selection = Selection { workspace, from, to };
             let mut progress = JobProgress::stderr("export", "events", store.count(workspace, from, to).await?);
             let mut out: Box<dyn std::io::Write> = match out {
                 Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            let written = export(&store, selection, format, &mut *out, &mut progress).await?;
+            let written = export(&store, &vault, selection, format, &mut *out, &mut progress).await?;
             eprintln!("exported {written} events");
         }
         Audit::Verify { workspace, public_key } => {
@@ -233,7 +238,6 @@ fn existing_database(config: &Config) -> Result<String, Error> {
 
 async fn projections(config: Config, which: Projections) -> Result<(), Error> {
     use blazz_commands::codec::Codec;
-    use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
     use blazz_projections::{read_models, rebuild, status};
     let pool = server::connect_and_migrate(&existing_database(&config)?, 4).await?;
     match which {
@@ -274,7 +278,7 @@ async fn projections(config: Config, which: Projections) -> Result<(), Error> {
         }
         Projections::Retry { id, every } => {
             use blazz_projections::parked;
-            let store = PgEventStore::new(pool.clone(), BatchConfig::default());
+            let store = sealing_store(&config, &pool)?;
             let r = match (id, every) {
                 (Some(id), _) => parked::retry(&pool, &store, &Codec::new(), id).await?,
                 (None, _) => parked::retry_all(&pool, &store, &Codec::new()).await?,
@@ -282,13 +286,13 @@ async fn projections(config: Config, which: Projections) -> Result<(), Error> {
             println!("{}", serde_json::to_string(&r)?);
         }
         Projections::Skip { id } => {
-            let store = PgEventStore::new(pool.clone(), BatchConfig::default());
+            let store = sealing_store(&config, &pool)?;
             let r = blazz_projections::parked::skip(&pool, &store, &Codec::new(), id).await?;
             println!("{}", serde_json::to_string(&r)?);
         }
         Projections::Rebuild { name } => {
             let projector = read_models::by_name(&name).ok_or_else(|| format!("unknown projection {name:?}"))?;
-            let store = std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
+            let store = std::sync::Arc::new(sealing_store(&config, &pool)?);
             let mut bar = blazz_api::cli::progress::JobProgress::stderr(&name, "events", 0);
             let done = rebuild::rebuild(&pool, store, &Codec::new(), projector, |p| {
                 bar.set_total(p.total);
@@ -359,6 +363,12 @@ fn kept_key(
     }
 }
 
+/// The event store with personal fields sealed under the deployment's secret keys.
+fn sealing_store(config: &Config, pool: &sqlx::PgPool) -> Result<blazz_commands::personal::PersonalStore, Error> {
+    use blazz_commands::store::postgres::BatchConfig;
+    Ok(server::event_store(pool, BatchConfig::default(), &secret_keys(config)?))
+}
+
 /// The credential sealing keys: BLAZZ_SECRET_KEY, or one generated once and kept in the data directory.
 fn secret_keys(config: &Config) -> Result<Keyring, Error> {
     let current = kept_key(config, &config.secret_key, "BLAZZ_SECRET_KEY", "secret.key", Keyring::generate_base64)?;
@@ -413,11 +423,13 @@ fn edge_settings(config: &Config, dispatch: bool) -> Result<server::EdgeSettings
 async fn dispatch(config: Config) -> Result<(), Error> {
     use blazz_commands::codec::Codec;
     use blazz_commands::credentials::CredentialStore;
-    use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
     let url = config.database_url.clone().ok_or("`blazz dispatch` needs DATABASE_URL")?;
     let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
-    let store = std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
-    let commands = blazz_commands::Commands::new(store, Codec::new()).with_bulk_share(config.limits.bulk_share);
+    let store = sealing_store(&config, &pool)?;
+    let vault = store.vault().clone();
+    let commands = blazz_commands::Commands::new(std::sync::Arc::new(store), Codec::new())
+        .with_bulk_share(config.limits.bulk_share)
+        .with_vault(vault);
     let launcher = blazz_api::launcher::Launcher::new(commands.clone());
     let edge = edge_settings(&config, true)?;
     let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
@@ -441,16 +453,18 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 /// `blazz project`: the projectors alone (the Kafka feed when KAFKA_BROKERS is set, else the log
 /// feed), until Ctrl-C or SIGTERM.
 async fn project(config: Config) -> Result<(), Error> {
-    use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
     use blazz_projections::delta::Hub;
     let url = config.database_url.clone().ok_or("`blazz project` needs DATABASE_URL")?;
     let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let sealer = server::spawn_sealer(pool.clone(), audit_settings(&config)?, stopped.clone());
     let task = match &config.kafka {
-        Some(kafka) => server::spawn_kafka_projectors(pool, kafka, None, stopped).await?.0,
+        Some(kafka) => {
+            let vault = blazz_commands::personal::Vault::new(pool.clone(), secret_keys(&config)?);
+            server::spawn_kafka_projectors(pool, kafka, vault, None, stopped).await?.0
+        }
         None => {
-            let store = std::sync::Arc::new(PgEventStore::new(pool.clone(), BatchConfig::default()));
+            let store = std::sync::Arc::new(sealing_store(&config, &pool)?);
             server::spawn_log_projectors(pool, store, Hub::new(1), stopped).1
         }
     };
@@ -556,6 +570,15 @@ async fn main() -> std::process::ExitCode {
             Cmd::Projections { which } => projections(config, which).await,
             Cmd::Import { which } => import(which).await,
             Cmd::Audit { which } => audit(config, which).await,
+            Cmd::Reseal => {
+                let pool = server::connect_and_migrate(&existing_database(&config)?, 2).await?;
+                let keys = secret_keys(&config)?;
+                let credentials =
+                    blazz_commands::credentials::CredentialStore::new(pool.clone(), keys.clone()).reseal_all().await?;
+                let data_keys = blazz_commands::personal::Vault::new(pool, keys).reseal_all().await?;
+                println!("re-sealed {credentials} channel credentials and {data_keys} contact data keys");
+                Ok(())
+            }
             Cmd::Openapi => {
                 println!("{}", blazz_api::openapi::document().to_pretty_json()?);
                 Ok(())

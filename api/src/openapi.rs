@@ -109,6 +109,9 @@ pub struct HistoryEvent {
     /// The link chaining the event to its stream predecessor (hex SHA-256; `blazz audit verify`,
     /// docs/operations.md#tamper-evidence); `null` only on an event not sealed yet.
     pub hash: Option<String>,
+    /// Personal fields of the payload (JSON pointers) that read as erased: their contact was erased
+    /// (`POST /v1/contacts/{id}/erase`). They show as `null`, `""`, `{}` or `[]`.
+    pub erased: Vec<String>,
 }
 
 /// A page of the log, in commit order.

@@ -12,6 +12,7 @@ use blazz_commands::audit::{checkpoint::Signer, seal};
 use blazz_commands::codec::Codec;
 use blazz_commands::credentials::{CredentialStore, Keyring};
 use blazz_commands::dispatch::{Dispatcher, Providers, RetryPolicy};
+use blazz_commands::personal::{PersonalStore, Vault};
 use blazz_commands::provider::meta::{MetaConfig, MetaProvider};
 use blazz_commands::provider::sandbox::{SandboxProvider, SandboxScript};
 use blazz_commands::store::postgres::{self, BatchConfig, PgEventStore};
@@ -91,10 +92,14 @@ pub struct EdgeSettings {
 }
 
 impl Default for EdgeSettings {
-    /// A fresh random sealing key, Meta's public API, the default sandbox script, no dispatcher.
+    /// A random sealing key of this process (the same for every default in it, so several servers
+    /// of one process, as tests run them, open each other's data), Meta's public API, the default
+    /// sandbox script, no dispatcher.
     fn default() -> Self {
+        static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let key = KEY.get_or_init(Keyring::generate_base64);
         Self {
-            keys: Keyring::from_base64(&Keyring::generate_base64(), &[]).expect("a generated key is valid"),
+            keys: Keyring::from_base64(key, &[]).expect("a generated key is valid"),
             meta: MetaConfig::default(),
             sandbox: SandboxScript::default(),
             dispatch: false,
@@ -141,7 +146,9 @@ pub async fn state(
     // The recorder is in place before the first append, batch or request is counted.
     crate::metrics::handle();
     let config = BatchConfig { writers: settings.append_writers, ..BatchConfig::default() };
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone(), config));
+    let personal = event_store(&pool, config, &settings.edge.keys);
+    let vault = personal.vault().clone();
+    let store: Arc<dyn EventStore> = Arc::new(personal.clone());
     let hub = Hub::new(settings.delta_buffer);
     let names = projection_names();
     let poll = std::time::Duration::from_millis(20);
@@ -151,14 +158,19 @@ pub async fn state(
         (Some(kafka), projectors) => {
             let mut own = None;
             if projectors {
-                spawn_relay(pool.clone(), store.clone(), kafka, shutdown.clone()).await?;
-                own = Some(spawn_kafka_projectors(pool.clone(), kafka, Some(hub.clone()), shutdown.clone()).await?.1);
+                // The topic carries the log as stored: personal fields sealed.
+                spawn_relay(pool.clone(), personal.sealed().clone(), kafka, shutdown.clone()).await?;
+                own = Some(
+                    spawn_kafka_projectors(pool.clone(), kafka, vault.clone(), Some(hub.clone()), shutdown.clone())
+                        .await?
+                        .1,
+                );
             }
             deltas::subscribe(kafka, pool.clone(), names.clone(), hub.clone(), own, shutdown.clone()).await?;
             Progress::polling(pool.clone(), names, Some(kafka.partitions), poll, shutdown.clone())
         }
     };
-    let commands = Commands::new(store, Codec::new()).with_bulk_share(settings.limits.bulk_share);
+    let commands = Commands::new(store, Codec::new()).with_bulk_share(settings.limits.bulk_share).with_vault(vault);
     let launcher = Launcher::new(commands.clone());
     let kafka_partitions = settings.kafka.as_ref().map(|k| k.partitions);
     let edge = settings.edge;
@@ -184,6 +196,13 @@ pub async fn state(
         launcher,
         kafka_partitions,
     })
+}
+
+/// The event store over `pool`, sealing personal fields with data keys sealed under `keys` (the
+/// deployment's secret keys; see `blazz_commands::personal`).
+pub fn event_store(pool: &PgPool, config: BatchConfig, keys: &Keyring) -> PersonalStore {
+    let sealed: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone(), config));
+    PersonalStore::new(sealed, Vault::new(pool.clone(), keys.clone()))
 }
 
 /// Starts the projectors on the log feed, supervised (restarted after a crash, reporting to the same
@@ -256,10 +275,11 @@ pub async fn spawn_relay(
 pub async fn spawn_kafka_projectors(
     pool: PgPool,
     kafka: &KafkaConfig,
+    vault: Vault,
     local: Option<Hub>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(tokio::task::JoinHandle<()>, uuid::Uuid), StartError> {
-    let feed = KafkaFeed::new(kafka).await?;
+    let feed = KafkaFeed::new(kafka).await?.revealing(vault);
     let topic = KafkaDeltaSink::new(kafka)?;
     let origin = topic.origin();
     let mut sinks: Vec<Arc<dyn DeltaSink>> = vec![Arc::new(topic)];

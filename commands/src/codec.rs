@@ -177,6 +177,7 @@ mod tests {
             },
             recorded_at: chrono::Utc::now(),
             hash: None,
+            erased: vec![],
         }
     }
 

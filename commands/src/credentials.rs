@@ -107,7 +107,7 @@ impl Keyring {
         base64::engine::general_purpose::STANDARD.encode(k)
     }
 
-    fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+    pub(crate) fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
         let sealed = self
@@ -118,7 +118,7 @@ impl Keyring {
         [&self.current.id[..], &nonce, &sealed].concat()
     }
 
-    fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < 16 {
             return None;
         }
@@ -128,7 +128,7 @@ impl Keyring {
         key.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad }).ok()
     }
 
-    fn is_current(&self, sealed: &[u8]) -> bool {
+    pub(crate) fn is_current(&self, sealed: &[u8]) -> bool {
         sealed.get(..4) == Some(&self.current.id[..])
     }
 }

@@ -13,6 +13,7 @@
 //! - [`pacing`]: bulk work (imports, fan-outs) rests while other workspaces are active.
 //! - [`handlers`]: one file per aggregate's commands, and webhook ingestion.
 //! - [`credentials`]: channel secrets, sealed outside the event log.
+//! - [`personal`]: personal fields sealed per contact, erasure by destroying the key.
 //! - [`dispatch`]: sending one queued message, attempt recorded before the provider call.
 //! - [`provider`]: the [`provider::Provider`] trait, the Meta Cloud API client and the sandbox.
 
@@ -27,6 +28,7 @@ pub mod handlers;
 pub mod keys;
 pub mod outcome;
 pub mod pacing;
+pub mod personal;
 pub mod provider;
 pub mod service;
 pub mod store;

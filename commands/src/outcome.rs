@@ -44,6 +44,7 @@ outcomes! {
     ContactConsent { contact_id: ContactId, opted_out: bool }
     ContactLabels { contact_id: ContactId, labels: Vec<String> }
     ContactDeleted { contact_id: ContactId, deleted: bool }
+    ContactErased { contact_id: ContactId, erased: bool }
 
     GroupWritten { group_id: GroupId }
     GroupMembersAdded {

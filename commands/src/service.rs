@@ -70,6 +70,8 @@ pub struct Commands {
     codec: Codec,
     key_cache: Arc<KeyCache>,
     pacer: Arc<BulkPacer>,
+    /// The data keys behind `store`, when it seals personal data (`crate::personal`).
+    vault: Option<crate::personal::Vault>,
 }
 
 impl std::fmt::Debug for dyn EventStore {
@@ -122,7 +124,17 @@ impl Commands {
 
     /// With a chosen time to live for verified API keys (zero disables the cache).
     pub fn with_key_cache_ttl(store: Arc<dyn EventStore>, codec: Codec, ttl: std::time::Duration) -> Self {
-        Self { store, codec, key_cache: Arc::new(KeyCache::new(ttl)), pacer: Arc::default() }
+        Self { store, codec, key_cache: Arc::new(KeyCache::new(ttl)), pacer: Arc::default(), vault: None }
+    }
+
+    /// Over a store that seals personal data with `vault`'s keys, so contacts can be erased.
+    pub fn with_vault(mut self, vault: crate::personal::Vault) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
+    pub fn vault(&self) -> Option<&crate::personal::Vault> {
+        self.vault.as_ref()
     }
 
     /// With bulk work (imports, campaign fan-outs) keeping `share` of its time while other

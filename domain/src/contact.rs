@@ -48,6 +48,9 @@ pub struct OptOut {
 pub struct Contact {
     pub created: bool,
     pub deleted: bool,
+    /// Erased (`contact.erased`): its personal data is gone for good; it is deleted as well.
+    #[serde(default)]
+    pub erased: bool,
     pub phone: Option<PhoneNumber>,
     /// The WhatsApp business-scoped user id, once known.
     pub user_id: Option<Bsuid>,
@@ -90,6 +93,10 @@ pub enum ContactCommand {
     Delete {
         at: DateTime<Utc>,
     },
+    /// Erases the contact's personal data (deleted or not); nothing happens when it already is.
+    Erase {
+        at: DateTime<Utc>,
+    },
     /// Adds and removes labels (a label in both is removed).
     Label {
         add: Vec<String>,
@@ -111,12 +118,14 @@ crate::event::event_enum! {
             name: Option<String>,
             attributes: Attributes,
         },
+        /// `user_id` reads as `null` once the contact is erased.
         #[serde(rename = "contact.user_id_linked")]
-        UserIdLinked { user_id: Bsuid },
+        UserIdLinked { user_id: Option<Bsuid> },
         #[serde(rename = "contact.renamed")]
         Renamed { name: Option<String> },
+        /// `phone` reads as `null` once the contact is erased.
         #[serde(rename = "contact.phone_changed")]
-        PhoneChanged { phone: PhoneNumber },
+        PhoneChanged { phone: Option<PhoneNumber> },
         #[serde(rename = "contact.attributes_changed")]
         AttributesChanged { set: Attributes, removed: Vec<String> },
         #[serde(rename = "contact.opted_out")]
@@ -127,6 +136,9 @@ crate::event::event_enum! {
         Deleted { at: DateTime<Utc> },
         #[serde(rename = "contact.labels_changed")]
         LabelsChanged { added: Vec<String>, removed: Vec<String> },
+        /// The contact's data key was destroyed: its personal fields read as erased everywhere.
+        #[serde(rename = "contact.erased")]
+        Erased { at: DateTime<Utc> },
     }
 }
 
@@ -186,11 +198,18 @@ impl Aggregate for Contact {
             validate_attributes(&attributes)?;
             return Ok(vec![ContactEvent::Created { phone, user_id, name: name(n)?, attributes }]);
         }
+        if let Erase { at } = command {
+            return match (self.created, self.erased) {
+                (false, _) => Err(DomainError::NotFound("contact")),
+                (true, true) => Ok(vec![]),
+                (true, false) => Ok(vec![ContactEvent::Erased { at }]),
+            };
+        }
         if !self.is_active() {
             return Err(DomainError::NotFound("contact"));
         }
         match command {
-            Create { .. } => unreachable!("handled above"),
+            Create { .. } | Erase { .. } => unreachable!("handled above"),
             Update { name: new_name, phone, attributes } => {
                 let mut events = vec![];
                 if let Some(n) = new_name {
@@ -201,7 +220,7 @@ impl Aggregate for Contact {
                 }
                 if let Some(p) = phone {
                     if Some(&p) != self.phone.as_ref() {
-                        events.push(ContactEvent::PhoneChanged { phone: p });
+                        events.push(ContactEvent::PhoneChanged { phone: Some(p) });
                     }
                 }
                 let mut set = Attributes::new();
@@ -243,9 +262,11 @@ impl Aggregate for Contact {
                 Ok(vec![ContactEvent::OptedIn { reason: reason(r)?, source, at }])
             }
             Delete { at } => Ok(vec![ContactEvent::Deleted { at }]),
-            LinkUserId { user_id } => {
-                Ok(if self.user_id.is_some() { vec![] } else { vec![ContactEvent::UserIdLinked { user_id }] })
-            }
+            LinkUserId { user_id } => Ok(if self.user_id.is_some() {
+                vec![]
+            } else {
+                vec![ContactEvent::UserIdLinked { user_id: Some(user_id) }]
+            }),
             Label { add, remove } => {
                 let (added, removed) = crate::label::change(&self.labels, &add, &remove, "contact")?;
                 Ok(if added.is_empty() && removed.is_empty() {
@@ -267,7 +288,7 @@ impl Aggregate for Contact {
                 self.attributes = attributes.clone();
             }
             ContactEvent::Renamed { name } => self.name = name.clone(),
-            ContactEvent::PhoneChanged { phone } => self.phone = Some(phone.clone()),
+            ContactEvent::PhoneChanged { phone } => self.phone = phone.clone(),
             ContactEvent::AttributesChanged { set, removed } => {
                 for k in removed {
                     self.attributes.remove(k);
@@ -279,7 +300,10 @@ impl Aggregate for Contact {
             }
             ContactEvent::OptedIn { .. } => self.opted_out = None,
             ContactEvent::Deleted { .. } => self.deleted = true,
-            ContactEvent::UserIdLinked { user_id } => self.user_id = Some(user_id.clone()),
+            ContactEvent::Erased { .. } => {
+                self = Contact { created: true, deleted: true, erased: true, ..Contact::default() };
+            }
+            ContactEvent::UserIdLinked { user_id } => self.user_id = user_id.clone(),
             ContactEvent::LabelsChanged { added, removed } => crate::label::apply(&mut self.labels, added, removed),
         }
         self
@@ -308,7 +332,7 @@ mod tests {
         let by_phone = Contact::replay(&create(Some("+6281234567890"), None).unwrap());
         // Learning the BSUID of a phone contact: once; the phone stays where messages go.
         let linked = by_phone.decide(ContactCommand::LinkUserId { user_id: user.clone() }).unwrap();
-        assert_eq!(linked, vec![ContactEvent::UserIdLinked { user_id: user.clone() }]);
+        assert_eq!(linked, vec![ContactEvent::UserIdLinked { user_id: Some(user.clone()) }]);
         let both = linked.iter().fold(by_phone, Contact::evolve);
         assert!(both.decide(ContactCommand::LinkUserId { user_id: user.clone() }).unwrap().is_empty());
         assert!(matches!(both.destination(), Some(Destination::Phone(_))));
@@ -336,6 +360,30 @@ mod tests {
             })
             .unwrap();
         Contact::replay(&events)
+    }
+
+    #[test]
+    fn erasure_blanks_the_contact_once_deleted_or_not_and_stops_every_other_command() {
+        let deleted = budi().evolve(&ContactEvent::Deleted { at: at() });
+        for c in [budi(), deleted] {
+            let events = c.decide(ContactCommand::Erase { at: at() }).unwrap();
+            assert_eq!(events, vec![ContactEvent::Erased { at: at() }]);
+            let erased = events.iter().fold(c, Contact::evolve);
+            assert!(erased.erased && erased.deleted && erased.created);
+            assert_eq!((erased.phone.clone(), erased.name.clone()), (None, None));
+            assert!(erased.attributes.is_empty());
+            assert!(erased.decide(ContactCommand::Erase { at: at() }).unwrap().is_empty(), "once");
+            let rename =
+                ContactCommand::Update { name: Some(Some("X".into())), phone: None, attributes: Attributes::new() };
+            assert_eq!(erased.decide(rename), Err(DomainError::NotFound("contact")));
+        }
+        assert_eq!(
+            Contact::default().decide(ContactCommand::Erase { at: at() }),
+            Err(DomainError::NotFound("contact"))
+        );
+        // An erased phone change (its phone sealed and gone) reads as no phone.
+        let e: ContactEvent = serde_json::from_value(json!({"type": "contact.phone_changed", "phone": null})).unwrap();
+        assert_eq!(e, ContactEvent::PhoneChanged { phone: None });
     }
 
     #[test]

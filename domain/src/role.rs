@@ -30,6 +30,8 @@ pub enum Action {
     WorkConversations,
     /// Create agents and teams, change other agents' availability.
     ManageAgents,
+    /// Erase a contact's personal data for good (owners and admins).
+    EraseContacts,
 }
 
 impl Role {
@@ -95,6 +97,8 @@ mod tests {
         assert!(!Role::Agent.allows(Action::ManageKeys));
         assert!(!Role::Agent.allows(Action::ManageTemplates));
         assert!(!Role::Agent.allows(Action::ManageAgents));
+        assert!(!Role::Agent.allows(Action::EraseContacts));
+        assert!(Role::Admin.allows(Action::EraseContacts));
         assert!(Role::Admin.allows(Action::ManageKeys));
         assert_eq!(Role::parse("agent"), Ok(Role::Agent));
         assert!(Role::parse("root").is_err());

@@ -484,3 +484,19 @@ pub async fn mixed_workload(app: &TestApp, ws: &Ws) -> i64 {
         .expect(202);
     sent.body["position"].as_i64().expect("p")
 }
+
+/// What `blazz audit export` writes for `selection` of the app's log: the events as stored (sealed),
+/// their personal fields opened with the app's data keys.
+pub async fn export_of(
+    app: &TestApp,
+    selection: blazz_api::cli::audit::Selection,
+    format: blazz_api::cli::audit::Format,
+) -> Vec<u8> {
+    use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
+    let sealed = PgEventStore::new(app.pool.clone(), BatchConfig::default());
+    let vault = app.commands().vault().expect("the app seals personal data");
+    let mut out = Vec::new();
+    let mut progress = blazz_api::cli::progress::JobProgress::lines(Box::new(std::io::sink()), "export", "events", 0);
+    blazz_api::cli::audit::export(&sealed, vault, selection, format, &mut out, &mut progress).await.expect("export");
+    out
+}

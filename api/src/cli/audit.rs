@@ -1,8 +1,13 @@
 //! `blazz audit export`: a workspace's events recorded between two times, in the log's gap-free
 //! order, as JSON Lines (the history API's shape) or CloudEvents 1.0 JSON, one event a line, for an
 //! auditor's own tools.
+//!
+//! Personal fields show opened (or erased); an event that has them also carries its payload as
+//! stored, sealed (`sealed_payload`, CloudEvents `blazzsealeddata`): the form its hash covers, so
+//! the export verifies offline and erasure never breaks that.
 
 use super::progress::JobProgress;
+use blazz_commands::personal::Vault;
 use blazz_commands::store::{EventStore, LogCursor, RecordedEvent, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -42,9 +47,11 @@ pub enum ExportError {
     Write(#[from] std::io::Error),
 }
 
-/// Writes the selected events to `out`, a line each; answers how many. `progress` counts them.
+/// Writes the selected events of `sealed` (a store serving them as stored) to `out`, a line each,
+/// their personal fields opened with `vault`'s keys; answers how many. `progress` counts them.
 pub async fn export(
-    store: &dyn EventStore,
+    sealed: &dyn EventStore,
+    vault: &Vault,
     selection: Selection,
     format: Format,
     out: &mut dyn Write,
@@ -52,14 +59,29 @@ pub async fn export(
 ) -> Result<u64, ExportError> {
     let (mut cursor, mut written) = (LogCursor::START, 0);
     loop {
-        let page = store.read_log(cursor, PAGE, Some(selection.workspace)).await?;
+        let page = sealed.read_log(cursor, PAGE, Some(selection.workspace)).await?;
         if page.events.is_empty() {
             break;
         }
-        for e in page.events.iter().filter(|e| selection.includes(e)) {
+        let mut shown = page.events.clone();
+        vault.reveal(&mut shown).await?;
+        for (stored, e) in page.events.iter().zip(&shown).filter(|(_, e)| selection.includes(e)) {
+            let differs = stored.payload != e.payload;
             let line = match format {
-                Format::Jsonl => crate::routes::event_json(e),
-                Format::Cloudevents => cloud_event(e),
+                Format::Jsonl => {
+                    let mut line = crate::routes::event_json(e);
+                    if differs {
+                        line["sealed_payload"] = stored.payload.clone();
+                    }
+                    line
+                }
+                Format::Cloudevents => {
+                    let mut line = cloud_event(e);
+                    if differs {
+                        line["blazzsealeddata"] = stored.payload.clone();
+                    }
+                    line
+                }
             };
             serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
             out.write_all(b"\n")?;
@@ -92,5 +114,6 @@ fn cloud_event(e: &RecordedEvent) -> Value {
         "blazzcausationid": e.metadata.causation_id,
         "blazzactor": e.metadata.actor,
         "blazzhash": e.hash.map(hex::encode),
+        "blazzerased": e.erased,
     })
 }

@@ -1,4 +1,4 @@
-//! `POST /v1/contacts`, `PATCH|DELETE /v1/contacts/{id}`, `POST /v1/contacts/{id}/opt-out|opt-in`.
+//! `POST /v1/contacts`, `PATCH|DELETE /v1/contacts/{id}`, `POST /v1/contacts/{id}/opt-out|opt-in|erase`.
 
 use super::Written;
 use super::{command_response, double_option, LabelChange};
@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use blazz_commands::handlers::contact::{ContactChange, NewContact};
-use blazz_commands::outcome::{ContactConsent, ContactDeleted, ContactLabels, ContactWritten};
+use blazz_commands::outcome::{ContactConsent, ContactDeleted, ContactErased, ContactLabels, ContactWritten};
 use blazz_domain::contact::ConsentSource;
 use blazz_domain::ids::ContactId;
 use blazz_domain::values::{Attributes, PhoneNumber};
@@ -92,6 +92,23 @@ pub async fn update(
 )]
 pub async fn delete(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
     let result = s.commands.delete_contact(&caller.context(None), ContactId::from_uuid(id)).await?;
+    Ok(command_response(StatusCode::OK, result))
+}
+
+/// Erases a contact's personal data for good: its name, phone, attributes, message texts and
+/// media references read as erased everywhere (history, read models, rebuilds, exports), its phone
+/// number and BSUID are free again. The log keeps every event (sealed), so counts and the audit
+/// chain stay whole. Erasing twice answers the same.
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/{id}/erase",
+    tag = "contacts",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "Done.", body = Written<ContactErased>)),
+    security(("api_key" = ["owner", "admin"]))
+)]
+pub async fn erase(State(s): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+    let result = s.commands.erase_contact(&caller.context(None), ContactId::from_uuid(id)).await?;
     Ok(command_response(StatusCode::OK, result))
 }
 

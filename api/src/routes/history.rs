@@ -35,6 +35,7 @@ pub(crate) fn event_json(e: &RecordedEvent) -> Value {
         "payload": e.payload,
         "metadata": e.metadata,
         "hash": e.hash.map(hex::encode),
+        "erased": e.erased,
     })
 }
 

@@ -56,6 +56,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(contacts::create, q::contacts))
         .routes(routes!(contacts::update, contacts::delete, q::contact))
         .routes(routes!(contacts::opt_out))
+        .routes(routes!(contacts::erase))
         .routes(routes!(contacts::opt_in))
         .routes(routes!(contacts::labels))
         .routes(routes!(import::import))

@@ -4,14 +4,15 @@
 use super::require;
 use crate::context::{CommandContext, CommandResult};
 use crate::error::CommandError;
-use crate::outcome::{ContactConsent, ContactDeleted, ContactLabels, ContactWritten};
+use crate::outcome::{ContactConsent, ContactDeleted, ContactErased, ContactLabels, ContactWritten};
 use crate::service::{scopes, Commands, Plan};
-use crate::store::{Claim, ClaimRelease};
+use crate::store::{Claim, ClaimRelease, StoreError};
 use blazz_domain::aggregate::{stream_id, Aggregate};
 use blazz_domain::contact::{ConsentSource, Contact, ContactCommand, ContactEvent};
 use blazz_domain::ids::ContactId;
 use blazz_domain::role::Action;
 use blazz_domain::values::{Attributes, Bsuid, PhoneNumber};
+use blazz_domain::DomainError;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -101,7 +102,7 @@ impl Commands {
             })?;
             let mut plan = Plan::new(vec![], ContactWritten { contact_id: id });
             for e in &events {
-                if let ContactEvent::PhoneChanged { phone } = e {
+                if let ContactEvent::PhoneChanged { phone: Some(phone) } = e {
                     plan.claims.push(phone_claim(ws, id, phone));
                     // A contact known only by BSUID had no number to free.
                     if let Some(old) = &c.phone {
@@ -169,6 +170,45 @@ impl Commands {
                 plan.releases.push(phone_release(ws, id, phone));
             }
             if let Some(user) = &c.user_id {
+                let claim = user_id_claim(ws, id, user);
+                plan.releases.push(ClaimRelease { scope: claim.scope, value: claim.value, owner: claim.owner });
+            }
+            Ok(plan)
+        })
+        .await
+    }
+
+    /// Erases a contact's personal data for good (owners and admins): destroys its data key, so
+    /// every personal field of its events reads as erased, then appends `contact.erased` and frees
+    /// its phone number and BSUID. Erasing an erased contact changes nothing.
+    ///
+    /// The key goes first: should the append fail, the contact is already unreadable and a retry
+    /// appends the event; the log never says "erased" over a key that still opens.
+    pub async fn erase_contact(
+        &self,
+        ctx: &CommandContext,
+        id: ContactId,
+    ) -> Result<CommandResult<ContactErased>, CommandError> {
+        require(ctx.role, Action::EraseContacts)?;
+        let vault = self.vault().ok_or_else(|| {
+            StoreError::Unavailable("erasure needs a store that seals personal data (PostgreSQL)".into())
+        })?;
+        let ws = ctx.workspace_id;
+        // What it holds is read before its key goes: afterwards its phone reads as erased.
+        let before = self.load::<Contact>(ws, id.as_uuid()).await?.state;
+        if !before.created {
+            return Err(DomainError::NotFound("contact").into());
+        }
+        if !vault.erase(ws, id.as_uuid()).await? {
+            return Err(DomainError::NotFound("contact").into());
+        }
+        self.execute::<Contact, _>(ctx, id.as_uuid(), |c| {
+            let events = c.decide(ContactCommand::Erase { at: ctx.now })?;
+            let mut plan = Plan::new(events, ContactErased { contact_id: id, erased: true });
+            if let Some(phone) = &before.phone {
+                plan.releases.push(phone_release(ws, id, phone));
+            }
+            if let Some(user) = &before.user_id {
                 let claim = user_id_claim(ws, id, user);
                 plan.releases.push(ClaimRelease { scope: claim.scope, value: claim.value, owner: claim.owner });
             }

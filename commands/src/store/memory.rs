@@ -94,6 +94,7 @@ impl EventStore for MemoryEventStore {
                 metadata: r.metadata.clone(),
                 recorded_at: now,
                 hash: None,
+                erased: vec![],
             });
             position = Some(pos);
         }

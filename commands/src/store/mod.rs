@@ -114,6 +114,8 @@ pub struct AppendRequest {
     pub claims: Vec<Claim>,
     pub releases: Vec<ClaimRelease>,
     pub idempotency: Option<IdempotencyWrite>,
+    /// Data keys of contacts this request creates (`crate::personal`), stored with its events.
+    pub keys: Vec<crate::personal::NewKey>,
 }
 
 impl AppendRequest {
@@ -133,6 +135,7 @@ impl AppendRequest {
             claims: vec![],
             releases: vec![],
             idempotency: None,
+            keys: vec![],
         }
     }
 }
@@ -195,6 +198,8 @@ pub struct RecordedEvent {
     /// The link chaining it to its stream predecessor (`crate::audit::chain`); `None` where the
     /// store keeps no chain (the in-memory store, the Kafka topic) or not yet sealed.
     pub hash: Option<crate::audit::chain::Hash>,
+    /// Personal fields (JSON pointers into the payload) that read as erased (`crate::personal`).
+    pub erased: Vec<&'static str>,
 }
 
 /// An aggregate's state after `version` events of its stream, as the fold `code` made it.

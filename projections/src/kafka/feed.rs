@@ -21,6 +21,7 @@ use crate::checkpoints::{CheckpointTable, Checkpoints, Lane};
 use crate::error::ProjectionError;
 use crate::feed::{Feed, FeedEvent, BATCH};
 use async_trait::async_trait;
+use blazz_commands::personal::Vault;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -47,6 +48,10 @@ pub struct KafkaFeed {
     batch: Vec<FeedEvent>,
     /// Per partition, the offset after the last message of `batch`.
     offsets: HashMap<Lane, i64>,
+    /// Whether `batch`'s personal fields are opened yet (see [`Self::revealing`]).
+    revealed: bool,
+    /// The data keys to open personal fields with; without, events go on as published (sealed).
+    vault: Option<Vault>,
     /// Per partition, the newest epoch met.
     epochs: HashMap<Lane, i64>,
     /// Partitions met in a newer epoch that still have to be read again from their start.
@@ -71,10 +76,28 @@ impl KafkaFeed {
             topic,
             unassigned_since: None,
             batch: vec![],
+            revealed: false,
+            vault: None,
             offsets: HashMap::new(),
             epochs: HashMap::new(),
             rewind: BTreeSet::new(),
         })
+    }
+
+    /// Opens the personal fields of the events it hands out with `vault`'s keys: the topic carries
+    /// them sealed, as the log stores them.
+    pub fn revealing(mut self, vault: Vault) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
+    /// The batch, its personal fields opened once (a batch handed out again is not opened twice).
+    async fn revealed_batch(&mut self) -> Result<Vec<FeedEvent>, ProjectionError> {
+        if let (Some(vault), false) = (&self.vault, self.revealed) {
+            vault.reveal_in(&mut self.batch, |f| &mut f.record).await?;
+        }
+        self.revealed = !self.batch.is_empty();
+        Ok(self.batch.clone())
     }
 
     /// Joins the group afresh if this member has held no partition for [`UNASSIGNED_LIMIT`] although
@@ -161,7 +184,7 @@ impl Feed for KafkaFeed {
 
     async fn next_batch(&mut self, at: &Checkpoints) -> Result<Vec<FeedEvent>, ProjectionError> {
         if !self.batch.is_empty() {
-            return Ok(self.batch.clone());
+            return self.revealed_batch().await;
         }
         for ((_, lane), c) in at {
             let known = self.epochs.entry(*lane).or_insert(0);
@@ -204,11 +227,12 @@ impl Feed for KafkaFeed {
             // Only skipped messages: nothing to apply, but their offsets can be committed.
             self.committed().await?;
         }
-        Ok(self.batch.clone())
+        self.revealed_batch().await
     }
 
     async fn committed(&mut self) -> Result<(), ProjectionError> {
         self.batch.clear();
+        self.revealed = false;
         if self.offsets.is_empty() {
             return Ok(());
         }

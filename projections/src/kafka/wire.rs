@@ -62,6 +62,7 @@ impl EventMessage {
             metadata: self.metadata,
             recorded_at: self.recorded_at,
             hash: None,
+            erased: vec![],
         };
         (self.epoch, self.prev, record)
     }
@@ -137,6 +138,7 @@ mod tests {
             },
             recorded_at: Utc::now(),
             hash: None,
+            erased: vec![],
         };
         let prev = Some(LogCursor { transaction_id: 9, position: 41 });
         let bytes = serde_json::to_vec(&EventMessage::new(7, prev, &e)).expect("encode");

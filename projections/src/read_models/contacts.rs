@@ -94,7 +94,7 @@ impl Projector for Contacts {
                         .bind(ws)
                         .bind(id)
                         .bind(at)
-                        .bind(phone.as_str())
+                        .bind(phone.as_ref().map(|p| p.as_str()))
                         .execute(conn)
                         .await?;
                     change(json!({ "phone": phone }))
@@ -104,7 +104,7 @@ impl Projector for Contacts {
                         .bind(ws)
                         .bind(id)
                         .bind(at)
-                        .bind(user_id.as_str())
+                        .bind(user_id.as_ref().map(|u| u.as_str()))
                         .execute(conn)
                         .await?;
                     change(json!({ "user_id": user_id }))
@@ -156,7 +156,8 @@ impl Projector for Contacts {
                     .await?;
                     change(json!({ "labels": labels.map(|l| l.0) }))
                 }
-                ContactEvent::Deleted { .. } => {
+                // An erased contact is gone from the read model like a deleted one.
+                ContactEvent::Deleted { .. } | ContactEvent::Erased { .. } => {
                     sqlx::query("DELETE FROM rm_contacts WHERE workspace_id = $1 AND contact_id = $2")
                         .bind(ws)
                         .bind(id)

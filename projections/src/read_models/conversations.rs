@@ -5,6 +5,7 @@
 use crate::delta::Change;
 use crate::projector::{Applied, Projector};
 use async_trait::async_trait;
+use blazz_domain::contact::ContactEvent;
 use blazz_domain::conversation::{window_end, ConversationEvent};
 use blazz_domain::ids::ConversationId;
 use blazz_domain::message::MessageEvent;
@@ -264,6 +265,21 @@ impl Projector for Conversations {
             // Outbound messages go through the set-based path, alone or in a run.
             DomainEvent::Message(MessageEvent::Queued { .. }) => {
                 Ok(upsert_outbound(conn, &[a]).await?.pop().unwrap_or_default())
+            }
+            DomainEvent::Contact(ContactEvent::Erased { .. }) => {
+                let ids: Vec<Uuid> = sqlx::query_scalar(
+                    "UPDATE rm_conversations SET last_message_preview = NULL
+                     WHERE workspace_id = $1 AND contact_id = $2 AND last_message_preview IS NOT NULL
+                     RETURNING conversation_id",
+                )
+                .bind(a.record.workspace_id)
+                .bind(a.aggregate_id())
+                .fetch_all(conn)
+                .await?;
+                Ok(ids
+                    .into_iter()
+                    .map(|id| Change::upsert("conversation", id, json!({ "last_message_preview": null })))
+                    .collect())
             }
             _ => Ok(vec![]),
         }

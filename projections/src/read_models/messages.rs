@@ -5,6 +5,7 @@
 use crate::delta::Change;
 use crate::projector::{Applied, Projector};
 use async_trait::async_trait;
+use blazz_domain::contact::ContactEvent;
 use blazz_domain::conversation::{ConversationEvent, InboundMessage};
 use blazz_domain::ids::ConversationId;
 use blazz_domain::message::{MessageEvent, MessageStatus};
@@ -204,6 +205,21 @@ impl Projector for Messages {
             DomainEvent::Message(e) => e,
             DomainEvent::Conversation(ConversationEvent::InboundReceived { message: Some(m), at, .. }) => {
                 return insert_inbound(conn, a, m, *at).await;
+            }
+            // The erased contact's messages keep their kind, status and times, not their text.
+            DomainEvent::Contact(ContactEvent::Erased { .. }) => {
+                let ids: Vec<Uuid> = sqlx::query_scalar(
+                    "UPDATE rm_messages SET preview = NULL
+                     WHERE workspace_id = $1 AND contact_id = $2 AND preview IS NOT NULL RETURNING message_id",
+                )
+                .bind(a.record.workspace_id)
+                .bind(a.aggregate_id())
+                .fetch_all(conn)
+                .await?;
+                return Ok(ids
+                    .into_iter()
+                    .map(|id| Change::upsert("message", id, json!({ "preview": null })))
+                    .collect());
             }
             _ => return Ok(vec![]),
         };

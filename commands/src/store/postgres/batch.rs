@@ -202,6 +202,9 @@ async fn write(pool: &PgPool, requests: &[AppendRequest], notify: &Throttle) -> 
             sqlx::query(NOTIFY).execute(&mut *conn).await?;
         }
         let (outcomes, last) = tally(requests, &written);
+        if outcomes[0].is_some() {
+            drop_keys(&mut conn, requests, &[0]).await?;
+        }
         return Ok(answers(outcomes, last));
     }
     let mut tx = pool.begin().await?;
@@ -222,6 +225,7 @@ async fn write(pool: &PgPool, requests: &[AppendRequest], notify: &Throttle) -> 
         if !event_ids.is_empty() {
             sqlx::query("DELETE FROM events WHERE event_id = ANY($1)").bind(&event_ids).execute(&mut *tx).await?;
         }
+        drop_keys(&mut tx, requests, &failed).await?;
         // Only claims the failed command itself inserted: a batch-mate may hold the same value.
         let mut undo: (Vec<&str>, Vec<&str>, Vec<&str>) = (vec![], vec![], vec![]);
         for &i in &failed {
@@ -255,6 +259,15 @@ async fn write(pool: &PgPool, requests: &[AppendRequest], notify: &Throttle) -> 
     }
     tx.commit().await?;
     Ok(answers(outcomes, last))
+}
+
+/// Deletes the data keys the failed requests brought (their contacts were not created).
+async fn drop_keys(conn: &mut PgConnection, requests: &[AppendRequest], failed: &[usize]) -> Result<(), sqlx::Error> {
+    let contacts: Vec<Uuid> = failed.iter().flat_map(|i| requests[*i].keys.iter().map(|k| k.contact_id)).collect();
+    if !contacts.is_empty() {
+        sqlx::query("DELETE FROM contact_keys WHERE contact_id = ANY($1)").bind(&contacts).execute(conn).await?;
+    }
+    Ok(())
 }
 
 /// Inserts all events; returns event id → (position, stream version) of the rows that went in.
@@ -310,8 +323,19 @@ async fn insert_events(
     // too-low version could create a gap. That check is a lateral lookup with LIMIT 1, one index probe
     // per row: written as `OR EXISTS (…)`, the planner may pick a hashed subplan that reads and hashes
     // the whole log on every batch (measured: most of the database's CPU under webhook load).
+    // New contacts' data keys go in with the same statement (no round trip of their own); a key
+    // already stored for the contact fails the statement (a unique violation), never silently.
+    let (mut key_contacts, mut key_workspaces, mut key_sealed) = (vec![], vec![], vec![]);
+    for k in requests.iter().flat_map(|r| &r.keys) {
+        key_contacts.push(k.contact_id);
+        key_workspaces.push(k.workspace_id);
+        key_sealed.push(k.sealed.as_slice());
+    }
     let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
-        "WITH input AS (
+        "WITH keys AS (
+             INSERT INTO contact_keys (contact_id, workspace_id, sealed)
+             SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::bytea[])
+         ), input AS (
              SELECT * FROM unnest($1::text[], $2::int8[], $3::bool[], $4::int8[], $5::uuid[], $6::text[], $7::int4[],
                                   $8::uuid[], $9::jsonb[], $10::jsonb[], $11::bytea[])
                  AS t(stream_id, expected, is_any, ord, event_id, event_type, schema_version, workspace_id, payload, metadata,
@@ -347,6 +371,9 @@ async fn insert_events(
     .bind(&payloads)
     .bind(&metadata)
     .bind(&digests)
+    .bind(&key_contacts)
+    .bind(&key_workspaces)
+    .bind(&key_sealed)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(|(id, pos, ver)| (id, (pos, ver as u64))).collect())

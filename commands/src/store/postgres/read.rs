@@ -29,6 +29,7 @@ fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         metadata: serde_json::from_value::<EventMetadata>(metadata).map_err(|e| corrupt("metadata", &e))?,
         recorded_at: row.try_get("recorded_at")?,
         hash: crate::audit::chain::hash_of(row.try_get::<Option<Vec<u8>>, _>("hash")?.as_deref()),
+        erased: vec![],
     })
 }
 

@@ -1,0 +1,146 @@
+//! Crypto-shredding of personal data (docs/adr/0003-personal-data.md).
+//!
+//! Personal fields of events ([`fields::PERSONAL`]) are sealed with their contact's data key before
+//! they are appended, and opened again when read; erasing a contact destroys its key, so from then
+//! on every reader sees those fields as erased while the log itself is never rewritten (its hash
+//! chain covers the sealed form and stays valid).
+//!
+//! - [`fields`]: which fields, whose, and the sealed form.
+//! - [`vault`]: the data keys, sealed with the deployment key, cached.
+//! - [`store`]: an [`crate::store::EventStore`] that seals on append and opens on read, so every
+//!   reader through it (projections, rebuilds, history, as-of, exports, the write side) sees the same.
+//!
+//! Events written before sealing existed hold their personal fields in clear; they read as they are
+//! until their contact is erased, and as erased after (an upcaster at read time, not a rewrite).
+
+pub mod fields;
+pub mod store;
+pub mod vault;
+
+use crate::store::{AppendRequest, ExpectedVersion, RecordedEvent, StoreError};
+use fields::{sealed_text, DataKey};
+use std::collections::HashMap;
+pub use store::PersonalStore;
+use uuid::Uuid;
+pub use vault::{NewKey, Slot, Vault};
+
+/// The event that erases a contact.
+pub const ERASED: &str = "contact.erased";
+
+impl Vault {
+    /// Seals the personal fields of every request's events. A request that creates a contact's stream
+    /// brings the contact's new key along (stored atomically with its events); other contacts' keys
+    /// are looked up (and made, for a contact from before sealing). A field of an erased contact is
+    /// written erased.
+    pub async fn protect(&self, requests: &mut [AppendRequest]) -> Result<(), StoreError> {
+        let mut fresh: HashMap<Uuid, DataKey> = HashMap::new();
+        let mut wanted: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+        for r in requests.iter_mut() {
+            for e in &r.events {
+                let Some(c) = fields::of(&e.event_type).and_then(|p| p.subject(&r.stream_id, &e.payload)) else {
+                    continue;
+                };
+                let creates = e.event_type == "contact.created" && r.expected == ExpectedVersion::NoStream;
+                if creates && !fresh.contains_key(&c) {
+                    let (key, new) = self.fresh(r.workspace_id, c);
+                    // Cached at once: should the append fail, the key of a contact that does not
+                    // exist is never asked for (contact ids are never reused).
+                    self.remember(c, Slot::Open(key.clone()));
+                    fresh.insert(c, key);
+                    r.keys.push(new);
+                } else if !fresh.contains_key(&c) {
+                    wanted.entry(r.workspace_id).or_default().push(c);
+                }
+            }
+        }
+        let mut slots: HashMap<Uuid, Slot> = fresh.into_iter().map(|(c, k)| (c, Slot::Open(k))).collect();
+        for (workspace, contacts) in wanted {
+            slots.extend(self.ensure(workspace, &contacts).await?);
+        }
+        for r in requests.iter_mut() {
+            for e in &mut r.events {
+                let Some(p) = fields::of(&e.event_type) else { continue };
+                let Some(c) = p.subject(&r.stream_id, &e.payload) else { continue };
+                let Some(slot) = slots.get(&c) else { continue };
+                for (path, blank) in p.fields {
+                    let Some(v) = e.payload.pointer_mut(path) else { continue };
+                    if v.is_null() || sealed_text(v).is_some() {
+                        continue;
+                    }
+                    *v = match slot {
+                        Slot::Open(key) => key.seal(c, &e.event_type, path, v),
+                        Slot::Erased => blank.value(),
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the personal fields of `events`; a field whose key is gone (or that does not open) reads
+    /// as its blank and is listed in the event's `erased`. A clear field (an event from before
+    /// sealing) stays as it is unless its contact was erased.
+    pub async fn reveal(&self, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
+        self.reveal_in(events, |e| e).await
+    }
+
+    /// [`Self::reveal`] for the events inside `items` (a feed's batch).
+    pub async fn reveal_in<T: Send>(
+        &self,
+        items: &mut [T],
+        record: fn(&mut T) -> &mut RecordedEvent,
+    ) -> Result<(), StoreError> {
+        let mut subjects = vec![];
+        for item in items.iter_mut() {
+            let e = record(item);
+            if e.event_type == ERASED {
+                if let Some(c) = fields::of("contact.created").and_then(|p| p.subject(&e.stream_id, &e.payload)) {
+                    // Whatever this process cached for it is stale.
+                    self.remember(c, Slot::Erased);
+                }
+            }
+            if let Some(c) = fields::of(&e.event_type).and_then(|p| p.subject(&e.stream_id, &e.payload)) {
+                subjects.push(c);
+            }
+        }
+        if subjects.is_empty() {
+            return Ok(());
+        }
+        subjects.sort_unstable();
+        subjects.dedup();
+        let slots = self.slots(&subjects).await?;
+        for item in items.iter_mut() {
+            let e = record(item);
+            let Some(p) = fields::of(&e.event_type) else { continue };
+            let Some(c) = p.subject(&e.stream_id, &e.payload) else { continue };
+            let slot = slots.get(&c);
+            for (path, blank) in p.fields {
+                let Some(v) = e.payload.pointer_mut(path) else { continue };
+                if v.is_null() {
+                    continue;
+                }
+                let opened = match (sealed_text(v), slot) {
+                    (Some(text), Some(Slot::Open(key))) => {
+                        let opened = key.open(c, &e.event_type, path, text);
+                        if opened.is_none() {
+                            tracing::warn!(position = e.position, field = path, "a sealed field does not open");
+                        }
+                        opened
+                    }
+                    // Sealed, and the key is gone (or was never stored).
+                    (Some(_), _) => None,
+                    (None, Some(Slot::Erased)) => None,
+                    (None, _) => continue,
+                };
+                match opened {
+                    Some(clear) => *v = clear,
+                    None => {
+                        *v = blank.value();
+                        e.erased.push(path);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
