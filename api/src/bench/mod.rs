@@ -1,7 +1,7 @@
 //! `blazz bench`: reproducible load generators whose output goes into docs/benchmarks.md.
 //!
-//! - `appends`: single-event appends to distinct new streams through the store, from N concurrent
-//!   writers, for a fixed time.
+//! - `appends`: single-event appends (a new contact each, personal fields sealed) to distinct new
+//!   streams through the store, from N concurrent writers, for a fixed time.
 //! - `send`: `POST /v1/messages` (template messages) over real HTTP to an in-process server, at a fixed
 //!   concurrency, for a fixed time.
 //! - `replay` ([`replay`]): rebuild throughput of a projection over a large log.
@@ -18,7 +18,7 @@
 use crate::config::Config;
 use crate::embedded::EmbeddedPostgres;
 use crate::server;
-use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
+use blazz_commands::store::postgres::BatchConfig;
 use blazz_commands::store::{AppendRequest, EventMetadata, EventStore, ExpectedVersion};
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -296,9 +296,13 @@ pub(crate) fn new_contact_event() -> AppendRequest {
     )
 }
 
+/// Appends as the write side makes them: through the store that seals personal fields (each event is
+/// a new contact's, so each brings a fresh data key) over the hash-chained log.
 async fn appends(pool: sqlx::PgPool, append_writers: usize, writers: &[usize], seconds: u64) -> Result<(), Error> {
-    let store: Arc<dyn EventStore> =
-        Arc::new(PgEventStore::new(pool, BatchConfig { writers: append_writers, ..BatchConfig::default() }));
+    use blazz_commands::credentials::Keyring;
+    let config = BatchConfig { writers: append_writers, ..BatchConfig::default() };
+    let keys = Keyring::from_base64(&Keyring::generate_base64(), &[])?;
+    let store: Arc<dyn EventStore> = Arc::new(server::event_store(&pool, config, &keys));
     println!("| writers | appends | errors | events/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
     for &w in writers {
