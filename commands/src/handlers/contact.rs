@@ -56,6 +56,16 @@ fn phone_release(workspace: Uuid, contact: ContactId, phone: &PhoneNumber) -> Cl
     ClaimRelease { scope: c.scope, value: c.value, owner: c.owner }
 }
 
+/// Frees the contact's phone number and BSUID (each only if the contact still holds it).
+fn identity_releases(workspace: Uuid, id: ContactId, c: &Contact) -> Vec<ClaimRelease> {
+    let phone = c.phone.iter().map(|p| phone_release(workspace, id, p));
+    let user = c.user_id.iter().map(|u| {
+        let claim = user_id_claim(workspace, id, u);
+        ClaimRelease { scope: claim.scope, value: claim.value, owner: claim.owner }
+    });
+    phone.chain(user).collect()
+}
+
 /// The plan for creating one contact (shared with the bulk import).
 pub(crate) fn creation_plan(
     workspace: Uuid,
@@ -166,13 +176,7 @@ impl Commands {
         self.execute::<Contact, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ContactCommand::Delete { at: ctx.now })?;
             let mut plan = Plan::new(events, ContactDeleted { contact_id: id, deleted: true });
-            if let Some(phone) = &c.phone {
-                plan.releases.push(phone_release(ws, id, phone));
-            }
-            if let Some(user) = &c.user_id {
-                let claim = user_id_claim(ws, id, user);
-                plan.releases.push(ClaimRelease { scope: claim.scope, value: claim.value, owner: claim.owner });
-            }
+            plan.releases = identity_releases(ws, id, c);
             Ok(plan)
         })
         .await
@@ -205,13 +209,7 @@ impl Commands {
         self.execute::<Contact, _>(ctx, id.as_uuid(), |c| {
             let events = c.decide(ContactCommand::Erase { at: ctx.now })?;
             let mut plan = Plan::new(events, ContactErased { contact_id: id, erased: true });
-            if let Some(phone) = &before.phone {
-                plan.releases.push(phone_release(ws, id, phone));
-            }
-            if let Some(user) = &before.user_id {
-                let claim = user_id_claim(ws, id, user);
-                plan.releases.push(ClaimRelease { scope: claim.scope, value: claim.value, owner: claim.owner });
-            }
+            plan.releases = identity_releases(ws, id, &before);
             Ok(plan)
         })
         .await

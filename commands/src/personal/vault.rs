@@ -95,11 +95,12 @@ impl Vault {
                     Some((at, slot)) if at.elapsed() < CACHE_TTL => {
                         found.insert(*c, slot.clone());
                     }
-                    _ if !missing.contains(c) => missing.push(*c),
-                    _ => {}
+                    _ => missing.push(*c),
                 }
             }
         }
+        missing.sort_unstable();
+        missing.dedup();
         if missing.is_empty() {
             return Ok(found);
         }
