@@ -356,7 +356,7 @@ async fn an_auditors_script_verifies_an_export_offline_and_finds_a_changed_line(
     // One altered sealed field (the form the hashes cover; personal fields are sealed), or one line
     // left out, or another key: each is found.
     let text = String::from_utf8(events).expect("utf-8");
-    let at = text.find("\"$pii\":\"").expect("a sealed field") + "\"$pii\":\"".len();
+    let at = text.find("\"sealed\":\"").expect("sealed fields") + "\"sealed\":\"".len();
     let flipped = if text.as_bytes()[at] == b'A' { "B" } else { "A" };
     let changed = format!("{}{flipped}{}", &text[..at], &text[at + 1..]);
     assert_ne!(changed, text);

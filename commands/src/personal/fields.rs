@@ -1,10 +1,12 @@
-//! Which fields of which events are personal, whose they are, and how one is sealed in a payload.
+//! Which fields of which events are personal, whose they are, and how they are sealed in a payload.
 //!
-//! A sealed field holds `{"$pii": "<base64 of nonce ‖ ChaCha20-Poly1305 ciphertext>"}` in place of its
-//! value; the plaintext is the value's JSON, and the associated data names the contact, the event type
-//! and the field, so a sealed value copied to another field, event type or contact does not open. An
-//! erased field reads as its [`Blank`], a value its type accepts (so every reader, the domain's
-//! decoder included, goes on working) that says nothing.
+//! A stored payload holds each personal field as its [`Blank`] (a value its type accepts that says
+//! nothing) and, beside the event's own fields, one entry
+//! `"$pii": {"fields": [<JSON pointers>], "sealed": "<base64 of nonce ‖ ChaCha20-Poly1305 ciphertext>"}`
+//! whose plaintext is the JSON array of those fields' values, in order. The associated data names the
+//! contact, the event type and the fields, so a sealed entry moved to another event type or contact,
+//! or with its list of fields changed, does not open. One seal per event, however many fields; and a
+//! reader without the keys (or after erasure) reads the event as erased, never as ciphertext.
 
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -13,8 +15,7 @@ use rand::RngCore;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-/// The key of a sealed field's one-entry object. Attribute keys cannot start with `$`, so no
-/// contact attribute is ever mistaken for it.
+/// The key of a payload's sealed entry. No event has a field of that name.
 pub const SEALED: &str = "$pii";
 
 /// What an erased field reads as.
@@ -111,12 +112,12 @@ impl Personal {
     }
 }
 
-/// The sealed text of a field, if it is sealed.
-pub fn sealed_text(value: &Value) -> Option<&str> {
-    match value {
-        Value::Object(map) if map.len() == 1 => map.get(SEALED)?.as_str(),
-        _ => None,
-    }
+/// A stored payload's sealed entry: its fields and sealed text, if it has one.
+pub fn sealed_entry(payload: &Value) -> Option<(Vec<String>, &str)> {
+    let entry = payload.get(SEALED)?;
+    let fields =
+        entry.get("fields")?.as_array()?.iter().map(|f| f.as_str().map(str::to_owned)).collect::<Option<_>>()?;
+    Some((fields, entry.get("sealed")?.as_str()?))
 }
 
 /// A contact's data key.
@@ -129,8 +130,13 @@ impl std::fmt::Debug for DataKey {
     }
 }
 
-fn aad(contact: Uuid, event_type: &str, path: &str) -> Vec<u8> {
-    [contact.as_bytes(), event_type.as_bytes(), b"\0", path.as_bytes()].concat()
+fn aad<S: AsRef<str>>(contact: Uuid, event_type: &str, fields: &[S]) -> Vec<u8> {
+    let mut aad = [contact.as_bytes(), event_type.as_bytes()].concat();
+    for f in fields {
+        aad.push(0);
+        aad.extend_from_slice(f.as_ref().as_bytes());
+    }
+    aad
 }
 
 impl DataKey {
@@ -145,28 +151,30 @@ impl DataKey {
         (Self(ChaCha20Poly1305::new(Key::from_slice(&k))), k)
     }
 
-    /// `value` sealed as the field `path` of a `event_type` of `contact`.
-    pub fn seal(&self, contact: Uuid, event_type: &str, path: &str, value: &Value) -> Value {
+    /// The sealed entry of `values`, the fields `fields` of a `event_type` of `contact`.
+    pub fn seal(&self, contact: Uuid, event_type: &str, fields: &[&str], values: &[Value]) -> Value {
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let plain = serde_json::to_vec(value).unwrap_or_default();
-        let aad = aad(contact, event_type, path);
+        let plain = serde_json::to_vec(values).unwrap_or_default();
+        let aad = aad(contact, event_type, fields);
         // Encryption of an in-memory buffer cannot fail; an empty ciphertext would read as erased.
         let sealed = self.0.encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad }).unwrap_or_default();
         let text = base64::engine::general_purpose::STANDARD.encode([&nonce[..], &sealed].concat());
-        json!({ SEALED: text })
+        json!({ "fields": fields, "sealed": text })
     }
 
-    /// The value sealed in `text`; `None` if it does not open (altered, or sealed for another field).
-    pub fn open(&self, contact: Uuid, event_type: &str, path: &str, text: &str) -> Option<Value> {
+    /// The values sealed in `text` for `fields`; `None` if it does not open (altered, or sealed for
+    /// another contact, event type or list of fields).
+    pub fn open(&self, contact: Uuid, event_type: &str, fields: &[String], text: &str) -> Option<Vec<Value>> {
         let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
         if bytes.len() < 12 + 16 {
             return None;
         }
         let (nonce, body) = bytes.split_at(12);
-        let aad = aad(contact, event_type, path);
+        let aad = aad(contact, event_type, fields);
         let plain = self.0.decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad: &aad }).ok()?;
-        serde_json::from_slice(&plain).ok()
+        let values: Vec<Value> = serde_json::from_slice(&plain).ok()?;
+        (values.len() == fields.len()).then_some(values)
     }
 }
 
@@ -175,27 +183,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sealed_field_opens_only_as_the_same_field_of_the_same_contact() {
+    fn a_sealed_entry_opens_only_for_the_same_contact_type_and_fields() {
         let (key, _) = DataKey::generate();
         let (other, _) = DataKey::generate();
         let c = Uuid::now_v7();
-        let sealed = key.seal(c, "contact.renamed", "/name", &json!("Budi"));
-        let text = sealed_text(&sealed).unwrap();
-        assert!(!sealed.to_string().contains("Budi"));
-        assert_eq!(key.open(c, "contact.renamed", "/name", text), Some(json!("Budi")));
-        assert_eq!(key.open(Uuid::now_v7(), "contact.renamed", "/name", text), None);
-        assert_eq!(key.open(c, "contact.created", "/name", text), None);
-        assert_eq!(key.open(c, "contact.renamed", "/phone", text), None);
-        assert_eq!(other.open(c, "contact.renamed", "/name", text), None);
-        assert_eq!(key.open(c, "contact.renamed", "/name", "bm90IGEga2V5"), None);
-    }
-
-    #[test]
-    fn only_a_one_entry_object_under_the_marker_is_sealed() {
-        assert!(sealed_text(&json!({ "$pii": "x" })).is_some());
-        assert!(sealed_text(&json!({ "$pii": "x", "b": 1 })).is_none());
-        assert!(sealed_text(&json!("x")).is_none());
-        assert!(sealed_text(&json!({ "segment": "x" })).is_none());
+        let fields = ["/name", "/phone"];
+        let values = [json!("Budi"), json!("+6281234567890")];
+        let payload = json!({ "at": 1, SEALED: key.seal(c, "contact.created", &fields, &values) });
+        assert!(!payload.to_string().contains("Budi"));
+        let (listed, text) = sealed_entry(&payload).unwrap();
+        assert_eq!(listed, fields);
+        assert_eq!(key.open(c, "contact.created", &listed, text), Some(values.to_vec()));
+        assert_eq!(key.open(Uuid::now_v7(), "contact.created", &listed, text), None);
+        assert_eq!(key.open(c, "contact.renamed", &listed, text), None);
+        assert_eq!(key.open(c, "contact.created", &listed[..1], text), None);
+        assert_eq!(other.open(c, "contact.created", &listed, text), None);
+        assert_eq!(key.open(c, "contact.created", &listed, "bm90IGEga2V5"), None);
+        assert!(sealed_entry(&json!({ "name": "x" })).is_none());
+        assert!(sealed_entry(&json!({ SEALED: "x" })).is_none());
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod store;
 pub mod vault;
 
 use crate::store::{AppendRequest, ExpectedVersion, RecordedEvent, StoreError};
-use fields::{sealed_text, DataKey};
+use fields::{sealed_entry, DataKey, SEALED};
 use std::collections::HashMap;
 pub use store::PersonalStore;
 use uuid::Uuid;
@@ -62,15 +62,19 @@ impl Vault {
                 let Some(p) = fields::of(&e.event_type) else { continue };
                 let Some(c) = p.subject(&r.stream_id, &e.payload) else { continue };
                 let Some(slot) = slots.get(&c) else { continue };
+                if e.payload.get(SEALED).is_some() {
+                    continue;
+                }
+                // Each present field gives its value up and keeps its blank.
+                let (mut names, mut values) = (vec![], vec![]);
                 for (path, blank) in p.fields {
-                    let Some(v) = e.payload.pointer_mut(path) else { continue };
-                    if v.is_null() || sealed_text(v).is_some() {
-                        continue;
+                    if let Some(v) = e.payload.pointer_mut(path).filter(|v| !v.is_null()) {
+                        names.push(*path);
+                        values.push(std::mem::replace(v, blank.value()));
                     }
-                    *v = match slot {
-                        Slot::Open(key) => key.seal(c, &e.event_type, path, v),
-                        Slot::Erased => blank.value(),
-                    };
+                }
+                if let (Slot::Open(key), false, Some(map)) = (slot, names.is_empty(), e.payload.as_object_mut()) {
+                    map.insert(SEALED.into(), key.seal(c, &e.event_type, &names, &values));
                 }
             }
         }
@@ -114,30 +118,37 @@ impl Vault {
             let Some(p) = fields::of(&e.event_type) else { continue };
             let Some(c) = p.subject(&e.stream_id, &e.payload) else { continue };
             let slot = slots.get(&c);
-            for (path, blank) in p.fields {
-                let Some(v) = e.payload.pointer_mut(path) else { continue };
-                if v.is_null() {
-                    continue;
-                }
-                let opened = match (sealed_text(v), slot) {
-                    (Some(text), Some(Slot::Open(key))) => {
-                        let opened = key.open(c, &e.event_type, path, text);
-                        if opened.is_none() {
-                            tracing::warn!(position = e.position, field = path, "a sealed field does not open");
+            let Some((names, text)) = sealed_entry(&e.payload).map(|(n, t)| (n, t.to_owned())) else {
+                // Written before sealing: in clear, unless the contact was erased since.
+                if matches!(slot, Some(Slot::Erased)) {
+                    for (path, blank) in p.fields {
+                        if let Some(v) = e.payload.pointer_mut(path).filter(|v| !v.is_null()) {
+                            *v = blank.value();
+                            e.erased.push(path);
                         }
-                        opened
                     }
-                    // Sealed, and the key is gone (or was never stored).
-                    (Some(_), _) => None,
-                    (None, Some(Slot::Erased)) => None,
-                    (None, _) => continue,
-                };
-                match opened {
-                    Some(clear) => *v = clear,
-                    None => {
-                        *v = blank.value();
-                        e.erased.push(path);
+                }
+                continue;
+            };
+            if let Some(map) = e.payload.as_object_mut() {
+                map.remove(SEALED);
+            }
+            let mut opened = match slot {
+                Some(Slot::Open(key)) => {
+                    let opened = key.open(c, &e.event_type, &names, &text);
+                    if opened.is_none() {
+                        tracing::warn!(position = e.position, "sealed personal fields do not open");
                     }
+                    opened
+                }
+                // The key is gone (or was never stored): the blanks stay.
+                _ => None,
+            };
+            for (path, _) in p.fields {
+                let Some(at) = names.iter().position(|n| n == path) else { continue };
+                match (&mut opened, e.payload.pointer_mut(path)) {
+                    (Some(values), Some(v)) => *v = std::mem::take(&mut values[at]),
+                    _ => e.erased.push(path),
                 }
             }
         }
