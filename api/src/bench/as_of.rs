@@ -2,12 +2,14 @@
 //! with `events` events (its creation, then attribute changes, 500 to an append), then times
 //! [`Commands::state_at`]: once cold (no snapshots yet: it folds the whole stream), then at the
 //! first, middle and last event and without a point (from the snapshots), against the plain read
-//! of the same stream from PostgreSQL, in one run.
+//! of the same stream from PostgreSQL, in one run. The stream's attribute changes are sealed
+//! personal data, opened on every read.
 
 use super::{ms, new_contact_event, summarise, Error, BENCH_WORKSPACE};
 use blazz_commands::as_of::AsOf;
 use blazz_commands::codec::Codec;
-use blazz_commands::store::postgres::{BatchConfig, PgEventStore};
+use blazz_commands::credentials::Keyring;
+use blazz_commands::store::postgres::BatchConfig;
 use blazz_commands::store::{AppendRequest, EventStore, ExpectedVersion};
 use blazz_commands::Commands;
 use blazz_domain::aggregate::StreamId;
@@ -21,8 +23,11 @@ use std::time::{Duration, Instant};
 const BATCH: u64 = 500;
 
 pub async fn run(pool: sqlx::PgPool, append_writers: usize, events: u64, rounds: usize) -> Result<(), Error> {
-    let store: Arc<dyn EventStore> =
-        Arc::new(PgEventStore::new(pool.clone(), BatchConfig { writers: append_writers, ..BatchConfig::default() }));
+    // Through the sealing store, as the API answers it: every change's attributes are sealed and
+    // opened again on each read.
+    let keys = Keyring::from_base64(&Keyring::generate_base64(), &[])?;
+    let config = BatchConfig { writers: append_writers, ..BatchConfig::default() };
+    let store: Arc<dyn EventStore> = Arc::new(crate::server::event_store(&pool, config, &keys));
     let created = new_contact_event();
     let stream = created.stream_id.clone();
     store.append(created.clone()).await?;
