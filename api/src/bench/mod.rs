@@ -47,6 +47,12 @@ pub enum Which {
         /// Seconds per run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// What each append writes.
+        #[arg(long, value_enum, default_value = "contacts")]
+        kind: AppendKind,
+        /// Straight to the log, personal fields in clear (to measure what sealing costs).
+        #[arg(long)]
+        unsealed: bool,
     },
     /// Commands at a fixed rate: command-accepted → WebSocket delta latency, and projection lag.
     Live {
@@ -210,7 +216,9 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
     let result = async {
         let pool = server::connect_and_migrate(&url, config.db_max_connections).await?;
         match which {
-            Which::Appends { writers, seconds } => appends(pool, config.append_writers, &writers, seconds).await,
+            Which::Appends { writers, seconds, kind, unsealed } => {
+                appends(pool, config.append_writers, &writers, seconds, kind, unsealed).await
+            }
             Which::Send { concurrency, seconds, without_projectors } => {
                 send(pool, config.append_writers, concurrency, seconds, !without_projectors).await
             }
@@ -286,38 +294,88 @@ pub(crate) fn new_contact_event() -> AppendRequest {
         BENCH_WORKSPACE,
         ExpectedVersion::NoStream,
         vec![blazz_commands::codec::Codec::new().encode(&event)],
-        EventMetadata {
-            correlation_id: Uuid::now_v7(),
-            causation_id: None,
-            actor: "system:bench".into(),
-            request_id: None,
-            agent_id: None,
-        },
+        bench_metadata(),
     )
 }
 
-/// Appends as the write side makes them: through the store that seals personal fields (each event is
-/// a new contact's, so each brings a fresh data key) over the hash-chained log.
-async fn appends(pool: sqlx::PgPool, append_writers: usize, writers: &[usize], seconds: u64) -> Result<(), Error> {
+/// What an append of `blazz bench appends` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppendKind {
+    /// A new contact each (its phone, name and an attribute sealed under a fresh data key).
+    Contacts,
+    /// A queued text message each, to one of 1,000 existing contacts (their keys cached).
+    Messages,
+}
+
+/// Appends as the write side makes them: through the store that seals personal fields, over the
+/// hash-chained log (`unsealed`: straight to the log, in clear).
+async fn appends(
+    pool: sqlx::PgPool,
+    append_writers: usize,
+    writers: &[usize],
+    seconds: u64,
+    kind: AppendKind,
+    unsealed: bool,
+) -> Result<(), Error> {
     use blazz_commands::credentials::Keyring;
     let config = BatchConfig { writers: append_writers, ..BatchConfig::default() };
     let keys = Keyring::from_base64(&Keyring::generate_base64(), &[])?;
-    let store: Arc<dyn EventStore> = Arc::new(server::event_store(&pool, config, &keys));
+    let sealing = server::event_store(&pool, config, &keys);
+    let store: Arc<dyn EventStore> = if unsealed { sealing.sealed().clone() } else { Arc::new(sealing) };
+    let mut contacts = vec![];
+    if kind == AppendKind::Messages {
+        for _ in 0..1000 {
+            let created = new_contact_event();
+            contacts.push(created.stream_id.trim_start_matches("contact-").parse::<Uuid>()?);
+            store.append(created).await?;
+        }
+    }
+    let contacts = Arc::new(contacts);
     println!("| writers | appends | errors | events/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
     for &w in writers {
-        let store = store.clone();
-        let s = drive(w, seconds, move |_| {
+        let (store, contacts) = (store.clone(), contacts.clone());
+        let s = drive(w, seconds, move |n| {
             let store = store.clone();
-            async move {
-                let request = new_contact_event();
-                store.append(request).await.is_ok()
-            }
+            let request = match kind {
+                AppendKind::Contacts => new_contact_event(),
+                AppendKind::Messages => new_message_event(contacts[n % contacts.len()]),
+            };
+            async move { store.append(request).await.is_ok() }
         })
         .await;
         println!("| {w} | {} | {} | {:.0} | {} | {} |", s.count, s.errors, s.per_second, ms(s.p50), ms(s.p99));
     }
     Ok(())
+}
+
+/// A queued text message to `contact` (a new message stream).
+fn new_message_event(contact: Uuid) -> AppendRequest {
+    use blazz_domain::ids::{ChannelId, ContactId};
+    use blazz_domain::message::{MessageContent, MessageEvent};
+    let event = blazz_domain::DomainEvent::Message(MessageEvent::Queued {
+        channel_id: ChannelId::from_uuid(BENCH_WORKSPACE),
+        contact_id: ContactId::from_uuid(contact),
+        to: blazz_domain::values::PhoneNumber::parse("+6281300000001").ok(),
+        user_id: None,
+        content: MessageContent::Text { body: "Halo, pesanan Anda sudah dikirim hari ini".into(), preview_url: false },
+        reply_to: None,
+        campaign_id: None,
+        at: chrono::Utc::now(),
+    });
+    let stream = format!("message-{}", Uuid::now_v7());
+    let events = vec![blazz_commands::codec::Codec::new().encode(&event)];
+    AppendRequest::new(stream, BENCH_WORKSPACE, ExpectedVersion::NoStream, events, bench_metadata())
+}
+
+fn bench_metadata() -> EventMetadata {
+    EventMetadata {
+        correlation_id: Uuid::now_v7(),
+        causation_id: None,
+        actor: "system:bench".into(),
+        request_id: None,
+        agent_id: None,
+    }
 }
 
 pub(crate) async fn post(client: &reqwest::Client, url: String, bearer: &str, body: Value) -> Result<Value, Error> {
