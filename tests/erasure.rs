@@ -41,6 +41,24 @@ async fn clear_in_log(pool: &PgPool, ws: &Ws, words: &[&str]) -> Vec<String> {
     found
 }
 
+/// Waits (bounded: the outbox projection may trail the others) until `contact` has `n` messages in
+/// the dispatch queue.
+async fn queue_holds(pool: &PgPool, contact: &str, n: i64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM dispatch_queue WHERE contact_id = $1")
+            .bind(Uuid::parse_str(contact).expect("uuid"))
+            .fetch_one(pool)
+            .await
+            .expect("queue");
+        if queued == n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{queued} queued for {contact}, not {n}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 async fn stream(app: &TestApp, ws: &Ws, stream: &str) -> Vec<Value> {
     let a = app.get(&format!("/v1/history/streams/{stream}"), &ws.key).await.expect(200);
     a.body["events"].as_array().cloned().unwrap_or_default()
@@ -80,6 +98,8 @@ async fn an_erased_contact_reads_as_erased_everywhere_and_its_phone_is_free_agai
     assert_eq!(events[0]["payload"]["name"], "Wulan Sari");
     assert_eq!(events[0]["payload"]["attributes"]["city"], "Bandung");
     assert_eq!(events[0]["erased"], json!([]));
+
+    queue_holds(&pool, &contact, 1).await;
 
     // Only owners and admins erase.
     let agent = app.post("/v1/api-keys", &ws.key, json!({"name": "inbox", "role": "agent"})).await.expect(201);
@@ -124,6 +144,8 @@ async fn an_erased_contact_reads_as_erased_everywhere_and_its_phone_is_free_agai
     for c in convs.body["items"].as_array().expect("items") {
         assert_eq!(c["last_message_preview"], Value::Null, "{c}");
     }
+    // Its queued message (no dispatcher runs here) leaves the dispatch queue: it has no recipient.
+    queue_holds(&pool, &contact, 0).await;
     // As of before the erasure: erased too.
     let first = events[0]["position"].as_i64().expect("position");
     let state =

@@ -8,6 +8,7 @@ use crate::projector::{Applied, Projector};
 use async_trait::async_trait;
 use blazz_domain::campaign::CampaignEvent;
 use blazz_domain::channel::ChannelEvent;
+use blazz_domain::contact::ContactEvent;
 use blazz_domain::message::MessageEvent;
 use blazz_domain::DomainEvent;
 use chrono::{DateTime, Utc};
@@ -61,6 +62,15 @@ impl Projector for Outbox {
             DomainEvent::Campaign(CampaignEvent::Resumed { .. }) => hold(conn, a.aggregate_id(), false).await?,
             DomainEvent::Channel(ChannelEvent::Halted { .. }) => hold(conn, a.aggregate_id(), true).await?,
             DomainEvent::Channel(ChannelEvent::Resumed) => hold(conn, a.aggregate_id(), false).await?,
+            // Its queued messages have no recipient left (it reads as erased): never sent, and not
+            // left at the head of the queue for dispatchers to pick and skip.
+            DomainEvent::Contact(ContactEvent::Erased { .. }) => {
+                sqlx::query("DELETE FROM dispatch_queue WHERE workspace_id = $1 AND contact_id = $2")
+                    .bind(a.record.workspace_id)
+                    .bind(a.aggregate_id())
+                    .execute(conn)
+                    .await?;
+            }
             DomainEvent::Message(_) => {
                 return self.apply_run(conn, &[a]).await.map(|mut v| v.pop().unwrap_or_default())
             }
