@@ -106,10 +106,15 @@ impl Personal {
     /// The contact an event of this type belongs to.
     pub fn subject(&self, stream_id: &str, payload: &Value) -> Option<Uuid> {
         match self.subject {
-            Subject::Stream => stream_id.strip_prefix("contact-").and_then(|id| Uuid::try_parse(id).ok()),
+            Subject::Stream => contact_of_stream(stream_id),
             Subject::Field(path) => payload.pointer(path)?.as_str().and_then(|id| Uuid::try_parse(id).ok()),
         }
     }
+}
+
+/// The contact whose stream `stream_id` is (`contact-<id>`).
+pub fn contact_of_stream(stream_id: &str) -> Option<Uuid> {
+    stream_id.strip_prefix("contact-").and_then(|id| Uuid::try_parse(id).ok())
 }
 
 /// A stored payload's sealed entry: its fields and sealed text, if it has one.

@@ -98,7 +98,7 @@ impl Vault {
         for item in items.iter_mut() {
             let e = record(item);
             if e.event_type == ERASED {
-                if let Some(c) = fields::of("contact.created").and_then(|p| p.subject(&e.stream_id, &e.payload)) {
+                if let Some(c) = fields::contact_of_stream(&e.stream_id) {
                     // Whatever this process cached for it is stale.
                     self.remember(c, Slot::Erased);
                 }
