@@ -303,7 +303,7 @@ pub(crate) fn new_contact_event() -> AppendRequest {
 pub enum AppendKind {
     /// A new contact each (its phone, name and an attribute sealed under a fresh data key).
     Contacts,
-    /// A queued text message each, to one of 1,000 existing contacts (their keys cached).
+    /// A queued text message each, every writer to an existing contact of its own (its key cached).
     Messages,
 }
 
@@ -324,7 +324,7 @@ async fn appends(
     let store: Arc<dyn EventStore> = if unsealed { sealing.sealed().clone() } else { Arc::new(sealing) };
     let mut contacts = vec![];
     if kind == AppendKind::Messages {
-        for _ in 0..1000 {
+        for _ in 0..writers.iter().copied().max().unwrap_or(1) {
             let created = new_contact_event();
             contacts.push(created.stream_id.trim_start_matches("contact-").parse::<Uuid>()?);
             store.append(created).await?;

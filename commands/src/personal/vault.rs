@@ -1,8 +1,9 @@
 //! Contacts' data keys (table `contact_keys`), sealed with the deployment key ([`Keyring`], the
 //! same keyring as channel credentials) and cached for a short while.
 //!
-//! A row with no sealed key is an erased contact: its key is gone, its fields read as erased. Rows
-//! are never deleted, so erasure cannot be undone by a new key appearing for the same contact.
+//! A row with no sealed key is an erased contact: its key is gone, its fields read as erased. The
+//! row of a contact that exists is never deleted (only the key of a creation that failed goes again,
+//! with its events), so erasure cannot be undone by a new key appearing for the same contact.
 
 use super::fields::DataKey;
 use crate::credentials::Keyring;
