@@ -47,6 +47,11 @@ pub struct Config {
     pub unknown_after_secs: u64,
     /// `BLAZZ_RECIPIENT_PACE_SECS`: campaign messages to one recipient at least this far apart (default 6).
     pub recipient_pace_secs: f64,
+    /// `BLAZZ_WEBHOOKS_ALLOW_PRIVATE`: outbound webhooks may go to private and loopback addresses
+    /// (default false: the SSRF guard).
+    pub webhooks_allow_private: bool,
+    /// `BLAZZ_WEBHOOKS_TIMEOUT_MS`: time for one outbound webhook attempt (default 10000).
+    pub webhooks_timeout_ms: u64,
     /// `KAFKA_BROKERS` and `BLAZZ_KAFKA_*`: the scaled-out read side (unset: the log feed).
     pub kafka: Option<KafkaConfig>,
     /// `BLAZZ_REQUEST_TIMEOUT_SECS` (30), `BLAZZ_SOCKET_SEND_TIMEOUT_SECS` (5), `BLAZZ_MAX_CONCURRENT_REQUESTS` (1024),
@@ -119,6 +124,16 @@ impl Config {
                     });
                 }
                 pace
+            },
+            webhooks_allow_private: parsed("BLAZZ_WEBHOOKS_ALLOW_PRIVATE", false)?,
+            webhooks_timeout_ms: match parsed("BLAZZ_WEBHOOKS_TIMEOUT_MS", 10_000)? {
+                n @ 100..=120_000 => n,
+                _ => {
+                    return Err(ConfigError {
+                        name: "BLAZZ_WEBHOOKS_TIMEOUT_MS",
+                        message: "must be 100 to 120000".into(),
+                    })
+                }
             },
             limits: {
                 let d = crate::limits::LimitSettings::default();
@@ -241,6 +256,8 @@ mod tests {
             max_attempts: 5,
             unknown_after_secs: 600,
             recipient_pace_secs: 6.0,
+            webhooks_allow_private: false,
+            webhooks_timeout_ms: 10_000,
             kafka: None,
             limits: Default::default(),
         };

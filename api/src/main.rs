@@ -416,6 +416,11 @@ fn edge_settings(config: &Config, dispatch: bool) -> Result<server::EdgeSettings
             recipient_pace: std::time::Duration::from_secs_f64(config.recipient_pace_secs),
             ..blazz_commands::dispatch::RetryPolicy::default()
         },
+        webhooks: blazz_commands::outbound::deliver::DeliverySettings {
+            allow_private: config.webhooks_allow_private,
+            timeout: std::time::Duration::from_millis(config.webhooks_timeout_ms),
+            ..Default::default()
+        },
     })
 }
 
@@ -433,13 +438,22 @@ async fn dispatch(config: Config) -> Result<(), Error> {
     let launcher = blazz_api::launcher::Launcher::new(commands.clone());
     let edge = edge_settings(&config, true)?;
     let credentials = CredentialStore::new(pool.clone(), edge.keys.clone());
+    let secrets = blazz_commands::outbound::secrets::EndpointSecrets::new(pool.clone(), edge.keys.clone());
+    let deliverer = blazz_commands::outbound::deliver::Deliverer::new(
+        pool.clone(),
+        commands.clone(),
+        secrets,
+        edge.webhooks.clone(),
+    )?;
     let dispatcher = server::dispatcher(commands, credentials, &edge, &format!("http://{}", config.addr));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let delivering = server::spawn_deliverer(deliverer, stopped.clone());
     let task = server::spawn_dispatcher(pool, dispatcher, launcher, stopped);
-    println!("Blazz dispatcher running");
+    println!("Blazz dispatcher and webhook deliverer running");
     server::shutdown_signal().await;
     let _ = stop.send(true);
     task.await?;
+    delivering.await?;
     Ok(())
 }
 
@@ -575,8 +589,13 @@ async fn main() -> std::process::ExitCode {
                 let keys = secret_keys(&config)?;
                 let credentials =
                     blazz_commands::credentials::CredentialStore::new(pool.clone(), keys.clone()).reseal_all().await?;
+                let secrets = blazz_commands::outbound::secrets::EndpointSecrets::new(pool.clone(), keys.clone())
+                    .reseal_all()
+                    .await?;
                 let data_keys = blazz_commands::personal::Vault::new(pool, keys).reseal_all().await?;
-                println!("re-sealed {credentials} channel credentials and {data_keys} contact data keys");
+                println!(
+                    "re-sealed {credentials} channel credentials, {secrets} webhook signing secrets and {data_keys} contact data keys"
+                );
                 Ok(())
             }
             Cmd::Openapi => {

@@ -42,6 +42,7 @@ Errors answer `{\"error\": {\"code\", \"message\", \"details\"?}}`; `code` is on
         (name = "history", description = "The event log, for auditors"),
         (name = "live", description = "Read-model deltas over WebSocket"),
         (name = "webhooks", description = "The WhatsApp Cloud API webhook"),
+        (name = "integrations", description = "Outbound webhooks to your own systems (Standard Webhooks)"),
         (name = "operator", description = "Operating the deployment (operator token)"),
     )
 )]
@@ -179,6 +180,11 @@ pub enum ErrorCode {
     TemplateExists,
     EmailTaken,
     ShortCodeTaken,
+    EmptyChange,
+    // Outbound webhooks.
+    WebhookUrlNotPublic,
+    DeliveryInFlight,
+    InvalidRange,
     // Imports.
     InvalidCsv,
     InvalidRow,

@@ -12,6 +12,8 @@ use blazz_commands::audit::{checkpoint::Signer, seal};
 use blazz_commands::codec::Codec;
 use blazz_commands::credentials::{CredentialStore, Keyring};
 use blazz_commands::dispatch::{Dispatcher, Providers, RetryPolicy};
+use blazz_commands::outbound::deliver::{Deliverer, DeliverySettings};
+use blazz_commands::outbound::secrets::EndpointSecrets;
 use blazz_commands::personal::{PersonalStore, Vault};
 use blazz_commands::provider::meta::{MetaConfig, MetaProvider};
 use blazz_commands::provider::sandbox::{SandboxProvider, SandboxScript};
@@ -89,6 +91,8 @@ pub struct EdgeSettings {
     /// Where the sandbox posts its webhooks; `None`: this server's own address.
     pub public_url: Option<String>,
     pub retry: RetryPolicy,
+    /// Outbound webhook deliveries (made where dispatching is, `dispatch`).
+    pub webhooks: DeliverySettings,
 }
 
 impl Default for EdgeSettings {
@@ -105,6 +109,7 @@ impl Default for EdgeSettings {
             dispatch: false,
             public_url: None,
             retry: RetryPolicy::default(),
+            webhooks: DeliverySettings::default(),
         }
     }
 }
@@ -179,7 +184,11 @@ pub async fn state(
     if let Some(audit) = settings.audit {
         spawn_sealer(pool.clone(), audit, shutdown.clone());
     }
+    let endpoint_secrets = EndpointSecrets::new(pool.clone(), edge.keys.clone());
     if edge.dispatch {
+        let deliverer =
+            Deliverer::new(pool.clone(), commands.clone(), endpoint_secrets.clone(), edge.webhooks.clone())?;
+        spawn_deliverer(deliverer, shutdown.clone());
         let dispatcher = dispatcher(commands.clone(), credentials.clone(), &edge, own_url);
         spawn_dispatcher(pool.clone(), dispatcher, launcher.clone(), shutdown);
     }
@@ -192,6 +201,8 @@ pub async fn state(
         progress,
         hub,
         credentials,
+        endpoint_secrets,
+        webhooks_allow_private: edge.webhooks.allow_private,
         ticks,
         launcher,
         kafka_partitions,
@@ -244,6 +255,19 @@ pub fn spawn_dispatcher(
         let (p, d, s) = (pool.clone(), dispatcher.clone(), s.clone());
         async move {
             crate::dispatch::run(p, d, s).await;
+            Ok::<_, std::convert::Infallible>(())
+        }
+    }))
+}
+
+/// Starts the outbound webhook deliverer, supervised, until `shutdown`; the task finishes the
+/// attempts in flight.
+pub fn spawn_deliverer(deliverer: Deliverer, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let s = shutdown.clone();
+    tokio::spawn(supervise("webhook deliverer", shutdown, move || {
+        let (d, s) = (deliverer.clone(), s.clone());
+        async move {
+            d.run(s).await;
             Ok::<_, std::convert::Infallible>(())
         }
     }))

@@ -23,6 +23,10 @@ pub struct AppState {
     pub credentials: CredentialStore,
     /// Request timeout, concurrency limit and the default key rate of this gateway.
     pub limits: crate::limits::LimitSettings,
+    /// Signing secrets of outbound webhook endpoints (sealed).
+    pub endpoint_secrets: blazz_commands::outbound::secrets::EndpointSecrets,
+    /// Endpoints may name private addresses (the operator allowed it; see the SSRF guard).
+    pub webhooks_allow_private: bool,
     /// Per-API-key request rates.
     pub rates: Arc<crate::limits::KeyRates>,
     /// Once a second, the progress of every running campaign (see [`crate::ticker`]).

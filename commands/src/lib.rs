@@ -14,6 +14,8 @@
 //! - [`handlers`]: one file per aggregate's commands, and webhook ingestion.
 //! - [`credentials`]: channel secrets, sealed outside the event log.
 //! - [`personal`]: personal fields sealed per contact, erasure by destroying the key.
+//! - [`outbound`]: outbound webhooks (Standard Webhooks): signing secrets, signatures, the SSRF
+//!   guard and the deliverer.
 //! - [`dispatch`]: sending one queued message, attempt recorded before the provider call.
 //! - [`provider`]: the [`provider::Provider`] trait, the Meta Cloud API client and the sandbox.
 
@@ -26,6 +28,7 @@ pub mod dispatch;
 pub mod error;
 pub mod handlers;
 pub mod keys;
+pub mod outbound;
 pub mod outcome;
 pub mod pacing;
 pub mod personal;

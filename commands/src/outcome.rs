@@ -108,6 +108,9 @@ outcomes! {
     CannedWritten { canned_response_id: Uuid }
     CannedDeleted { canned_response_id: Uuid, deleted: bool }
 
+    /// The signing secret is in the HTTP answer beside this (never in the log or the stored answer).
+    EndpointWritten { endpoint_id: Uuid }
+
     WorkspaceWritten { workspace_id: WorkspaceId }
     ApiKeyRevoked { id: ApiKeyId, revoked: bool }
 

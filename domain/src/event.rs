@@ -10,6 +10,7 @@ use crate::canned::CannedEvent;
 use crate::channel::ChannelEvent;
 use crate::contact::ContactEvent;
 use crate::conversation::ConversationEvent;
+use crate::endpoint::EndpointEvent;
 use crate::group::GroupEvent;
 use crate::message::MessageEvent;
 use crate::team::TeamEvent;
@@ -29,6 +30,7 @@ pub enum DomainEvent {
     Agent(AgentEvent),
     Team(TeamEvent),
     Canned(CannedEvent),
+    Endpoint(EndpointEvent),
 }
 
 /// Declares an aggregate's event enum whose serde tags are the stored event type names: the one
@@ -85,6 +87,7 @@ impl DomainEvent {
             Self::Agent(e) => e.event_type(),
             Self::Team(e) => e.event_type(),
             Self::Canned(e) => e.event_type(),
+            Self::Endpoint(e) => e.event_type(),
         }
     }
 
@@ -102,6 +105,7 @@ impl DomainEvent {
             AgentEvent::TYPES,
             TeamEvent::TYPES,
             CannedEvent::TYPES,
+            EndpointEvent::TYPES,
         ]
         .into_iter()
         .flatten()
@@ -156,5 +160,6 @@ into_domain_event!(
     Campaign(CampaignEvent),
     Agent(AgentEvent),
     Team(TeamEvent),
-    Canned(CannedEvent)
+    Canned(CannedEvent),
+    Endpoint(EndpointEvent)
 );

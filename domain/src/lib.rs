@@ -12,7 +12,7 @@
 //! - [`error`]: [`DomainError`], the reasons a command is rejected, each with a stable code.
 //! - [`role`]: API key roles and what each may do.
 //! - [`workspace`], [`campaign`], [`channel`], [`contact`], [`group`], [`template`], [`message`], [`conversation`],
-//!   [`agent`], [`team`], [`canned`]:
+//!   [`agent`], [`team`], [`canned`], [`endpoint`] (outbound webhook endpoints):
 //!   one aggregate each (state, commands, events, decide, evolve).
 //! - [`provider`]: what a provider's error code means (retry later, final, stop campaign, halt channel).
 //! - [`event`]: [`DomainEvent`], the union of all aggregates' events with their stable names and schema
@@ -25,6 +25,7 @@ pub mod canned;
 pub mod channel;
 pub mod contact;
 pub mod conversation;
+pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod group;

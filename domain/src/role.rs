@@ -32,6 +32,8 @@ pub enum Action {
     ManageAgents,
     /// Erase a contact's personal data for good (owners and admins).
     EraseContacts,
+    /// Create, change and replay outbound webhook endpoints (owners and admins).
+    ManageWebhooks,
 }
 
 impl Role {

@@ -8,6 +8,7 @@ mod canned;
 mod channels;
 mod contacts;
 mod conversations;
+mod endpoints;
 mod groups;
 mod history;
 mod import;
@@ -110,6 +111,13 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(parked::list))
         .routes(routes!(parked::retry))
         .routes(routes!(parked::skip))
+        .routes(routes!(endpoints::create, endpoints::list))
+        .routes(routes!(endpoints::update, endpoints::delete, endpoints::show))
+        .routes(routes!(endpoints::rotate_secret))
+        .routes(routes!(endpoints::deliveries))
+        .routes(routes!(endpoints::replay_range))
+        .routes(routes!(endpoints::delivery))
+        .routes(routes!(endpoints::replay))
         .routes(routes!(workspaces::set_rate_limit))
         .routes(routes!(crate::metrics::scrape))
         .routes(routes!(crate::ops::page))

@@ -6,6 +6,7 @@ pub mod canned;
 pub mod channel;
 pub mod contact;
 pub mod conversation;
+pub mod endpoint;
 pub mod group;
 pub mod import;
 pub mod message;

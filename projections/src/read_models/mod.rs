@@ -12,6 +12,7 @@ pub mod messages;
 pub mod outbox;
 pub mod reports;
 pub mod usage;
+pub mod webhooks;
 
 use crate::projector::Projector;
 use blazz_domain::message::MessageContent;
@@ -33,6 +34,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(agents::Teams),
         Arc::new(canned::CannedResponses),
         Arc::new(reports::Reports),
+        Arc::new(webhooks::Webhooks),
     ]
 }
 

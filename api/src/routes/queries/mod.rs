@@ -125,7 +125,7 @@ impl IntoParams for Days {
 
 /// Waits until the projections have applied the event at `min_position`. A position of another
 /// workspace's event answers like one that does not exist: it tells nothing about other tenants.
-async fn consistent(s: &AppState, caller: &Caller, min_position: Option<i64>) -> Result<(), ApiError> {
+pub(crate) async fn consistent(s: &AppState, caller: &Caller, min_position: Option<i64>) -> Result<(), ApiError> {
     let Some(position) = min_position else {
         return Ok(());
     };
