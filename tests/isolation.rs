@@ -299,14 +299,18 @@ async fn an_import_rests_between_chunks_only_while_another_workspace_is_active(p
     assert_eq!(app.commands().pacer().rests(), 0, "alone, an import never rests");
     let b = app.workspace().await;
 
-    // B reads its contacts over and over while A imports again.
+    // B reads its contacts every 2 ms while A imports again: busy, but inside its key's rate (1,000
+    // requests/s by default), so every read must succeed.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let busy = {
         let (client, url, key, stop) =
             (reqwest::Client::new(), app.server.url("/v1/contacts?limit=1"), b.key.clone(), stop.clone());
         tokio::spawn(async move {
             let mut answered = 0;
+            let mut pace = tokio::time::interval(Duration::from_millis(2));
+            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                pace.tick().await;
                 let r = client.get(url.clone()).bearer_auth(&key).send().await.expect("B's read");
                 assert!(r.status().is_success(), "B's read: {}", r.status());
                 answered += 1;
