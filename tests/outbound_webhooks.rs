@@ -1,16 +1,15 @@
 //! Outbound webhooks over real sockets: a local receiver checks each delivery's Standard Webhooks
-//! signature with its own HMAC code (not ours), answers with a scripted status, or holds the
-//! request open.
+//! signature with the specification's own library (`standardwebhooks`, not our code), answers with
+//! a scripted status, or holds the request open.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use blazz_api::server::Settings;
+use blazz_commands::credentials::Keyring;
 use blazz_commands::outbound::deliver::DeliverySettings;
+use blazz_tests::outbound::quick_delivery;
 use blazz_tests::{TestApp, Ws, OPERATOR_TOKEN};
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::collections::VecDeque;
@@ -21,8 +20,7 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 struct Received {
     id: String,
-    timestamp: String,
-    signature: String,
+    headers: HeaderMap,
     body: Value,
     raw: Bytes,
 }
@@ -30,26 +28,20 @@ struct Received {
 #[derive(Debug, Clone, Default)]
 struct Script {
     got: Arc<Mutex<Vec<Received>>>,
-    /// Statuses to answer with, in turn; 200 once they run out.
+    /// Statuses to answer with, in turn (0: never answer); 200 once they run out.
     answers: Arc<Mutex<VecDeque<u16>>>,
     /// Never answer (until the test ends).
     hang: bool,
 }
 
 async fn receive(State(s): State<Script>, headers: HeaderMap, raw: Bytes) -> StatusCode {
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    s.got.lock().unwrap().push(Received {
-        id: h("webhook-id"),
-        timestamp: h("webhook-timestamp"),
-        signature: h("webhook-signature"),
-        body,
-        raw,
-    });
-    if s.hang {
+    s.got.lock().unwrap().push(Received { id, headers, body, raw });
+    let status = s.answers.lock().unwrap().pop_front().unwrap_or(200);
+    if s.hang || status == 0 {
         std::future::pending::<()>().await;
     }
-    let status = s.answers.lock().unwrap().pop_front().unwrap_or(200);
     StatusCode::from_u16(status).unwrap()
 }
 
@@ -62,26 +54,16 @@ async fn receiver(script: Script) -> String {
     format!("http://{addr}/hook")
 }
 
-/// Standard Webhooks verification, written from the specification.
+/// Standard Webhooks verification by the specification's reference library (id, timestamp within
+/// its tolerance, any of the `v1,` signatures).
 fn verified(secret: &str, r: &Received) -> bool {
-    let key = STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{}.{}.", r.id, r.timestamp).as_bytes());
-    mac.update(&r.raw);
-    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    r.signature.split(' ').any(|s| s == expected)
+    standardwebhooks::Webhook::new(secret).and_then(|w| w.verify(&r.raw, &r.headers)).is_ok()
 }
 
 async fn app(pool: PgPool, allow_private: bool, timeout: Duration) -> TestApp {
     let mut settings = Settings::new(4, Some(OPERATOR_TOKEN.into()));
     settings.edge.dispatch = true;
-    settings.edge.webhooks = DeliverySettings {
-        allow_private,
-        timeout,
-        schedule: vec![Duration::from_millis(100); 3],
-        poll: Duration::from_millis(10),
-        ..DeliverySettings::default()
-    };
+    settings.edge.webhooks = quick_delivery(allow_private, timeout);
     TestApp::spawn_with(pool, settings).await
 }
 
@@ -222,4 +204,85 @@ async fn an_endpoint_that_never_answers_does_not_hold_up_another_workspaces(pool
     assert_eq!(got.len(), 5);
     let held = slow.got.lock().unwrap().len();
     assert!(held <= DeliverySettings::default().per_endpoint, "{held} requests in flight to one endpoint");
+}
+
+/// The deliverer as a process of its own (`blazz-test-deliverer`) over the test's database.
+struct DelivererProcess(tokio::process::Child);
+
+impl DelivererProcess {
+    async fn start(pool: &PgPool, key: &str) -> Self {
+        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+        let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(pool).await.unwrap();
+        let url = format!("{}/{database}", base.rsplit_once('/').expect("a database URL with a path").0);
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_blazz-test-deliverer"))
+            .env("DATABASE_URL", url)
+            .env("BLAZZ_SECRET_KEY", key)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the deliverer starts");
+        let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(30), tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line));
+        read.await.expect("the deliverer says it runs").unwrap();
+        assert_eq!(line.trim(), "delivering");
+        Self(child)
+    }
+
+    /// SIGKILL: no shutdown, no last write.
+    async fn kill_9(mut self) {
+        self.0.kill().await.expect("kill -9");
+    }
+}
+
+/// A deliverer killed with SIGKILL while an attempt is in flight (after a failed one) loses
+/// nothing: a new process retries that delivery once its lease ends, with the same webhook-id, and
+/// delivers what was enqueued while no deliverer ran.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_deliverer_killed_mid_retry_loses_nothing(pool: PgPool) {
+    let key = Keyring::generate_base64();
+    let mut settings = Settings::new(4, Some(OPERATOR_TOKEN.into()));
+    settings.edge.keys = Keyring::from_base64(&key, &[]).unwrap();
+    // No deliverer in this process (dispatch is off); the settings let the receiver's URL in.
+    settings.edge.webhooks = quick_delivery(true, Duration::from_secs(1));
+    let app = TestApp::spawn_with(pool.clone(), settings).await;
+    let ws = app.workspace().await;
+    let script = Script::default();
+    // The first attempt fails, the retry is held open until its deliverer dies.
+    script.answers.lock().unwrap().extend([500, 0]);
+    let url = receiver(script.clone()).await;
+    let (endpoint_id, secret) = endpoint(&app, &ws, &url, json!(["contact.created"])).await;
+    let first = app.contact(&ws, "+6281234567893", json!({})).await;
+
+    let deliverer = DelivererProcess::start(&pool, &key).await;
+    let before = requests(&script, 2).await;
+    deliverer.kill_9().await;
+    let second = app.contact(&ws, "+6281234567894", json!({})).await;
+    let page = format!("/v1/webhook-endpoints/{endpoint_id}/deliveries");
+    app.eventually(&ws, &page, |p| p["items"].as_array().is_some_and(|i| i.len() == 2)).await;
+
+    let _deliverer = DelivererProcess::start(&pool, &key).await;
+    let after = requests(&script, 4).await;
+    assert_eq!(after.len(), 4, "one more attempt each, no more: {after:?}");
+    assert!(after.iter().all(|r| verified(&secret, r)));
+    let ids = |contact: &str| -> Vec<&str> {
+        let stream = format!("contact-{contact}");
+        after.iter().filter(|r| r.body["data"]["stream_id"] == stream.as_str()).map(|r| r.id.as_str()).collect()
+    };
+    let (first_ids, second_ids) = (ids(&first), ids(&second));
+    assert_eq!(first_ids.len(), 3, "failed, killed in flight, delivered: {after:?}");
+    assert!(first_ids.iter().all(|id| *id == first_ids[0]), "one webhook-id across processes: {first_ids:?}");
+    assert_eq!(second_ids.len(), 1, "{after:?}");
+    assert_eq!(before[0].id, first_ids[0]);
+
+    let done =
+        app.eventually(&ws, &page, |p| p["items"].as_array().unwrap().iter().all(|d| d["status"] == "delivered")).await;
+    let first_delivery =
+        done["items"].as_array().unwrap().iter().find(|d| d["stream_id"] == format!("contact-{first}"));
+    let id = first_delivery.expect("the first contact's delivery")["delivery_id"].as_str().unwrap().to_owned();
+    let shown = app.get(&format!("/v1/webhook-deliveries/{id}"), &ws.key).await.expect(200).body;
+    // The attempt that died with its process left no record; the two that ended did.
+    let codes: Vec<Value> = shown["attempt_log"].as_array().unwrap().iter().map(|a| a["status_code"].clone()).collect();
+    assert_eq!(codes, vec![json!(500), json!(200)], "{shown}");
 }

@@ -5,6 +5,7 @@ pub mod broker;
 pub mod browser;
 pub mod fake_graph;
 pub mod inbox;
+pub mod outbound;
 
 use blazz_api::server::Running;
 pub use blazz_api::server::Settings;

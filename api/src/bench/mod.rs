@@ -6,6 +6,8 @@
 //!   concurrency, for a fixed time.
 //! - `replay` ([`replay`]): rebuild throughput of a projection over a large log.
 //! - `webhooks` ([`webhooks`]): signed Meta webhook POSTs of 100 statuses each, at a fixed concurrency.
+//! - `outbound` ([`outbound`]): outbound webhook deliveries/s to a local receiver, and the latency
+//!   from a command to the receiver.
 //! - `dispatch` ([`dispatch`]): achieved send rate against the configured one, and CPU per message.
 //! - `fanout` ([`fanout`]): time to launch a campaign to N imported contacts.
 //! - `as-of` ([`as_of`]): state-as-of latency on one long stream, against the plain read of it.
@@ -31,6 +33,7 @@ mod dispatch;
 mod fanout;
 mod live;
 mod neighbours;
+mod outbound;
 mod replay;
 mod verify;
 mod webhooks;
@@ -79,6 +82,22 @@ pub enum Which {
         /// Messages queued up front; each gets three statuses.
         #[arg(long, default_value_t = 50_000)]
         messages: usize,
+    },
+    /// Outbound webhook deliveries to a local receiver: an import's fan-out (deliveries/s), then
+    /// contacts created at a fixed rate (command → receiver latency).
+    Outbound {
+        /// Endpoints of the workspace, each subscribed to `contact.created`.
+        #[arg(long, default_value_t = 4)]
+        endpoints: usize,
+        /// Contacts imported for the throughput phase.
+        #[arg(long, default_value_t = 20_000)]
+        contacts: usize,
+        /// Contacts created per second in the latency phase.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Seconds of the latency phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// A campaign through the Meta provider to a local fake Graph API at a configured channel rate.
     Dispatch {
@@ -224,6 +243,9 @@ pub async fn run(config: Config, which: Which) -> Result<(), Error> {
             }
             Which::Webhooks { without_projectors, concurrency, messages } => {
                 webhooks::run(pool, config.append_writers, concurrency, messages, !without_projectors).await
+            }
+            Which::Outbound { endpoints, contacts, rate, seconds } => {
+                outbound::run(pool, config.append_writers, endpoints, contacts, rate, seconds).await
             }
             Which::Dispatch { rate, messages } => dispatch::run(pool, config.append_writers, rate, messages).await,
             Which::Fanout { recipients } => fanout::run(pool, config.append_writers, recipients).await,

@@ -40,6 +40,9 @@ pub struct DeliverySettings {
     pub allow_private: bool,
     /// Time for one attempt, connection to last byte.
     pub timeout: Duration,
+    /// How long past `timeout` a claim stays leased: a deliverer killed mid-attempt leaves its
+    /// deliveries due again after `timeout + lease_margin`.
+    pub lease_margin: Duration,
     /// Delays before the 2nd, 3rd… attempt; after the last, the delivery fails.
     pub schedule: Vec<Duration>,
     /// An endpoint without a success for this long is disabled.
@@ -70,6 +73,7 @@ impl Default for DeliverySettings {
         Self {
             allow_private: false,
             timeout: Duration::from_secs(10),
+            lease_margin: Duration::from_secs(30),
             schedule: default_schedule(),
             disable_after: Duration::from_secs(5 * 24 * 3600),
             concurrency: 64,
@@ -182,7 +186,7 @@ impl Deliverer {
     /// Leases up to `limit` due deliveries, fairly over endpoints, each endpoint up to
     /// `per_endpoint` in flight here counting those in `busy` (endpoints and their attempts in flight).
     async fn claim(&self, limit: usize, busy: &(Vec<Uuid>, Vec<i32>)) -> Result<Vec<Claimed>, sqlx::Error> {
-        let lease = chrono::Duration::from_std(self.settings.timeout + Duration::from_secs(30)).unwrap_or_default();
+        let lease = chrono::Duration::from_std(self.settings.timeout + self.settings.lease_margin).unwrap_or_default();
         sqlx::query_as(
             "WITH ranked AS (
                 SELECT c.delivery_id, row_number() OVER (PARTITION BY e.endpoint_id ORDER BY c.position) AS rank,
