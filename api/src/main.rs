@@ -445,15 +445,19 @@ async fn dispatch(config: Config) -> Result<(), Error> {
         secrets,
         edge.webhooks.clone(),
     )?;
+    let automation =
+        blazz_commands::automation::AutomationWorker::new(pool.clone(), commands.clone(), edge.webhooks.poll);
     let dispatcher = server::dispatcher(commands, credentials, &edge, &format!("http://{}", config.addr));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let delivering = server::spawn_deliverer(deliverer, stopped.clone());
+    let automating = server::spawn_automation(automation, stopped.clone());
     let task = server::spawn_dispatcher(pool, dispatcher, launcher, stopped);
-    println!("Blazz dispatcher and webhook deliverer running");
+    println!("Blazz dispatcher, webhook deliverer and automation worker running");
     server::shutdown_signal().await;
     let _ = stop.send(true);
     task.await?;
     delivering.await?;
+    automating.await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use axum::extract::MatchedPath;
 use axum::http::{HeaderName, Request};
 use axum::Router;
 use blazz_commands::audit::{checkpoint::Signer, seal};
+use blazz_commands::automation::AutomationWorker;
 use blazz_commands::codec::Codec;
 use blazz_commands::credentials::{CredentialStore, Keyring};
 use blazz_commands::dispatch::{Dispatcher, Providers, RetryPolicy};
@@ -189,6 +190,7 @@ pub async fn state(
         let deliverer =
             Deliverer::new(pool.clone(), commands.clone(), endpoint_secrets.clone(), edge.webhooks.clone())?;
         spawn_deliverer(deliverer, shutdown.clone());
+        spawn_automation(AutomationWorker::new(pool.clone(), commands.clone(), edge.webhooks.poll), shutdown.clone());
         let dispatcher = dispatcher(commands.clone(), credentials.clone(), &edge, own_url);
         spawn_dispatcher(pool.clone(), dispatcher, launcher.clone(), shutdown);
     }
@@ -263,11 +265,25 @@ pub fn spawn_dispatcher(
 /// Starts the outbound webhook deliverer, supervised, until `shutdown`; the task finishes the
 /// attempts in flight.
 pub fn spawn_deliverer(deliverer: Deliverer, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    spawn_worker("webhook deliverer", shutdown, move |s| deliverer.clone().run(s))
+}
+
+/// Starts the automation worker (it performs the rules' runs), supervised, until `shutdown`.
+pub fn spawn_automation(worker: AutomationWorker, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    spawn_worker("automation worker", shutdown, move |s| worker.clone().run(s))
+}
+
+/// Runs `work` (until the shutdown it is given) under the supervisor: restarted if it panics.
+fn spawn_worker<F, Fut>(name: &'static str, shutdown: watch::Receiver<bool>, work: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let s = shutdown.clone();
-    tokio::spawn(supervise("webhook deliverer", shutdown, move || {
-        let (d, s) = (deliverer.clone(), s.clone());
+    tokio::spawn(supervise(name, shutdown, move || {
+        let run = work(s.clone());
         async move {
-            d.run(s).await;
+            run.await;
             Ok::<_, std::convert::Infallible>(())
         }
     }))

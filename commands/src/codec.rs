@@ -106,6 +106,7 @@ impl Codec {
             "team" => DomainEvent::Team(serde_json::from_value(payload).map_err(err)?),
             "canned_response" => DomainEvent::Canned(serde_json::from_value(payload).map_err(err)?),
             "webhook_endpoint" => DomainEvent::Endpoint(serde_json::from_value(payload).map_err(err)?),
+            "automation_rule" => DomainEvent::Rule(serde_json::from_value(payload).map_err(err)?),
             _ => return Err(CodecError::UnknownType(event_type.into())),
         })
     }
@@ -126,6 +127,7 @@ fn payload_of(event: &DomainEvent) -> Value {
         DomainEvent::Team(e) => serde_json::to_value(e),
         DomainEvent::Canned(e) => serde_json::to_value(e),
         DomainEvent::Endpoint(e) => serde_json::to_value(e),
+        DomainEvent::Rule(e) => serde_json::to_value(e),
     };
     // Serialising plain data types into a JSON value cannot fail (no maps with non-string keys).
     let mut value = value.unwrap_or(Value::Null);

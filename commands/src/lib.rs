@@ -16,11 +16,14 @@
 //! - [`personal`]: personal fields sealed per contact, erasure by destroying the key.
 //! - [`outbound`]: outbound webhooks (Standard Webhooks): signing secrets, signatures, the SSRF
 //!   guard and the deliverer.
+//! - [`automation`]: the worker that performs automation rules' runs (commands with idempotency
+//!   keys from rule and event).
 //! - [`dispatch`]: sending one queued message, attempt recorded before the provider call.
 //! - [`provider`]: the [`provider::Provider`] trait, the Meta Cloud API client and the sandbox.
 
 pub mod as_of;
 pub mod audit;
+pub mod automation;
 pub mod codec;
 pub mod context;
 pub mod credentials;

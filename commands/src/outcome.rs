@@ -111,6 +111,8 @@ outcomes! {
     /// The signing secret is in the HTTP answer beside this (never in the log or the stored answer).
     EndpointWritten { endpoint_id: Uuid }
 
+    RuleWritten { rule_id: Uuid }
+
     WorkspaceWritten { workspace_id: WorkspaceId }
     ApiKeyRevoked { id: ApiKeyId, revoked: bool }
 

@@ -5,6 +5,7 @@
 //! name in the `event_type` column is the payload's own tag.
 
 use crate::agent::AgentEvent;
+use crate::automation::RuleEvent;
 use crate::campaign::CampaignEvent;
 use crate::canned::CannedEvent;
 use crate::channel::ChannelEvent;
@@ -31,6 +32,7 @@ pub enum DomainEvent {
     Team(TeamEvent),
     Canned(CannedEvent),
     Endpoint(EndpointEvent),
+    Rule(RuleEvent),
 }
 
 /// Declares an aggregate's event enum whose serde tags are the stored event type names: the one
@@ -88,6 +90,7 @@ impl DomainEvent {
             Self::Team(e) => e.event_type(),
             Self::Canned(e) => e.event_type(),
             Self::Endpoint(e) => e.event_type(),
+            Self::Rule(e) => e.event_type(),
         }
     }
 
@@ -106,6 +109,7 @@ impl DomainEvent {
             TeamEvent::TYPES,
             CannedEvent::TYPES,
             EndpointEvent::TYPES,
+            RuleEvent::TYPES,
         ]
         .into_iter()
         .flatten()
@@ -161,5 +165,6 @@ into_domain_event!(
     Agent(AgentEvent),
     Team(TeamEvent),
     Canned(CannedEvent),
-    Endpoint(EndpointEvent)
+    Endpoint(EndpointEvent),
+    Rule(RuleEvent)
 );

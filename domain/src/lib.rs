@@ -12,7 +12,7 @@
 //! - [`error`]: [`DomainError`], the reasons a command is rejected, each with a stable code.
 //! - [`role`]: API key roles and what each may do.
 //! - [`workspace`], [`campaign`], [`channel`], [`contact`], [`group`], [`template`], [`message`], [`conversation`],
-//!   [`agent`], [`team`], [`canned`], [`endpoint`] (outbound webhook endpoints):
+//!   [`agent`], [`team`], [`canned`], [`endpoint`] (outbound webhook endpoints), [`automation`] (rules):
 //!   one aggregate each (state, commands, events, decide, evolve).
 //! - [`provider`]: what a provider's error code means (retry later, final, stop campaign, halt channel).
 //! - [`event`]: [`DomainEvent`], the union of all aggregates' events with their stable names and schema
@@ -20,6 +20,7 @@
 
 pub mod agent;
 pub mod aggregate;
+pub mod automation;
 pub mod campaign;
 pub mod canned;
 pub mod channel;

@@ -34,6 +34,8 @@ pub enum Action {
     EraseContacts,
     /// Create, change and replay outbound webhook endpoints (owners and admins).
     ManageWebhooks,
+    /// Create, enable, disable and delete automation rules (owners and admins).
+    ManageAutomation,
 }
 
 impl Role {

@@ -263,6 +263,14 @@ impl TimeZone {
         &self.0
     }
 
+    /// The day and wall-clock time of `at` in this zone.
+    pub fn local(&self, at: chrono::DateTime<chrono::Utc>) -> (chrono::Weekday, chrono::NaiveTime) {
+        use chrono::Datelike as _;
+        let tz: chrono_tz::Tz = self.0.parse().unwrap_or(chrono_tz::UTC);
+        let local = at.with_timezone(&tz);
+        (local.weekday(), local.time())
+    }
+
     /// A wall-clock time of this zone as UTC (the earlier one when clocks go back); `None` for a time
     /// that does not exist here (skipped when clocks go forward).
     pub fn to_utc(&self, local: chrono::NaiveDateTime) -> Option<chrono::DateTime<chrono::Utc>> {

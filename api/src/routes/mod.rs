@@ -3,6 +3,7 @@
 
 mod agents;
 mod api_keys;
+mod automation;
 mod campaigns;
 mod canned;
 mod channels;
@@ -118,6 +119,10 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(endpoints::replay_range))
         .routes(routes!(endpoints::delivery))
         .routes(routes!(endpoints::replay))
+        .routes(routes!(automation::create, automation::list))
+        .routes(routes!(automation::create_preset))
+        .routes(routes!(automation::update, automation::delete, automation::show))
+        .routes(routes!(automation::runs))
         .routes(routes!(workspaces::set_rate_limit))
         .routes(routes!(crate::metrics::scrape))
         .routes(routes!(crate::ops::page))

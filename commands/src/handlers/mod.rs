@@ -1,6 +1,7 @@
 //! Command handlers, one file per aggregate. Each public method of [`crate::Commands`] is one command.
 
 pub mod agent;
+pub mod automation;
 pub mod campaign;
 pub mod canned;
 pub mod channel;

@@ -2,6 +2,7 @@
 //! `migrations/0003_read_models.sql` and `0004_whatsapp_edge.sql`).
 
 pub mod agents;
+pub mod automation;
 pub mod campaigns;
 pub mod canned;
 pub mod catalog;
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(canned::CannedResponses),
         Arc::new(reports::Reports),
         Arc::new(webhooks::Webhooks),
+        Arc::new(automation::Automation),
     ]
 }
 
