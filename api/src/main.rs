@@ -445,8 +445,14 @@ async fn dispatch(config: Config) -> Result<(), Error> {
         secrets,
         edge.webhooks.clone(),
     )?;
+    let bots = blazz_commands::bot::Bots::new(
+        pool.clone(),
+        edge.keys.clone(),
+        edge.webhooks.allow_private,
+        server::BOT_TIMEOUT,
+    )?;
     let automation =
-        blazz_commands::automation::AutomationWorker::new(pool.clone(), commands.clone(), edge.webhooks.poll);
+        blazz_commands::automation::AutomationWorker::new(pool.clone(), commands.clone(), bots, edge.webhooks.poll);
     let dispatcher = server::dispatcher(commands, credentials, &edge, &format!("http://{}", config.addr));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let delivering = server::spawn_deliverer(deliverer, stopped.clone());
@@ -596,9 +602,12 @@ async fn main() -> std::process::ExitCode {
                 let secrets = blazz_commands::outbound::secrets::EndpointSecrets::new(pool.clone(), keys.clone())
                     .reseal_all()
                     .await?;
+                let bots = blazz_commands::bot::Bots::new(pool.clone(), keys.clone(), false, server::BOT_TIMEOUT)?
+                    .reseal_all()
+                    .await?;
                 let data_keys = blazz_commands::personal::Vault::new(pool, keys).reseal_all().await?;
                 println!(
-                    "re-sealed {credentials} channel credentials, {secrets} webhook signing secrets and {data_keys} contact data keys"
+                    "re-sealed {credentials} channel credentials, {secrets} webhook signing secrets, {bots} bot keys and {data_keys} contact data keys"
                 );
                 Ok(())
             }

@@ -10,6 +10,7 @@ use axum::http::{HeaderName, Request};
 use axum::Router;
 use blazz_commands::audit::{checkpoint::Signer, seal};
 use blazz_commands::automation::AutomationWorker;
+use blazz_commands::bot::Bots;
 use blazz_commands::codec::Codec;
 use blazz_commands::credentials::{CredentialStore, Keyring};
 use blazz_commands::dispatch::{Dispatcher, Providers, RetryPolicy};
@@ -138,6 +139,9 @@ pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<PgPo
 }
 
 /// Why the system could not start.
+/// Time for one call to a workspace's bot (its chat-completions endpoint).
+pub const BOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The application state over a PostgreSQL pool, with the projectors (and the dispatcher, if enabled)
@@ -186,11 +190,13 @@ pub async fn state(
         spawn_sealer(pool.clone(), audit, shutdown.clone());
     }
     let endpoint_secrets = EndpointSecrets::new(pool.clone(), edge.keys.clone());
+    let bots = Bots::new(pool.clone(), edge.keys.clone(), edge.webhooks.allow_private, BOT_TIMEOUT)?;
     if edge.dispatch {
         let deliverer =
             Deliverer::new(pool.clone(), commands.clone(), endpoint_secrets.clone(), edge.webhooks.clone())?;
         spawn_deliverer(deliverer, shutdown.clone());
-        spawn_automation(AutomationWorker::new(pool.clone(), commands.clone(), edge.webhooks.poll), shutdown.clone());
+        let automation = AutomationWorker::new(pool.clone(), commands.clone(), bots.clone(), edge.webhooks.poll);
+        spawn_automation(automation, shutdown.clone());
         let dispatcher = dispatcher(commands.clone(), credentials.clone(), &edge, own_url);
         spawn_dispatcher(pool.clone(), dispatcher, launcher.clone(), shutdown);
     }
@@ -204,6 +210,7 @@ pub async fn state(
         hub,
         credentials,
         endpoint_secrets,
+        bots,
         webhooks_allow_private: edge.webhooks.allow_private,
         ticks,
         launcher,

@@ -25,6 +25,8 @@ pub struct AppState {
     pub limits: crate::limits::LimitSettings,
     /// Signing secrets of outbound webhook endpoints (sealed).
     pub endpoint_secrets: blazz_commands::outbound::secrets::EndpointSecrets,
+    /// The workspaces' bots (their keys sealed).
+    pub bots: blazz_commands::bot::Bots,
     /// Endpoints may name private addresses (the operator allowed it; see the SSRF guard).
     pub webhooks_allow_private: bool,
     /// Per-API-key request rates.

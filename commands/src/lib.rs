@@ -17,13 +17,16 @@
 //! - [`outbound`]: outbound webhooks (Standard Webhooks): signing secrets, signatures, the SSRF
 //!   guard and the deliverer.
 //! - [`automation`]: the worker that performs automation rules' runs (commands with idempotency
-//!   keys from rule and event).
+//!   keys from rule and event) and the bot's turns.
+//! - [`bot`]: the bot hand-off: an OpenAI-compatible chat-completions endpoint answers pending
+//!   conversations or hands them to a person.
 //! - [`dispatch`]: sending one queued message, attempt recorded before the provider call.
 //! - [`provider`]: the [`provider::Provider`] trait, the Meta Cloud API client and the sandbox.
 
 pub mod as_of;
 pub mod audit;
 pub mod automation;
+pub mod bot;
 pub mod codec;
 pub mod context;
 pub mod credentials;

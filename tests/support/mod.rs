@@ -1,6 +1,7 @@
 //! Test harness: the API on an ephemeral port of 127.0.0.1 against a fresh database (one per test,
 //! from `#[sqlx::test]`), and a client that speaks to it over HTTP.
 
+pub mod automation;
 pub mod broker;
 pub mod browser;
 pub mod fake_graph;

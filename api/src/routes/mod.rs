@@ -4,6 +4,7 @@
 mod agents;
 mod api_keys;
 mod automation;
+mod bot;
 mod campaigns;
 mod canned;
 mod channels;
@@ -123,6 +124,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(automation::create_preset))
         .routes(routes!(automation::update, automation::delete, automation::show))
         .routes(routes!(automation::runs))
+        .routes(routes!(bot::put, bot::get, bot::delete))
         .routes(routes!(workspaces::set_rate_limit))
         .routes(routes!(crate::metrics::scrape))
         .routes(routes!(crate::ops::page))

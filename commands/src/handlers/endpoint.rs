@@ -16,7 +16,8 @@ use blazz_domain::role::Action;
 use blazz_domain::DomainError;
 use uuid::Uuid;
 
-fn stored(e: CredentialError) -> CommandError {
+/// A sealed-secret store's failure as a command's (storage, or a secret that cannot be opened).
+pub(crate) fn stored(e: CredentialError) -> CommandError {
     match e {
         CredentialError::Database(e) => StoreError::Database(e).into(),
         other => StoreError::Corrupt(other.to_string()).into(),

@@ -263,7 +263,7 @@ impl Deliverer {
                 let _ = tokio::time::timeout(Duration::from_secs(1), response.bytes()).await;
                 Outcome { status: Some(status), error: None, retry_after, latency: started.elapsed() }
             }
-            Err(e) => failure(describe(&e, self.settings.timeout), started.elapsed()),
+            Err(e) => failure(guard::describe(&e, self.settings.timeout), started.elapsed()),
         }
     }
 
@@ -372,20 +372,6 @@ fn failure(error: String, latency: Duration) -> Outcome {
 }
 
 /// A transport failure in words (timeouts and refused addresses named as such).
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!("timed out after {} ms", timeout.as_millis());
-    }
-    let mut chain = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
-    chain
-}
-
 /// `Retry-After` as seconds or an HTTP date.
 fn retry_after(value: &str) -> Option<Duration> {
     if let Ok(secs) = value.trim().parse::<u64>() {

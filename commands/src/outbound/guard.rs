@@ -93,6 +93,21 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// A request's failure for a log: a timeout by its limit, else the error with its sources.
+pub fn describe(e: &reqwest::Error, timeout: std::time::Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {} ms", timeout.as_millis());
+    }
+    let mut chain = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    chain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,8 @@
 //!   hour of event time.
 //! - **Fresh events only**: an event older than [`MAX_TRIGGER_AGE`] when projected starts nothing,
 //!   so a rebuild (or a read side catching up after a long stop) never answers old messages.
+//! - **Bot turns**: every fresh inbound message of a workspace with an enabled bot also enqueues a
+//!   run of kind `bot` (see `blazz_commands::bot`), ordered after the rules' runs of the same event.
 //! - Conditions on labels and contact attributes read the `conversations` and `contacts` read
 //!   models as they are when the event is projected.
 //!
@@ -117,6 +119,9 @@ impl Projector for Automation {
         if a.record.metadata.actor == ACTOR || chrono::Utc::now() - at > MAX_TRIGGER_AGE {
             return Ok(vec![]);
         }
+        if t.triggers.contains(&Trigger::InboundMessage) {
+            bot_turn(conn, a, t.conversation_id).await?;
+        }
         let names: Vec<String> = t.triggers.iter().copied().map(trigger_name).collect();
         let rules: Vec<(Uuid, Value)> = sqlx::query_as(
             "SELECT rule_id, spec FROM automation_rules
@@ -185,6 +190,32 @@ impl Projector for Automation {
         }
         Ok(vec![])
     }
+}
+
+/// Enqueues the workspace's bot's turn for an inbound message (if it has an enabled bot; within its
+/// rate per conversation). The worker checks that the conversation is pending when it runs.
+async fn bot_turn(conn: &mut PgConnection, a: &Applied, conversation: Option<Uuid>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO automation_runs (run_id, rule_id, workspace_id, event_id, position, stream_id, stream_version,
+                                      conversation_id, event_at, kind)
+         SELECT gen_random_uuid(), b.bot_id, $1, $2, $3, $4, $5, $6, $7, 'bot' FROM bot_configs b
+         WHERE b.workspace_id = $1 AND b.enabled
+           AND (SELECT count(*) FROM automation_runs
+                WHERE rule_id = b.bot_id AND conversation_id IS NOT DISTINCT FROM $6
+                  AND event_at > $7 - interval '1 hour' AND event_at <= $7) < $8
+         ON CONFLICT (rule_id, event_id) DO NOTHING",
+    )
+    .bind(a.record.workspace_id)
+    .bind(a.record.event_id)
+    .bind(a.record.position)
+    .bind(&a.record.stream_id)
+    .bind(a.record.stream_version as i64)
+    .bind(conversation)
+    .bind(a.record.recorded_at)
+    .bind(blazz_commands::bot::MAX_TURNS_PER_HOUR)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The conversation's labels and channel, its contact's attributes, and the workspace's time zone.
