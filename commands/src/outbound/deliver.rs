@@ -196,9 +196,9 @@ impl Deliverer {
                 CROSS JOIN LATERAL (
                     SELECT d.delivery_id, d.position FROM webhook_deliveries d
                     WHERE d.endpoint_id = e.endpoint_id AND d.status = 'pending' AND d.next_attempt_at <= now()
-                      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
-                                      WHERE p.endpoint_id = d.endpoint_id AND p.order_key = d.order_key
-                                        AND p.status = 'pending' AND p.position < d.position)
+                      AND d.position = (SELECT min(p.position) FROM webhook_deliveries p
+                                        WHERE p.endpoint_id = d.endpoint_id AND p.order_key = d.order_key
+                                          AND p.status = 'pending')
                     ORDER BY d.position LIMIT $3) c
                 WHERE e.enabled AND NOT e.deleted AND COALESCE(f.n, 0) < $3
              ), picked AS (
