@@ -16,7 +16,7 @@ use blazz_domain::ids::ContactId;
 use blazz_domain::values::PhoneNumber;
 use blazz_domain::DomainEvent;
 use blazz_projections::{read_models, rebuild};
-use blazz_tests::{export_of, notification, provider_time, TestApp, Ws};
+use blazz_tests::{export_of, notification, TestApp, Ws};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -72,7 +72,7 @@ async fn an_erased_contact_reads_as_erased_everywhere_and_its_phone_is_free_agai
     app.credentials(&ws, &channel).await;
     let body = json!({"phone": PHONE, "name": "Wulan Sari", "attributes": {"city": "Bandung", "tier": 3}});
     let contact = app.post("/v1/contacts", &ws.key, body).await.expect(201).id("contact_id");
-    let inbound = json!({"from": "6281234567890", "id": "wamid.IN1", "timestamp": provider_time(0).to_string(),
+    let inbound = json!({"from": "6281234567890", "id": "wamid.IN1", "timestamp": chrono::Utc::now().timestamp().to_string(),
                          "type": "text", "text": {"body": "Pesanan saya di Cimahi"}});
     let value = json!({"contacts": [{"profile": {"name": "Wulan"}, "wa_id": "6281234567890"}], "messages": [inbound]});
     app.webhook(&channel, &notification(&number, value)).await.expect(200);
