@@ -52,6 +52,9 @@ pub struct Config {
     pub webhooks_allow_private: bool,
     /// `BLAZZ_WEBHOOKS_TIMEOUT_MS`: time for one outbound webhook attempt (default 10000).
     pub webhooks_timeout_ms: u64,
+    /// `BLAZZ_MEDIA_STORE`: `s3://<bucket>` (credentials, region and endpoint from the standard
+    /// `AWS_*` variables) or a directory; unset: `<BLAZZ_DATA_DIR>/media`.
+    pub media_store: Option<String>,
     /// `KAFKA_BROKERS` and `BLAZZ_KAFKA_*`: the scaled-out read side (unset: the log feed).
     pub kafka: Option<KafkaConfig>,
     /// `BLAZZ_REQUEST_TIMEOUT_SECS` (30), `BLAZZ_SOCKET_SEND_TIMEOUT_SECS` (5), `BLAZZ_MAX_CONCURRENT_REQUESTS` (1024),
@@ -126,6 +129,7 @@ impl Config {
                 pace
             },
             webhooks_allow_private: parsed("BLAZZ_WEBHOOKS_ALLOW_PRIVATE", false)?,
+            media_store: var("BLAZZ_MEDIA_STORE"),
             webhooks_timeout_ms: match parsed("BLAZZ_WEBHOOKS_TIMEOUT_MS", 10_000)? {
                 n @ 100..=120_000 => n,
                 _ => {
@@ -258,6 +262,7 @@ mod tests {
             recipient_pace_secs: 6.0,
             webhooks_allow_private: false,
             webhooks_timeout_ms: 10_000,
+            media_store: None,
             kafka: None,
             limits: Default::default(),
         };

@@ -421,7 +421,20 @@ fn edge_settings(config: &Config, dispatch: bool) -> Result<server::EdgeSettings
             timeout: std::time::Duration::from_millis(config.webhooks_timeout_ms),
             ..Default::default()
         },
+        media: media_store(config)?,
     })
+}
+
+/// The media store of `BLAZZ_MEDIA_STORE`: S3-compatible for `s3://…`, else a directory.
+fn media_store(config: &Config) -> Result<std::sync::Arc<dyn object_store::ObjectStore>, Error> {
+    match config.media_store.as_deref() {
+        Some(url) if url.starts_with("s3://") => {
+            let s3 = object_store::aws::AmazonS3Builder::from_env().with_url(url).build()?;
+            Ok(std::sync::Arc::new(s3))
+        }
+        Some(dir) => Ok(server::media_dir(Path::new(dir))?),
+        None => Ok(server::media_dir(&config.data_dir.join("media"))?),
+    }
 }
 
 /// `blazz dispatch`: a dispatcher alone, until Ctrl-C or SIGTERM.

@@ -184,6 +184,8 @@ pub enum ErrorCode {
     // Outbound webhooks.
     WebhookUrlNotPublic,
     DeliveryInFlight,
+    // Media.
+    MediaNotStored,
     InvalidRange,
     // Imports.
     InvalidCsv,

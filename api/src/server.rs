@@ -14,6 +14,7 @@ use blazz_commands::bot::Bots;
 use blazz_commands::codec::Codec;
 use blazz_commands::credentials::{CredentialStore, Keyring};
 use blazz_commands::dispatch::{Dispatcher, Providers, RetryPolicy};
+use blazz_commands::media::MediaFetcher;
 use blazz_commands::outbound::deliver::{Deliverer, DeliverySettings};
 use blazz_commands::outbound::secrets::EndpointSecrets;
 use blazz_commands::personal::{PersonalStore, Vault};
@@ -95,6 +96,27 @@ pub struct EdgeSettings {
     pub retry: RetryPolicy,
     /// Outbound webhook deliveries (made where dispatching is, `dispatch`).
     pub webhooks: DeliverySettings,
+    /// Where media is kept (inbound media is fetched where dispatching is).
+    pub media: Arc<dyn object_store::ObjectStore>,
+}
+
+/// A filesystem media store under `dir` (created if missing).
+pub fn media_dir(dir: &std::path::Path) -> std::io::Result<Arc<dyn object_store::ObjectStore>> {
+    std::fs::create_dir_all(dir)?;
+    let store = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(std::io::Error::other)?;
+    Ok(Arc::new(store))
+}
+
+/// This process's default media store: a directory under the system's temporary directory (the
+/// same for every default in it, like the sealing key).
+fn default_media() -> Arc<dyn object_store::ObjectStore> {
+    static STORE: std::sync::OnceLock<Arc<dyn object_store::ObjectStore>> = std::sync::OnceLock::new();
+    STORE
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("blazz-media-{}", std::process::id()));
+            media_dir(&dir).unwrap_or_else(|_| Arc::new(object_store::memory::InMemory::new()))
+        })
+        .clone()
 }
 
 impl Default for EdgeSettings {
@@ -112,6 +134,7 @@ impl Default for EdgeSettings {
             public_url: None,
             retry: RetryPolicy::default(),
             webhooks: DeliverySettings::default(),
+            media: default_media(),
         }
     }
 }
@@ -195,6 +218,14 @@ pub async fn state(
         let deliverer =
             Deliverer::new(pool.clone(), commands.clone(), endpoint_secrets.clone(), edge.webhooks.clone())?;
         spawn_deliverer(deliverer, shutdown.clone());
+        let fetcher = MediaFetcher::new(
+            pool.clone(),
+            edge.media.clone(),
+            credentials.clone(),
+            edge.meta.clone(),
+            edge.webhooks.poll,
+        )?;
+        spawn_media_fetcher(fetcher, shutdown.clone());
         let automation = AutomationWorker::new(pool.clone(), commands.clone(), bots.clone(), edge.webhooks.poll);
         spawn_automation(automation, shutdown.clone());
         let dispatcher = dispatcher(commands.clone(), credentials.clone(), &edge, own_url);
@@ -211,6 +242,7 @@ pub async fn state(
         credentials,
         endpoint_secrets,
         bots,
+        media: edge.media.clone(),
         webhooks_allow_private: edge.webhooks.allow_private,
         ticks,
         launcher,
@@ -278,6 +310,11 @@ pub fn spawn_deliverer(deliverer: Deliverer, shutdown: watch::Receiver<bool>) ->
 /// Starts the automation worker (it performs the rules' runs), supervised, until `shutdown`.
 pub fn spawn_automation(worker: AutomationWorker, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     spawn_worker("automation worker", shutdown, move |s| worker.clone().run(s))
+}
+
+/// Starts the inbound media fetcher, supervised, until `shutdown`.
+pub fn spawn_media_fetcher(fetcher: MediaFetcher, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    spawn_worker("media fetcher", shutdown, move |s| fetcher.clone().run(s))
 }
 
 /// Runs `work` (until the shutdown it is given) under the supervisor: restarted if it panics.

@@ -27,6 +27,8 @@ pub struct AppState {
     pub endpoint_secrets: blazz_commands::outbound::secrets::EndpointSecrets,
     /// The workspaces' bots (their keys sealed).
     pub bots: blazz_commands::bot::Bots,
+    /// Where media is kept.
+    pub media: std::sync::Arc<dyn object_store::ObjectStore>,
     /// Endpoints may name private addresses (the operator allowed it; see the SSRF guard).
     pub webhooks_allow_private: bool,
     /// Per-API-key request rates.

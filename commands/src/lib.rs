@@ -20,6 +20,7 @@
 //!   keys from rule and event) and the bot's turns.
 //! - [`bot`]: the bot hand-off: an OpenAI-compatible chat-completions endpoint answers pending
 //!   conversations or hands them to a person.
+//! - [`media`]: inbound media fetched from the provider into object storage.
 //! - [`dispatch`]: sending one queued message, attempt recorded before the provider call.
 //! - [`provider`]: the [`provider::Provider`] trait, the Meta Cloud API client and the sandbox.
 
@@ -34,6 +35,7 @@ pub mod dispatch;
 pub mod error;
 pub mod handlers;
 pub mod keys;
+pub mod media;
 pub mod outbound;
 pub mod outcome;
 pub mod pacing;

@@ -19,6 +19,11 @@ pub struct Setup {
 }
 
 pub async fn setup(pool: PgPool) -> Setup {
+    setup_with(pool, |_| {}).await
+}
+
+/// The setting with `adjust` applied to the server's settings.
+pub async fn setup_with(pool: PgPool, adjust: impl FnOnce(&mut Settings)) -> Setup {
     let graph = FakeGraph::start().await;
     let mut settings = Settings::new(4, Some(OPERATOR_TOKEN.into()));
     settings.edge.dispatch = true;
@@ -26,6 +31,7 @@ pub async fn setup(pool: PgPool) -> Setup {
     settings.edge.webhooks.poll = Duration::from_millis(10);
     // The fake model and webhook receivers listen on 127.0.0.1.
     settings.edge.webhooks.allow_private = true;
+    adjust(&mut settings);
     let app = TestApp::spawn_with(pool, settings).await;
     let ws = app.workspace().await;
     let (channel, number) = app.channel_of(&ws, "meta").await;
@@ -36,9 +42,15 @@ pub async fn setup(pool: PgPool) -> Setup {
 impl Setup {
     /// `from` (digits) writes `text`, through the channel's signed webhook.
     pub async fn inbound(&self, from: &str, text: &str) {
+        self.inbound_of(from, "text", json!({"body": text})).await;
+    }
+
+    /// `from` sends a message of `kind` whose `kind` object is `part` (as Meta's webhook carries it).
+    pub async fn inbound_of(&self, from: &str, kind: &str, part: Value) {
         let id = format!("wamid.{}", uuid::Uuid::now_v7().simple());
-        let message = json!({"from": from, "id": id, "timestamp": Utc::now().timestamp().to_string(), "type": "text",
-                             "text": {"body": text}});
+        let mut message =
+            json!({"from": from, "id": id, "timestamp": Utc::now().timestamp().to_string(), "type": kind});
+        message[kind] = part;
         let value = json!({"contacts": [{"profile": {"name": "Sari"}, "wa_id": from}], "messages": [message]});
         self.app.webhook(&self.channel, &notification(&self.number, value)).await.expect(200);
     }

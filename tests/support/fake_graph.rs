@@ -45,6 +45,10 @@ struct Inner {
     replies: HashMap<String, (Reply, Option<usize>)>,
     /// Time taken before answering.
     delay: std::time::Duration,
+    /// Media by provider id: bytes, MIME type, the SHA-256 to announce (hex).
+    media: HashMap<String, (Vec<u8>, String, String)>,
+    /// Media downloads answered with 500 before the real bytes.
+    media_failures: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -100,11 +104,48 @@ async fn messages(
     (StatusCode::from_u16(reply.status).expect("status"), reply.body)
 }
 
+/// `GET /{version}/{media_id}`: the media's (short-lived) download URL, as the Graph API answers.
+async fn media_url(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    axum::extract::Path((_, id)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let inner = inner.lock().expect("lock");
+    match inner.media.get(&id) {
+        Some((bytes, mime, sha)) if headers.contains_key("authorization") => (
+            StatusCode::OK,
+            json!({"messaging_product": "whatsapp", "url": format!("http://{}/media-download/{id}", headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("")),
+                   "mime_type": mime, "sha256": sha, "file_size": bytes.len(), "id": id})
+            .to_string(),
+        ),
+        _ => (StatusCode::NOT_FOUND, Reply::error(100).body),
+    }
+}
+
+/// The download itself (needs the token too, like the real one).
+async fn media_download(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let mut inner = inner.lock().expect("lock");
+    if inner.media_failures > 0 {
+        inner.media_failures -= 1;
+        return (StatusCode::INTERNAL_SERVER_ERROR, Vec::new());
+    }
+    match inner.media.get(&id) {
+        Some((bytes, _, _)) if headers.contains_key("authorization") => (StatusCode::OK, bytes.clone()),
+        _ => (StatusCode::NOT_FOUND, Vec::new()),
+    }
+}
+
 impl FakeGraph {
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = axum::Router::new()
             .route("/{version}/{phone_number_id}/messages", axum::routing::post(messages))
+            .route("/{version}/{media_id}", axum::routing::get(media_url))
+            .route("/media-download/{media_id}", axum::routing::get(media_download))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -129,6 +170,20 @@ impl FakeGraph {
     /// Wait this long before answering each call.
     pub fn set_delay(&self, delay: std::time::Duration) {
         self.inner.lock().expect("lock").delay = delay;
+    }
+
+    /// Serves `bytes` as media `id`, announcing `sha256` (hex) as its hash.
+    pub fn media(&self, id: &str, bytes: &[u8], mime: &str, sha256: &str) {
+        self.inner
+            .lock()
+            .expect("lock")
+            .media
+            .insert(id.to_owned(), (bytes.to_vec(), mime.to_owned(), sha256.to_owned()));
+    }
+
+    /// Fail the next `n` media downloads with 500.
+    pub fn fail_media_downloads(&self, n: usize) {
+        self.inner.lock().expect("lock").media_failures = n;
     }
 
     pub fn calls(&self) -> Vec<Call> {

@@ -7,6 +7,7 @@ pub mod browser;
 pub mod fake_graph;
 pub mod inbox;
 pub mod outbound;
+pub mod s3;
 
 use blazz_api::server::Running;
 pub use blazz_api::server::Settings;

@@ -14,6 +14,7 @@ mod endpoints;
 mod groups;
 mod history;
 mod import;
+mod media;
 mod messages;
 mod parked;
 mod queries;
@@ -125,6 +126,9 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(automation::update, automation::delete, automation::show))
         .routes(routes!(automation::runs))
         .routes(routes!(bot::put, bot::get, bot::delete))
+        .routes(routes!(media::list))
+        .routes(routes!(media::show))
+        .routes(routes!(media::content))
         .routes(routes!(workspaces::set_rate_limit))
         .routes(routes!(crate::metrics::scrape))
         .routes(routes!(crate::ops::page))

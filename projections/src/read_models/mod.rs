@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod contacts;
 pub mod conversations;
 pub mod groups;
+pub mod media;
 pub mod messages;
 pub mod outbox;
 pub mod reports;
@@ -37,6 +38,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(reports::Reports),
         Arc::new(webhooks::Webhooks),
         Arc::new(automation::Automation),
+        Arc::new(media::Media),
     ]
 }
 
