@@ -27,3 +27,12 @@ CREATE TABLE media (
 );
 CREATE INDEX media_due ON media (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX media_workspace ON media (workspace_id, created_at DESC);
+
+-- Our media as uploaded to a channel's provider: sent by that id on that channel, uploaded once.
+CREATE TABLE media_uploads (
+    media_id          UUID        NOT NULL,
+    channel_id        UUID        NOT NULL,
+    provider_media_id TEXT        NOT NULL,
+    uploaded_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (media_id, channel_id)
+);

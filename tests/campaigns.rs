@@ -64,6 +64,7 @@ impl Setup {
     fn dispatcher(&self) -> Dispatcher {
         let state = &self.app.server.state;
         dispatcher(
+            &self.app.pool,
             state.commands.clone(),
             state.credentials.clone(),
             &EdgeSettings::default(),

@@ -170,7 +170,8 @@ async fn two_dispatchers_share_one_campaign_without_a_duplicate_call(pool: PgPoo
         meta: blazz_commands::provider::meta::MetaConfig { base_url: s.graph.url(), ..Default::default() },
         ..EdgeSettings::default()
     };
-    let second = dispatcher(state.commands.clone(), state.credentials.clone(), &edge, &s.app.server.url(""));
+    let second =
+        dispatcher(&s.app.pool, state.commands.clone(), state.credentials.clone(), &edge, &s.app.server.url(""));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(blazz_api::dispatch::run(s.app.pool.clone(), second, stopped));
     let campaign = s.campaign(300).await;

@@ -88,3 +88,63 @@ async fn media_whose_bytes_do_not_match_metas_hash_is_not_stored(pool: PgPool) {
     let body: Value = got.json().await.unwrap();
     assert_eq!(body["error"]["code"], "media_not_stored");
 }
+
+/// Uploads and sends by our id: the file is uploaded to the channel's provider once, and every send
+/// on that channel goes by the id the upload got; bad uploads are refused with their reason.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn our_media_is_uploaded_to_a_channel_once_and_sent_by_its_id(pool: PgPool) {
+    let s = setup_with(pool, |_| {}).await;
+    let post = |mime: &str, bytes: Vec<u8>| {
+        let (url, key) = (s.app.server.url("/v1/media?filename=promo.png"), s.ws.key.clone());
+        let mime = mime.to_owned();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .header("content-type", mime)
+                .body(bytes)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let stored = post("image/png", PHOTO.to_vec()).await;
+    assert_eq!(stored.status(), 201);
+    let stored: Value = stored.json().await.unwrap();
+    assert_eq!((stored["kind"].as_str(), stored["status"].as_str()), (Some("image"), Some("stored")), "{stored}");
+    assert_eq!(stored["sha256"], sha256_hex(PHOTO));
+    let id = stored["media_id"].as_str().unwrap().to_owned();
+
+    for (mime, bytes, status) in [
+        ("application/x-msdownload", PHOTO.to_vec(), 415),
+        ("image/webp", vec![0u8; 600 * 1024], 413),
+        ("image/png", vec![], 400),
+    ] {
+        assert_eq!(post(mime, bytes).await.status(), status, "{mime}");
+    }
+
+    for to in ["+6281234500030", "+6281234500031"] {
+        let contact = s.app.contact(&s.ws, to, json!({})).await;
+        s.inbound(&to[1..], "Halo").await;
+        let body = json!({"channel_id": s.channel, "contact_id": contact, "type": "image", "media": {"media_id": id, "caption": "Promo"}});
+        s.app.post("/v1/messages", &s.ws.key, body).await.expect(202);
+    }
+    s.sent_to("6281234500031", 1).await;
+    s.settled().await;
+    let uploads = s.graph.uploads();
+    assert_eq!(uploads.len(), 1, "one upload for the channel");
+    assert!(uploads[0].0.ends_with(&format!("/{}/media", s.number)), "{}", uploads[0].0);
+    assert!(uploads[0].2.windows(PHOTO.len()).any(|w| w == PHOTO), "the upload carries the file");
+    let images: Vec<Value> =
+        s.graph.calls().iter().filter(|c| c.body["type"] == "image").map(|c| c.body["image"].clone()).collect();
+    assert_eq!(images, vec![json!({"id": "UPLOADED-1", "caption": "Promo"}); 2]);
+
+    // Another workspace's media id, or one of another kind, is refused before anything is queued.
+    let other = s.app.workspace().await;
+    let contact = s.app.contact(&s.ws, "+6281234500032", json!({})).await;
+    let send = |kind: &str, media: &str| json!({"channel_id": s.channel, "contact_id": contact, "type": kind, "media": {"media_id": media}});
+    let refused = s.app.post("/v1/messages", &s.ws.key, send("video", &id)).await.expect(422);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("image"), "{}", refused.body);
+    s.app.get(&format!("/v1/media/{id}"), &other.key).await.expect(404);
+    s.app.post("/v1/messages", &s.ws.key, send("image", &uuid::Uuid::now_v7().to_string())).await.expect(422);
+}

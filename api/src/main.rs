@@ -466,7 +466,7 @@ async fn dispatch(config: Config) -> Result<(), Error> {
     )?;
     let automation =
         blazz_commands::automation::AutomationWorker::new(pool.clone(), commands.clone(), bots, edge.webhooks.poll);
-    let dispatcher = server::dispatcher(commands, credentials, &edge, &format!("http://{}", config.addr));
+    let dispatcher = server::dispatcher(&pool, commands, credentials, &edge, &format!("http://{}", config.addr));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let delivering = server::spawn_deliverer(deliverer, stopped.clone());
     let automating = server::spawn_automation(automation, stopped.clone());

@@ -14,7 +14,7 @@ use blazz_commands::bot::Bots;
 use blazz_commands::codec::Codec;
 use blazz_commands::credentials::{CredentialStore, Keyring};
 use blazz_commands::dispatch::{Dispatcher, Providers, RetryPolicy};
-use blazz_commands::media::MediaFetcher;
+use blazz_commands::media::{MediaFetcher, MediaUploads};
 use blazz_commands::outbound::deliver::{Deliverer, DeliverySettings};
 use blazz_commands::outbound::secrets::EndpointSecrets;
 use blazz_commands::personal::{PersonalStore, Vault};
@@ -228,7 +228,7 @@ pub async fn state(
         spawn_media_fetcher(fetcher, shutdown.clone());
         let automation = AutomationWorker::new(pool.clone(), commands.clone(), bots.clone(), edge.webhooks.poll);
         spawn_automation(automation, shutdown.clone());
-        let dispatcher = dispatcher(commands.clone(), credentials.clone(), &edge, own_url);
+        let dispatcher = dispatcher(&pool, commands.clone(), credentials.clone(), &edge, own_url);
         spawn_dispatcher(pool.clone(), dispatcher, launcher.clone(), shutdown);
     }
     Ok(AppState {
@@ -380,13 +380,21 @@ pub async fn spawn_kafka_projectors(
 }
 
 /// A dispatcher with the Meta provider and the sandbox (posting to the public URL, else `own_url`).
-pub fn dispatcher(commands: Commands, credentials: CredentialStore, edge: &EdgeSettings, own_url: &str) -> Dispatcher {
+pub fn dispatcher(
+    pool: &PgPool,
+    commands: Commands,
+    credentials: CredentialStore,
+    edge: &EdgeSettings,
+    own_url: &str,
+) -> Dispatcher {
     let ingest = edge.public_url.clone().unwrap_or_else(|| own_url.to_owned());
     let providers = Providers {
         meta: Arc::new(MetaProvider::new(edge.meta.clone())),
         sandbox: Arc::new(SandboxProvider::new(ingest, edge.sandbox.clone())),
     };
-    Dispatcher::new(commands, credentials, providers).with_policy(edge.retry)
+    Dispatcher::new(commands, credentials, providers)
+        .with_policy(edge.retry)
+        .with_uploads(MediaUploads::new(pool.clone(), edge.media.clone()))
 }
 
 /// Longest `X-Request-Id` kept from a client.

@@ -8,11 +8,13 @@
 //! checks the SHA-256 Meta gave, and stores it under `media/<workspace>/<media id>`. A failure is
 //! retried with a fresh URL after 2, 4, 8 and 16 s, then the media is `failed` with the reason.
 
-use crate::credentials::CredentialStore;
+use crate::credentials::{ChannelSecrets, CredentialStore};
 use crate::provider::meta::MetaConfig;
+use crate::provider::{Provider, SendError, Sender, Upload, MEDIA_REFUSED};
 use base64::Engine;
+use blazz_domain::message::ProviderError;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutOptions, PutPayload};
+use object_store::{GetOptions, ObjectStore, PutOptions, PutPayload};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -207,5 +209,76 @@ impl MediaFetcher {
             .await
             .map_err(|e| format!("object store: {e}"))?;
         Ok((size, hex))
+    }
+}
+
+/// Our media as each channel's provider knows it: uploaded on its first send on a channel, then
+/// sent by the id that upload got (`media_uploads`); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MediaUploads {
+    pool: PgPool,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl MediaUploads {
+    pub fn new(pool: PgPool, store: Arc<dyn ObjectStore>) -> Self {
+        Self { pool, store }
+    }
+
+    /// The provider's id of our media `media` for `sender`'s channel, uploading it if needed.
+    pub async fn provider_id(
+        &self,
+        provider: &dyn Provider,
+        sender: &Sender,
+        secrets: &ChannelSecrets,
+        workspace: Uuid,
+        media: Uuid,
+    ) -> Result<String, SendError> {
+        let retry = |e: &dyn std::fmt::Display| SendError::Unreachable(format!("media {media}: {e}"));
+        let channel = sender.channel_id.as_uuid();
+        let cached: Option<String> =
+            sqlx::query_scalar("SELECT provider_media_id FROM media_uploads WHERE media_id = $1 AND channel_id = $2")
+                .bind(media)
+                .bind(channel)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| retry(&e))?;
+        if let Some(id) = cached {
+            return Ok(id);
+        }
+        let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT mime_type, filename FROM media WHERE media_id = $1 AND workspace_id = $2 AND status = 'stored'",
+        )
+        .bind(media)
+        .bind(workspace)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| retry(&e))?;
+        let Some((mime, filename)) = row else {
+            let why = Some(format!("media {media} is not stored in this workspace"));
+            return Err(SendError::Rejected(ProviderError::new(MEDIA_REFUSED, "media not found", why)));
+        };
+        let got =
+            self.store.get_opts(&object_key(workspace, media), GetOptions::default()).await.map_err(|e| retry(&e))?;
+        let bytes = got.bytes().await.map_err(|e| retry(&e))?.to_vec();
+        let file = Upload {
+            bytes,
+            mime_type: mime.unwrap_or_else(|| "application/octet-stream".into()),
+            filename: filename.unwrap_or_else(|| media.to_string()),
+        };
+        let id = provider.upload(sender, secrets, &file).await?;
+        // Two sends racing upload twice at worst; the first id stays.
+        let kept: String = sqlx::query_scalar(
+            "INSERT INTO media_uploads (media_id, channel_id, provider_media_id) VALUES ($1, $2, $3)
+             ON CONFLICT (media_id, channel_id) DO UPDATE SET media_id = EXCLUDED.media_id
+             RETURNING provider_media_id",
+        )
+        .bind(media)
+        .bind(channel)
+        .bind(&id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| retry(&e))?;
+        Ok(kept)
     }
 }

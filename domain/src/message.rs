@@ -58,6 +58,8 @@ pub enum MediaKind {
 pub enum MediaRef {
     Id(String),
     Link(String),
+    /// Ours (`POST /v1/media`): uploaded to the channel's provider when first sent on it.
+    Stored(uuid::Uuid),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +153,7 @@ impl MessageContent {
                         bounded_text("media.link", link, 2000)?;
                     }
                     MediaRef::Link(_) => return Err(DomainError::invalid("media.link", "an http(s) URL")),
+                    MediaRef::Stored(_) => {}
                 }
                 if let Some(c) = caption {
                     if matches!(media_kind, MediaKind::Audio | MediaKind::Sticker) {

@@ -49,6 +49,8 @@ struct Inner {
     media: HashMap<String, (Vec<u8>, String, String)>,
     /// Media downloads answered with 500 before the real bytes.
     media_failures: usize,
+    /// Uploads received: (path, content type, raw multipart body).
+    uploads: Vec<(String, String, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +124,26 @@ async fn media_url(
     }
 }
 
+/// `POST /{version}/{phone_number_id}/media`: a multipart upload; answers its new id.
+async fn upload(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let mut inner = inner.lock().expect("lock");
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    if !content_type.starts_with("multipart/form-data")
+        || !has(b"messaging_product")
+        || !headers.contains_key("authorization")
+    {
+        return (StatusCode::BAD_REQUEST, Reply::error(100).body);
+    }
+    inner.uploads.push((uri.path().to_owned(), content_type, body.to_vec()));
+    (StatusCode::OK, json!({"id": format!("UPLOADED-{}", inner.uploads.len())}).to_string())
+}
+
 /// The download itself (needs the token too, like the real one).
 async fn media_download(
     State(inner): State<Arc<Mutex<Inner>>>,
@@ -144,6 +166,7 @@ impl FakeGraph {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = axum::Router::new()
             .route("/{version}/{phone_number_id}/messages", axum::routing::post(messages))
+            .route("/{version}/{phone_number_id}/media", axum::routing::post(upload))
             .route("/{version}/{media_id}", axum::routing::get(media_url))
             .route("/media-download/{media_id}", axum::routing::get(media_download))
             .with_state(inner.clone());
@@ -184,6 +207,11 @@ impl FakeGraph {
     /// Fail the next `n` media downloads with 500.
     pub fn fail_media_downloads(&self, n: usize) {
         self.inner.lock().expect("lock").media_failures = n;
+    }
+
+    /// Media uploads received: (path, content type, raw multipart body).
+    pub fn uploads(&self) -> Vec<(String, String, Vec<u8>)> {
+        self.inner.lock().expect("lock").uploads.clone()
     }
 
     pub fn calls(&self) -> Vec<Call> {

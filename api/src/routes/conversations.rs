@@ -185,6 +185,7 @@ pub async fn reply(
     body: JsonBody<super::messages::Send>,
 ) -> Result<Response, ApiError> {
     let (content, b) = super::messages::content(body.value)?;
+    super::media::check_stored(&s, &caller, &content).await?;
     if b.channel_id.is_some() || b.contact_id.is_some() {
         return Err(DomainError::invalid("channel_id", "a reply goes to the conversation's channel and contact").into());
     }

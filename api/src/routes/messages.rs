@@ -46,8 +46,12 @@ pub struct TemplateRef {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Media {
+    /// The provider's media id.
     id: Option<String>,
+    /// A public link.
     link: Option<String>,
+    /// Ours, from `POST /v1/media` (uploaded to the channel's provider once).
+    media_id: Option<Uuid>,
     caption: Option<String>,
     filename: Option<String>,
 }
@@ -124,10 +128,11 @@ pub(crate) fn content(b: Send) -> Result<(SendContent, Send), ApiError> {
                 ))
             })?;
             let m = b.media.take().ok_or_else(|| missing(k, "media"))?;
-            let media = match (m.id, m.link) {
-                (Some(id), None) => MediaRef::Id(id),
-                (None, Some(link)) => MediaRef::Link(link),
-                _ => return Err(DomainError::invalid("media", "give exactly one of id and link").into()),
+            let media = match (m.id, m.link, m.media_id) {
+                (Some(id), None, None) => MediaRef::Id(id),
+                (None, Some(link), None) => MediaRef::Link(link),
+                (None, None, Some(ours)) => MediaRef::Stored(ours),
+                _ => return Err(DomainError::invalid("media", "give exactly one of id, link and media_id").into()),
             };
             SendContent::Media { kind, media, caption: m.caption, filename: m.filename }
         }
@@ -145,6 +150,7 @@ pub(crate) fn content(b: Send) -> Result<(SendContent, Send), ApiError> {
 )]
 pub async fn send(State(s): State<AppState>, caller: Caller, body: JsonBody<Send>) -> Result<Response, ApiError> {
     let (content, b) = content(body.value)?;
+    super::media::check_stored(&s, &caller, &content).await?;
     let required = |field: &str| DomainError::invalid(field, "is required");
     let input = SendMessage {
         channel_id: ChannelId::from_uuid(b.channel_id.ok_or_else(|| required("channel_id"))?),

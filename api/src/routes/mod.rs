@@ -126,7 +126,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(automation::update, automation::delete, automation::show))
         .routes(routes!(automation::runs))
         .routes(routes!(bot::put, bot::get, bot::delete))
-        .routes(routes!(media::list))
+        .routes(routes!(media::list, media::upload))
         .routes(routes!(media::show))
         .routes(routes!(media::content))
         .routes(routes!(workspaces::set_rate_limit))

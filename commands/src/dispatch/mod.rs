@@ -27,7 +27,9 @@ use blazz_domain::campaign::{Campaign, CampaignCommand, CampaignStatus};
 use blazz_domain::channel::{Channel, ProviderKind};
 use blazz_domain::contact::ConsentSource;
 use blazz_domain::ids::MessageId;
-use blazz_domain::message::{Message, MessageCommand, MessageStatus, ProviderError, StatusUpdate};
+use blazz_domain::message::{
+    MediaRef, Message, MessageCommand, MessageContent, MessageStatus, ProviderError, StatusUpdate,
+};
 use blazz_domain::provider::{Backoff, ErrorClass, MARKETING_STOPPED};
 use serde_json::json;
 use std::sync::Arc;
@@ -78,6 +80,7 @@ pub struct Dispatcher {
     providers: Providers,
     policy: RetryPolicy,
     recent: Arc<Recent>,
+    uploads: Option<crate::media::MediaUploads>,
 }
 
 /// A channel without stored credentials cannot send.
@@ -87,11 +90,17 @@ const UNREACHABLE: i64 = -3;
 
 impl Dispatcher {
     pub fn new(commands: Commands, credentials: CredentialStore, providers: Providers) -> Self {
-        Self { commands, credentials, providers, policy: RetryPolicy::default(), recent: Arc::default() }
+        Self { commands, credentials, providers, policy: RetryPolicy::default(), recent: Arc::default(), uploads: None }
     }
 
     pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Sends our stored media (`MediaRef::Stored`) by uploading it to each channel once.
+    pub fn with_uploads(mut self, uploads: crate::media::MediaUploads) -> Self {
+        self.uploads = Some(uploads);
         self
     }
 
@@ -186,9 +195,25 @@ impl Dispatcher {
             return Ok(Dispatched::Failed(error));
         };
         let sender = Sender { channel_id, phone_number_id: channel.phone_number_id.clone() };
-        let outbound = Outbound { message_id: message, to, content, reply_to: m.reply_to.clone() };
-        let provider = channel.provider.unwrap_or(ProviderKind::Meta);
-        match self.providers.of(provider).send(&sender, &secrets, &outbound).await {
+        let provider = self.providers.of(channel.provider.unwrap_or(ProviderKind::Meta));
+        // Our stored media goes by the id its upload to this channel's provider got (uploaded once).
+        let content = match (content, &self.uploads) {
+            (MessageContent::Media { media_kind, media: MediaRef::Stored(id), caption, filename }, Some(u)) => {
+                match u.provider_id(provider.as_ref(), &sender, &secrets, workspace, id).await {
+                    Ok(pid) => Ok(MessageContent::Media { media_kind, media: MediaRef::Id(pid), caption, filename }),
+                    Err(e) => Err(e),
+                }
+            }
+            (content, _) => Ok(content),
+        };
+        let sent = match content {
+            Ok(content) => {
+                let outbound = Outbound { message_id: message, to, content, reply_to: m.reply_to.clone() };
+                provider.send(&sender, &secrets, &outbound).await
+            }
+            Err(e) => Err(e),
+        };
+        match sent {
             Ok(accepted) => {
                 let id = accepted.provider_message_id.clone();
                 let sent = |m: &Message| -> Result<Plan<blazz_domain::message::MessageEvent, Done>, CommandError> {

@@ -54,9 +54,22 @@ pub enum SendError {
     Unknown(String),
 }
 
+/// Our code of media a provider refused, or that is not there to upload (final, not Meta's).
+pub const MEDIA_REFUSED: i64 = -4;
+
+/// A file to upload to a provider, to send by the id it answers.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub bytes: Vec<u8>,
+    pub mime_type: String,
+    pub filename: String,
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     async fn send(&self, sender: &Sender, secrets: &ChannelSecrets, message: &Outbound) -> Result<Accepted, SendError>;
+    /// Uploads media for the sender's number; answers the provider's media id.
+    async fn upload(&self, sender: &Sender, secrets: &ChannelSecrets, file: &Upload) -> Result<String, SendError>;
 }
 
 impl std::fmt::Debug for dyn Provider {

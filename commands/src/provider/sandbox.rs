@@ -104,6 +104,10 @@ async fn post(http: &reqwest::Client, url: &str, app_secret: &str, body: &Value)
 
 #[async_trait]
 impl Provider for SandboxProvider {
+    async fn upload(&self, _: &Sender, _: &ChannelSecrets, _: &super::Upload) -> Result<String, SendError> {
+        Ok(format!("sandbox-media-{}", Uuid::new_v4().simple()))
+    }
+
     async fn send(&self, sender: &Sender, secrets: &ChannelSecrets, message: &Outbound) -> Result<Accepted, SendError> {
         let wamid = format!("wamid.SANDBOX.{}", Uuid::new_v4().simple());
         let (http, script) = (self.http.clone(), self.script.clone());

@@ -61,6 +61,48 @@ impl MetaProvider {
 
 #[async_trait]
 impl Provider for MetaProvider {
+    /// `POST /{version}/{phone_number_id}/media` (multipart: `messaging_product`, `type`, `file`).
+    async fn upload(
+        &self,
+        sender: &Sender,
+        secrets: &ChannelSecrets,
+        file: &super::Upload,
+    ) -> Result<String, SendError> {
+        let part = reqwest::multipart::Part::bytes(file.bytes.clone())
+            .file_name(file.filename.clone())
+            .mime_str(&file.mime_type)
+            .map_err(|e| {
+                let why = Some(format!("{}: {e}", file.mime_type));
+                SendError::Rejected(blazz_domain::message::ProviderError::new(
+                    super::MEDIA_REFUSED,
+                    "media type not accepted",
+                    why,
+                ))
+            })?;
+        let form = reqwest::multipart::Form::new()
+            .text("messaging_product", "whatsapp")
+            .text("type", file.mime_type.clone())
+            .part("file", part);
+        let url = format!(
+            "{}/{}/{}/media",
+            self.config.base_url.trim_end_matches('/'),
+            self.config.api_version,
+            sender.phone_number_id
+        );
+        let response = self.http.post(url).bearer_auth(secrets.access_token.expose()).multipart(form).send().await;
+        let response = response.map_err(|e| SendError::Unreachable(e.to_string()))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| SendError::Unreachable(e.to_string()))?;
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        match answer["id"].as_str() {
+            Some(id) if status.is_success() && !id.is_empty() => Ok(id.to_owned()),
+            _ => match wire::parse_answer(&body) {
+                Some(Answer::Rejected(error)) => Err(SendError::Rejected(error)),
+                _ => Err(SendError::Unreachable(format!("media upload: HTTP {status}"))),
+            },
+        }
+    }
+
     #[tracing::instrument(skip_all, fields(channel = %sender.channel_id, message = %message.message_id), err)]
     async fn send(&self, sender: &Sender, secrets: &ChannelSecrets, message: &Outbound) -> Result<Accepted, SendError> {
         let response = self

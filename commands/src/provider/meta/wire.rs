@@ -93,6 +93,8 @@ fn content(content: &MessageContent) -> (&'static str, Value) {
             let mut m = match media {
                 MediaRef::Id(id) => json!({ "id": id }),
                 MediaRef::Link(link) => json!({ "link": link }),
+                // The dispatcher uploads stored media and sends its provider id; never sent as such.
+                MediaRef::Stored(id) => json!({ "id": id.to_string() }),
             };
             if let Some(c) = caption {
                 m["caption"] = json!(c);
