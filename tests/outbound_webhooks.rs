@@ -286,3 +286,25 @@ async fn a_deliverer_killed_mid_retry_loses_nothing(pool: PgPool) {
     let codes: Vec<Value> = shown["attempt_log"].as_array().unwrap().iter().map(|a| a["status_code"].clone()).collect();
     assert_eq!(codes, vec![json!(500), json!(200)], "{shown}");
 }
+
+/// An attempt that outlasts its timeout is recorded as such and retried.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn an_attempt_past_its_timeout_is_recorded_and_retried(pool: PgPool) {
+    let app = app(pool, true, Duration::from_millis(300)).await;
+    let ws = app.workspace().await;
+    let script = Script::default();
+    // The first request is held open; the retry is answered.
+    script.answers.lock().unwrap().push_back(0);
+    let url = receiver(script.clone()).await;
+    let (endpoint_id, secret) = endpoint(&app, &ws, &url, json!(["contact.created"])).await;
+    app.contact(&ws, "+6281234567895", json!({})).await;
+    let got = requests(&script, 2).await;
+    assert!(verified(&secret, &got[1]) && got[0].id == got[1].id);
+    let page = app.get(&format!("/v1/webhook-endpoints/{endpoint_id}/deliveries"), &ws.key).await.expect(200);
+    let id = page.body["items"][0]["delivery_id"].as_str().unwrap().to_owned();
+    let done = app.eventually(&ws, &format!("/v1/webhook-deliveries/{id}"), |d| d["status"] == "delivered").await;
+    let log = done["attempt_log"].as_array().unwrap();
+    assert_eq!(log.len(), 2, "{done}");
+    assert!(log[0]["error"].as_str().is_some_and(|e| e.contains("timed out after 300 ms")), "{done}");
+    assert!(log[0]["status_code"].is_null() && log[1]["status_code"] == 200, "{done}");
+}
