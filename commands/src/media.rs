@@ -236,13 +236,16 @@ impl MediaUploads {
     ) -> Result<String, SendError> {
         let retry = |e: &dyn std::fmt::Display| SendError::Unreachable(format!("media {media}: {e}"));
         let channel = sender.channel_id.as_uuid();
-        let cached: Option<String> =
-            sqlx::query_scalar("SELECT provider_media_id FROM media_uploads WHERE media_id = $1 AND channel_id = $2")
-                .bind(media)
-                .bind(channel)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| retry(&e))?;
+        // The provider keeps an upload for 30 days: an older one is uploaded again.
+        let cached: Option<String> = sqlx::query_scalar(
+            "SELECT provider_media_id FROM media_uploads
+             WHERE media_id = $1 AND channel_id = $2 AND uploaded_at > now() - interval '29 days'",
+        )
+        .bind(media)
+        .bind(channel)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| retry(&e))?;
         if let Some(id) = cached {
             return Ok(id);
         }
@@ -267,10 +270,14 @@ impl MediaUploads {
             filename: filename.unwrap_or_else(|| media.to_string()),
         };
         let id = provider.upload(sender, secrets, &file).await?;
-        // Two sends racing upload twice at worst; the first id stays.
+        // Two sends racing upload twice at worst; a fresh id stays, an expired one is replaced.
         let kept: String = sqlx::query_scalar(
             "INSERT INTO media_uploads (media_id, channel_id, provider_media_id) VALUES ($1, $2, $3)
-             ON CONFLICT (media_id, channel_id) DO UPDATE SET media_id = EXCLUDED.media_id
+             ON CONFLICT (media_id, channel_id) DO UPDATE SET
+                 provider_media_id = CASE WHEN media_uploads.uploaded_at > now() - interval '29 days'
+                                          THEN media_uploads.provider_media_id ELSE EXCLUDED.provider_media_id END,
+                 uploaded_at = CASE WHEN media_uploads.uploaded_at > now() - interval '29 days'
+                                    THEN media_uploads.uploaded_at ELSE now() END
              RETURNING provider_media_id",
         )
         .bind(media)

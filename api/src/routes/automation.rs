@@ -3,6 +3,7 @@
 //! only. See docs/operations.md "Automation rules".
 
 use super::command_response;
+use super::queries::ReadParams;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Path, Query};
@@ -107,13 +108,6 @@ const RULE_JSON: &str = "json_build_object(
     'max_per_conversation_per_hour', r.spec->'max_per_conversation_per_hour',
     'created_at', r.created_at, 'updated_at', r.updated_at)";
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ReadParams {
-    /// Wait until the projections have applied this position (a command's answer).
-    min_position: Option<i64>,
-}
-
 #[utoipa::path(
     get,
     path = "/v1/automation-rules",
@@ -192,10 +186,7 @@ pub async fn runs(
     Query(p): Query<RunParams>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::ManageAutomation)?;
-    let limit = match p.limit.unwrap_or(50) {
-        n @ 1..=500 => n,
-        _ => return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 500")),
-    };
+    let limit = super::queries::limit(p.limit)?;
     let rule = s.commands.load::<AutomationRule>(caller.workspace_id(), id).await?.state;
     if !rule.created {
         return Err(ApiError::not_found("automation rule"));

@@ -3,6 +3,7 @@
 //! delivery or a time range. Owners and admins only (URLs and delivery logs are integration
 //! details). See docs/operations.md "Outbound webhooks".
 
+use super::queries::ReadParams;
 use super::{command_response, merged, Written};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -189,13 +190,6 @@ const ENDPOINT_JSON: &str = "json_build_object(
     'failing_since', h.failing_since, 'last_success_at', h.last_success_at, 'last_error', h.last_error,
     'pending', (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.endpoint_id AND d.status = 'pending'))";
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ReadParams {
-    /// Wait until the projections have applied this position (a command's answer).
-    min_position: Option<i64>,
-}
-
 #[utoipa::path(
     get,
     path = "/v1/webhook-endpoints",
@@ -284,10 +278,7 @@ pub async fn deliveries(
     Query(p): Query<DeliveryParams>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::ManageWebhooks)?;
-    let limit = match p.limit.unwrap_or(50) {
-        n @ 1..=500 => n,
-        _ => return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 500")),
-    };
+    let limit = super::queries::limit(p.limit)?;
     if p.status.as_deref().is_some_and(|s| !matches!(s, "pending" | "delivered" | "failed")) {
         return Err(ApiError::bad_request("invalid_query", "status must be pending, delivered or failed"));
     }

@@ -50,10 +50,7 @@ pub async fn list(
     Query(p): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::Read)?;
-    let limit = match p.limit.unwrap_or(50) {
-        n @ 1..=500 => n,
-        _ => return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 500")),
-    };
+    let limit = super::queries::limit(p.limit)?;
     let items: Value = sqlx::query_scalar(&format!(
         "SELECT COALESCE(json_agg(x.j ORDER BY x.created_at DESC), '[]') FROM (
             SELECT {MEDIA_JSON} AS j, m.created_at FROM media m

@@ -145,7 +145,16 @@ pub(crate) async fn consistent(s: &AppState, caller: &Caller, min_position: Opti
     }
 }
 
-fn limit(l: Option<i64>) -> Result<i64, ApiError> {
+/// `?min_position=` alone: read your writes of one resource.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadParams {
+    /// Wait until the projections have applied this position (a command's answer).
+    pub min_position: Option<i64>,
+}
+
+/// A page size: 1–500, default 50.
+pub(crate) fn limit(l: Option<i64>) -> Result<i64, ApiError> {
     match l.unwrap_or(50) {
         n @ 1..=500 => Ok(n),
         _ => Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 500")),
