@@ -145,3 +145,35 @@ async fn bad_rules_are_refused_and_rules_belong_to_their_workspace_and_its_admin
     s.app.delete(&format!("/v1/automation-rules/{rule}"), &s.ws.key).await.expect(200);
     s.app.eventually(&s.ws, "/v1/automation-rules", |l| l["items"].as_array().unwrap().is_empty()).await;
 }
+
+/// A reply to a campaign's message starts `campaign_reply` rules; a message in another conversation
+/// does not.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_reply_to_a_campaign_starts_campaign_reply_rules(pool: PgPool) {
+    let s = setup(pool).await;
+    let rule = s
+        .rule(json!({"name": "Campaign replies", "trigger": "campaign_reply",
+                     "actions": [{"kind": "add_label", "label": "campaign-reply"}]}))
+        .await;
+    let template = s.app.template(&s.ws, "promo", "MARKETING", "APPROVED").await;
+    s.app.contact(&s.ws, "+6281234500040", json!({})).await;
+    let body = json!({"name": "Promo", "channel_id": s.channel, "template_id": template, "audience": {"kind": "all"},
+                      "variables": {"first_name": {"attribute": "first_name", "default": "Kak"}}});
+    let campaign = s.app.post("/v1/campaigns", &s.ws.key, body).await.expect(201).id("campaign_id");
+    s.app.launch(&s.ws, &campaign).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !s.graph.calls().iter().any(|c| c.body["to"] == "6281234500040") {
+        assert!(tokio::time::Instant::now() < deadline, "the campaign's message was never sent");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    s.settled().await;
+    s.inbound("6281234500041", "Halo").await;
+    s.inbound("6281234500040", "Mau pesan").await;
+    let runs = s.runs(&rule, 1).await;
+    s.settled().await;
+    assert_eq!(s.runs(&rule, 1).await.len(), 1, "only the campaign's contact replied to it: {runs:?}");
+    let labelled =
+        s.app.eventually(&s.ws, "/v1/conversations?label=campaign-reply", |l| l["items"][0].is_object()).await;
+    assert_eq!(labelled["items"].as_array().unwrap().len(), 1);
+    assert_eq!(labelled["items"][0]["conversation_id"], runs[0]["conversation_id"]);
+}

@@ -36,6 +36,8 @@ pub enum Trigger {
     ConversationOpened,
     /// An outbound message failed for good.
     MessageFailed,
+    /// An inbound message in a conversation that got a campaign's message in the 24 hours before.
+    CampaignReply,
 }
 
 /// A condition on the event and on its conversation and contact; all of a rule's must hold.

@@ -122,7 +122,10 @@ impl Projector for Automation {
         if t.triggers.contains(&Trigger::InboundMessage) {
             bot_turn(conn, a, t.conversation_id).await?;
         }
-        let names: Vec<String> = t.triggers.iter().copied().map(trigger_name).collect();
+        let mut names: Vec<String> = t.triggers.iter().copied().map(trigger_name).collect();
+        if t.triggers.contains(&Trigger::InboundMessage) {
+            names.push(trigger_name(Trigger::CampaignReply));
+        }
         let rules: Vec<(Uuid, Value)> = sqlx::query_as(
             "SELECT rule_id, spec FROM automation_rules
              WHERE workspace_id = $1 AND enabled AND NOT deleted AND trigger = ANY($2) ORDER BY created_at",
@@ -151,6 +154,10 @@ impl Projector for Automation {
             .fetch_optional(&mut *conn)
             .await?;
             (t.conversation_id, t.channel_id) = (row.map(|r| r.0), row.map(|r| ChannelId::from_uuid(r.1)));
+        }
+        let campaign_rules = rules.iter().any(|(_, s)| s["trigger"] == trigger_name(Trigger::CampaignReply).as_str());
+        if campaign_rules && campaign_reply(conn, ws, t.conversation_id, at).await? {
+            t.triggers.push(Trigger::CampaignReply);
         }
         let (labels, attributes, channel, timezone) = context(conn, ws, t.conversation_id).await?;
         let zone = timezone.and_then(|z| TimeZone::parse(&z).ok()).unwrap_or_else(TimeZone::utc);
@@ -216,6 +223,25 @@ async fn bot_turn(conn: &mut PgConnection, a: &Applied, conversation: Option<Uui
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Whether the conversation got a campaign's message in the 24 hours before `at`.
+async fn campaign_reply(
+    conn: &mut PgConnection,
+    ws: Uuid,
+    conversation: Option<Uuid>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM rm_messages m JOIN rm_campaign_messages c USING (message_id)
+                        WHERE m.workspace_id = $1 AND m.conversation_id = $2 AND m.direction = 'out'
+                          AND m.queued_at > $3 - interval '24 hours' AND m.queued_at <= $3)",
+    )
+    .bind(ws)
+    .bind(conversation)
+    .bind(at)
+    .fetch_one(conn)
+    .await
 }
 
 /// The conversation's labels and channel, its contact's attributes, and the workspace's time zone.
