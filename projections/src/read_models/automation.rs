@@ -42,7 +42,7 @@ pub const MAX_TRIGGER_AGE: chrono::Duration = chrono::Duration::hours(1);
 pub struct Automation;
 
 /// What an event that may start rules says of itself.
-struct Trigged<'a> {
+struct Triggering<'a> {
     triggers: Vec<Trigger>,
     text: Option<&'a str>,
     channel_id: Option<ChannelId>,
@@ -50,9 +50,9 @@ struct Trigged<'a> {
 }
 
 /// The triggers `a` is, if any.
-fn triggers_of(a: &Applied) -> Option<Trigged<'_>> {
+fn triggers_of(a: &Applied) -> Option<Triggering<'_>> {
     let conversation = Some(a.aggregate_id());
-    let t = |triggers, text, channel_id, conversation_id| Trigged { triggers, text, channel_id, conversation_id };
+    let t = |triggers, text, channel_id, conversation_id| Triggering { triggers, text, channel_id, conversation_id };
     match &a.event {
         DomainEvent::Conversation(ConversationEvent::Started { channel_id, .. }) => {
             Some(t(vec![Trigger::ConversationOpened], None, Some(*channel_id), conversation))
