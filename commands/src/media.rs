@@ -236,6 +236,14 @@ impl MediaUploads {
     ) -> Result<String, SendError> {
         let retry = |e: &dyn std::fmt::Display| SendError::Unreachable(format!("media {media}: {e}"));
         let channel = sender.channel_id.as_uuid();
+        // One upload per (media, channel) at a time, across dispatchers: sends racing here wait for
+        // the first one's upload and use its id.
+        let mut lock = self.pool.begin().await.map_err(|e| retry(&e))?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("media-upload:{media}:{channel}"))
+            .execute(&mut *lock)
+            .await
+            .map_err(|e| retry(&e))?;
         // The provider keeps an upload for 30 days: an older one is uploaded again.
         let cached: Option<String> = sqlx::query_scalar(
             "SELECT provider_media_id FROM media_uploads
@@ -243,7 +251,7 @@ impl MediaUploads {
         )
         .bind(media)
         .bind(channel)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *lock)
         .await
         .map_err(|e| retry(&e))?;
         if let Some(id) = cached {
@@ -270,7 +278,7 @@ impl MediaUploads {
             filename: filename.unwrap_or_else(|| media.to_string()),
         };
         let id = provider.upload(sender, secrets, &file).await?;
-        // Two sends racing upload twice at worst; a fresh id stays, an expired one is replaced.
+        // A fresh id stays, an expired one is replaced.
         let kept: String = sqlx::query_scalar(
             "INSERT INTO media_uploads (media_id, channel_id, provider_media_id) VALUES ($1, $2, $3)
              ON CONFLICT (media_id, channel_id) DO UPDATE SET
@@ -283,9 +291,10 @@ impl MediaUploads {
         .bind(media)
         .bind(channel)
         .bind(&id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *lock)
         .await
         .map_err(|e| retry(&e))?;
+        lock.commit().await.map_err(|e| retry(&e))?;
         Ok(kept)
     }
 }
