@@ -395,6 +395,49 @@ async fn messages_published_into_an_emptied_topic_wait_for_the_ones_it_lost(pool
     assert_eq!(contacts, 6);
 }
 
+/// A broker that came back empty and was refilled up to the relay's floors by someone else (here raw
+/// messages; in life, the stored half of a publication that timed out) has watermarks that look whole.
+/// A relay starting on it checks the messages below its floors, finds them foreign and republishes.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn a_relay_starting_on_a_topic_refilled_past_its_floors_republishes(pool: PgPool) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let mut broker = Broker::start().await;
+    let app = TestApp::spawn_with(pool.clone(), kafka_settings(&broker, false)).await;
+    let kafka = broker.config();
+    let mut relay = Relay::new(pool.clone(), sealed(&pool), kafka.clone(), projection_names()).await.expect("relay");
+    let ws = app.workspace().await;
+    for i in 1..=3 {
+        app.contact(&ws, &format!("+62812000001{i}"), json!({})).await;
+    }
+    publish_all(&mut relay).await;
+    drop(relay);
+    let partition = partition_of(Uuid::parse_str(&ws.id).expect("workspace id"), kafka.partitions);
+    let floor: i64 = sqlx::query_scalar("SELECT next_offset FROM kafka_relay_partitions WHERE partition = $1")
+        .bind(partition)
+        .fetch_one(&pool)
+        .await
+        .expect("floor");
+    assert!(floor > 0, "the relay published to the workspace's partition");
+
+    broker.restart_empty().await;
+    ensure_topics(&kafka).await.expect("topics");
+    let producer: FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &kafka.brokers).create().expect("producer");
+    let topic = kafka.events_topic();
+    for i in 0..floor + 2 {
+        let body = format!("not the relay's {i}");
+        let record = FutureRecord::<str, str>::to(&topic).partition(partition).payload(&body);
+        producer.send(record, Duration::from_secs(10)).await.expect("raw message delivered");
+    }
+
+    let mut relay = Relay::new(pool.clone(), sealed(&pool), kafka.clone(), projection_names()).await.expect("relay");
+    assert!(!relay.verify().await.expect("verify"), "the watermarks alone look whole: the case this test is about");
+    publish_all(&mut relay).await;
+    let republished: i32 =
+        sqlx::query_scalar("SELECT republished FROM kafka_relay").fetch_one(&pool).await.expect("relay row");
+    assert_eq!(republished, 1, "the relay found the refilled partition");
+}
+
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn a_busy_topic_is_not_mistaken_for_a_lost_one(pool: PgPool) {
     let broker = Broker::start().await;

@@ -210,6 +210,62 @@ impl Inspector {
         .await
     }
 
+    /// The epoch and log position of the message at `offset` of `partition` (`None`: the partition
+    /// holds none there, or not one of ours, or the broker gave no answer in time). Reads with a
+    /// consumer of its own, assigned to that one offset: a rare check (see the relay).
+    pub(crate) async fn message_at(
+        &self,
+        config: &KafkaConfig,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<(i64, blazz_commands::store::LogCursor)>, ProjectionError> {
+        use rdkafka::{Message, Offset, TopicPartitionList};
+        let consumer: BaseConsumer = config
+            .client()
+            .set("group.id", "blazz-relay-check")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "error")
+            .create()
+            .map_err(|e| kafka_error("check consumer", e))?;
+        let topic = topic.to_owned();
+        self.blocking(move |c| {
+            let (_, high) =
+                c.fetch_watermarks(&topic, partition, REQUEST_TIMEOUT).map_err(|e| kafka_error("watermarks", e))?;
+            if high <= offset {
+                return Ok(None);
+            }
+            let mut assignment = TopicPartitionList::new();
+            assignment
+                .add_partition_offset(&topic, partition, Offset::Offset(offset))
+                .map_err(|e| kafka_error("check assignment", e))?;
+            consumer.assign(&assignment).map_err(|e| kafka_error("check assignment", e))?;
+            let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+            while std::time::Instant::now() < deadline {
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) if m.offset() == offset => {
+                        return Ok(m
+                            .payload()
+                            .and_then(|body| serde_json::from_slice::<wire::EventMessage>(body).ok())
+                            .map(|e| {
+                                let cursor = blazz_commands::store::LogCursor {
+                                    transaction_id: e.transaction_id,
+                                    position: e.position,
+                                };
+                                (e.epoch, cursor)
+                            }));
+                    }
+                    Some(Ok(_)) => return Ok(None),
+                    Some(Err(e)) => return Err(kafka_error("check fetch", e)),
+                    None => {}
+                }
+            }
+            tracing::warn!(topic, partition, offset, "relay check: no answer from the broker in time");
+            Ok(None)
+        })
+        .await
+    }
+
     /// The high watermark (the next offset) of each partition of `topic`.
     pub(crate) async fn high_watermarks(&self, topic: &str, partitions: i32) -> Result<Vec<i64>, ProjectionError> {
         let topic = topic.to_owned();

@@ -63,6 +63,29 @@ impl Relay {
         self.act(probe).await
     }
 
+    /// Whether a partition was emptied and then refilled up to its floor: after a publication that
+    /// failed, whose messages the broker may have stored without the relay learning where (a timed
+    /// out delivery), a retry lands above the floor and the watermarks look whole. The message just
+    /// below each floor is then checked to be the one the relay put there: the first of its last
+    /// acknowledged batch to the partition, of this epoch and not past the partition's last event.
+    /// A refilled partition holds there a message of the failed publication (past the last event).
+    pub(super) async fn refilled(&self) -> Result<bool, ProjectionError> {
+        for (p, (floor, last)) in self.floors.iter().zip(&self.last).enumerate() {
+            // Nothing published to it in this epoch: its floor is a watermark read at a rewind.
+            let (Some(last), true) = (last, *floor > 0) else {
+                continue;
+            };
+            let ours = match self.inspector.message_at(&self.config, &self.topic, p as i32, floor - 1).await? {
+                Some((epoch, cursor)) => epoch == self.state.epoch && cursor <= *last,
+                None => false,
+            };
+            if !ours {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The slowest projector's checkpoint over every partition (a partition it never consumed: the
     /// start of the log).
     async fn slowest_checkpoint(&self) -> Result<LogCursor, ProjectionError> {

@@ -12,6 +12,9 @@
 //! first message of the relay's last batch to the partition, plus one: a broker that has that batch
 //! reports at least that much, even one (tansu 0.6) whose high watermark lags behind a multi-message
 //! produce request.
+//! A publication that failed (a timed-out delivery the broker may still have stored) can refill an
+//! emptied partition past its floor unseen, so after one, and at start, the relay also checks that
+//! the message just below each floor is its own before it publishes again ([`Relay::refilled`]).
 //! The relay then recreates the topics, bumps the epoch and republishes from the slowest projector's
 //! checkpoint, so nothing is lost; consumers that meet the new epoch read the partition from its start,
 //! skipping what they applied, so nothing is applied twice.
@@ -77,6 +80,9 @@ pub struct Relay {
     floors: Vec<i64>,
     /// Per partition, the last event published to it in this epoch.
     last: Vec<Option<LogCursor>>,
+    /// A publication failed since the broker was last found whole: check the floors' messages
+    /// before the next one (see [`Self::refilled`]).
+    suspect: bool,
 }
 
 impl std::fmt::Debug for Relay {
@@ -116,6 +122,7 @@ impl Relay {
             state: RelayState { cursor: LogCursor::START, epoch: 1 },
             floors: vec![0; config.partitions.max(1) as usize],
             last: vec![None; config.partitions.max(1) as usize],
+            suspect: false,
             config,
         };
         relay.load().await?;
@@ -145,6 +152,8 @@ impl Relay {
         .bind(&self.topic)
         .fetch_all(&self.pool)
         .await?;
+        // A predecessor may have stopped part way through a publication.
+        self.suspect = true;
         self.floors.iter_mut().for_each(|o| *o = 0);
         self.last.iter_mut().for_each(|l| *l = None);
         for (p, next, xid, position) in rows {
@@ -160,32 +169,36 @@ impl Relay {
 
     /// Publishes the next batch of the log; returns how many events it handled (0: caught up).
     pub async fn step(&mut self) -> Result<usize, ProjectionError> {
+        if self.suspect && self.refilled().await? {
+            self.rewind().await?;
+        }
+        self.suspect = false;
         let events = self.log.read(self.state.cursor, BATCH).await?;
         let Some(last) = events.last().map(LogCursor::of) else {
             return Ok(0);
         };
         let mut chain = self.last.clone();
-        let offsets = match self.publish(&events, &mut chain).await {
-            Ok(offsets) => offsets,
-            Err(e) => {
-                // A fresh producer for the next try: this one may be stuck with a producer id or
-                // sequence numbers the broker no longer knows (a broker that came back empty).
-                self.producer = producer(&self.config)?;
-                return Err(e);
-            }
-        };
+        let (offsets, failed) = self.publish(&events, &mut chain).await;
         // Below what the partition had: the broker lost it since (the batch went into a new, empty
-        // topic).
+        // topic). Deliveries of a publication that failed part way count too: the retry would land
+        // above the floor and hide the loss.
         let lost = offsets.iter().any(|(p, offset)| self.floors.get(*p as usize).is_some_and(|f| offset < f));
+        if lost {
+            self.rewind().await?;
+            return Ok(events.len());
+        }
+        if let Some(e) = failed {
+            // A fresh producer for the next try: this one may be stuck with a producer id or sequence
+            // numbers the broker no longer knows (a broker that came back empty).
+            self.producer = producer(&self.config)?;
+            self.suspect = true;
+            return Err(e);
+        }
         let mut floors = self.floors.clone();
         for (p, offset) in offsets.iter().rev() {
             if let Some(f) = floors.get_mut(*p as usize) {
                 *f = offset + 1;
             }
-        }
-        if lost {
-            self.rewind().await?;
-            return Ok(events.len());
         }
         let mut tx = self.pool.begin().await?;
         // Losing this checkpoint in a crash only publishes the batch again (consumers skip it), so
@@ -211,12 +224,13 @@ impl Relay {
     }
 
     /// Sends `events` in log order, chained after `chain` (each partition's last event, updated), and
-    /// waits for every acknowledgement; returns each one's partition and offset.
+    /// waits for every acknowledgement. Returns each delivered event's partition and offset and, if
+    /// any was not delivered, the first error (after waiting for the rest of what was sent).
     async fn publish(
         &self,
         events: &[RecordedEvent],
         chain: &mut [Option<LogCursor>],
-    ) -> Result<Vec<(i32, i64)>, ProjectionError> {
+    ) -> (Vec<(i32, i64)>, Option<ProjectionError>) {
         let messages: Vec<(i32, Vec<u8>)> = events
             .iter()
             .map(|e| {
@@ -231,7 +245,14 @@ impl Relay {
         // producer keeps that order through retries).
         let mut pending: std::collections::VecDeque<DeliveryFuture> = Default::default();
         let mut delivered = Vec::with_capacity(events.len());
-        for (e, (partition, body)) in events.iter().zip(&messages) {
+        let mut failed = None;
+        let mut note = |ack: Result<(i32, i64), ProjectionError>| match ack {
+            Ok(offset) => delivered.push(offset),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        };
+        'sending: for (e, (partition, body)) in events.iter().zip(&messages) {
             let mut record = FutureRecord::to(&self.topic).partition(*partition).key(&e.stream_id).payload(body);
             loop {
                 match self.producer.send_result(record) {
@@ -242,18 +263,21 @@ impl Relay {
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
                         match pending.pop_front() {
-                            Some(f) => delivered.push(acknowledged(f).await?),
+                            Some(f) => note(acknowledged(f).await),
                             None => tokio::time::sleep(Duration::from_millis(5)).await,
                         }
                     }
-                    Err((e, _)) => return Err(kafka_error("producing", e)),
+                    Err((e, _)) => {
+                        note(Err(kafka_error("producing", e)));
+                        break 'sending;
+                    }
                 }
             }
         }
         for f in pending {
-            delivered.push(acknowledged(f).await?);
+            note(acknowledged(f).await);
         }
-        Ok(delivered)
+        (delivered, failed)
     }
 
     /// Runs until `shutdown` turns true: waits to be the active relay, then publishes as the log grows.
