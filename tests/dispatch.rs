@@ -209,7 +209,7 @@ async fn campaign_messages_to_one_recipient_are_paced(pool: PgPool) {
 }
 
 /// Fair dispatch: workspace A has 2,000 campaign messages queued on a channel at 1 message/s;
-/// workspace B's one message on its own channel still goes out within 2 s. (Taking the globally
+/// workspace B's one message on its own channel goes out ahead of nearly all of them. (Taking the globally
 /// oldest due messages, B's waited behind A's whole backlog: over half an hour.)
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn a_backlog_on_one_channel_does_not_delay_another_workspaces_send(pool: PgPool) {
@@ -230,11 +230,13 @@ async fn a_backlog_on_one_channel_does_not_delay_another_workspaces_send(pool: P
         assert!(tokio::time::Instant::now() < deadline, "A's campaign never reached the queue");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let started = tokio::time::Instant::now();
     let body = json!({"channel_id": channel, "contact_id": contact, "type": "template", "template": {"id": template}});
     let message = app.post("/v1/messages", &b.key, body).await.expect(202).id("message_id");
     app.eventually(&b, &format!("/v1/messages/{message}"), |m| m["status"] == "sent").await;
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(2), "B's message took {took:?} behind A's backlog");
+    // The order of the provider's calls, not a wall-clock bound: A's channel sends one a second, so B's
+    // message goes out after the few of A's sent while it was queued, not after A's whole backlog.
+    let calls = a.graph.calls();
+    let ahead = calls.iter().position(|c| c.body["to"] == "6281234567890").expect("B's message reached the provider");
+    assert!(ahead < 30, "{ahead} of A's messages went out before B's one");
     assert!(queued().await > 1000, "A's backlog is still there: B did not simply wait for it to drain");
 }
