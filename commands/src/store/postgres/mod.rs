@@ -7,6 +7,7 @@
 mod batch;
 mod coalesce;
 mod fair;
+mod insert;
 mod read;
 mod snapshots;
 
