@@ -4,7 +4,7 @@
 
 use super::batch::expectation;
 use crate::audit::chain;
-use crate::store::AppendRequest;
+use crate::store::{AppendRequest, NewEvent};
 use sqlx::PgConnection;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -14,6 +14,11 @@ pub(super) async fn insert_events(
     conn: &mut PgConnection,
     requests: &[AppendRequest],
 ) -> Result<HashMap<Uuid, (i64, u64)>, sqlx::Error> {
+    if let [r @ AppendRequest { events, keys, .. }] = requests {
+        if let ([e], [] | [_]) = (events.as_slice(), keys.as_slice()) {
+            return insert_one(conn, r, e).await;
+        }
+    }
     let n: usize = requests.iter().map(|r| r.events.len()).sum();
     if n == 0 {
         return Ok(HashMap::new());
@@ -42,18 +47,7 @@ pub(super) async fn insert_events(
             versions.push(e.schema_version);
             workspaces.push(r.workspace_id);
             payloads.push(&e.payload);
-            digests.push(
-                chain::content_digest(&chain::Content {
-                    event_id: e.event_id,
-                    event_type: &e.event_type,
-                    metadata: &meta,
-                    payload: &e.payload,
-                    schema_version: e.schema_version,
-                    stream_id: r.stream_id.as_str(),
-                    workspace_id: r.workspace_id,
-                })
-                .to_vec(),
-            );
+            digests.push(digest(r, e, &meta));
             metadata.push(meta.clone());
         }
     }
@@ -116,4 +110,67 @@ pub(super) async fn insert_events(
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(|(id, pos, ver)| (id, (pos, ver as u64))).collect())
+}
+
+/// The content digest of event `e` of request `r` (`meta`: the request's metadata as JSON).
+fn digest(r: &AppendRequest, e: &NewEvent, meta: &serde_json::Value) -> Vec<u8> {
+    chain::content_digest(&chain::Content {
+        event_id: e.event_id,
+        event_type: &e.event_type,
+        metadata: meta,
+        payload: &e.payload,
+        schema_version: e.schema_version,
+        stream_id: r.stream_id.as_str(),
+        workspace_id: r.workspace_id,
+    })
+    .to_vec()
+}
+
+/// One event (and at most one new data key): the same checks and rows as the set-based statement,
+/// with plain parameters. Over arrays, PostgreSQL plans every execution anew (a generic plan over
+/// `unnest` of arrays of unknown length looks costlier than the custom one, so it never takes it),
+/// and planning that statement took longer than running it (`pg_stat_statements`, one writer:
+/// 0.20 ms planning, 0.12 ms execution per append).
+async fn insert_one(
+    conn: &mut PgConnection,
+    r: &AppendRequest,
+    e: &NewEvent,
+) -> Result<HashMap<Uuid, (i64, u64)>, sqlx::Error> {
+    let (expected, is_any) = expectation(r.expected);
+    let meta = serde_json::to_value(&r.metadata).unwrap_or_default();
+    let key = r.keys.first();
+    let row: Option<(Uuid, i64, i64)> = sqlx::query_as(
+        "WITH keys AS (
+             INSERT INTO contact_keys (contact_id, workspace_id, sealed)
+             SELECT $10::uuid, $11::uuid, $12::bytea WHERE $10::uuid IS NOT NULL
+         )
+         INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, workspace_id, payload, metadata,
+                             content_digest)
+         SELECT $1::text,
+                CASE WHEN $3::bool
+                     THEN coalesce((SELECT max(e.stream_version) FROM events e WHERE e.stream_id = $1::text), 0) + 1
+                     ELSE $2::int8 + 1
+                END,
+                $4::uuid, $5::text, $6::int4, $7::uuid, $8::jsonb, $9::jsonb, $13::bytea
+         WHERE $3::bool OR $2::int8 = 0
+               OR EXISTS (SELECT 1 FROM events e WHERE e.stream_id = $1::text AND e.stream_version = $2::int8)
+         ON CONFLICT DO NOTHING
+         RETURNING event_id, position, stream_version",
+    )
+    .bind(&r.stream_id)
+    .bind(expected)
+    .bind(is_any)
+    .bind(e.event_id)
+    .bind(&e.event_type)
+    .bind(e.schema_version)
+    .bind(r.workspace_id)
+    .bind(&e.payload)
+    .bind(&meta)
+    .bind(key.map(|k| k.contact_id))
+    .bind(key.map(|k| k.workspace_id))
+    .bind(key.map(|k| k.sealed.as_slice()))
+    .bind(digest(r, e, &meta))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.into_iter().map(|(id, pos, ver)| (id, (pos, ver as u64))).collect())
 }
