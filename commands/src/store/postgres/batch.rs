@@ -142,12 +142,15 @@ pub(super) fn expectation(e: ExpectedVersion) -> (i64, bool) {
     }
 }
 
-/// A batch of one request that appends one event and nothing else (no claims, releases or
-/// idempotency record) is a single-row insert, atomic on its own: it runs without an explicit
-/// transaction, one round trip instead of three (BEGIN, INSERT, COMMIT). Most appends of a lone
-/// writer (a dispatcher step, one status) are such.
+/// A batch whose requests each append at most one event and nothing else (no claims, releases or
+/// idempotency record) is one insert statement, atomic on its own: it runs without an explicit
+/// transaction, one round trip instead of three (BEGIN, INSERT, COMMIT). A request of it that fails
+/// (a version conflict) wrote no event, so there is nothing to undo but its data key. Most appends
+/// are such: a dispatcher step, a status, a queued message.
 fn one_statement(requests: &[AppendRequest]) -> bool {
-    matches!(requests, [r] if r.events.len() == 1 && r.claims.is_empty() && r.releases.is_empty() && r.idempotency.is_none())
+    requests
+        .iter()
+        .all(|r| r.events.len() <= 1 && r.claims.is_empty() && r.releases.is_empty() && r.idempotency.is_none())
 }
 
 /// The outcome of each request given the rows that went in: a request with a missing row failed
@@ -202,8 +205,9 @@ async fn write(pool: &PgPool, requests: &[AppendRequest], notify: &Throttle) -> 
             sqlx::query(NOTIFY).execute(&mut *conn).await?;
         }
         let (outcomes, last) = tally(requests, &written);
-        if outcomes[0].is_some() {
-            drop_keys(&mut conn, requests, &[0]).await?;
+        let failed: Vec<usize> = (0..requests.len()).filter(|i| outcomes[*i].is_some()).collect();
+        if !failed.is_empty() {
+            drop_keys(&mut conn, requests, &failed).await?;
         }
         return Ok(answers(outcomes, last));
     }
