@@ -60,6 +60,7 @@ async fn inbound_media_goes_to_a_directory_store(pool: PgPool) {
     let id = an_image_is_fetched_and_served(&s).await;
     let file = dir.join("media").join(&s.ws.id).join(&id);
     assert_eq!(std::fs::read(&file).unwrap(), PHOTO, "{}", file.display());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]

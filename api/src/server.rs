@@ -107,16 +107,12 @@ pub fn media_dir(dir: &std::path::Path) -> std::io::Result<Arc<dyn object_store:
     Ok(Arc::new(store))
 }
 
-/// This process's default media store: a directory under the system's temporary directory (the
-/// same for every default in it, like the sealing key).
+/// This process's default media store: in memory, shared by every default in it (like the sealing
+/// key), so several servers of one process, as tests run them, see the same media. The commands
+/// give a directory or S3 (`BLAZZ_MEDIA_STORE`); a directory here was left behind by every process.
 fn default_media() -> Arc<dyn object_store::ObjectStore> {
     static STORE: std::sync::OnceLock<Arc<dyn object_store::ObjectStore>> = std::sync::OnceLock::new();
-    STORE
-        .get_or_init(|| {
-            let dir = std::env::temp_dir().join(format!("blazz-media-{}", std::process::id()));
-            media_dir(&dir).unwrap_or_else(|_| Arc::new(object_store::memory::InMemory::new()))
-        })
-        .clone()
+    STORE.get_or_init(|| Arc::new(object_store::memory::InMemory::new())).clone()
 }
 
 impl Default for EdgeSettings {
