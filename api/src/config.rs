@@ -16,7 +16,7 @@ pub struct Config {
     pub operator_token: Option<String>,
     /// `BLAZZ_DB_MAX_CONNECTIONS` (default 16).
     pub db_max_connections: u32,
-    /// `BLAZZ_APPEND_WRITERS`: concurrent group-commit transactions (default 4).
+    /// `BLAZZ_APPEND_WRITERS`: concurrent group-commit transactions (default: the cores, 2 to 8).
     pub append_writers: usize,
     /// `BLAZZ_SECRET_KEY`: base64 of 32 bytes sealing channel credentials. Unset: one generated once
     /// and kept in the data directory.
@@ -91,7 +91,7 @@ impl Config {
             data_dir: PathBuf::from(var("BLAZZ_DATA_DIR").unwrap_or_else(|| ".blazz".into())),
             operator_token: var("BLAZZ_OPERATOR_TOKEN"),
             db_max_connections: parsed("BLAZZ_DB_MAX_CONNECTIONS", 16)?,
-            append_writers: parsed("BLAZZ_APPEND_WRITERS", 4)?,
+            append_writers: parsed("BLAZZ_APPEND_WRITERS", blazz_commands::store::postgres::default_writers())?,
             secret_key: var("BLAZZ_SECRET_KEY"),
             previous_secret_keys: var("BLAZZ_SECRET_KEYS_PREVIOUS")
                 .map(|v| v.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect())
