@@ -1,6 +1,8 @@
 //! Group commit. Appends queue up while a transaction is in flight (fairly between workspaces, see
-//! `fair`); a writer takes what is queued (up to a size limit) and writes it in one transaction with a handful of set-based statements, so
-//! throughput comes from batching rather than from more connections.
+//! `fair`); a writer takes what is queued (up to a size limit) and writes it in one transaction with a
+//! handful of set-based statements (or, for a batch of single-event requests without claims or
+//! idempotency keys, in one statement without a transaction), so throughput comes from batching
+//! rather than from more connections.
 //!
 //! A failing command must not fail its batch-mates: every statement uses `ON CONFLICT DO NOTHING
 //! RETURNING` to learn which rows went in, commands with a missing row are marked failed, and whatever
@@ -131,14 +133,6 @@ async fn write_with_retry(
             }
             other => return other,
         }
-    }
-}
-
-pub(super) fn expectation(e: ExpectedVersion) -> (i64, bool) {
-    match e {
-        ExpectedVersion::NoStream => (0, false),
-        ExpectedVersion::Exact(v) => (i64::try_from(v).unwrap_or(i64::MAX), false),
-        ExpectedVersion::Any => (0, true),
     }
 }
 

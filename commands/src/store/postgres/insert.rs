@@ -1,13 +1,21 @@
-//! The events' insert of an append batch: one set-based statement that checks every request's
-//! expected version, chains nothing itself (the `events_chain` trigger does) and stores new
-//! contacts' data keys with the events.
+//! The events' insert of an append batch: one statement that checks every request's expected
+//! version, chains nothing itself (the `events_chain` trigger does) and stores new contacts' data
+//! keys with the events. Set-based over arrays for a batch; with plain parameters for one event.
 
-use super::batch::expectation;
 use crate::audit::chain;
-use crate::store::{AppendRequest, NewEvent};
+use crate::store::{AppendRequest, ExpectedVersion, NewEvent};
 use sqlx::PgConnection;
 use std::collections::HashMap;
 use uuid::Uuid;
+
+/// A request's expected version as the statements take it: (version, any).
+fn expectation(e: ExpectedVersion) -> (i64, bool) {
+    match e {
+        ExpectedVersion::NoStream => (0, false),
+        ExpectedVersion::Exact(v) => (i64::try_from(v).unwrap_or(i64::MAX), false),
+        ExpectedVersion::Any => (0, true),
+    }
+}
 
 /// Inserts all events; returns event id → (position, stream version) of the rows that went in.
 pub(super) async fn insert_events(
