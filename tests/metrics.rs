@@ -65,3 +65,17 @@ async fn metrics_count_requests_by_route_and_show_appends_projections_dispatch_a
     assert!(statuses.is_some_and(|n| n >= 3.0), "sent, delivered and read came back: {statuses:?}");
     assert_eq!(sample(&text, "blazz_projection_parked_events{projection=\"contacts\"}"), Some(0.0));
 }
+
+/// Histogram samples stay in the recorder until upkeep folds them into buckets; an instance nobody
+/// scrapes would grow by every request (docs/benchmarks.md, memory of `blazz up`). The gateway's
+/// recorder runs upkeep on a thread of its own.
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn the_metrics_recorder_drains_histograms_without_scrapes(pool: PgPool) {
+    let _app = TestApp::spawn(pool).await;
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("threads of this process")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert!(threads.iter().any(|t| t == "metrics-upkeep"), "no upkeep thread among {threads:?}");
+}

@@ -1,7 +1,8 @@
 //! `blazz bench dispatch`: the achieved send rate against the channel's configured one, through the
 //! Meta provider to a local fake Graph API (it answers at once, counting calls), and the CPU the
 //! `blazz` process spent per 1,000 messages (dispatcher, projectors and the fake together; PostgreSQL
-//! is a separate process and not included).
+//! is a separate process and not included), and its resident memory before, at its peak during and
+//! after the campaign (issue 17: RSS during a 100k campaign).
 
 use super::{post, Error};
 use crate::server::{self, Running};
@@ -37,6 +38,13 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Resident memory of this process in MiB (Linux `/proc/self/status`, VmRSS; 0 where unreadable).
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kib.unwrap_or(0.0) / 1024.0
+}
+
 pub async fn run(pool: sqlx::PgPool, append_writers: usize, rate: u32, messages: usize) -> Result<(), Error> {
     let (graph, calls) = fake_graph().await?;
     let operator = format!("bench-{}", Uuid::new_v4());
@@ -63,8 +71,10 @@ pub async fn run(pool: sqlx::PgPool, append_writers: usize, rate: u32, messages:
         .json(&creds)
         .send()
         .await?;
-    let rows: Vec<Value> = (0..messages).map(|i| json!({"phone": format!("+6288{:09}", i)})).collect();
-    post(&client, running.url("/v1/contacts/import"), &key, Value::Array(rows)).await?;
+    for chunk in (0..messages).collect::<Vec<_>>().chunks(50_000) {
+        let rows: Vec<Value> = chunk.iter().map(|i| json!({"phone": format!("+6288{:09}", i)})).collect();
+        post(&client, running.url("/v1/contacts/import"), &key, Value::Array(rows)).await?;
+    }
     let template = post(
         &client,
         running.url("/v1/templates"),
@@ -84,7 +94,8 @@ pub async fn run(pool: sqlx::PgPool, append_writers: usize, rate: u32, messages:
     .await?;
     let campaign = campaign["campaign_id"].as_str().ok_or("no campaign")?.to_owned();
 
-    let cpu_before = cpu_seconds();
+    let (cpu_before, rss_before) = (cpu_seconds(), rss_mib());
+    let mut rss_peak = rss_before;
     post(&client, running.url(&format!("/v1/campaigns/{campaign}/launch")), &key, json!({})).await?;
     let deadline = Instant::now() + Duration::from_secs(messages as u64 / u64::from(rate.max(1)) * 3 + 60);
     while calls.lock().map(|c| c.len()).unwrap_or(0) < messages {
@@ -92,18 +103,20 @@ pub async fn run(pool: sqlx::PgPool, append_writers: usize, rate: u32, messages:
             return Err("the campaign did not finish in time".into());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+        rss_peak = rss_peak.max(rss_mib());
     }
     let cpu = cpu_seconds() - cpu_before;
     let mut at = calls.lock().map(|c| c.clone()).unwrap_or_default();
     at.sort();
     let span = at.last().zip(at.first()).map(|(l, f)| l.duration_since(*f).as_secs_f64()).unwrap_or(0.0);
     let achieved = (at.len().saturating_sub(1)) as f64 / span;
-    println!("| configured /s | messages | achieved /s | deviation | process CPU s per 1,000 |");
-    println!("|---|---|---|---|---|");
+    println!("| configured /s | messages | achieved /s | deviation | process CPU s per 1,000 | RSS MiB at launch / peak / end |");
+    println!("|---|---|---|---|---|---|");
     println!(
-        "| {rate} | {messages} | {achieved:.1} | {:+.1} % | {:.2} |",
+        "| {rate} | {messages} | {achieved:.1} | {:+.1} % | {:.2} | {rss_before:.0} / {rss_peak:.0} / {:.0} |",
         (achieved / f64::from(rate) - 1.0) * 100.0,
-        cpu / messages as f64 * 1000.0
+        cpu / messages as f64 * 1000.0,
+        rss_mib()
     );
     running.stop().await?;
     Ok(())
