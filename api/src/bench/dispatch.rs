@@ -4,7 +4,7 @@
 //! is a separate process and not included), and its resident memory before, at its peak during and
 //! after the campaign (issue 17: RSS during a 100k campaign).
 
-use super::{post, Error};
+use super::{import, post, Error};
 use crate::server::{self, Running};
 use axum::extract::State;
 use axum::Json;
@@ -74,10 +74,8 @@ pub async fn run(pool: sqlx::PgPool, append_writers: usize, rate: u32, messages:
         .json(&creds)
         .send()
         .await?;
-    for chunk in (0..messages).collect::<Vec<_>>().chunks(50_000) {
-        let rows: Vec<Value> = chunk.iter().map(|i| json!({"phone": format!("+6288{:09}", i)})).collect();
-        post(&client, running.url("/v1/contacts/import"), &key, Value::Array(rows)).await?;
-    }
+    import(&client, running.url("/v1/contacts/import"), &key, messages, |i| json!({"phone": format!("+6288{:09}", i)}))
+        .await?;
     let template = post(
         &client,
         running.url("/v1/templates"),

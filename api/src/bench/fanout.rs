@@ -1,19 +1,15 @@
 //! `blazz bench fanout`: time to launch a campaign to N recipients, from the request to its fan-out's
 //! end: the audience read, every message rendered and queued (one event each, appended in groups of 1,000). The contacts are imported first.
 
-use super::{launch_and_wait, post, scenario, Error, Scenario};
-use serde_json::{json, Value};
+use super::{import, launch_and_wait, post, scenario, Error, Scenario};
+use serde_json::json;
 use std::time::Instant;
 
 pub async fn run(pool: sqlx::PgPool, append_writers: usize, recipients: usize) -> Result<(), Error> {
     let Scenario { running, client, key, bodies, .. } = scenario(pool, append_writers, 1, false).await?;
     let started = Instant::now();
-    for chunk in (0..recipients).collect::<Vec<_>>().chunks(50_000) {
-        let rows: Vec<Value> = chunk
-            .iter()
-            .map(|i| json!({"phone": format!("+629{:010}", i), "name": format!("r{i}"), "attributes": {"first_name": format!("R{i}")}}))
-            .collect();
-        let r = post(&client, running.url("/v1/contacts/import"), &key, Value::Array(rows)).await?;
+    let row = |i| json!({"phone": format!("+629{:010}", i), "name": format!("r{i}"), "attributes": {"first_name": format!("R{i}")}});
+    for r in import(&client, running.url("/v1/contacts/import"), &key, recipients, row).await? {
         if r["failed"].as_u64().unwrap_or(0) > 0 {
             return Err(format!("import failed: {}", r["errors"]).into());
         }

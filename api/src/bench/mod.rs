@@ -400,6 +400,23 @@ fn bench_metadata() -> EventMetadata {
     }
 }
 
+/// Imports contacts `row(0)`…`row(n - 1)` through `POST /v1/contacts/import` in requests of 50,000
+/// rows; answers each request's answer, in order.
+pub(crate) async fn import(
+    client: &reqwest::Client,
+    url: String,
+    key: &str,
+    n: usize,
+    row: impl Fn(usize) -> Value,
+) -> Result<Vec<Value>, Error> {
+    let mut answers = vec![];
+    for start in (0..n).step_by(50_000) {
+        let rows: Vec<Value> = (start..n.min(start + 50_000)).map(&row).collect();
+        answers.push(post(client, url.clone(), key, Value::Array(rows)).await?);
+    }
+    Ok(answers)
+}
+
 pub(crate) async fn post(client: &reqwest::Client, url: String, bearer: &str, body: Value) -> Result<Value, Error> {
     let res = client.post(url).bearer_auth(bearer).json(&body).send().await?;
     let status = res.status();

@@ -4,7 +4,7 @@
 //! bodies with NULs that must be refused). A has the default per-key rate (1,000 requests/s), B none.
 //! Prints B's figures in both phases and the ratio of its p99.
 
-use super::{drive, launch_and_wait, ms, post, scenario_on, tenant, Error, Scenario, Summary};
+use super::{drive, import, launch_and_wait, ms, post, scenario_on, tenant, Error, Scenario, Summary};
 use crate::server;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,12 +62,9 @@ pub async fn run(
         return Err(format!("A's rate limit not set: {}", set.status()).into());
     }
     let started = Instant::now();
-    let mut position = 0;
-    for chunk in (0..campaign).collect::<Vec<_>>().chunks(50_000) {
-        let rows: Vec<Value> = chunk.iter().map(|i| json!({"phone": format!("+6291{:09}", i)})).collect();
-        let imported = post(&b.client, b.running.url("/v1/contacts/import"), &a.key, Value::Array(rows)).await?;
-        position = position.max(imported["position"].as_i64().unwrap_or(0));
-    }
+    let row = |i| json!({"phone": format!("+6291{:09}", i)});
+    let imported = import(&b.client, b.running.url("/v1/contacts/import"), &a.key, campaign, row).await?;
+    let position = imported.iter().filter_map(|r| r["position"].as_i64()).max().unwrap_or(0);
     // B alone must be alone: the projectors finish A's import first.
     caught_up(&b, &a.key, position).await?;
     eprintln!("A: {campaign} contacts imported and projected in {:.1} s", started.elapsed().as_secs_f64());

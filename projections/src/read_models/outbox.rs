@@ -236,8 +236,8 @@ pub struct Due {
 /// message by more than a round. Leaves out `except` (sent, not yet projected), held messages, and
 /// campaign messages whose recipient's pace slot is still running. `except` is tested as a hashed
 /// subplan (`NOT IN (SELECT unnest(…))`): `<> ALL($2)` compared every row with every id, and at
-/// 1,000 sends/s the list holds up to 30,000 ids (measured: 56 ms per poll, a third of a 100k
-/// campaign's rate lost).
+/// 1,000 sends/s the list holds up to 30,000 ids (measured in a 100k campaign: 56 ms per poll
+/// before, 15 ms after).
 pub async fn due(pool: &PgPool, limit: i64, except: &[Uuid]) -> Result<Vec<Due>, sqlx::Error> {
     sqlx::query_as(
         "SELECT workspace_id, message_id, channel_id, rate, pace_contact FROM (
