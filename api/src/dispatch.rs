@@ -20,7 +20,8 @@ const IDLE_POLL: Duration = Duration::from_millis(50);
 const BATCH: i64 = 1000;
 /// Provider calls in flight at once (each waits for its send slot first).
 const CONCURRENCY: usize = 128;
-/// A message handled here is not looked at again for this long (the queue projection lags a little).
+/// A message skipped here (not ours to send, yet no later event marks its row stale) or whose
+/// dispatch failed is not looked at again for this long: it must not take a send slot every round.
 const REMEMBER: Duration = Duration::from_secs(30);
 
 /// How often scheduled campaigns are looked for.
@@ -224,13 +225,12 @@ pub fn sent_by_channel() -> HashMap<Uuid, u64> {
 /// Runs until `shutdown` turns true; finishes the sends in flight first. Each channel's messages go out
 /// at its rate (one second's worth of slots reserved at a time, spaced evenly).
 pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
-    let mut handled: HashMap<Uuid, Instant> = HashMap::new();
+    let mut skipped: HashMap<Uuid, Instant> = HashMap::new();
     while !*shutdown.borrow() {
-        handled.retain(|_, at| at.elapsed() < REMEMBER);
-        // Sent here but still queued until the queue projection catches up: not fetched again, so they
-        // do not crowd the batch out.
-        let recent: Vec<Uuid> = handled.keys().copied().collect();
-        // Fair across channels and workspaces (see `outbox::due`).
+        skipped.retain(|_, at| at.elapsed() < REMEMBER);
+        let recent: Vec<Uuid> = skipped.keys().copied().collect();
+        // Fair across channels and workspaces; rows the projector has not caught up with are not due
+        // (see `outbox::due`).
         let due = match outbox::due(&pool, BATCH, &recent).await {
             Ok(rows) => rows,
             Err(e) => {
@@ -290,25 +290,27 @@ pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Rece
                     let result = dispatcher.dispatch(workspace, MessageId::from_uuid(message)).await;
                     count_attempt(channel, &result);
                     match result {
+                        // Not ours, yet its row is not stale: remembered, so it does not take a slot
+                        // every round until the projector catches up.
+                        Ok(Dispatched::Skipped) => return Some(message),
                         Ok(Dispatched::Failed(e)) => tracing::info!(%message, code = e.code, "send failed"),
-                        // Looked at again as soon as it is due or released.
-                        Ok(Dispatched::Held | Dispatched::Retrying { .. } | Dispatched::NotYet(_)) => {
-                            return (message, true)
+                        Err(e) => {
+                            tracing::warn!(%message, error = %e, "dispatch failed");
+                            return Some(message);
                         }
+                        // Its row went stale with the events this dispatch appended; or, held or not
+                        // yet due, it is looked at again as soon as it resumes or is due.
                         Ok(_) => {}
-                        Err(e) => tracing::warn!(%message, error = %e, "dispatch failed"),
                     }
-                    (message, false)
+                    None
                 }
             })
             .buffer_unordered(CONCURRENCY)
-            .filter_map(|(m, again)| async move { (!again).then_some(m) })
+            .filter_map(|m| async move { m })
             .collect()
             .await;
-        // Messages handled here are not looked at again until the queue projection has caught up;
-        // a held campaign's or channel's messages are, as soon as it resumes.
         for m in done {
-            handled.insert(m, Instant::now());
+            skipped.insert(m, Instant::now());
         }
     }
 }
