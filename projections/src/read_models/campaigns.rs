@@ -16,10 +16,6 @@ use uuid::Uuid;
 #[derive(Debug)]
 pub struct Campaigns;
 
-fn is_campaign_queued(a: &Applied) -> bool {
-    matches!(a.event, DomainEvent::Message(MessageEvent::Queued { campaign_id: Some(_), .. }))
-}
-
 /// `rm_campaigns` with progress: `rate_per_second` (messages that left the queue per second since the
 /// launch) and `eta_seconds` (the messages still queued at that rate; 0 when none are left).
 pub const WITH_PROGRESS: &str = "(SELECT c.*, p.rate AS rate_per_second,
@@ -100,6 +96,144 @@ pub async fn finished(pool: &sqlx::PgPool) -> Result<Vec<(Uuid, Uuid, FinalCount
         .collect())
 }
 
+/// The count columns of `rm_campaigns`, in the status lattice's order: only statuses this projector
+/// wrote name columns.
+const COLUMNS: [&str; 7] = ["queued", "dispatched", "unknown", "sent", "failed", "delivered", "read"];
+
+fn column(status: &str) -> Option<usize> {
+    COLUMNS.iter().position(|c| *c == status)
+}
+
+/// The changes a run makes to one campaign's counts.
+#[derive(Debug, Default)]
+struct Tally {
+    workspace: Uuid,
+    counts: [i64; 7],
+    failed_by_class: BTreeMap<&'static str, i64>,
+    /// The time of its last status change in the run (`None`: only messages queued).
+    at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Tally {
+    async fn write(&self, conn: &mut PgConnection, campaign: Uuid) -> Result<(), sqlx::Error> {
+        // Column names come from `COLUMNS`, never from input.
+        let set: Vec<String> = COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = {c} + ${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE rm_campaigns SET {}, updated_at = coalesce($10, updated_at),
+                 failed_by_class = failed_by_class || coalesce((SELECT jsonb_object_agg(k, coalesce((failed_by_class ->> k)::int8, 0) + v::int8)
+                                                                FROM jsonb_each_text($11::jsonb) AS x(k, v)), '{{}}'::jsonb)
+             WHERE workspace_id = $1 AND campaign_id = $2",
+            set.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(self.workspace).bind(campaign);
+        for n in self.counts {
+            q = q.bind(n);
+        }
+        q.bind(self.at).bind(json!(self.failed_by_class)).execute(conn).await?;
+        Ok(())
+    }
+}
+
+/// The campaign messages queued in a run: one insert; each campaign counts the new rows.
+async fn insert_queued(
+    conn: &mut PgConnection,
+    run: &[&Applied],
+    tallies: &mut BTreeMap<Uuid, Tally>,
+) -> Result<(), sqlx::Error> {
+    let (mut ids, mut campaigns, mut workspaces) = (vec![], vec![], BTreeMap::new());
+    for a in run {
+        if let DomainEvent::Message(MessageEvent::Queued { campaign_id: Some(c), .. }) = &a.event {
+            ids.push(a.aggregate_id());
+            campaigns.push(c.as_uuid());
+            workspaces.insert(c.as_uuid(), a.record.workspace_id);
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO rm_campaign_messages (message_id, campaign_id, status)
+         SELECT m, c, 'queued' FROM unnest($1::uuid[], $2::uuid[]) AS t(m, c)
+         ON CONFLICT DO NOTHING RETURNING campaign_id",
+    )
+    .bind(&ids)
+    .bind(&campaigns)
+    .fetch_all(&mut *conn)
+    .await?;
+    for c in inserted {
+        let t = tallies.entry(c).or_default();
+        t.workspace = workspaces.get(&c).copied().unwrap_or_default();
+        t.counts[0] += 1;
+    }
+    Ok(())
+}
+
+/// The status changes of a run's campaign messages, in log order, as one event at a time would make
+/// them (a repeated status changes no count); writes the new statuses with one statement. Returns,
+/// per campaign, the index in `run` of its last event that changed a count.
+async fn move_statuses(
+    conn: &mut PgConnection,
+    run: &[&Applied],
+    tallies: &mut BTreeMap<Uuid, Tally>,
+) -> Result<BTreeMap<Uuid, usize>, sqlx::Error> {
+    let status_of = |a: &Applied| match &a.event {
+        DomainEvent::Message(e) => match e {
+            MessageEvent::Dispatched { .. } => Some((MessageStatus::Dispatched, None)),
+            MessageEvent::OutcomeUnknown { .. } => Some((MessageStatus::Unknown, None)),
+            MessageEvent::Sent { .. } => Some((MessageStatus::Sent, None)),
+            MessageEvent::Delivered { .. } => Some((MessageStatus::Delivered, None)),
+            MessageEvent::Read { .. } => Some((MessageStatus::Read, None)),
+            MessageEvent::Failed { error, .. } => Some((MessageStatus::Failed, Some(error.class().as_str()))),
+            MessageEvent::Queued { .. } | MessageEvent::Billed { .. } | MessageEvent::RetryScheduled { .. } => None,
+        },
+        _ => None,
+    };
+    let ids: Vec<Uuid> = run.iter().filter(|a| status_of(a).is_some()).map(|a| a.aggregate_id()).collect();
+    let mut last = BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(last);
+    }
+    let rows: Vec<(Uuid, Uuid, String)> =
+        sqlx::query_as("SELECT message_id, campaign_id, status FROM rm_campaign_messages WHERE message_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut current: std::collections::HashMap<Uuid, (Uuid, String)> =
+        rows.into_iter().map(|(m, c, s)| (m, (c, s))).collect();
+    let mut moved = BTreeMap::new();
+    for (i, a) in run.iter().enumerate() {
+        let Some((status, class)) = status_of(a) else { continue };
+        let Some((campaign, old)) = current.get_mut(&a.aggregate_id()) else { continue };
+        let (Some(from), Some(to)) = (column(old), column(status.as_str())) else { continue };
+        if from == to {
+            continue;
+        }
+        let t = tallies.entry(*campaign).or_default();
+        t.workspace = a.record.workspace_id;
+        t.counts[from] -= 1;
+        t.counts[to] += 1;
+        t.at = Some(a.record.recorded_at);
+        if let Some(class) = class {
+            *t.failed_by_class.entry(class).or_default() += 1;
+        }
+        *old = status.as_str().to_owned();
+        moved.insert(a.aggregate_id(), status.as_str());
+        last.insert(*campaign, i);
+    }
+    let (ids, statuses): (Vec<Uuid>, Vec<&str>) = moved.into_iter().unzip();
+    if !ids.is_empty() {
+        sqlx::query(
+            "UPDATE rm_campaign_messages m SET status = u.s FROM unnest($1::uuid[], $2::text[]) AS u(id, s)
+             WHERE m.message_id = u.id",
+        )
+        .bind(&ids)
+        .bind(&statuses)
+        .execute(conn)
+        .await?;
+    }
+    Ok(last)
+}
+
 #[async_trait]
 impl Projector for Campaigns {
     fn name(&self) -> &'static str {
@@ -111,39 +245,24 @@ impl Projector for Campaigns {
     }
 
     fn batchable(&self, event: &Applied) -> bool {
-        is_campaign_queued(event)
+        matches!(event.event, DomainEvent::Message(_))
     }
 
-    /// A run of campaign messages queued (a launch's fan-out): one insert, one count update per campaign.
+    /// A run of message events (a launch's fan-out, a dispatcher's sends, webhooks' statuses): one
+    /// insert of the campaign messages queued, one read and one write of the others' statuses, and one
+    /// count update per campaign. The campaign's delta goes with its last event in the run.
     async fn apply_run(&self, conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
-        let (mut ids, mut campaigns) = (vec![], vec![]);
-        for a in run {
-            if let DomainEvent::Message(MessageEvent::Queued { campaign_id: Some(c), .. }) = &a.event {
-                ids.push(a.aggregate_id());
-                campaigns.push(c.as_uuid());
+        let mut tallies: BTreeMap<Uuid, Tally> = BTreeMap::new();
+        insert_queued(conn, run, &mut tallies).await?;
+        let last = move_statuses(conn, run, &mut tallies).await?;
+        let mut out = vec![vec![]; run.len()];
+        for (campaign, t) in tallies {
+            t.write(conn, campaign).await?;
+            if let Some(&i) = last.get(&campaign) {
+                out[i] = counts(conn, t.workspace, campaign).await?;
             }
         }
-        let inserted: Vec<Uuid> = sqlx::query_scalar(
-            "INSERT INTO rm_campaign_messages (message_id, campaign_id, status)
-             SELECT m, c, 'queued' FROM unnest($1::uuid[], $2::uuid[]) AS t(m, c)
-             ON CONFLICT DO NOTHING RETURNING campaign_id",
-        )
-        .bind(&ids)
-        .bind(&campaigns)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut per: BTreeMap<Uuid, i64> = BTreeMap::new();
-        for c in inserted {
-            *per.entry(c).or_default() += 1;
-        }
-        for (c, n) in per {
-            sqlx::query("UPDATE rm_campaigns SET queued = queued + $2 WHERE campaign_id = $1")
-                .bind(c)
-                .bind(n)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(vec![vec![]; run.len()])
+        Ok(out)
     }
 
     async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {
@@ -201,56 +320,7 @@ impl Projector for Campaigns {
                 .await?;
                 counts(conn, ws, id).await
             }
-            DomainEvent::Message(MessageEvent::Queued { campaign_id: Some(_), .. }) => {
-                self.apply_run(conn, &[a]).await.map(|mut v| v.pop().unwrap_or_default())
-            }
-            DomainEvent::Message(e) => {
-                let (status, class) = match e {
-                    MessageEvent::Dispatched { .. } => (MessageStatus::Dispatched, None),
-                    MessageEvent::OutcomeUnknown { .. } => (MessageStatus::Unknown, None),
-                    MessageEvent::Sent { .. } => (MessageStatus::Sent, None),
-                    MessageEvent::Delivered { .. } => (MessageStatus::Delivered, None),
-                    MessageEvent::Read { .. } => (MessageStatus::Read, None),
-                    MessageEvent::Failed { error, .. } => (MessageStatus::Failed, Some(error.class().as_str())),
-                    MessageEvent::Queued { .. } | MessageEvent::Billed { .. } | MessageEvent::RetryScheduled { .. } => {
-                        return Ok(vec![])
-                    }
-                };
-                let old: Option<(Uuid, String)> = sqlx::query_as(
-                    "SELECT campaign_id, status FROM rm_campaign_messages WHERE message_id = $1 FOR UPDATE",
-                )
-                .bind(a.aggregate_id())
-                .fetch_optional(&mut *conn)
-                .await?;
-                let Some((campaign, old)) = old else {
-                    return Ok(vec![]);
-                };
-                // Only statuses this projector wrote name columns; a repeated attempt changes no count.
-                let known = ["queued", "dispatched", "unknown", "sent", "failed", "delivered", "read"];
-                if !known.contains(&old.as_str()) || old == status.as_str() {
-                    return Ok(vec![]);
-                }
-                sqlx::query("UPDATE rm_campaign_messages SET status = $2 WHERE message_id = $1")
-                    .bind(a.aggregate_id())
-                    .bind(status.as_str())
-                    .execute(&mut *conn)
-                    .await?;
-                // Column names come from the status lattice, never from input.
-                sqlx::query(&format!(
-                    "UPDATE rm_campaigns SET {old} = {old} - 1, {new} = {new} + 1, updated_at = $3,
-                         failed_by_class = CASE WHEN $4::text IS NULL THEN failed_by_class
-                             ELSE jsonb_set(failed_by_class, ARRAY[$4::text], to_jsonb(coalesce((failed_by_class ->> $4::text)::int8, 0) + 1)) END
-                     WHERE workspace_id = $1 AND campaign_id = $2",
-                    new = status.as_str()
-                ))
-                .bind(ws)
-                .bind(campaign)
-                .bind(at)
-                .bind(class)
-                .execute(&mut *conn)
-                .await?;
-                counts(conn, ws, campaign).await
-            }
+            DomainEvent::Message(_) => self.apply_run(conn, &[a]).await.map(|mut v| v.pop().unwrap_or_default()),
             _ => Ok(vec![]),
         }
     }

@@ -19,25 +19,49 @@ use uuid::Uuid;
 #[derive(Debug)]
 pub struct Messages;
 
-async fn count(
-    conn: &mut PgConnection,
-    ws: Uuid,
-    day: NaiveDate,
-    kind: &str,
-    status: &str,
-    delta: i64,
-) -> Result<(), sqlx::Error> {
+/// Per-bucket changes of `rm_daily_stats` (outbound messages): workspace, UTC day, kind, status.
+type Buckets = BTreeMap<(Uuid, NaiveDate, String, String), i64>;
+
+/// Adds every bucket's change in one upsert, then drops the buckets it emptied: the table holds the
+/// same rows however the events were batched (an empty bucket is never shown).
+async fn add_counts(conn: &mut PgConnection, buckets: Buckets) -> Result<(), sqlx::Error> {
+    let (mut bw, mut bd, mut bk, mut bs, mut bn) = (vec![], vec![], vec![], vec![], vec![]);
+    for ((w, d, k, s), n) in buckets.into_iter().filter(|(_, n)| *n != 0) {
+        bw.push(w);
+        bd.push(d);
+        bk.push(k);
+        bs.push(s);
+        bn.push(n);
+    }
+    if bw.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
-        "INSERT INTO rm_daily_stats (workspace_id, day, direction, kind, status, messages) VALUES ($1, $2, 'out', $3, $4, $5)
-         ON CONFLICT (workspace_id, day, direction, kind, status) DO UPDATE SET messages = rm_daily_stats.messages + $5",
+        "INSERT INTO rm_daily_stats (workspace_id, day, direction, kind, status, messages)
+         SELECT w, d, 'out', k, s, n FROM unnest($1::uuid[], $2::date[], $3::text[], $4::text[], $5::int8[]) AS t(w, d, k, s, n)
+         ON CONFLICT (workspace_id, day, direction, kind, status) DO UPDATE SET messages = rm_daily_stats.messages + excluded.messages",
     )
-    .bind(ws)
-    .bind(day)
-    .bind(kind)
-    .bind(status)
-    .bind(delta)
-    .execute(conn)
+    .bind(&bw)
+    .bind(&bd)
+    .bind(&bk)
+    .bind(&bs)
+    .bind(&bn)
+    .execute(&mut *conn)
     .await?;
+    if bn.iter().any(|n| *n < 0) {
+        sqlx::query(
+            "DELETE FROM rm_daily_stats t USING unnest($1::uuid[], $2::date[], $3::text[], $4::text[], $5::int8[]) AS b(w, d, k, s, n)
+             WHERE b.n < 0 AND t.workspace_id = b.w AND t.day = b.d AND t.direction = 'out' AND t.kind = b.k
+               AND t.status = b.s AND t.messages = 0",
+        )
+        .bind(&bw)
+        .bind(&bd)
+        .bind(&bk)
+        .bind(&bs)
+        .bind(&bn)
+        .execute(conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -45,8 +69,16 @@ fn is_queued(a: &Applied) -> bool {
     matches!(a.event, DomainEvent::Message(MessageEvent::Queued { .. }))
 }
 
-/// A run of `message.queued` events: one multi-row insert and one statistics upsert.
-async fn insert_queued(conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+/// The `message.queued` events of a run: one multi-row insert; the new rows' statistics go to `buckets`.
+/// Returns the changes of the queued events, in order.
+async fn insert_queued(
+    conn: &mut PgConnection,
+    run: &[&Applied],
+    buckets: &mut Buckets,
+) -> Result<Vec<Vec<Change>>, sqlx::Error> {
+    if run.is_empty() {
+        return Ok(vec![]);
+    }
     let n = run.len();
     let (mut ws, mut ids, mut convs, mut chans, mut conts) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut kinds, mut previews, mut queued_at, mut at) = (Vec::with_capacity(n), vec![], vec![], vec![]);
@@ -93,28 +125,9 @@ async fn insert_queued(conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<
     .bind(&at)
     .fetch_all(&mut *conn)
     .await?;
-    let mut buckets: BTreeMap<(Uuid, NaiveDate, String), i64> = BTreeMap::new();
     for (w, kind, day) in inserted {
-        *buckets.entry((w, day, kind)).or_default() += 1;
+        *buckets.entry((w, day, kind, "queued".to_owned())).or_default() += 1;
     }
-    let (mut bw, mut bd, mut bk, mut bn) = (vec![], vec![], vec![], vec![]);
-    for ((w, d, k), count) in buckets {
-        bw.push(w);
-        bd.push(d);
-        bk.push(k);
-        bn.push(count);
-    }
-    sqlx::query(
-        "INSERT INTO rm_daily_stats (workspace_id, day, direction, kind, status, messages)
-         SELECT w, d, 'out', k, 'queued', n FROM unnest($1::uuid[], $2::date[], $3::text[], $4::int8[]) AS t(w, d, k, n)
-         ON CONFLICT (workspace_id, day, direction, kind, status) DO UPDATE SET messages = rm_daily_stats.messages + excluded.messages",
-    )
-    .bind(&bw)
-    .bind(&bd)
-    .bind(&bk)
-    .bind(&bn)
-    .execute(conn)
-    .await?;
     Ok(changes)
 }
 
@@ -179,6 +192,130 @@ pub async fn dispatched_before(
     .await
 }
 
+/// The status an event gives its message, with the event's time and what else it sets; `None` for
+/// the events that change no status (queued: inserted; billed; a retry scheduled).
+fn status_of(e: &MessageEvent) -> Option<(MessageStatus, DateTime<Utc>)> {
+    Some(match e {
+        MessageEvent::Dispatched { at, .. } => (MessageStatus::Dispatched, *at),
+        MessageEvent::OutcomeUnknown { at, .. } => (MessageStatus::Unknown, *at),
+        MessageEvent::Sent { at, .. } => (MessageStatus::Sent, *at),
+        MessageEvent::Delivered { at } => (MessageStatus::Delivered, *at),
+        MessageEvent::Read { at } => (MessageStatus::Read, *at),
+        MessageEvent::Failed { at, .. } => (MessageStatus::Failed, *at),
+        MessageEvent::Queued { .. } | MessageEvent::Billed { .. } | MessageEvent::RetryScheduled { .. } => return None,
+    })
+}
+
+/// The delta of a status event for live clients.
+fn status_change(a: &Applied) -> Option<Change> {
+    let DomainEvent::Message(e) = &a.event else { return None };
+    let (status, _) = status_of(e)?;
+    let mut changed = json!({ "status": status.as_str() });
+    match e {
+        MessageEvent::Sent { provider_message_id, .. } => changed["provider_message_id"] = json!(provider_message_id),
+        MessageEvent::Failed { error, .. } => changed["error"] = json!(error),
+        _ => {}
+    }
+    Some(Change::upsert("message", a.aggregate_id(), changed))
+}
+
+/// What a run's status events make of one message's row, composed in log order.
+#[derive(Default)]
+struct Composed {
+    status: &'static str,
+    at: Option<DateTime<Utc>>,
+    sent: Option<DateTime<Utc>>,
+    delivered: Option<DateTime<Utc>>,
+    read: Option<DateTime<Utc>>,
+    failed: Option<DateTime<Utc>>,
+    provider_message_id: Option<String>,
+    error: Option<serde_json::Value>,
+}
+
+/// The status events of a run, composed per message and written with one statement; moves each
+/// message whose status changed from its old statistics bucket to its new one. Returns the
+/// messages it found (a status event of a message without a row changes nothing).
+async fn update_statuses(
+    conn: &mut PgConnection,
+    run: &[&Applied],
+    buckets: &mut Buckets,
+) -> Result<std::collections::HashSet<(Uuid, Uuid)>, sqlx::Error> {
+    let mut composed: BTreeMap<(Uuid, Uuid), Composed> = BTreeMap::new();
+    for a in run {
+        let DomainEvent::Message(e) = &a.event else { continue };
+        let Some((status, at)) = status_of(e) else { continue };
+        let c = composed.entry((a.record.workspace_id, a.aggregate_id())).or_default();
+        c.status = status.as_str();
+        c.at = Some(at);
+        match e {
+            MessageEvent::Sent { provider_message_id, .. } => {
+                c.sent = Some(at);
+                c.provider_message_id = Some(provider_message_id.clone());
+            }
+            MessageEvent::Delivered { .. } => c.delivered = Some(at),
+            MessageEvent::Read { .. } => c.read = Some(at),
+            MessageEvent::Failed { error, .. } => {
+                c.failed = Some(at);
+                c.error = Some(json!(error));
+            }
+            _ => {}
+        }
+    }
+    if composed.is_empty() {
+        return Ok(Default::default());
+    }
+    let n = composed.len();
+    let (mut ws, mut ids, mut statuses, mut ats) = (vec![], vec![], vec![], Vec::with_capacity(n));
+    let (mut sent, mut delivered, mut read, mut failed) = (vec![], vec![], vec![], Vec::with_capacity(n));
+    let (mut pids, mut errors) = (vec![], Vec::with_capacity(n));
+    for ((w, id), c) in composed {
+        ws.push(w);
+        ids.push(id);
+        statuses.push(c.status);
+        ats.push(c.at);
+        sent.push(c.sent);
+        delivered.push(c.delivered);
+        read.push(c.read);
+        failed.push(c.failed);
+        pids.push(c.provider_message_id);
+        errors.push(c.error);
+    }
+    // `o` is the row as the statement found it (its old status); the projector alone writes the table.
+    let rows: Vec<(Uuid, Uuid, String, String, String, NaiveDate)> = sqlx::query_as(
+        "UPDATE rm_messages m SET status = u.s, updated_at = u.at,
+             sent_at = coalesce(u.sent, m.sent_at), delivered_at = coalesce(u.delivered, m.delivered_at),
+             read_at = coalesce(u.rd, m.read_at), failed_at = coalesce(u.failed, m.failed_at),
+             provider_message_id = coalesce(u.pid, m.provider_message_id), error = coalesce(u.err, m.error)
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
+                     $7::timestamptz[], $8::timestamptz[], $9::text[], $10::jsonb[])
+                AS u(w, id, s, at, sent, delivered, rd, failed, pid, err),
+              rm_messages o
+         WHERE m.workspace_id = u.w AND m.message_id = u.id AND o.workspace_id = u.w AND o.message_id = u.id
+         RETURNING m.workspace_id, m.message_id, o.status, m.status, m.kind, (m.queued_at AT TIME ZONE 'UTC')::date",
+    )
+    .bind(&ws)
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&ats)
+    .bind(&sent)
+    .bind(&delivered)
+    .bind(&read)
+    .bind(&failed)
+    .bind(&pids)
+    .bind(&errors)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut found = std::collections::HashSet::with_capacity(rows.len());
+    for (w, id, old, new, kind, day) in rows {
+        found.insert((w, id));
+        if old != new {
+            *buckets.entry((w, day, kind.clone(), old)).or_default() -= 1;
+            *buckets.entry((w, day, kind, new)).or_default() += 1;
+        }
+    }
+    Ok(found)
+}
+
 #[async_trait]
 impl Projector for Messages {
     fn name(&self) -> &'static str {
@@ -190,21 +327,39 @@ impl Projector for Messages {
     }
 
     fn batchable(&self, event: &Applied) -> bool {
-        is_queued(event)
+        matches!(event.event, DomainEvent::Message(_))
     }
 
+    /// A run of message events: the queued ones inserted with one statement, the status changes
+    /// composed per message and written with one more, the statistics with a third.
     async fn apply_run(&self, conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
-        insert_queued(conn, run).await
+        let mut buckets = Buckets::new();
+        let queued: Vec<&Applied> = run.iter().copied().filter(|a| is_queued(a)).collect();
+        let mut inserted = insert_queued(conn, &queued, &mut buckets).await?.into_iter();
+        let changed = update_statuses(conn, run, &mut buckets).await?;
+        add_counts(conn, buckets).await?;
+        Ok(run
+            .iter()
+            .map(|a| {
+                if is_queued(a) {
+                    return inserted.next().unwrap_or_default();
+                }
+                let Some(change) = status_change(a) else { return vec![] };
+                let known = changed.contains(&(a.record.workspace_id, a.aggregate_id()));
+                if known {
+                    vec![change]
+                } else {
+                    vec![]
+                }
+            })
+            .collect())
     }
 
     async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {
-        let e = match &a.event {
-            DomainEvent::Message(MessageEvent::Billed { .. } | MessageEvent::RetryScheduled { .. }) => {
-                return Ok(vec![])
-            }
-            DomainEvent::Message(e) => e,
+        match &a.event {
+            DomainEvent::Message(_) => self.apply_run(conn, &[a]).await.map(|mut v| v.pop().unwrap_or_default()),
             DomainEvent::Conversation(ConversationEvent::InboundReceived { message: Some(m), at, .. }) => {
-                return insert_inbound(conn, a, m, *at).await;
+                insert_inbound(conn, a, m, *at).await
             }
             // The erased contact's messages keep their kind, status and times, not their text.
             DomainEvent::Contact(ContactEvent::Erased { .. }) => {
@@ -216,79 +371,9 @@ impl Projector for Messages {
                 .bind(a.aggregate_id())
                 .fetch_all(conn)
                 .await?;
-                return Ok(ids
-                    .into_iter()
-                    .map(|id| Change::upsert("message", id, json!({ "preview": null })))
-                    .collect());
+                Ok(ids.into_iter().map(|id| Change::upsert("message", id, json!({ "preview": null }))).collect())
             }
-            _ => return Ok(vec![]),
-        };
-        let (ws, id) = (a.record.workspace_id, a.aggregate_id());
-        // Queued messages go through the set-based path, alone or in a run.
-        if let MessageEvent::Queued { .. } = e {
-            return Ok(insert_queued(conn, &[a]).await?.pop().unwrap_or_default());
+            _ => Ok(vec![]),
         }
-        let (status, column, value, extra): (MessageStatus, &str, Option<&String>, serde_json::Value) = match e {
-            MessageEvent::Queued { .. } | MessageEvent::Billed { .. } | MessageEvent::RetryScheduled { .. } => {
-                unreachable!("handled above")
-            }
-            MessageEvent::Dispatched { .. } => (MessageStatus::Dispatched, "updated_at", None, json!({})),
-            MessageEvent::OutcomeUnknown { .. } => (MessageStatus::Unknown, "updated_at", None, json!({})),
-            MessageEvent::Sent { provider_message_id, .. } => (
-                MessageStatus::Sent,
-                "sent_at",
-                Some(provider_message_id),
-                json!({ "provider_message_id": provider_message_id }),
-            ),
-            MessageEvent::Delivered { .. } => (MessageStatus::Delivered, "delivered_at", None, json!({})),
-            MessageEvent::Read { .. } => (MessageStatus::Read, "read_at", None, json!({})),
-            MessageEvent::Failed { error, .. } => (MessageStatus::Failed, "failed_at", None, json!({ "error": error })),
-        };
-        let event_at = match e {
-            MessageEvent::Dispatched { at, .. }
-            | MessageEvent::OutcomeUnknown { at, .. }
-            | MessageEvent::Sent { at, .. }
-            | MessageEvent::Delivered { at }
-            | MessageEvent::Read { at }
-            | MessageEvent::Failed { at, .. } => *at,
-            MessageEvent::Queued { at, .. }
-            | MessageEvent::Billed { at, .. }
-            | MessageEvent::RetryScheduled { at, .. } => *at,
-        };
-        let old: Option<(String, String, NaiveDate)> = sqlx::query_as(
-            "SELECT status, kind, (queued_at AT TIME ZONE 'UTC')::date FROM rm_messages WHERE workspace_id = $1 AND message_id = $2 FOR UPDATE",
-        )
-        .bind(ws)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some((old_status, kind, day)) = old else {
-            return Ok(vec![]);
-        };
-        let error = extra.get("error").cloned();
-        // The time column of the new status (none of its own for `dispatched`).
-        let stamp = if column == "updated_at" { String::new() } else { format!("{column} = $4, ") };
-        sqlx::query(&format!(
-            "UPDATE rm_messages SET status = $3, {stamp}updated_at = $4,
-                 provider_message_id = coalesce($5, provider_message_id), error = coalesce($6, error)
-             WHERE workspace_id = $1 AND message_id = $2"
-        ))
-        .bind(ws)
-        .bind(id)
-        .bind(status.as_str())
-        .bind(event_at)
-        .bind(value)
-        .bind(error)
-        .execute(&mut *conn)
-        .await?;
-        if old_status != status.as_str() {
-            count(&mut *conn, ws, day, &kind, &old_status, -1).await?;
-            count(conn, ws, day, &kind, status.as_str(), 1).await?;
-        }
-        let mut changed = json!({ "status": status.as_str() });
-        if let (Some(c), serde_json::Value::Object(x)) = (changed.as_object_mut(), extra) {
-            c.extend(x);
-        }
-        Ok(vec![Change::upsert("message", id, changed)])
     }
 }
