@@ -7,19 +7,22 @@ use crate::launcher::Launcher;
 use blazz_commands::dispatch::{slots, Dispatched, Dispatcher};
 use blazz_domain::ids::{AgentId, CampaignId, ConversationId, MessageId, TeamId};
 use blazz_projections::read_models::outbox::{self, Due};
-use futures::StreamExt;
 use sqlx::PgPool;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 /// How often an idle dispatcher looks for work.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 /// Messages taken per poll (a second's worth of the fastest channel).
 const BATCH: i64 = 1000;
-/// Provider calls in flight at once (each waits for its send slot first).
+/// Provider calls in flight at once.
 const CONCURRENCY: usize = 128;
+/// The next second's slots are looked up when a channel's slotted sends all start within this long.
+const LOOKAHEAD: Duration = Duration::from_millis(250);
 /// A message skipped here (not ours to send, yet no later event marks its row stale) or whose
 /// dispatch failed is not looked at again for this long: it must not take a send slot every round.
 const REMEMBER: Duration = Duration::from_secs(30);
@@ -222,95 +225,148 @@ pub fn sent_by_channel() -> HashMap<Uuid, u64> {
     sent_here().lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// A slotted send: when it may start, its workspace, message and channel.
+type Slotted = (Instant, Uuid, Uuid, Uuid);
+
 /// Runs until `shutdown` turns true; finishes the sends in flight first. Each channel's messages go out
-/// at its rate (one second's worth of slots reserved at a time, spaced evenly).
+/// at its rate: one second's worth of slots is reserved at a time, spaced evenly, and the next second's
+/// are looked up while the last of these are still to go (`LOOKAHEAD`), so the poll's own time is no
+/// gap between them.
 pub async fn run(pool: PgPool, dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
+    let dispatcher = Arc::new(dispatcher);
+    let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut skipped: HashMap<Uuid, Instant> = HashMap::new();
-    while !*shutdown.borrow() {
-        skipped.retain(|_, at| at.elapsed() < REMEMBER);
-        let recent: Vec<Uuid> = skipped.keys().copied().collect();
-        // Fair across channels and workspaces; rows the projector has not caught up with are not due
-        // (see `outbox::due`).
-        let due = match outbox::due(&pool, BATCH, &recent).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::warn!(error = %e, "dispatch queue unreadable; retrying");
-                Vec::new()
-            }
-        };
-        // At most one second's worth per channel per round, in queue order; only those take their
-        // recipient's pace slot (a slot taken by a message left for a later round would hold it back).
-        let mut picked: HashMap<Uuid, usize> = HashMap::new();
-        let due: Vec<Due> = due
-            .into_iter()
-            .filter(|d| {
-                let n = picked.entry(d.channel_id).or_insert(0);
-                *n += 1;
-                *n <= d.rate.max(1) as usize
-            })
-            .collect();
-        let due = match paced(&pool, due, dispatcher.policy().recipient_pace).await {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::warn!(error = %e, "recipient pacing unavailable; retrying");
-                Vec::new()
-            }
-        };
-        let mut per_channel: HashMap<Uuid, (f64, Vec<(Uuid, Uuid)>)> = HashMap::new();
-        for d in due {
-            let rate = f64::from(d.rate.max(1));
-            per_channel.entry(d.channel_id).or_insert_with(|| (rate, vec![])).1.push((d.workspace_id, d.message_id));
+    // Sends on their own tasks (a send waiting for a connection never waits on this loop's poll),
+    // by task: slotted or being sent here, so not fetched again.
+    let mut sends: JoinSet<bool> = JoinSet::new();
+    let mut pending: HashMap<tokio::task::Id, Uuid> = HashMap::new();
+    // Per channel, when its last slotted send starts.
+    let mut booked: HashMap<Uuid, Instant> = HashMap::new();
+    let mut next_poll = Instant::now();
+    loop {
+        let stopping = *shutdown.borrow();
+        if stopping && sends.is_empty() {
+            return;
         }
-        if per_channel.is_empty() {
-            tokio::select! {
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = shutdown.changed() => {}
+        let now = Instant::now();
+        if !stopping && now >= next_poll {
+            skipped.retain(|_, at| at.elapsed() < REMEMBER);
+            booked.retain(|_, last| *last > now);
+            let except: Vec<Uuid> = skipped.keys().chain(pending.values()).copied().collect();
+            for (at, workspace, message, channel) in poll(&pool, &dispatcher, &except, &booked).await {
+                let last = booked.entry(channel).or_insert(at);
+                *last = (*last).max(at);
+                let task = sends.spawn(send(dispatcher.clone(), permits.clone(), at, workspace, message, channel));
+                pending.insert(task.id(), message);
             }
-            continue;
+            // Next when the earliest booked channel's slots are nearly through (or, with none booked,
+            // soon); never sooner than `IDLE_POLL` after this one.
+            let soonest = booked.values().min().map(|last| last.checked_sub(LOOKAHEAD).unwrap_or(now));
+            next_poll = soonest.unwrap_or(now).max(now + IDLE_POLL);
         }
-        let mut slotted = vec![];
-        for (channel, (rate, rows)) in per_channel {
-            let first = match slots::reserve(&pool, channel, rows.len(), rate).await {
-                Ok(d) => Instant::now() + d,
-                Err(e) => {
-                    tracing::warn!(error = %e, "send slots unavailable; retrying");
-                    continue;
-                }
-            };
-            for (i, (w, m)) in rows.into_iter().enumerate() {
-                slotted.push((first + Duration::from_secs_f64(i as f64 / rate), w, m, channel));
-            }
-        }
-        slotted.sort_by_key(|(at, ..)| *at);
-        let done: Vec<Uuid> = futures::stream::iter(slotted)
-            .map(|(at, workspace, message, channel)| {
-                let dispatcher = &dispatcher;
-                async move {
-                    tokio::time::sleep_until(at.into()).await;
-                    let result = dispatcher.dispatch(workspace, MessageId::from_uuid(message)).await;
-                    count_attempt(channel, &result);
-                    match result {
-                        // Not ours, yet its row is not stale: remembered, so it does not take a slot
-                        // every round until the projector catches up.
-                        Ok(Dispatched::Skipped) => return Some(message),
-                        Ok(Dispatched::Failed(e)) => tracing::info!(%message, code = e.code, "send failed"),
-                        Err(e) => {
-                            tracing::warn!(%message, error = %e, "dispatch failed");
-                            return Some(message);
-                        }
-                        // Its row went stale with the events this dispatch appended; or, held or not
-                        // yet due, it is looked at again as soon as it resumes or is due.
-                        Ok(_) => {}
+        tokio::select! {
+            Some(done) = sends.join_next_with_id(), if !sends.is_empty() => {
+                let (task, skip) = match done {
+                    Ok(done) => done,
+                    Err(e) => {
+                        tracing::error!(error = %e, "a send task failed");
+                        (e.id(), true)
                     }
-                    None
+                };
+                if let (Some(message), true) = (pending.remove(&task), skip) {
+                    skipped.insert(message, Instant::now());
                 }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .filter_map(|m| async move { m })
-            .collect()
-            .await;
-        for m in done {
-            skipped.insert(m, Instant::now());
+            }
+            _ = tokio::time::sleep_until(next_poll.into()), if !stopping => {}
+            _ = shutdown.changed(), if !stopping => {}
         }
+    }
+}
+
+/// Looks up the due messages (fair across channels and workspaces; rows the projector has not caught
+/// up with are not due, see `outbox::due`) and slots them: at most one second's worth per channel, in
+/// queue order, none for a channel whose slots reach beyond `LOOKAHEAD` already; only those take
+/// their recipient's pace slot (a slot taken by a message left for a later round would hold it back).
+async fn poll(
+    pool: &PgPool,
+    dispatcher: &Dispatcher,
+    except: &[Uuid],
+    booked: &HashMap<Uuid, Instant>,
+) -> Vec<Slotted> {
+    let due = match outbox::due(pool, BATCH, except).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "dispatch queue unreadable; retrying");
+            return vec![];
+        }
+    };
+    let horizon = Instant::now() + LOOKAHEAD;
+    let mut picked: HashMap<Uuid, usize> = HashMap::new();
+    let due: Vec<Due> = due
+        .into_iter()
+        .filter(|d| booked.get(&d.channel_id).is_none_or(|last| *last <= horizon))
+        .filter(|d| {
+            let n = picked.entry(d.channel_id).or_insert(0);
+            *n += 1;
+            *n <= d.rate.max(1) as usize
+        })
+        .collect();
+    let due = match paced(pool, due, dispatcher.policy().recipient_pace).await {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::warn!(error = %e, "recipient pacing unavailable; retrying");
+            return vec![];
+        }
+    };
+    let mut per_channel: HashMap<Uuid, (f64, Vec<(Uuid, Uuid)>)> = HashMap::new();
+    for d in due {
+        let rate = f64::from(d.rate.max(1));
+        per_channel.entry(d.channel_id).or_insert_with(|| (rate, vec![])).1.push((d.workspace_id, d.message_id));
+    }
+    let mut slotted = vec![];
+    for (channel, (rate, rows)) in per_channel {
+        let first = match slots::reserve(pool, channel, rows.len(), rate).await {
+            Ok(d) => Instant::now() + d,
+            Err(e) => {
+                tracing::warn!(error = %e, "send slots unavailable; retrying");
+                continue;
+            }
+        };
+        for (i, (w, m)) in rows.into_iter().enumerate() {
+            slotted.push((first + Duration::from_secs_f64(i as f64 / rate), w, m, channel));
+        }
+    }
+    slotted
+}
+
+/// Sends one message at its slot (at most `CONCURRENCY` provider calls at once); returns whether to
+/// pass over it for a while.
+async fn send(
+    dispatcher: Arc<Dispatcher>,
+    permits: Arc<tokio::sync::Semaphore>,
+    at: Instant,
+    workspace: Uuid,
+    message: Uuid,
+    channel: Uuid,
+) -> bool {
+    tokio::time::sleep_until(at.into()).await;
+    let _permit = permits.acquire().await;
+    let result = dispatcher.dispatch(workspace, MessageId::from_uuid(message)).await;
+    count_attempt(channel, &result);
+    match result {
+        // Not ours, yet its row is not stale: remembered, so it does not take a slot every round
+        // until the projector catches up.
+        Ok(Dispatched::Skipped) => true,
+        Ok(Dispatched::Failed(e)) => {
+            tracing::info!(%message, code = e.code, "send failed");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(%message, error = %e, "dispatch failed");
+            true
+        }
+        // Its row went stale with the events this dispatch appended; or, held or not yet due, it is
+        // looked at again as soon as it resumes or is due.
+        Ok(_) => false,
     }
 }
