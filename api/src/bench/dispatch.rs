@@ -2,7 +2,8 @@
 //! Meta provider to a local fake Graph API (it answers at once, counting calls), and the CPU the
 //! `blazz` process spent per 1,000 messages (dispatcher, projectors and the fake together; PostgreSQL
 //! is a separate process and not included), and its resident memory before, at its peak during and
-//! after the campaign (issue 17: RSS during a 100k campaign).
+//! after the campaign (issue 17: RSS during a 100k campaign), and how far the projectors were behind
+//! at the last provider call (events, and the seconds until every one had caught up).
 
 use super::{import, post, Error};
 use crate::server::{self, Running};
@@ -54,7 +55,7 @@ pub async fn run(pool: sqlx::PgPool, append_writers: usize, rate: u32, messages:
     let mut settings = server::Settings::new(append_writers, Some(operator.clone()));
     settings.edge.dispatch = true;
     settings.edge.meta.base_url = graph;
-    let running = Running::start(pool, settings).await?;
+    let running = Running::start(pool.clone(), settings).await?;
     let client = reqwest::Client::new();
     let ws = post(&client, running.url("/v1/workspaces"), &operator, json!({"name": "bench"})).await?;
     let key = ws["api_key"]["key"].as_str().ok_or("no key")?.to_owned();
@@ -107,14 +108,24 @@ pub async fn run(pool: sqlx::PgPool, append_writers: usize, rate: u32, messages:
         rss_peak = rss_peak.max(rss_mib());
     }
     let cpu = cpu_seconds() - cpu_before;
+    let last_call = Instant::now();
+    let lag = |s: &blazz_projections::status::Status| s.projections.iter().map(|p| p.lag_events).max().unwrap_or(0);
+    let behind = lag(&blazz_projections::status::status(&pool, None).await?);
+    while lag(&blazz_projections::status::status(&pool, None).await?) > 0 {
+        if Instant::now() > deadline {
+            return Err("the projectors did not catch up in time".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let caught_up = last_call.elapsed().as_secs_f64();
     let mut at = calls.lock().map(|c| c.clone()).unwrap_or_default();
     at.sort();
     let span = at.last().zip(at.first()).map(|(l, f)| l.duration_since(*f).as_secs_f64()).unwrap_or(0.0);
     let achieved = (at.len().saturating_sub(1)) as f64 / span;
-    println!("| configured /s | messages | achieved /s | deviation | process CPU s per 1,000 | RSS MiB at launch / peak / end |");
-    println!("|---|---|---|---|---|---|");
+    println!("| configured /s | messages | achieved /s | deviation | process CPU s per 1,000 | RSS MiB at launch / peak / end | projectors behind at the last call |");
+    println!("|---|---|---|---|---|---|---|");
     println!(
-        "| {rate} | {messages} | {achieved:.1} | {:+.1} % | {:.2} | {rss_before:.0} / {rss_peak:.0} / {:.0} |",
+        "| {rate} | {messages} | {achieved:.1} | {:+.1} % | {:.2} | {rss_before:.0} / {rss_peak:.0} / {:.0} | {behind} events, caught up in {caught_up:.1} s |",
         (achieved / f64::from(rate) - 1.0) * 100.0,
         cpu / messages as f64 * 1000.0,
         rss_mib()
