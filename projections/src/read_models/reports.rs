@@ -44,6 +44,9 @@ async fn note_campaigns(conn: &mut PgConnection, run: &[&Applied]) -> Result<(),
             last.insert((a.record.workspace_id, conversation), (campaign, at));
         }
     }
+    if last.is_empty() {
+        return Ok(());
+    }
     let (mut ws, mut convs, mut camps, mut ats) = (vec![], vec![], vec![], vec![]);
     for ((w, c), (campaign, at)) in last {
         ws.push(w);
@@ -146,29 +149,58 @@ async fn conversation_event(conn: &mut PgConnection, a: &Applied, e: &Conversati
     }
 }
 
-/// A message sent from the inbox: the open cycle's first response, and one more message sent by
-/// the agent (and the conversation's team) that day.
-async fn sent(conn: &mut PgConnection, a: &Applied, conversation: Uuid, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    let ws = a.record.workspace_id;
+/// Messages sent from the inbox (queued outside a campaign), in log order: each conversation's first
+/// of the run is its open cycle's first response (if it has none yet), and each counts as one more
+/// message sent by its agent (the key's) and the conversation's team that day. A run holds no
+/// assignment (a conversation event ends it), so the team is the same for all of a conversation's.
+async fn sent(conn: &mut PgConnection, run: &[&Applied]) -> Result<(), sqlx::Error> {
+    let (mut ws, mut convs, mut days, mut agents) = (vec![], vec![], vec![], vec![]);
+    let mut first: HashMap<(Uuid, Uuid), DateTime<Utc>> = HashMap::new();
+    for a in run {
+        let DomainEvent::Message(MessageEvent::Queued { channel_id, contact_id, at, campaign_id: None, .. }) = &a.event
+        else {
+            continue;
+        };
+        let conversation = ConversationId::for_pair(*channel_id, *contact_id).as_uuid();
+        first.entry((a.record.workspace_id, conversation)).or_insert(*at);
+        ws.push(a.record.workspace_id);
+        convs.push(conversation);
+        days.push(at.date_naive());
+        agents.push(a.record.metadata.agent_id);
+    }
+    if ws.is_empty() {
+        return Ok(());
+    }
+    let (mut fw, mut fc, mut fa) = (vec![], vec![], vec![]);
+    for ((w, c), at) in first {
+        fw.push(w);
+        fc.push(c);
+        fa.push(at);
+    }
     sqlx::query(
-        "UPDATE rm_report_cycles SET first_response_at = greatest($3, opened_at)
-         WHERE workspace_id = $1 AND conversation_id = $2 AND resolved_at IS NULL AND first_response_at IS NULL",
+        "UPDATE rm_report_cycles c SET first_response_at = greatest(u.at, c.opened_at)
+         FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS u(w, conv, at)
+         WHERE c.workspace_id = u.w AND c.conversation_id = u.conv AND c.resolved_at IS NULL
+           AND c.first_response_at IS NULL",
     )
-    .bind(ws)
-    .bind(conversation)
-    .bind(at)
+    .bind(&fw)
+    .bind(&fc)
+    .bind(&fa)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
         "INSERT INTO rm_report_messages (workspace_id, day, agent_id, team_id, sent)
-         SELECT $1, $3, coalesce($4, '00000000-0000-0000-0000-000000000000'::uuid),
-                coalesce((SELECT team_id FROM rm_report_conversations WHERE workspace_id = $1 AND conversation_id = $2), '00000000-0000-0000-0000-000000000000'::uuid), 1
-         ON CONFLICT (workspace_id, day, agent_id, team_id) DO UPDATE SET sent = rm_report_messages.sent + 1",
+         SELECT u.w, u.d, coalesce(u.a, '00000000-0000-0000-0000-000000000000'::uuid),
+                coalesce(rc.team_id, '00000000-0000-0000-0000-000000000000'::uuid), count(*)
+         FROM unnest($1::uuid[], $2::uuid[], $3::date[], $4::uuid[]) AS u(w, conv, d, a)
+         LEFT JOIN rm_report_conversations rc ON rc.workspace_id = u.w AND rc.conversation_id = u.conv
+         GROUP BY 1, 2, 3, 4
+         ON CONFLICT (workspace_id, day, agent_id, team_id) DO UPDATE SET sent = rm_report_messages.sent + excluded.sent",
     )
-    .bind(ws)
-    .bind(conversation)
-    .bind(at.date_naive())
-    .bind(a.record.metadata.agent_id)
+    .bind(&ws)
+    .bind(&convs)
+    .bind(&days)
+    .bind(&agents)
     .execute(conn)
     .await?;
     Ok(())
@@ -185,22 +217,22 @@ impl Projector for Reports {
     }
 
     fn batchable(&self, a: &Applied) -> bool {
-        campaign_message(a).is_some()
+        matches!(a.event, DomainEvent::Message(MessageEvent::Queued { .. }))
     }
 
+    /// A run of queued messages: campaign messages note their conversation's last campaign; the
+    /// others are sent from the inbox.
     async fn apply_run(&self, conn: &mut PgConnection, run: &[&Applied]) -> Result<Vec<Vec<Change>>, sqlx::Error> {
         note_campaigns(conn, run).await?;
+        sent(conn, run).await?;
         Ok(vec![vec![]; run.len()])
     }
 
     async fn apply(&self, conn: &mut PgConnection, a: &Applied) -> Result<Vec<Change>, sqlx::Error> {
         match &a.event {
             DomainEvent::Conversation(e) => conversation_event(conn, a, e).await?,
-            DomainEvent::Message(MessageEvent::Queued { campaign_id: Some(_), .. }) => {
-                note_campaigns(conn, &[a]).await?
-            }
-            DomainEvent::Message(MessageEvent::Queued { channel_id, contact_id, at, .. }) => {
-                sent(conn, a, ConversationId::for_pair(*channel_id, *contact_id).as_uuid(), *at).await?
+            DomainEvent::Message(MessageEvent::Queued { .. }) => {
+                self.apply_run(conn, &[a]).await?;
             }
             _ => {}
         }
