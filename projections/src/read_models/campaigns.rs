@@ -6,7 +6,7 @@ use crate::delta::Change;
 use crate::projector::{Applied, Projector};
 use async_trait::async_trait;
 use blazz_domain::campaign::{CampaignEvent, FinalCounts};
-use blazz_domain::message::{MessageEvent, MessageStatus};
+use blazz_domain::message::MessageEvent;
 use blazz_domain::DomainEvent;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -176,16 +176,12 @@ async fn move_statuses(
     run: &[&Applied],
     tallies: &mut BTreeMap<Uuid, Tally>,
 ) -> Result<BTreeMap<Uuid, usize>, sqlx::Error> {
+    // The status an event gives its message and, for a failure, the error's class.
     let status_of = |a: &Applied| match &a.event {
-        DomainEvent::Message(e) => match e {
-            MessageEvent::Dispatched { .. } => Some((MessageStatus::Dispatched, None)),
-            MessageEvent::OutcomeUnknown { .. } => Some((MessageStatus::Unknown, None)),
-            MessageEvent::Sent { .. } => Some((MessageStatus::Sent, None)),
-            MessageEvent::Delivered { .. } => Some((MessageStatus::Delivered, None)),
-            MessageEvent::Read { .. } => Some((MessageStatus::Read, None)),
-            MessageEvent::Failed { error, .. } => Some((MessageStatus::Failed, Some(error.class().as_str()))),
-            MessageEvent::Queued { .. } | MessageEvent::Billed { .. } | MessageEvent::RetryScheduled { .. } => None,
-        },
+        DomainEvent::Message(e) => super::status_of(e).map(|(status, _)| {
+            let class = if let MessageEvent::Failed { error, .. } = e { Some(error.class().as_str()) } else { None };
+            (status, class)
+        }),
         _ => None,
     };
     let ids: Vec<Uuid> = run.iter().filter(|a| status_of(a).is_some()).map(|a| a.aggregate_id()).collect();

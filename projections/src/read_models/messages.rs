@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use blazz_domain::contact::ContactEvent;
 use blazz_domain::conversation::{ConversationEvent, InboundMessage};
 use blazz_domain::ids::ConversationId;
-use blazz_domain::message::{MessageEvent, MessageStatus};
+use blazz_domain::message::MessageEvent;
 use blazz_domain::DomainEvent;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
@@ -192,24 +192,10 @@ pub async fn dispatched_before(
     .await
 }
 
-/// The status an event gives its message, with the event's time and what else it sets; `None` for
-/// the events that change no status (queued: inserted; billed; a retry scheduled).
-fn status_of(e: &MessageEvent) -> Option<(MessageStatus, DateTime<Utc>)> {
-    Some(match e {
-        MessageEvent::Dispatched { at, .. } => (MessageStatus::Dispatched, *at),
-        MessageEvent::OutcomeUnknown { at, .. } => (MessageStatus::Unknown, *at),
-        MessageEvent::Sent { at, .. } => (MessageStatus::Sent, *at),
-        MessageEvent::Delivered { at } => (MessageStatus::Delivered, *at),
-        MessageEvent::Read { at } => (MessageStatus::Read, *at),
-        MessageEvent::Failed { at, .. } => (MessageStatus::Failed, *at),
-        MessageEvent::Queued { .. } | MessageEvent::Billed { .. } | MessageEvent::RetryScheduled { .. } => return None,
-    })
-}
-
 /// The delta of a status event for live clients.
 fn status_change(a: &Applied) -> Option<Change> {
     let DomainEvent::Message(e) = &a.event else { return None };
-    let (status, _) = status_of(e)?;
+    let (status, _) = super::status_of(e)?;
     let mut changed = json!({ "status": status.as_str() });
     match e {
         MessageEvent::Sent { provider_message_id, .. } => changed["provider_message_id"] = json!(provider_message_id),
@@ -243,7 +229,7 @@ async fn update_statuses(
     let mut composed: BTreeMap<(Uuid, Uuid), Composed> = BTreeMap::new();
     for a in run {
         let DomainEvent::Message(e) = &a.event else { continue };
-        let Some((status, at)) = status_of(e) else { continue };
+        let Some((status, at)) = super::status_of(e) else { continue };
         let c = composed.entry((a.record.workspace_id, a.aggregate_id())).or_default();
         c.status = status.as_str();
         c.at = Some(at);
@@ -344,12 +330,9 @@ impl Projector for Messages {
                 if is_queued(a) {
                     return inserted.next().unwrap_or_default();
                 }
-                let Some(change) = status_change(a) else { return vec![] };
-                let known = changed.contains(&(a.record.workspace_id, a.aggregate_id()));
-                if known {
-                    vec![change]
-                } else {
-                    vec![]
+                match status_change(a) {
+                    Some(change) if changed.contains(&(a.record.workspace_id, a.aggregate_id())) => vec![change],
+                    _ => vec![],
                 }
             })
             .collect())

@@ -17,7 +17,8 @@ pub mod usage;
 pub mod webhooks;
 
 use crate::projector::Projector;
-use blazz_domain::message::MessageContent;
+use blazz_domain::message::{MessageContent, MessageEvent, MessageStatus};
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 /// Every live projector.
@@ -69,4 +70,18 @@ pub(crate) fn labels_after(added: u8, removed: u8) -> String {
 
 pub(crate) fn tag<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The status an event gives its message, with the event's time; `None` for
+/// the events that change no status (queued: inserted; billed; a retry scheduled).
+pub(crate) fn status_of(e: &MessageEvent) -> Option<(MessageStatus, DateTime<Utc>)> {
+    Some(match e {
+        MessageEvent::Dispatched { at, .. } => (MessageStatus::Dispatched, *at),
+        MessageEvent::OutcomeUnknown { at, .. } => (MessageStatus::Unknown, *at),
+        MessageEvent::Sent { at, .. } => (MessageStatus::Sent, *at),
+        MessageEvent::Delivered { at } => (MessageStatus::Delivered, *at),
+        MessageEvent::Read { at } => (MessageStatus::Read, *at),
+        MessageEvent::Failed { at, .. } => (MessageStatus::Failed, *at),
+        MessageEvent::Queued { .. } | MessageEvent::Billed { .. } | MessageEvent::RetryScheduled { .. } => return None,
+    })
 }
