@@ -125,7 +125,8 @@ async fn a_rebuild_ahead_of_the_live_projection_is_not_applied_twice(pool: PgPoo
 }
 
 /// The message projectors compose a run's status changes per message (queued, dispatched, sent,
-/// delivered and read of one message can all fall in one batch): rebuilt in batches of hundreds,
+/// delivered and read of one message can all fall in one batch; usage sums a run's billing reports):
+/// rebuilt in batches of hundreds,
 /// the counts and timelines equal the ones the live projectors built a few events at a time, and
 /// no statistics bucket is left with a stray count.
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
@@ -155,9 +156,13 @@ async fn status_changes_composed_in_runs_count_as_one_at_a_time(pool: PgPool) {
             .await
             .expect("stats");
     assert_eq!(stats, [("read".to_owned(), 60)]);
+    // The sandbox reports every message's pricing once (free, service): one usage bucket.
+    let usage: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT category, billable, free FROM rm_usage").fetch_all(&pool).await.expect("usage");
+    assert_eq!(usage, [("service".to_owned(), 0, 60)]);
 
     let store = app.commands().store().clone();
-    for name in ["messages", "campaigns"] {
+    for name in ["messages", "campaigns", "usage"] {
         let projector = read_models::by_name(name).expect("projector");
         let before = dump(&pool, projector.tables()).await;
         rebuild::rebuild(&pool, store.clone(), &Codec::new(), projector.clone(), |_| {}).await.expect("rebuild");
