@@ -125,10 +125,9 @@ async fn a_rebuild_ahead_of_the_live_projection_is_not_applied_twice(pool: PgPoo
 }
 
 /// The message projectors compose a run's status changes per message (queued, dispatched, sent,
-/// delivered and read of one message can all fall in one batch; usage sums a run's billing reports):
-/// rebuilt in batches of hundreds,
-/// the counts and timelines equal the ones the live projectors built a few events at a time, and
-/// no statistics bucket is left with a stray count.
+/// delivered and read of one message can all fall in one batch; usage sums a run's billing
+/// reports): rebuilt in batches of hundreds, the counts and timelines equal the ones the live
+/// projectors built a few events at a time, and no statistics bucket is left with a stray count.
 #[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
 async fn status_changes_composed_in_runs_count_as_one_at_a_time(pool: PgPool) {
     let (app, ws, channel) = blazz_tests::sandbox_app(pool.clone()).await;
