@@ -250,10 +250,9 @@ async fn update_statuses(
     if composed.is_empty() {
         return Ok(Default::default());
     }
-    let n = composed.len();
-    let (mut ws, mut ids, mut statuses, mut ats) = (vec![], vec![], vec![], Vec::with_capacity(n));
-    let (mut sent, mut delivered, mut read, mut failed) = (vec![], vec![], vec![], Vec::with_capacity(n));
-    let (mut pids, mut errors) = (vec![], Vec::with_capacity(n));
+    let (mut ws, mut ids, mut statuses, mut ats) = (vec![], vec![], vec![], vec![]);
+    let (mut sent, mut delivered, mut read, mut failed) = (vec![], vec![], vec![], vec![]);
+    let (mut pids, mut errors) = (vec![], vec![]);
     for ((w, id), c) in composed {
         ws.push(w);
         ids.push(id);

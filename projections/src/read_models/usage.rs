@@ -53,15 +53,13 @@ impl Projector for Usage {
         }
         let (mut ws, mut channels, mut days, mut categories, mut billable, mut free) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
-        let mut last: BTreeMap<Bucket, usize> = BTreeMap::new();
-        for ((w, c, d, k), (b, f, i)) in sums {
-            ws.push(w);
-            channels.push(c);
-            days.push(d);
-            categories.push(k.clone());
-            billable.push(b);
-            free.push(f);
-            last.insert((w, c, d, k), i);
+        for ((w, c, d, k), (b, f, _)) in &sums {
+            ws.push(*w);
+            channels.push(*c);
+            days.push(*d);
+            categories.push(k.as_str());
+            billable.push(*b);
+            free.push(*f);
         }
         let rows: Vec<(Uuid, Uuid, NaiveDate, String, i64, i64)> = sqlx::query_as(
             "INSERT INTO rm_usage (workspace_id, channel_id, day, category, billable, free)
@@ -80,7 +78,7 @@ impl Projector for Usage {
         .await?;
         for (w, c, d, k, b, f) in rows {
             let change = Change::upsert("usage", c, json!({ "day": d, "category": k, "billable": b, "free": f }));
-            if let Some(&i) = last.get(&(w, c, d, k)) {
+            if let Some(&(_, _, i)) = sums.get(&(w, c, d, k)) {
                 out[i].push(change);
             }
         }
