@@ -294,3 +294,58 @@ async fn a_message_sent_while_the_queue_projection_lags_is_not_due_again(pool: P
     }
     assert_eq!(graph.calls().len(), 1);
 }
+
+/// The dispatcher's poll walks a channel's queue in due order and stops at the channel's rate,
+/// whatever the planner's statistics say: on a queue never analysed since it filled (a backlog grows
+/// faster than autovacuum re-analyses it), the planner read and probed every queued row and sorted
+/// them, on every poll (110-255 ms a poll under the send benchmark).
+#[sqlx::test(migrator = "blazz_tests::MIGRATOR")]
+async fn the_poll_reads_one_turn_of_a_long_queue_without_fresh_statistics(pool: PgPool) {
+    let (ws, channel) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    for sql in [
+        "ALTER TABLE dispatch_queue SET (autovacuum_enabled = false)",
+        "ALTER TABLE dispatch_held SET (autovacuum_enabled = false)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.expect("no autovacuum");
+    }
+    sqlx::query(
+        "INSERT INTO rm_channels (workspace_id, channel_id, provider, phone_number_id, display_phone_number,
+                                  rate_limit_per_second, created_at, updated_at)
+         VALUES ($1, $2, 'sandbox', 'p1', '+15550000001', 80, now(), now())",
+    )
+    .bind(ws)
+    .bind(channel)
+    .execute(&pool)
+    .await
+    .expect("channel");
+    sqlx::query(
+        "INSERT INTO dispatch_queue (workspace_id, message_id, channel_id, due_at, version)
+         SELECT $1, gen_random_uuid(), $2, now() - interval '1 hour' + i * interval '1 ms', 1
+         FROM generate_series(1, 20000) i",
+    )
+    .bind(ws)
+    .bind(channel)
+    .execute(&pool)
+    .await
+    .expect("queue");
+
+    let due = outbox::due(&pool, 500, &[]).await.expect("due");
+    assert_eq!(due.len(), 80, "one second's worth of the channel");
+    let first: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT message_id FROM dispatch_queue ORDER BY due_at LIMIT 80")
+        .fetch_all(&pool)
+        .await
+        .expect("first");
+    assert_eq!(due.iter().map(|d| d.message_id).collect::<Vec<_>>(), first, "in due order");
+
+    let plan = outbox::explain_due(&pool, 500, &[]).await.expect("explain");
+    let mut read = vec![];
+    let mut nodes = vec![&plan[0]["Plan"]];
+    while let Some(node) = nodes.pop() {
+        if node["Relation Name"] == "dispatch_queue" {
+            read.push(node["Actual Rows"].as_i64().expect("rows"));
+        }
+        nodes.extend(node["Plans"].as_array().into_iter().flatten());
+    }
+    assert!(!read.is_empty(), "the plan reads the queue: {plan}");
+    assert!(read.iter().all(|&n| n <= 80), "queue rows read per scan: {read:?} (of 20,000)");
+}

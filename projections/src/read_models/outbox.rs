@@ -256,33 +256,45 @@ pub struct Due {
 /// out for its transaction: the ordered index walk is then the only plan left for that part (the
 /// outer sorts of the turns stay; they are over a second's worth of rows).
 pub async fn due(pool: &PgPool, limit: i64, except: &[Uuid]) -> Result<Vec<Due>, sqlx::Error> {
+    let mut tx = walking(pool).await?;
+    let due = sqlx::query_as(DUE).bind(limit).bind(except).fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(due)
+}
+
+/// The plan of [`due`] as it runs now, from `EXPLAIN (ANALYZE, FORMAT JSON)`: for operators who
+/// wonder why a poll is slow, and for the test that holds the walk in place.
+pub async fn explain_due(pool: &PgPool, limit: i64, except: &[Uuid]) -> Result<serde_json::Value, sqlx::Error> {
+    let mut tx = walking(pool).await?;
+    let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {DUE}");
+    let plan = sqlx::query_scalar(&explain).bind(limit).bind(except).fetch_one(&mut *tx).await?;
+    tx.rollback().await?;
+    Ok(plan)
+}
+
+/// A transaction in which the planner can only walk the queue's index in order (see [`due`]).
+async fn walking(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)")
         .execute(&mut *tx)
         .await?;
-    let due = sqlx::query_as(
-        "SELECT workspace_id, message_id, channel_id, rate, pace_contact FROM (
-             SELECT q.*, row_number() OVER (PARTITION BY q.channel_id ORDER BY q.due_at) AS turn
-             FROM rm_channels c
-             CROSS JOIN LATERAL (
-                 SELECT q.workspace_id, q.message_id, q.channel_id, c.rate_limit_per_second AS rate,
-                        CASE WHEN q.campaign_id IS NOT NULL THEN q.contact_id END AS pace_contact, q.due_at
-                 FROM dispatch_queue q
-                 WHERE q.channel_id = c.channel_id AND q.workspace_id = c.workspace_id AND q.due_at <= now()
-                   AND q.message_id NOT IN (SELECT unnest($2::uuid[]))
-                   AND NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = 'message-' || q.message_id
-                                   AND e.stream_version > q.version AND e.event_type <> 'message.billed')
-                   AND NOT EXISTS (SELECT 1 FROM dispatch_held h WHERE h.held_id IN (q.campaign_id, q.channel_id))
-                   AND NOT (q.campaign_id IS NOT NULL AND EXISTS (SELECT 1 FROM dispatch_pace p
-                            WHERE p.channel_id = q.channel_id AND p.contact_id = q.contact_id AND p.next_at > now()))
-                 ORDER BY q.due_at LIMIT greatest(c.rate_limit_per_second, 1)
-             ) q
-         ) fair ORDER BY turn, due_at LIMIT $1",
-    )
-    .bind(limit)
-    .bind(except)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(due)
+    Ok(tx)
 }
+
+const DUE: &str = "SELECT workspace_id, message_id, channel_id, rate, pace_contact FROM (
+         SELECT q.*, row_number() OVER (PARTITION BY q.channel_id ORDER BY q.due_at) AS turn
+         FROM rm_channels c
+         CROSS JOIN LATERAL (
+             SELECT q.workspace_id, q.message_id, q.channel_id, c.rate_limit_per_second AS rate,
+                    CASE WHEN q.campaign_id IS NOT NULL THEN q.contact_id END AS pace_contact, q.due_at
+             FROM dispatch_queue q
+             WHERE q.channel_id = c.channel_id AND q.workspace_id = c.workspace_id AND q.due_at <= now()
+               AND q.message_id NOT IN (SELECT unnest($2::uuid[]))
+               AND NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = 'message-' || q.message_id
+                               AND e.stream_version > q.version AND e.event_type <> 'message.billed')
+               AND NOT EXISTS (SELECT 1 FROM dispatch_held h WHERE h.held_id IN (q.campaign_id, q.channel_id))
+               AND NOT (q.campaign_id IS NOT NULL AND EXISTS (SELECT 1 FROM dispatch_pace p
+                        WHERE p.channel_id = q.channel_id AND p.contact_id = q.contact_id AND p.next_at > now()))
+             ORDER BY q.due_at LIMIT greatest(c.rate_limit_per_second, 1)
+         ) q
+     ) fair ORDER BY turn, due_at LIMIT $1";
