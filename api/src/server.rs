@@ -4,7 +4,7 @@
 use crate::launcher::Launcher;
 use crate::limits::{KeyRates, LimitSettings};
 use crate::routes;
-use crate::state::AppState;
+use crate::state::{AppState, Handles};
 use axum::extract::MatchedPath;
 use axum::http::{HeaderName, Request};
 use axum::Router;
@@ -227,7 +227,7 @@ pub async fn state(
         let dispatcher = dispatcher(&pool, commands.clone(), credentials.clone(), &edge, own_url);
         spawn_dispatcher(pool.clone(), dispatcher, launcher.clone(), shutdown);
     }
-    Ok(AppState {
+    Ok(AppState::new(Handles {
         commands,
         limits: settings.limits,
         rates: Arc::new(KeyRates::new(settings.limits.key_rate)),
@@ -243,7 +243,7 @@ pub async fn state(
         ticks,
         launcher,
         kafka_partitions,
-    })
+    }))
 }
 
 /// The event store over `pool`, sealing personal fields with data keys sealed under `keys` (the
