@@ -188,13 +188,14 @@ impl EventStore for PgEventStore {
     #[tracing::instrument(skip_all, fields(stream = %request.stream_id, events = request.events.len()), err(level = "debug"))]
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
         // `Any` can lose a race for the next version to a concurrent writer; it has no expectation to
-        // violate, so try again.
+        // violate, so try again. Only such a request is kept for another try (a copy of its events).
+        if request.expected != ExpectedVersion::Any {
+            return self.submit(request).await;
+        }
         let mut tries = 0;
         loop {
             match self.submit(request.clone()).await {
-                Err(AppendError::Conflict { .. }) if request.expected == ExpectedVersion::Any && tries < 10 => {
-                    tries += 1
-                }
+                Err(AppendError::Conflict { .. }) if tries < 10 => tries += 1,
                 other => return other,
             }
         }
@@ -203,24 +204,25 @@ impl EventStore for PgEventStore {
     /// The requests travel as one group, so they share a transaction (and a round trip) instead of
     /// trickling into several small batches.
     async fn append_all(&self, requests: Vec<AppendRequest>) -> Vec<Result<AppendOutcome, AppendError>> {
+        let n = requests.len();
+        // Like `append`: only a request expecting `Any` is kept, to try again after a lost race.
+        let mut again = Vec::with_capacity(n);
         let (group, waits): (Vec<Pending>, Vec<_>) = requests
-            .iter()
-            .map(|r| {
+            .into_iter()
+            .map(|request| {
+                again.push((request.expected == ExpectedVersion::Any).then(|| request.clone()));
                 let (reply, rx) = oneshot::channel();
-                (Pending { request: r.clone(), reply }, rx)
+                (Pending { request, reply }, rx)
             })
             .unzip();
         if self.queue.0.push(group).await.is_err() {
-            return requests.iter().map(|_| Err(StoreError::Closed.into())).collect();
+            return (0..n).map(|_| Err(StoreError::Closed.into())).collect();
         }
-        let mut out = Vec::with_capacity(requests.len());
-        for (request, rx) in requests.into_iter().zip(waits) {
-            out.push(match rx.await.map_err(|_| AppendError::from(StoreError::Closed)).and_then(|r| r) {
-                // Like `append`: `Any` only lost a race for the next version.
-                Err(AppendError::Conflict { .. }) if request.expected == ExpectedVersion::Any => {
-                    self.append(request).await
-                }
-                other => other,
+        let mut out = Vec::with_capacity(n);
+        for (again, rx) in again.into_iter().zip(waits) {
+            out.push(match (rx.await.map_err(|_| AppendError::from(StoreError::Closed)).and_then(|r| r), again) {
+                (Err(AppendError::Conflict { .. }), Some(request)) => self.append(request).await,
+                (other, _) => other,
             });
         }
         out
