@@ -27,6 +27,7 @@ conformance_tests!(
     append_and_read_stream,
     expected_versions_are_enforced,
     concurrent_writers_on_one_stream,
+    racing_any_appends_all_go_in,
     log_read_is_complete_and_ordered,
     idempotency_is_atomic_with_events,
     claims_are_exclusive_until_released,

@@ -137,6 +137,39 @@ pub async fn concurrent_writers_on_one_stream(store: Arc<dyn EventStore>) {
     assert!(stored.iter().enumerate().all(|(i, e)| e.stream_version == i as u64 + 1), "contiguous versions");
 }
 
+/// Appends expecting `Any` never fail for a lost race: many of them at once on one stream, alone and
+/// in groups, all go in, at contiguous versions.
+pub async fn racing_any_appends_all_go_in(store: Arc<dyn EventStore>) {
+    let ws = Uuid::now_v7();
+    let mut tasks = vec![];
+    for i in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0;
+            for _ in 0..5 {
+                let any = || request("test-any", ws, ExpectedVersion::Any, 1);
+                let outcomes = if i % 2 == 0 {
+                    vec![store.append(any()).await]
+                } else {
+                    store.append_all(vec![any(), any()]).await
+                };
+                for o in outcomes {
+                    o.expect("an Any append lost a race and failed");
+                    ok += 1;
+                }
+            }
+            ok
+        }));
+    }
+    let mut appended = 0;
+    for t in tasks {
+        appended += t.await.expect("task");
+    }
+    let stored = store.read_stream("test-any", 1, None).await.expect("read");
+    assert_eq!(stored.len(), appended, "every Any append stored once");
+    assert!(stored.iter().enumerate().all(|(i, e)| e.stream_version == i as u64 + 1), "contiguous versions");
+}
+
 /// After concurrent appends on many streams, reading the log returns every event exactly once, in
 /// (transaction, position) order, and a workspace filter returns only that workspace's events.
 pub async fn log_read_is_complete_and_ordered(store: Arc<dyn EventStore>) {
@@ -359,6 +392,7 @@ where
     append_and_read_stream(fresh().await).await;
     expected_versions_are_enforced(fresh().await).await;
     concurrent_writers_on_one_stream(fresh().await).await;
+    racing_any_appends_all_go_in(fresh().await).await;
     log_read_is_complete_and_ordered(fresh().await).await;
     idempotency_is_atomic_with_events(fresh().await).await;
     claims_are_exclusive_until_released(fresh().await).await;

@@ -42,14 +42,25 @@ pub(super) async fn insert_events(
     let mut payloads = Vec::with_capacity(n);
     let mut metadata = Vec::with_capacity(n);
     let mut digests = Vec::with_capacity(n);
+    // Requests expecting `Any` on one stream in one batch follow each other: each one's events are
+    // numbered after the earlier ones' (all of them computing "latest + 1" would leave all but one
+    // in conflict, to be tried again: with many racers, more often than the store tries).
+    let mut any_before: HashMap<&str, i64> = HashMap::new();
     for r in requests {
         let (exp, any) = expectation(r.expected);
         let meta = serde_json::to_value(&r.metadata).unwrap_or_default();
+        let offset = match any {
+            true => {
+                let seen = any_before.entry(r.stream_id.as_str()).or_default();
+                std::mem::replace(seen, *seen + r.events.len() as i64)
+            }
+            false => 0,
+        };
         for (i, e) in r.events.iter().enumerate() {
             stream_ids.push(r.stream_id.as_str());
             expected.push(exp);
             is_any.push(any);
-            ord.push(i as i64 + 1);
+            ord.push(offset + i as i64 + 1);
             event_ids.push(e.event_id);
             types.push(e.event_type.as_str());
             versions.push(e.schema_version);
