@@ -206,15 +206,13 @@ impl EventStore for PgEventStore {
     async fn append_all(&self, requests: Vec<AppendRequest>) -> Vec<Result<AppendOutcome, AppendError>> {
         let n = requests.len();
         // Like `append`: only a request expecting `Any` is kept, to try again after a lost race.
-        let mut again = Vec::with_capacity(n);
-        let (group, waits): (Vec<Pending>, Vec<_>) = requests
-            .into_iter()
-            .map(|request| {
-                again.push((request.expected == ExpectedVersion::Any).then(|| request.clone()));
-                let (reply, rx) = oneshot::channel();
-                (Pending { request, reply }, rx)
-            })
-            .unzip();
+        let (mut group, mut waits, mut again) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        for request in requests {
+            again.push((request.expected == ExpectedVersion::Any).then(|| request.clone()));
+            let (reply, rx) = oneshot::channel();
+            group.push(Pending { request, reply });
+            waits.push(rx);
+        }
         if self.queue.0.push(group).await.is_err() {
             return (0..n).map(|_| Err(StoreError::Closed.into())).collect();
         }
