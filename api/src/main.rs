@@ -620,7 +620,7 @@ async fn main() -> std::process::ExitCode {
                     .await?;
                 let data_keys = blazz_commands::personal::Vault::new(pool, keys).reseal_all().await?;
                 println!(
-                    "re-sealed {credentials} channel credentials, {secrets} webhook signing secrets, {bots} bot keys and {data_keys} contact data keys"
+                    "re-sealed {credentials} channel credentials, {secrets} webhook signing secrets, {bots} bot keys, {data_keys} contact data keys and key-tree nodes"
                 );
                 Ok(())
             }

@@ -7,6 +7,8 @@
 //!
 //! - [`fields`]: which fields, whose, and the sealed form.
 //! - [`vault`]: the data keys, sealed with the deployment key, cached.
+//! - [`tree`]: the key tree new contacts' keys derive from, punctured on erasure (pure);
+//!   `nodes`: its stored nodes.
 //! - [`store`]: an [`crate::store::EventStore`] that seals on append and opens on read, so every
 //!   reader through it (projections, rebuilds, history, as-of, exports, the write side) sees the same.
 //!
@@ -14,48 +16,50 @@
 //! until their contact is erased, and as erased after (an upcaster at read time, not a rewrite).
 
 pub mod fields;
+mod nodes;
 pub mod store;
+pub mod tree;
 pub mod vault;
+
+#[cfg(test)]
+mod tests;
 
 use crate::store::{AppendRequest, ExpectedVersion, RecordedEvent, StoreError};
 use fields::{sealed_entry, DataKey, SEALED};
 use std::collections::HashMap;
 pub use store::PersonalStore;
 use uuid::Uuid;
-pub use vault::{NewKey, Slot, Vault};
+pub use vault::{Slot, Vault};
 
 /// The event that erases a contact.
 pub const ERASED: &str = "contact.erased";
 
 impl Vault {
     /// Seals the personal fields of every request's events. A request that creates a contact's stream
-    /// brings the contact's new key along (stored atomically with its events); other contacts' keys
-    /// are looked up (and made, for a contact from before sealing). A field of an erased contact is
-    /// written erased.
+    /// takes the contact's key from its workspace's tree (no row of its own: nothing to store with
+    /// the events); other contacts' keys are looked up (a row of their own, or the tree). A field of
+    /// an erased contact is written erased.
     pub async fn protect(&self, requests: &mut [AppendRequest]) -> Result<(), StoreError> {
-        let mut fresh: HashMap<Uuid, DataKey> = HashMap::new();
+        let mut creating: Vec<(Uuid, Uuid)> = vec![];
         let mut wanted: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
-        for r in requests.iter_mut() {
+        for r in requests.iter() {
             for e in &r.events {
                 let Some(c) = fields::of(&e.event_type).and_then(|p| p.subject(&r.stream_id, &e.payload)) else {
                     continue;
                 };
-                let creates = e.event_type == "contact.created" && r.expected == ExpectedVersion::NoStream;
-                if creates && !fresh.contains_key(&c) {
-                    let (key, new) = self.fresh(r.workspace_id, c);
-                    // Cached at once: should the append fail, the key of a contact that does not
-                    // exist is never asked for (contact ids are never reused).
-                    self.remember(c, Slot::Open(key.clone()));
-                    fresh.insert(c, key);
-                    r.keys.push(new);
-                } else if !fresh.contains_key(&c) {
-                    wanted.entry(r.workspace_id).or_default().push(c);
+                match e.event_type == "contact.created" && r.expected == ExpectedVersion::NoStream {
+                    true => creating.push((r.workspace_id, c)),
+                    false => wanted.entry(r.workspace_id).or_default().push(c),
                 }
             }
         }
-        let mut slots: HashMap<Uuid, Slot> = fresh.into_iter().map(|(c, k)| (c, Slot::Open(k))).collect();
-        for (workspace, contacts) in wanted {
-            slots.extend(self.ensure(workspace, &contacts).await?);
+        // A new contact has no row (contact ids are never reused): its key is its tree's, cached.
+        let mut slots = self.tree_keys(&creating).await?;
+        for (workspace, mut contacts) in wanted {
+            contacts.retain(|c| !slots.contains_key(c));
+            if !contacts.is_empty() {
+                slots.extend(self.ensure(workspace, &contacts).await?);
+            }
         }
         for r in requests.iter_mut() {
             for e in &mut r.events {
@@ -104,14 +108,12 @@ impl Vault {
                 }
             }
             if let Some(c) = fields::of(&e.event_type).and_then(|p| p.subject(&e.stream_id, &e.payload)) {
-                subjects.push(c);
+                subjects.push((e.workspace_id, c));
             }
         }
         if subjects.is_empty() {
             return Ok(());
         }
-        subjects.sort_unstable();
-        subjects.dedup();
         let slots = self.slots(&subjects).await?;
         for item in items.iter_mut() {
             let e = record(item);

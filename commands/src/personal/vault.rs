@@ -1,11 +1,13 @@
-//! Contacts' data keys (table `contact_keys`), sealed with the deployment key ([`Keyring`], the
-//! same keyring as channel credentials) and cached for a short while.
+//! Contacts' data keys: derived from their workspace's key tree (`tree`, `nodes`), or, for a
+//! contact given a random key before the tree existed, its row of `contact_keys`, sealed with the
+//! deployment key ([`Keyring`], the same keyring as channel credentials). Cached for a short while.
 //!
-//! A row with no sealed key is an erased contact: its key is gone, its fields read as erased. The
-//! row of a contact that exists is never deleted (only the key of a creation that failed goes again,
-//! with its events), so erasure cannot be undone by a new key appearing for the same contact.
+//! A `contact_keys` row with no sealed key is an erased contact: its fields read as erased. An
+//! erasure also punctures the tree, so no stored seed derives the contact's key any more; the row
+//! stays, so erasure cannot be undone by a key appearing again for the same contact.
 
 use super::fields::DataKey;
+use super::nodes::{NodeCache, COVERING};
 use crate::credentials::Keyring;
 use crate::store::StoreError;
 use sqlx::PgPool;
@@ -27,24 +29,20 @@ pub enum Slot {
     Erased,
 }
 
-/// A data key to store with the append that first uses it (a new contact's).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewKey {
-    pub contact_id: Uuid,
-    pub workspace_id: Uuid,
-    /// The key sealed with the deployment key (the contact id as associated data).
-    pub sealed: Vec<u8>,
+pub(super) struct Inner {
+    pub(super) pool: PgPool,
+    pub(super) keys: Keyring,
+    cache: Mutex<HashMap<Uuid, (Instant, Slot)>>,
+    pub(super) nodes: Mutex<NodeCache>,
 }
 
-struct Inner {
-    pool: PgPool,
-    keys: Keyring,
-    cache: Mutex<HashMap<Uuid, (Instant, Slot)>>,
-}
+/// A contact's key as stored: contact, workspace, whether it has a row, the row's sealed key, and
+/// else the node of its tree found for it (`lo`, depth, sealed seed).
+type KeyRow = (Uuid, Uuid, bool, Option<Vec<u8>>, Option<Uuid>, Option<i16>, Option<Vec<u8>>);
 
 /// The data keys of every contact.
 #[derive(Clone)]
-pub struct Vault(Arc<Inner>);
+pub struct Vault(pub(super) Arc<Inner>);
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,13 +50,13 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-fn cannot_open(contact: Uuid) -> StoreError {
+pub(super) fn cannot_open(contact: Uuid) -> StoreError {
     StoreError::Corrupt(format!("the data key of contact {contact} does not open with the configured secret keys"))
 }
 
 impl Vault {
     pub fn new(pool: PgPool, keys: Keyring) -> Self {
-        Self(Arc::new(Inner { pool, keys, cache: Mutex::default() }))
+        Self(Arc::new(Inner { pool, keys, cache: Mutex::default(), nodes: Mutex::default() }))
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Instant, Slot)>> {
@@ -78,45 +76,50 @@ impl Vault {
         self.cache().remove(&contact);
     }
 
-    /// A fresh key for a new contact: to use now, and to store with the append.
-    pub(crate) fn fresh(&self, workspace: Uuid, contact: Uuid) -> (DataKey, NewKey) {
-        let (key, bytes) = DataKey::generate();
-        let sealed = self.0.keys.seal(contact.as_bytes(), &bytes);
-        (key, NewKey { contact_id: contact, workspace_id: workspace, sealed })
-    }
-
-    /// The keys of `contacts` that exist (open or erased); contacts without a row are left out.
-    pub async fn slots(&self, contacts: &[Uuid]) -> Result<HashMap<Uuid, Slot>, StoreError> {
+    /// The keys of `contacts` (`(workspace, contact)`) as stored: a contact's own row if it has one,
+    /// else its workspace's tree; contacts of a workspace with no tree yet are left out.
+    pub async fn slots(&self, contacts: &[(Uuid, Uuid)]) -> Result<HashMap<Uuid, Slot>, StoreError> {
         let mut found = HashMap::with_capacity(contacts.len());
         let mut missing = vec![];
         {
             let cache = self.cache();
-            for c in contacts {
-                match cache.get(c) {
+            for &(w, c) in contacts {
+                match cache.get(&c) {
                     Some((at, slot)) if at.elapsed() < CACHE_TTL => {
-                        found.insert(*c, slot.clone());
+                        found.insert(c, slot.clone());
                     }
-                    _ => missing.push(*c),
+                    _ => missing.push((w, c)),
                 }
             }
         }
-        missing.sort_unstable();
-        missing.dedup();
+        missing.sort_unstable_by_key(|(_, c)| *c);
+        missing.dedup_by_key(|(_, c)| *c);
         if missing.is_empty() {
             return Ok(found);
         }
-        let rows: Vec<(Uuid, Option<Vec<u8>>)> =
-            sqlx::query_as("SELECT contact_id, sealed FROM contact_keys WHERE contact_id = ANY($1)")
-                .bind(&missing)
-                .fetch_all(&self.0.pool)
-                .await?;
-        for (contact, sealed) in rows {
-            let slot = match sealed {
-                None => Slot::Erased,
-                Some(sealed) => {
+        let (workspaces, ids): (Vec<Uuid>, Vec<Uuid>) = missing.iter().copied().unzip();
+        let rows: Vec<KeyRow> = sqlx::query_as(&format!(
+            "SELECT c.contact_id, c.workspace_id, k.contact_id IS NOT NULL, k.sealed, n.lo, n.depth, n.sealed
+                 FROM unnest($1::uuid[], $2::uuid[]) AS c(workspace_id, contact_id)
+                 LEFT JOIN contact_keys k ON k.contact_id = c.contact_id AND k.workspace_id = c.workspace_id
+                 LEFT JOIN LATERAL ({COVERING}) n ON k.contact_id IS NULL"
+        ))
+        .bind(&workspaces)
+        .bind(&ids)
+        .fetch_all(&self.0.pool)
+        .await?;
+        for (contact, workspace, own, sealed, lo, depth, node) in rows {
+            let slot = match (own, sealed, lo.zip(depth).zip(node)) {
+                (true, None, _) => Slot::Erased,
+                (true, Some(sealed), _) => {
                     let bytes = self.0.keys.open(contact.as_bytes(), &sealed).ok_or_else(|| cannot_open(contact))?;
                     Slot::Open(DataKey::from_bytes(&bytes).ok_or_else(|| cannot_open(contact))?)
                 }
+                (false, _, Some(((lo, depth), sealed))) => {
+                    let node = self.open_node(workspace, &(lo, depth, sealed))?;
+                    self.slot_from(workspace, contact, node)
+                }
+                (false, _, None) => continue,
             };
             self.remember(contact, slot.clone());
             found.insert(contact, slot);
@@ -124,31 +127,20 @@ impl Vault {
         Ok(found)
     }
 
-    /// The keys of `contacts`, creating one for each that has none yet (a contact from before
-    /// personal data was sealed).
+    /// The keys of `contacts` of `workspace`, planting its tree if it has none yet (for a contact
+    /// from before personal data was sealed).
     pub async fn ensure(&self, workspace: Uuid, contacts: &[Uuid]) -> Result<HashMap<Uuid, Slot>, StoreError> {
-        let mut slots = self.slots(contacts).await?;
-        let missing: Vec<Uuid> = contacts.iter().filter(|c| !slots.contains_key(c)).copied().collect();
-        if missing.is_empty() {
-            return Ok(slots);
+        let pairs: Vec<(Uuid, Uuid)> = contacts.iter().map(|c| (workspace, *c)).collect();
+        let mut slots = self.slots(&pairs).await?;
+        let missing: Vec<(Uuid, Uuid)> = pairs.into_iter().filter(|(_, c)| !slots.contains_key(c)).collect();
+        if !missing.is_empty() {
+            slots.extend(self.tree_keys(&missing).await?);
         }
-        let new: Vec<NewKey> = missing.iter().map(|c| self.fresh(workspace, *c).1).collect();
-        sqlx::query(
-            "INSERT INTO contact_keys (contact_id, workspace_id, sealed)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bytea[]) ON CONFLICT DO NOTHING",
-        )
-        .bind(new.iter().map(|k| k.contact_id).collect::<Vec<_>>())
-        .bind(new.iter().map(|k| k.workspace_id).collect::<Vec<_>>())
-        .bind(new.iter().map(|k| k.sealed.clone()).collect::<Vec<_>>())
-        .execute(&self.0.pool)
-        .await?;
-        // Whichever key went in (ours or a concurrent writer's) is the one.
-        slots.extend(self.slots(&missing).await?);
         Ok(slots)
     }
 
-    /// Destroys `contact`'s key (there may have been none: a contact from before sealing) and drops
-    /// the snapshots of its stream. Erasing twice changes nothing. Refused for another workspace's
+    /// Destroys `contact`'s key: its row's, and its leaf of the workspace's tree (there may have been
+    /// neither: a contact from before sealing), and drops the snapshots of its stream. Erasing twice changes nothing. Refused for another workspace's
     /// contact: `false`.
     pub async fn erase(&self, workspace: Uuid, contact: Uuid) -> Result<bool, StoreError> {
         let mut tx = self.0.pool.begin().await?;
@@ -162,6 +154,9 @@ impl Vault {
         .bind(workspace)
         .fetch_optional(&mut *tx)
         .await?;
+        if erased.is_some() {
+            self.puncture(&mut tx, workspace, contact).await?;
+        }
         sqlx::query("DELETE FROM stream_snapshots WHERE stream_id = $1 AND workspace_id = $2")
             .bind(format!("contact-{contact}"))
             .bind(workspace)
@@ -175,10 +170,11 @@ impl Vault {
         Ok(erased.is_some())
     }
 
-    /// Re-seals every key not sealed with the current deployment key (after adding a new one, before
-    /// dropping the old); returns how many were re-sealed. Events are not touched.
+    /// Re-seals every key and node of the key trees not sealed with the current deployment key
+    /// (after adding a new one, before dropping the old); returns how many were re-sealed. Events are
+    /// not touched.
     pub async fn reseal_all(&self) -> Result<u64, StoreError> {
-        let mut n = 0;
+        let mut n = self.reseal_nodes().await?;
         let mut after = Uuid::nil();
         loop {
             let rows: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(

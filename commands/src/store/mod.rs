@@ -114,8 +114,6 @@ pub struct AppendRequest {
     pub claims: Vec<Claim>,
     pub releases: Vec<ClaimRelease>,
     pub idempotency: Option<IdempotencyWrite>,
-    /// Data keys of contacts this request creates (`crate::personal`), stored with its events.
-    pub keys: Vec<crate::personal::NewKey>,
 }
 
 impl AppendRequest {
@@ -135,7 +133,6 @@ impl AppendRequest {
             claims: vec![],
             releases: vec![],
             idempotency: None,
-            keys: vec![],
         }
     }
 }

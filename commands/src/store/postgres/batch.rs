@@ -15,7 +15,7 @@ use super::fair::FairQueue;
 use super::insert::insert_events;
 use super::Reply;
 use crate::store::{AppendError, AppendOutcome, AppendRequest, ExpectedVersion, StoreError};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -118,7 +118,7 @@ async fn write_isolating(
 }
 
 /// Deadlocks between concurrent batches are possible in principle (rows are locked in a consistent
-/// order, but claims and keys span tables); PostgreSQL aborts one side, which is simply retried.
+/// order, but claims span tables); PostgreSQL aborts one side, which is simply retried.
 async fn write_with_retry(
     pool: &PgPool,
     requests: &[AppendRequest],
@@ -199,10 +199,6 @@ async fn write(pool: &PgPool, requests: &[AppendRequest], notify: &Throttle) -> 
             sqlx::query(NOTIFY).execute(&mut *conn).await?;
         }
         let (outcomes, last) = tally(requests, &written);
-        let failed: Vec<usize> = (0..requests.len()).filter(|i| outcomes[*i].is_some()).collect();
-        if !failed.is_empty() {
-            drop_keys(&mut conn, requests, &failed).await?;
-        }
         return Ok(answers(outcomes, last));
     }
     let mut tx = pool.begin().await?;
@@ -223,7 +219,6 @@ async fn write(pool: &PgPool, requests: &[AppendRequest], notify: &Throttle) -> 
         if !event_ids.is_empty() {
             sqlx::query("DELETE FROM events WHERE event_id = ANY($1)").bind(&event_ids).execute(&mut *tx).await?;
         }
-        drop_keys(&mut tx, requests, &failed).await?;
         // Only claims the failed command itself inserted: a batch-mate may hold the same value.
         let mut undo: (Vec<&str>, Vec<&str>, Vec<&str>) = (vec![], vec![], vec![]);
         for &i in &failed {
@@ -257,15 +252,6 @@ async fn write(pool: &PgPool, requests: &[AppendRequest], notify: &Throttle) -> 
     }
     tx.commit().await?;
     Ok(answers(outcomes, last))
-}
-
-/// Deletes the data keys the failed requests brought (their contacts were not created).
-async fn drop_keys(conn: &mut PgConnection, requests: &[AppendRequest], failed: &[usize]) -> Result<(), sqlx::Error> {
-    let contacts: Vec<Uuid> = failed.iter().flat_map(|i| requests[*i].keys.iter().map(|k| k.contact_id)).collect();
-    if !contacts.is_empty() {
-        sqlx::query("DELETE FROM contact_keys WHERE contact_id = ANY($1)").bind(&contacts).execute(conn).await?;
-    }
-    Ok(())
 }
 
 /// Takes the claims of requests still standing; fails those whose claim is held by someone else.

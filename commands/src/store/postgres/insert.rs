@@ -1,6 +1,6 @@
 //! The events' insert of an append batch: one statement that checks every request's expected
-//! version, chains nothing itself (the `events_chain` trigger does) and stores new contacts' data
-//! keys with the events. Set-based over arrays for a batch; with plain parameters for one event.
+//! version and chains nothing itself (the `events_chain` trigger does). Set-based over arrays for a
+//! batch; with plain parameters for one event.
 
 use crate::audit::chain;
 use crate::store::{AppendRequest, ExpectedVersion, NewEvent};
@@ -22,8 +22,8 @@ pub(super) async fn insert_events(
     conn: &mut PgConnection,
     requests: &[AppendRequest],
 ) -> Result<HashMap<Uuid, (i64, u64)>, sqlx::Error> {
-    if let [r @ AppendRequest { events, keys, .. }] = requests {
-        if let ([e], [] | [_]) = (events.as_slice(), keys.as_slice()) {
+    if let [r @ AppendRequest { events, .. }] = requests {
+        if let [e] = events.as_slice() {
             return insert_one(conn, r, e).await;
         }
     }
@@ -75,19 +75,8 @@ pub(super) async fn insert_events(
     // too-low version could create a gap. That check is a lateral lookup with LIMIT 1, one index probe
     // per row: written as `OR EXISTS (…)`, the planner may pick a hashed subplan that reads and hashes
     // the whole log on every batch (measured: most of the database's CPU under webhook load).
-    // New contacts' data keys go in with the same statement (no round trip of their own); a key
-    // already stored for the contact fails the statement (a unique violation), never silently.
-    let (mut key_contacts, mut key_workspaces, mut key_sealed) = (vec![], vec![], vec![]);
-    for k in requests.iter().flat_map(|r| &r.keys) {
-        key_contacts.push(k.contact_id);
-        key_workspaces.push(k.workspace_id);
-        key_sealed.push(k.sealed.as_slice());
-    }
     let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
-        "WITH keys AS (
-             INSERT INTO contact_keys (contact_id, workspace_id, sealed)
-             SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::bytea[])
-         ), input AS (
+        "WITH input AS (
              SELECT * FROM unnest($1::text[], $2::int8[], $3::bool[], $4::int8[], $5::uuid[], $6::text[], $7::int4[],
                                   $8::uuid[], $9::jsonb[], $10::jsonb[], $11::bytea[])
                  AS t(stream_id, expected, is_any, ord, event_id, event_type, schema_version, workspace_id, payload, metadata,
@@ -123,9 +112,6 @@ pub(super) async fn insert_events(
     .bind(&payloads)
     .bind(&metadata)
     .bind(&digests)
-    .bind(&key_contacts)
-    .bind(&key_workspaces)
-    .bind(&key_sealed)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(|(id, pos, ver)| (id, (pos, ver as u64))).collect())
@@ -145,7 +131,7 @@ fn digest(r: &AppendRequest, e: &NewEvent, meta: &serde_json::Value) -> Vec<u8> 
     .to_vec()
 }
 
-/// One event (and at most one new data key): the same checks and rows as the set-based statement,
+/// One event: the same checks and rows as the set-based statement,
 /// with plain parameters. Over arrays, PostgreSQL plans every execution anew (a generic plan over
 /// `unnest` of arrays of unknown length looks costlier than the custom one, so it never takes it),
 /// and planning that statement took longer than running it (`pg_stat_statements`, one writer:
@@ -157,20 +143,15 @@ async fn insert_one(
 ) -> Result<HashMap<Uuid, (i64, u64)>, sqlx::Error> {
     let (expected, is_any) = expectation(r.expected);
     let meta = serde_json::to_value(&r.metadata).unwrap_or_default();
-    let key = r.keys.first();
     let row: Option<(Uuid, i64, i64)> = sqlx::query_as(
-        "WITH keys AS (
-             INSERT INTO contact_keys (contact_id, workspace_id, sealed)
-             SELECT $10::uuid, $11::uuid, $12::bytea WHERE $10::uuid IS NOT NULL
-         )
-         INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, workspace_id, payload, metadata,
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, workspace_id, payload, metadata,
                              content_digest)
          SELECT $1::text,
                 CASE WHEN $3::bool
                      THEN coalesce((SELECT max(e.stream_version) FROM events e WHERE e.stream_id = $1::text), 0) + 1
                      ELSE $2::int8 + 1
                 END,
-                $4::uuid, $5::text, $6::int4, $7::uuid, $8::jsonb, $9::jsonb, $13::bytea
+                $4::uuid, $5::text, $6::int4, $7::uuid, $8::jsonb, $9::jsonb, $10::bytea
          WHERE $3::bool OR $2::int8 = 0
                OR EXISTS (SELECT 1 FROM events e WHERE e.stream_id = $1::text AND e.stream_version = $2::int8)
          ON CONFLICT DO NOTHING
@@ -185,9 +166,6 @@ async fn insert_one(
     .bind(r.workspace_id)
     .bind(&e.payload)
     .bind(&meta)
-    .bind(key.map(|k| k.contact_id))
-    .bind(key.map(|k| k.workspace_id))
-    .bind(key.map(|k| k.sealed.as_slice()))
     .bind(digest(r, e, &meta))
     .fetch_optional(&mut *conn)
     .await?;
