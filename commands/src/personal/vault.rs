@@ -50,7 +50,7 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-pub(super) fn cannot_open(contact: Uuid) -> StoreError {
+fn cannot_open(contact: Uuid) -> StoreError {
     StoreError::Corrupt(format!("the data key of contact {contact} does not open with the configured secret keys"))
 }
 
