@@ -149,7 +149,8 @@ impl DataKey {
         (bytes.len() == 32).then(|| Self(ChaCha20Poly1305::new(Key::from_slice(bytes))))
     }
 
-    /// A fresh random key and its bytes (to be sealed and stored).
+    /// A fresh random key and its bytes (as contacts got before the key tree, ADR 0009: tests).
+    #[cfg(test)]
     pub fn generate() -> (Self, [u8; 32]) {
         let mut k = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut k);

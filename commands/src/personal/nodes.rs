@@ -53,7 +53,7 @@ impl NodeCache {
     }
 
     fn drop_workspace(&mut self, workspace: Uuid) {
-        self.len -= self.nodes.remove(&workspace).map_or(0, |n| n.len());
+        self.len = self.len.saturating_sub(self.nodes.remove(&workspace).map_or(0, |n| n.len()));
     }
 }
 

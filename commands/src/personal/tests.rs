@@ -1,6 +1,7 @@
 //! The data keys against a real PostgreSQL: keys from the tree, rows from before it, erasure.
 
 use super::fields::DataKey;
+use super::tree::Node;
 use super::{Slot, Vault};
 use crate::credentials::Keyring;
 use serde_json::json;
@@ -30,16 +31,15 @@ async fn count(pool: &PgPool, table: &str) -> i64 {
 }
 
 /// A workspace's nodes as (lo, hi): they must never overlap.
-async fn ranges(pool: &PgPool, ws: Uuid) -> Vec<(u128, u128)> {
+async fn ranges(pool: &PgPool, ws: Uuid) -> Vec<(Uuid, Uuid)> {
     let rows: Vec<(Uuid, i16)> =
         sqlx::query_as("SELECT lo, depth FROM key_tree_nodes WHERE workspace_id = $1 ORDER BY lo")
             .bind(ws)
             .fetch_all(pool)
             .await
             .expect("nodes");
-    rows.into_iter()
-        .map(|(lo, d)| (lo.as_u128(), lo.as_u128() | u128::MAX.checked_shr(d as u32).unwrap_or(0)))
-        .collect()
+    let node = |(lo, d): (Uuid, i16)| Node::from_parts(lo, d as u8, [0; 32]).expect("a stored node");
+    rows.into_iter().map(node).map(|n| (n.lo(), n.hi())).collect()
 }
 
 #[sqlx::test(migrator = "crate::store::postgres::MIGRATOR")]

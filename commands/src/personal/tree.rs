@@ -114,7 +114,8 @@ impl Node {
         let mut path = match last.take() {
             Some(mut p) if p.from == (self.prefix, self.depth) => {
                 let shared = (id ^ p.id).leading_zeros().min(u32::from(LEAF)) as u8;
-                p.seeds.truncate(usize::from(shared - self.depth) + 1);
+                // Both ids are covered: they share at least the node's `depth` first bits.
+                p.seeds.truncate(usize::from(shared.saturating_sub(self.depth)) + 1);
                 p
             }
             _ => Path { from: (self.prefix, self.depth), id, seeds: vec![self.seed] },
